@@ -1,0 +1,3 @@
+namespace Pruning;
+/// <summary>Placeholder.</summary>
+public static class Placeholder { }
