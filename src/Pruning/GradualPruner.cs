@@ -1,0 +1,306 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Pruning.Checkpoints;
+using Pruning.Masks;
+using Pruning.Reporting;
+using Pruning.Scheduling;
+using Pruning.Selection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning;
+
+/// <summary>
+/// The object a training loop talks to. Call <see cref="Step"/> once per training step, after
+/// <c>optimizer.step()</c>: it recomputes masks when the schedule says so and re-applies them every step, in place,
+/// so pruned weights are exactly zero after every step.
+/// </summary>
+/// <example>
+/// <code>
+/// using var pruner = new GradualPruner(model, new PruningOptions
+/// {
+///     Schedule = new PolynomialDecaySchedule(0, 0.9, beginStep: 500, endStep: 5000, frequency: 100),
+/// }, optimizer);
+/// foreach (var (x, y) in batches)
+/// {
+///     optimizer.zero_grad();
+///     loss(model.call(x), y).backward();
+///     optimizer.step();
+///     pruner.Step();
+/// }
+/// pruner.Strip();
+/// </code>
+/// </example>
+public sealed class GradualPruner : IDisposable
+{
+    private readonly nn.Module _model;
+    private readonly PruningOptions _options;
+    private readonly ParameterMask[] _masks;
+    private readonly PruningSchedule[] _schedules;
+    private readonly OptimizerStateHygiene? _hygiene;
+    private readonly List<MaskUpdate> _updates = [];
+    private bool _stripped;
+
+    /// <summary>Creates a pruner for <paramref name="model"/>; nothing is pruned until the schedule's first update step.</summary>
+    /// <param name="model">The model whose parameters are pruned in place.</param>
+    /// <param name="options">What, how much and when.</param>
+    /// <param name="optimizer">The optimizer that trains the model. When given, its per-element state (momentum,
+    /// Adam's moments) is zeroed at pruned positions after every step; see the README. Pass null for none.</param>
+    /// <exception cref="ArgumentException">The options do not fit the model or the optimizer.</exception>
+    public GradualPruner(nn.Module model, PruningOptions options, optim.Optimizer? optimizer = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Schedule is null)
+            throw new ArgumentException("PruningOptions.Schedule is required.", nameof(options));
+        ArgumentNullException.ThrowIfNull(options.Targets, "options.Targets");
+        ArgumentNullException.ThrowIfNull(options.Criterion, "options.Criterion");
+        ArgumentNullException.ThrowIfNull(options.ScheduleOverrides, "options.ScheduleOverrides");
+        if (!Enum.IsDefined(options.Scope))
+            throw new ArgumentOutOfRangeException(nameof(options), options.Scope, "PruningOptions.Scope is not a known scope.");
+
+        _model = model;
+        _options = options;
+        IReadOnlyList<string> names = options.Targets.Resolve(model);
+        foreach (string name in options.ScheduleOverrides.Keys)
+            if (!names.Contains(name))
+                throw new ArgumentException($"ScheduleOverrides names '{name}', which is not a pruned parameter. Pruned: {string.Join(", ", names)}.", nameof(options));
+        if (options.Scope == PruningScope.Global && options.ScheduleOverrides.Count > 0)
+            throw new ArgumentException("ScheduleOverrides cannot be combined with PruningScope.Global: a global ranking has one schedule.", nameof(options));
+
+        _masks = names.Select(n => new ParameterMask(n, Weight(n).shape)).ToArray();
+        _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n) ?? options.Schedule).ToArray();
+        if (optimizer is not null)
+        {
+            _hygiene = new OptimizerStateHygiene(optimizer);
+            foreach (string name in names)
+                if (!_hygiene.Tracks(Weight(name)))
+                    throw new ArgumentException($"The optimizer does not train '{name}'. Was it created for another model, or before model.to(device)?", nameof(optimizer));
+        }
+    }
+
+    /// <summary>The step the next call to <see cref="Step"/> handles (0 for a new pruner).</summary>
+    public long CurrentStep { get; private set; }
+
+    /// <summary>The names of the pruned parameters, in model order.</summary>
+    public IReadOnlyList<string> ParameterNames => _masks.Select(m => m.Name).ToArray();
+
+    /// <summary>Every mask update so far, with its churn.</summary>
+    public IReadOnlyList<MaskUpdate> Updates => _updates;
+
+    /// <summary>Raised after each mask update.</summary>
+    public event EventHandler<MaskUpdate>? MaskUpdated;
+
+    /// <summary>
+    /// Handles one training step: recomputes the masks if the schedule has an update at <see cref="CurrentStep"/>,
+    /// zeroes every pruned weight (and its optimizer state), then advances the step.
+    /// </summary>
+    /// <returns>The mask update made at this step, or null.</returns>
+    /// <exception cref="InvalidOperationException">A weight is NaN or infinite at an update step, or the pruner was stripped.</exception>
+    public MaskUpdate? Step()
+    {
+        ThrowIfStripped();
+        MaskUpdate? update = null;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            int[] due = Enumerable.Range(0, _masks.Length).Where(i => _schedules[i].IsUpdateStep(CurrentStep)).ToArray();
+            if (due.Length > 0)
+                update = UpdateMasks(due);
+            ApplyMasks();
+        }
+        CurrentStep++;
+        if (update is not null)
+        {
+            _updates.Add(update);
+            MaskUpdated?.Invoke(this, update);
+        }
+        return update;
+    }
+
+    /// <summary>The sparsity measured from the weights, per parameter and in total.</summary>
+    public PruningReport Report()
+    {
+        ThrowIfStripped();
+        return BuildReport();
+    }
+
+    /// <summary>The dry run: every update step up to <paramref name="throughStep"/> and the target per parameter.</summary>
+    /// <param name="throughStep">The last step to list; required when a schedule never ends.</param>
+    public PruningPlan Plan(long? throughStep = null)
+    {
+        long last = throughStep ?? _schedules.Max(s => s.EndStep);
+        if (last == long.MaxValue)
+            throw new ArgumentException("A schedule never ends; pass the last training step as throughStep.", nameof(throughStep));
+        var steps = _schedules.SelectMany(s => s.UpdateSteps(last).Select(u => u.Step)).Distinct().Order();
+        var rows = steps.Select(step => (step, _schedules.Select(s => s.IsUpdateStep(step) ? s.SparsityAt(step) : double.NaN).ToArray())).ToList();
+        return new PruningPlan(ParameterNames, rows, _options.Scope == PruningScope.Global);
+    }
+
+    /// <summary>
+    /// Saves the step, the masks and the schedule to <paramref name="path"/> (a file of its own, next to the model's
+    /// checkpoint; the model's state_dict is unchanged). Written to a temporary file first, then moved into place.
+    /// </summary>
+    public void Save(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ThrowIfStripped();
+        var masks = _masks.Select((m, i) => new SavedMask(m.Name, _schedules[i].ToString(), m.Shape, m.Target, m.LastUpdateStep,
+            m.HasMask ? m.Flags.ToArray() : null)).ToList();
+        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _options.Scope.ToString(), _options.Criterion.ToString() ?? "", masks));
+    }
+
+    /// <summary>
+    /// Restores a checkpoint written by <see cref="Save"/> for the same model and options, and re-applies the masks.
+    /// Load the model's and the optimizer's own checkpoints first.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file is not a valid checkpoint, or does not match this model and these options.</exception>
+    public void Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ThrowIfStripped();
+        SavedPruner saved = PrunerCheckpoint.Read(path);
+        InvalidDataException Mismatch(string what) => new($"Pruning checkpoint '{path}' does not match this pruner: {what}.");
+
+        if (saved.Scope != _options.Scope.ToString())
+            throw Mismatch($"it was saved with scope {saved.Scope}, this pruner uses {_options.Scope}");
+        if (saved.Criterion != (_options.Criterion.ToString() ?? ""))
+            throw Mismatch($"it was saved with criterion {saved.Criterion}, this pruner uses {_options.Criterion}");
+        var savedNames = saved.Masks.Select(m => m.Name).ToList();
+        if (!savedNames.SequenceEqual(_masks.Select(m => m.Name)))
+            throw Mismatch($"it holds [{string.Join(", ", savedNames)}], this pruner prunes [{string.Join(", ", _masks.Select(m => m.Name))}]");
+        for (int i = 0; i < _masks.Length; i++)
+        {
+            SavedMask s = saved.Masks[i];
+            if (!s.Shape.SequenceEqual(_masks[i].Shape))
+                throw Mismatch($"'{s.Name}' has shape [{string.Join(", ", s.Shape)}] there and [{string.Join(", ", _masks[i].Shape)}] here");
+            if (s.Schedule != _schedules[i].ToString())
+                throw Mismatch($"'{s.Name}' was scheduled {s.Schedule}, this pruner schedules {_schedules[i]}");
+        }
+
+        for (int i = 0; i < _masks.Length; i++)
+        {
+            SavedMask s = saved.Masks[i];
+            _masks[i].Dispose();
+            if (s.Pruned is not null)
+                _masks[i].Replace(s.Pruned);
+            _masks[i].Target = s.Target;
+            _masks[i].LastUpdateStep = s.LastUpdateStep;
+        }
+        CurrentStep = saved.Step;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+            ApplyMasks();
+    }
+
+    /// <summary>
+    /// Bakes the masks into the weights for good and detaches the pruner: the model keeps zeros where pruned and
+    /// carries no extra state. The pruner cannot be used afterwards.
+    /// </summary>
+    /// <returns>The final report.</returns>
+    public PruningReport Strip()
+    {
+        ThrowIfStripped();
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+            ApplyMasks();
+        PruningReport report = BuildReport();
+        Dispose();
+        return report;
+    }
+
+    /// <summary>Releases the masks. The model keeps its current weights.</summary>
+    public void Dispose()
+    {
+        foreach (ParameterMask m in _masks) m.Dispose();
+        _stripped = true;
+    }
+
+    private MaskUpdate UpdateMasks(int[] due)
+    {
+        long step = CurrentStep;
+        var scores = new float[due.Length][];
+        for (int j = 0; j < due.Length; j++)
+            scores[j] = Scores(_masks[due[j]].Name);
+        var pruned = scores.Select(s => new byte[s.Length]).ToArray();
+
+        double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
+        if (_options.Scope == PruningScope.Global)
+        {
+            long total = scores.Sum(s => (long)s.Length);
+            SmallestSelector.Select(scores, Math.Min(PrunedCount(targets[0], total), SmallestSelector.MaxSelectable(scores)), pruned);
+        }
+        else
+        {
+            for (int j = 0; j < due.Length; j++)
+            {
+                float[][] one = [scores[j]];
+                SmallestSelector.Select(one, Math.Min(PrunedCount(targets[j], scores[j].Length), SmallestSelector.MaxSelectable(one)), [pruned[j]]);
+            }
+        }
+
+        var layers = new List<LayerMaskUpdate>(due.Length);
+        for (int j = 0; j < due.Length; j++)
+        {
+            ParameterMask mask = _masks[due[j]];
+            var (newly, revived) = mask.Replace(pruned[j]);
+            mask.Target = targets[j];
+            mask.LastUpdateStep = step;
+            layers.Add(new LayerMaskUpdate(mask.Name, targets[j], mask.PrunedCount, mask.Count, newly, revived));
+        }
+        return new MaskUpdate(step, layers);
+    }
+
+    /// <summary>round(sparsity · n), halves to even, the count that an exact target means.</summary>
+    internal static long PrunedCount(double sparsity, long n) => (long)Math.Round(sparsity * n, MidpointRounding.ToEven);
+
+    private float[] Scores(string name)
+    {
+        Parameter weight = Weight(name);
+        if (!weight.isfinite().all().item<bool>())
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                $"Parameter '{name}' holds NaN or infinite values at step {CurrentStep}; its mask cannot be computed. Check the learning rate and the loss."));
+        Tensor score = _options.Criterion.Score(name, weight.detach());
+        if (!score.shape.SequenceEqual(weight.shape))
+            throw new InvalidOperationException($"Criterion {_options.Criterion} returned shape [{string.Join(", ", score.shape)}] for '{name}' of shape [{string.Join(", ", weight.shape)}].");
+        Tensor host = score.to(ScalarType.Float32).cpu().contiguous();
+        if (!host.isfinite().all().item<bool>())
+            throw new InvalidOperationException($"Criterion {_options.Criterion} returned NaN or infinite scores for '{name}' at step {CurrentStep}.");
+        return MemoryMarshal.Cast<byte, float>(host.bytes).ToArray();
+    }
+
+    private void ApplyMasks()
+    {
+        foreach (ParameterMask mask in _masks)
+        {
+            if (!mask.HasMask) continue;
+            Parameter weight = Weight(mask.Name);
+            if (_hygiene is not null && !_hygiene.Tracks(weight))
+            {
+                _hygiene.Rebuild();
+                if (!_hygiene.Tracks(weight))
+                    throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
+            }
+            mask.Apply(weight, _hygiene);
+        }
+    }
+
+    private PruningReport BuildReport()
+    {
+        using var scope = torch.NewDisposeScope();
+        var rows = _masks.Select(m =>
+        {
+            Parameter weight = Weight(m.Name);
+            long nonzero = weight.count_nonzero().item<long>();
+            return new LayerReport(m.Name, m.Shape, double.IsNaN(m.Target) ? 0 : m.Target, nonzero, m.Count, m.MaskedNonzero(weight));
+        }).ToList();
+        return new PruningReport(CurrentStep, rows);
+    }
+
+    /// <summary>Looks the parameter up by name each time: <c>Module.to(device)</c> replaces Parameter objects.</summary>
+    private Parameter Weight(string name) => _model.get_parameter(name)
+        ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
+
+    private void ThrowIfStripped() => ObjectDisposedException.ThrowIf(_stripped, this);
+}

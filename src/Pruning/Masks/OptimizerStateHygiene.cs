@@ -1,0 +1,80 @@
+using System.Reflection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Masks;
+
+/// <summary>
+/// Zeroes the optimizer's per-element state (momentum buffers, Adam's m and v, …) at pruned positions, so that the
+/// state of a pruned weight neither pushes it off zero on later steps nor greets it with stale history if a later
+/// mask update revives it. Every buffer cleared here starts at zero in a fresh optimizer, so a cleared entry is
+/// exactly the state of a weight that has never been trained.
+/// </summary>
+internal sealed class OptimizerStateHygiene
+{
+    // The per-element buffers of TorchSharp 0.107's optimizers whose initial value is zero. Rprop's step sizes and
+    // LBFGS's history are not zero-initialised and not per-element respectively, so they are not supported.
+    private static readonly Dictionary<Type, string[]> ZeroInitialisedBuffers = new()
+    {
+        [typeof(SGD.State)] = ["momentum_buffer"],
+        [typeof(Adam.State)] = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+        [typeof(AdamW.State)] = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+        [typeof(NAdam.State)] = ["exp_avg", "exp_avg_sq"],
+        [typeof(RAdam.State)] = ["exp_avg", "exp_avg_sq"],
+        [typeof(Adamax.State)] = ["exp_avg", "exp_inf"],
+        [typeof(RMSProp.State)] = ["square_avg", "momentum_buffer", "grad_avg"],
+        [typeof(Adagrad.State)] = ["sum"],
+        [typeof(Adadelta.State)] = ["square_avg", "acc_delta"],
+        [typeof(ASGD.State)] = ["ax"],
+    };
+
+    private readonly OptimizerHelper _optimizer;
+    private readonly Dictionary<IntPtr, (OptimizerState State, FieldInfo[] Buffers)> _byParameter = [];
+
+    public OptimizerStateHygiene(optim.Optimizer optimizer)
+    {
+        if (optimizer is not OptimizerHelper helper)
+            throw new ArgumentException(
+                $"The optimizer {optimizer.GetType().Name} keeps its state in native code, where pruned entries cannot be cleared. " +
+                "Use one of TorchSharp's managed optimizers (SGD, Adam, AdamW, …) or pass no optimizer.", nameof(optimizer));
+        _optimizer = helper;
+        Rebuild();
+    }
+
+    /// <summary>Re-reads which state belongs to which parameter (after the optimizer or model changed).</summary>
+    public void Rebuild()
+    {
+        _byParameter.Clear();
+        var parameters = _optimizer.parameters().ToList();
+        var states = _optimizer.state_dict().State;
+        if (parameters.Count != states.Count)
+            throw new InvalidOperationException($"The optimizer lists {parameters.Count} parameters but {states.Count} states.");
+        for (int i = 0; i < parameters.Count; i++)
+            _byParameter[parameters[i].Handle] = (states[i], BuffersOf(states[i]));
+    }
+
+    /// <summary>Whether the optimizer holds state for the parameter.</summary>
+    public bool Tracks(Tensor parameter) => _byParameter.ContainsKey(parameter.Handle);
+
+    /// <summary>Zeroes the parameter's buffers where <paramref name="pruned"/> is true. Call under no_grad.</summary>
+    public void Clear(Tensor parameter, Tensor pruned)
+    {
+        if (!_byParameter.TryGetValue(parameter.Handle, out var entry))
+            return;
+        foreach (FieldInfo field in entry.Buffers)
+            if (field.GetValue(entry.State) is Tensor buffer && !buffer.IsInvalid && buffer.shape.SequenceEqual(parameter.shape))
+                buffer.masked_fill_(pruned, 0);
+    }
+
+    private static FieldInfo[] BuffersOf(OptimizerState state)
+    {
+        if (!ZeroInitialisedBuffers.TryGetValue(state.GetType(), out string[]? names))
+            throw new ArgumentException(
+                $"Clearing the optimizer state of pruned weights is not supported for {state.GetType().DeclaringType?.Name ?? state.GetType().Name}. " +
+                $"Supported: {string.Join(", ", ZeroInitialisedBuffers.Keys.Select(k => k.DeclaringType!.Name))}. " +
+                "Pass no optimizer to prune without clearing its state (weights are still re-masked after every step).", "optimizer");
+        return names.Select(n => state.GetType().GetField(n, BindingFlags.Public | BindingFlags.Instance)
+            ?? throw new InvalidOperationException($"{state.GetType().FullName} has no field '{n}'; this TorchSharp version is not supported.")).ToArray();
+    }
+}

@@ -1,3 +1,0 @@
-namespace Pruning;
-/// <summary>Placeholder.</summary>
-public static class Placeholder { }

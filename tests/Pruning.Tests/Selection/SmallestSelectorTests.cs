@@ -1,0 +1,113 @@
+using Pruning.Selection;
+
+namespace Pruning.Tests.Selection;
+
+public sealed class SmallestSelectorTests
+{
+    private static byte[] SelectOne(float[] scores, long k)
+    {
+        var pruned = new byte[scores.Length];
+        SmallestSelector.Select([scores], k, [pruned]);
+        return pruned;
+    }
+
+    /// <summary>The plain reference: sort by (score, array, index), take the first k, sparing each array's last maximum.</summary>
+    private static HashSet<(int, int)> Reference(float[][] scores, long k)
+    {
+        var protectedIdx = scores.Select(s => s.Length == 0 ? -1 : Array.LastIndexOf(s, s.Max())).ToArray();
+        return scores.SelectMany((s, a) => s.Select((v, i) => (v: v + 0f, a, i)))
+            .Where(e => e.i != protectedIdx[e.a])
+            .OrderBy(e => e.v).ThenBy(e => e.a).ThenBy(e => e.i)
+            .Take((int)k).Select(e => (e.a, e.i)).ToHashSet();
+    }
+
+    [Theory]
+    [InlineData(1, 0.5)]
+    [InlineData(7, 0.5)]
+    [InlineData(7, 0.9)]
+    [InlineData(255, 0.3)]
+    [InlineData(256, 0.75)]
+    [InlineData(257, 0.9)]
+    [InlineData(257, 0.9999)]
+    [InlineData(10_000, 0.8)]
+    public void PrunesExactlyRoundOfTargetTimesN_AndKeepsAtLeastOne(int n, double sparsity)
+    {
+        var rng = new Random(20230828 + n);
+        float[] scores = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray();
+        long k = Math.Min(GradualPruner.PrunedCount(sparsity, n), SmallestSelector.MaxSelectable([scores]));
+
+        byte[] pruned = SelectOne(scores, k);
+
+        long expected = Math.Min((long)Math.Round(sparsity * n, MidpointRounding.ToEven), n - 1);
+        pruned.Sum(b => b).Should().Be((int)expected);
+        pruned.Should().Contain(0, "at least one weight survives");
+    }
+
+    [Fact]
+    public void ExtremeSparsity_LeavesExactlyTheLargestWeight()
+    {
+        float[] scores = [0.3f, 0.9f, 0.1f, 0.5f, 0.9f, 0.2f, 0.05f];
+        byte[] pruned = SelectOne(scores, Math.Min(GradualPruner.PrunedCount(0.9999, 7), SmallestSelector.MaxSelectable([scores])));
+        pruned.Should().Equal(1, 1, 1, 1, 0, 1, 1);
+    }
+
+    [Fact]
+    public void Ties_ArePrunedInIndexOrder()
+    {
+        SelectOne([1f, 1f, 1f, 1f, 1f], 2).Should().Equal(1, 1, 0, 0, 0);
+        SelectOne([2f, 1f, 1f, 0f, 1f], 3).Should().Equal(0, 1, 1, 1, 0);
+    }
+
+    [Fact]
+    public void AllZeroTensor_StillKeepsOne()
+    {
+        SelectOne(new float[8], 7).Should().Equal(1, 1, 1, 1, 1, 1, 1, 0);
+    }
+
+    [Fact]
+    public void NegativeScoresAndSignedZeros_AreOrderedAsNumbers()
+    {
+        SelectOne([-0f, -1f, 0f, 0.5f, -2f, float.Epsilon], 3).Should().Equal(1, 1, 0, 0, 1, 0);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    public void Global_AgreesWithASortBasedReference(int arrays)
+    {
+        var rng = new Random(42 * arrays);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            // Few distinct values force many ties across arrays.
+            float[][] scores = Enumerable.Range(0, arrays)
+                .Select(_ => Enumerable.Range(0, rng.Next(1, 300)).Select(_ => (float)rng.Next(-20, 20) / 4).ToArray()).ToArray();
+            long k = rng.NextInt64(0, SmallestSelector.MaxSelectable(scores) + 1);
+            var pruned = scores.Select(s => new byte[s.Length]).ToArray();
+
+            SmallestSelector.Select(scores, k, pruned);
+
+            var actual = pruned.SelectMany((p, a) => p.Select((v, i) => (v, a, i))).Where(e => e.v == 1).Select(e => (e.a, e.i)).ToHashSet();
+            actual.Should().BeEquivalentTo(Reference(scores, k), $"trial {trial}, k = {k}");
+        }
+    }
+
+    [Fact]
+    public void Global_KeepsOneWeightInATensorWhoseWeightsAreAllTiny()
+    {
+        float[] tiny = [1e-6f, 2e-6f, 3e-6f];
+        float[] large = [5f, 6f, 7f, 8f];
+        var pruned = new[] { new byte[3], new byte[4] };
+        SmallestSelector.Select([tiny, large], 4, pruned);
+        pruned[0].Should().Equal(1, 1, 0);
+        pruned[1].Should().Equal(1, 1, 0, 0);
+    }
+
+    [Fact]
+    public void AskingForMoreThanCanBePruned_Throws()
+    {
+        var act = () => SelectOne([1f, 2f, 3f], 3);
+        act.Should().Throw<ArgumentOutOfRangeException>();
+    }
+}
