@@ -1,0 +1,192 @@
+using Pruning.Scheduling;
+using Pruning.Selection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Tests.Checkpoints;
+
+[Collection(TorchCollection.Name)]
+public sealed class CheckpointTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("pruning-ckpt-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static PruningOptions Options(PruningScope scope = PruningScope.LayerWise) =>
+        new() { Schedule = new PolynomialDecaySchedule(0.1, 0.85, 4, 40, 6), Scope = scope };
+
+    private static Dictionary<string, float[]> Snapshot(nn.Module model) =>
+        model.named_parameters().ToDictionary(p => p.name, p => TestModels.Values(p.parameter));
+
+    [Theory]
+    [InlineData("adam", PruningScope.LayerWise)]
+    [InlineData("sgd-momentum", PruningScope.Global)]
+    public void Resume_FromCheckpoint_GivesBitIdenticalWeightsAndMasks(string optimizerKind, PruningScope scope)
+    {
+        const int total = 50, stopAt = 23;
+
+        var straight = TestModels.Mlp(31);
+        var straightOptimizer = TestModels.Optimizer(optimizerKind, straight);
+        using var straightPruner = new GradualPruner(straight, Options(scope), straightOptimizer);
+        for (int step = 0; step < total; step++)
+        {
+            TestModels.TrainStep(straight, straightOptimizer, step);
+            straightPruner.Step();
+        }
+
+        string model = Path.Combine(_dir, "model.bin"), optimizerState = Path.Combine(_dir, "optimizer.bin"), masks = Path.Combine(_dir, "model.pruning");
+        {
+            var first = TestModels.Mlp(31);
+            var optimizer = TestModels.Optimizer(optimizerKind, first);
+            using var pruner = new GradualPruner(first, Options(scope), optimizer);
+            for (int step = 0; step < stopAt; step++)
+            {
+                TestModels.TrainStep(first, optimizer, step);
+                pruner.Step();
+            }
+            first.save(model);
+            ((OptimizerHelper)optimizer).save_state_dict(optimizerState);
+            pruner.Save(masks);
+        }
+
+        var resumed = TestModels.Mlp(777); // different initial weights: everything must come from the checkpoints
+        var resumedOptimizer = TestModels.Optimizer(optimizerKind, resumed);
+        resumed.load(model);
+        ((OptimizerHelper)resumedOptimizer).load_state_dict(optimizerState);
+        using var resumedPruner = new GradualPruner(resumed, Options(scope), resumedOptimizer);
+        resumedPruner.Load(masks);
+        resumedPruner.CurrentStep.Should().Be(stopAt);
+        for (int step = stopAt; step < total; step++)
+        {
+            TestModels.TrainStep(resumed, resumedOptimizer, step);
+            resumedPruner.Step();
+        }
+
+        var expected = Snapshot(straight);
+        foreach (var (name, values) in Snapshot(resumed))
+            values.Should().Equal(expected[name], $"{name} after resuming at step {stopAt}");
+        resumedPruner.Report().Should().BeEquivalentTo(straightPruner.Report());
+        resumedPruner.Updates.Select(u => u.Step).Should().Equal(straightPruner.Updates.Select(u => u.Step).Where(s => s >= stopAt));
+    }
+
+    [Fact]
+    public void Save_DoesNotChangeTheModelsStateDict()
+    {
+        var model = TestModels.Mlp(32);
+        var keys = model.state_dict().Keys.ToList();
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5) });
+        pruner.Step();
+        pruner.Save(Path.Combine(_dir, "p.pruning"));
+        model.state_dict().Keys.Should().Equal(keys);
+        model.buffers().Should().BeEmpty();
+    }
+
+    [Fact]
+    public void Load_BeforeTheFirstUpdate_RestoresAnUnprunedState()
+    {
+        var model = TestModels.Mlp(33);
+        using var pruner = new GradualPruner(model, Options());
+        pruner.Step();
+        string path = Path.Combine(_dir, "early.pruning");
+        pruner.Save(path);
+
+        using var other = new GradualPruner(TestModels.Mlp(33), Options());
+        other.Load(path);
+        other.CurrentStep.Should().Be(1);
+        other.Report().Sparsity.Should().Be(0);
+    }
+
+    private string SavedCheckpoint()
+    {
+        var model = TestModels.Mlp(34);
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5) });
+        pruner.Step();
+        string path = Path.Combine(_dir, "valid.pruning");
+        pruner.Save(path);
+        return path;
+    }
+
+    private static Action LoadInto(string path, nn.Module? model = null, PruningOptions? options = null) => () =>
+    {
+        using var pruner = new GradualPruner(model ?? TestModels.Mlp(35), options ?? new PruningOptions { Schedule = new OneShotSchedule(0.5) });
+        pruner.Load(path);
+    };
+
+    [Fact]
+    public void ACheckpointOfAnotherModel_IsRejectedNamingTheFileAndTheParameter()
+    {
+        string path = SavedCheckpoint();
+        LoadInto(path, TestModels.Mlp(36, inputs: 20)).Should().Throw<InvalidDataException>()
+            .WithMessage($"*'{path}' does not match*'fc1.weight'*shape [32, 16]*[32, 20]*");
+        LoadInto(path, nn.Sequential(("fc1", nn.Linear(16, 32)))).Should().Throw<InvalidDataException>()
+            .WithMessage("*holds [fc1.weight, fc2.weight, fc3.weight], this pruner prunes [fc1.weight]*");
+    }
+
+    [Fact]
+    public void ACheckpointWithAnotherScheduleOrScope_IsRejected()
+    {
+        string path = SavedCheckpoint();
+        LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.6) }).Should().Throw<InvalidDataException>()
+            .WithMessage("*OneShot(sparsity=0.5, step=0)*OneShot(sparsity=0.6, step=0)*");
+        LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.5), Scope = PruningScope.Global }).Should().Throw<InvalidDataException>()
+            .WithMessage("*scope LayerWise*Global*");
+    }
+
+    [Fact]
+    public void ATruncatedCheckpoint_IsRejected()
+    {
+        string path = SavedCheckpoint();
+        byte[] bytes = File.ReadAllBytes(path);
+        foreach (int length in new[] { 0, 7, 23, 24, bytes.Length / 2, bytes.Length - 1 })
+        {
+            File.WriteAllBytes(path, bytes[..length]);
+            LoadInto(path).Should().Throw<InvalidDataException>().WithMessage($"*'{path}' is invalid*", $"length {length}");
+        }
+    }
+
+    [Fact]
+    public void EveryFlippedByte_IsCaught()
+    {
+        string path = SavedCheckpoint();
+        byte[] bytes = File.ReadAllBytes(path);
+        for (int i = 0; i < bytes.Length; i += Math.Max(1, bytes.Length / 97))
+        {
+            byte[] corrupted = (byte[])bytes.Clone();
+            corrupted[i] ^= 0x10;
+            File.WriteAllBytes(path, corrupted);
+            LoadInto(path).Should().Throw<InvalidDataException>($"byte {i} was flipped");
+        }
+    }
+
+    [Fact]
+    public void ANewerFormatVersion_IsRejectedByVersion()
+    {
+        string path = SavedCheckpoint();
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes[8] = 9;
+        File.WriteAllBytes(path, bytes);
+        LoadInto(path).Should().Throw<InvalidDataException>().WithMessage("*format version 9 is not supported*");
+    }
+
+    [Fact]
+    public void AMissingCheckpoint_NamesThePath()
+    {
+        string path = Path.Combine(_dir, "nope.pruning");
+        LoadInto(path).Should().Throw<FileNotFoundException>().WithMessage($"*'{path}'*");
+    }
+
+    [Fact]
+    public void AFailedLoad_LeavesThePrunerAsItWas()
+    {
+        var model = TestModels.Mlp(37);
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5) });
+        pruner.Step();
+        var before = pruner.Report();
+        string path = Path.Combine(_dir, "garbage.pruning");
+        File.WriteAllText(path, "not a checkpoint at all, just some text that is long enough");
+        ((Action)(() => pruner.Load(path))).Should().Throw<InvalidDataException>().WithMessage("*no PRUNECKP header*");
+        pruner.Report().Should().BeEquivalentTo(before);
+        pruner.CurrentStep.Should().Be(1);
+    }
+}
