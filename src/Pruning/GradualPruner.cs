@@ -107,8 +107,14 @@ public sealed class GradualPruner : IDisposable
         {
             int[] due = Enumerable.Range(0, _masks.Length).Where(i => _schedules[i].IsUpdateStep(CurrentStep)).ToArray();
             if (due.Length > 0)
+            {
+                // The old masks first, state included: scores then see the masked model, and weights that the new
+                // masks revive restart from zero with fresh optimizer state.
+                foreach (int i in due) Apply(i, clearState: true);
                 update = UpdateMasks(due);
-            ApplyMasks();
+            }
+            for (int i = 0; i < _masks.Length; i++)
+                Apply(i, clearState: due.Contains(i));
         }
         CurrentStep++;
         if (update is not null)
@@ -191,7 +197,7 @@ public sealed class GradualPruner : IDisposable
         CurrentStep = saved.Step;
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
-            ApplyMasks();
+            for (int i = 0; i < _masks.Length; i++) Apply(i, clearState: true);
     }
 
     /// <summary>
@@ -204,7 +210,7 @@ public sealed class GradualPruner : IDisposable
         ThrowIfStripped();
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
-            ApplyMasks();
+            for (int i = 0; i < _masks.Length; i++) Apply(i, clearState: true);
         PruningReport report = BuildReport();
         Dispose();
         return report;
@@ -220,23 +226,25 @@ public sealed class GradualPruner : IDisposable
     private MaskUpdate UpdateMasks(int[] due)
     {
         long step = CurrentStep;
-        var scores = new float[due.Length][];
-        for (int j = 0; j < due.Length; j++)
-            scores[j] = Scores(_masks[due[j]].Name);
-        var pruned = scores.Select(s => new byte[s.Length]).ToArray();
+        // Scores stay in their (CPU, float32, contiguous) tensors; the selector reads their storage in place.
+        Tensor[] scores = due.Select(i => Scores(_masks[i].Name)).ToArray();
+        ReadOnlySpan<float> Source(int j) => MemoryMarshal.Cast<byte, float>(scores[j].bytes);
+        var pruned = due.Select(i => new byte[_masks[i].Count]).ToArray();
 
         double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
         if (_options.Scope == PruningScope.Global)
         {
-            long total = scores.Sum(s => (long)s.Length);
-            SmallestSelector.Select(scores, Math.Min(PrunedCount(targets[0], total), SmallestSelector.MaxSelectable(scores)), pruned);
+            long total = pruned.Sum(p => (long)p.Length);
+            long max = SmallestSelector.MaxSelectable(pruned.Select(p => (long)p.Length));
+            SmallestSelector.Select(Source, Math.Min(PrunedCount(targets[0], total), max), pruned);
         }
         else
         {
             for (int j = 0; j < due.Length; j++)
             {
-                float[][] one = [scores[j]];
-                SmallestSelector.Select(one, Math.Min(PrunedCount(targets[j], scores[j].Length), SmallestSelector.MaxSelectable(one)), [pruned[j]]);
+                int index = j;
+                long max = SmallestSelector.MaxSelectable([pruned[j].Length]);
+                SmallestSelector.Select(_ => Source(index), Math.Min(PrunedCount(targets[j], pruned[j].Length), max), [pruned[j]]);
             }
         }
 
@@ -255,35 +263,39 @@ public sealed class GradualPruner : IDisposable
     /// <summary>round(sparsity · n), halves to even, the count that an exact target means.</summary>
     internal static long PrunedCount(double sparsity, long n) => (long)Math.Round(sparsity * n, MidpointRounding.ToEven);
 
-    private float[] Scores(string name)
+    /// <summary>The criterion's scores as a CPU float32 contiguous tensor (in the caller's dispose scope).</summary>
+    private Tensor Scores(string name)
     {
         Parameter weight = Weight(name);
-        if (!weight.isfinite().all().item<bool>())
+        if (!IsFinite(weight))
             throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
                 $"Parameter '{name}' holds NaN or infinite values at step {CurrentStep}; its mask cannot be computed. Check the learning rate and the loss."));
         Tensor score = _options.Criterion.Score(name, weight.detach());
         if (!score.shape.SequenceEqual(weight.shape))
             throw new InvalidOperationException($"Criterion {_options.Criterion} returned shape [{string.Join(", ", score.shape)}] for '{name}' of shape [{string.Join(", ", weight.shape)}].");
         Tensor host = score.to(ScalarType.Float32).cpu().contiguous();
-        if (!host.isfinite().all().item<bool>())
+        if (!IsFinite(host))
             throw new InvalidOperationException($"Criterion {_options.Criterion} returned NaN or infinite scores for '{name}' at step {CurrentStep}.");
-        return MemoryMarshal.Cast<byte, float>(host.bytes).ToArray();
+        return host;
     }
 
-    private void ApplyMasks()
+    /// <summary>max |x| propagates NaN and is far cheaper than isfinite().all() on the CPU.</summary>
+    private static bool IsFinite(Tensor t) => t.numel() == 0 || double.IsFinite(t.abs().max().to(ScalarType.Float64).item<double>());
+
+    /// <summary>Zeroes the pruned weights of mask <paramref name="index"/>, and their optimizer state if asked.</summary>
+    private void Apply(int index, bool clearState)
     {
-        foreach (ParameterMask mask in _masks)
+        ParameterMask mask = _masks[index];
+        if (!mask.HasMask) return;
+        Parameter weight = Weight(mask.Name);
+        OptimizerStateHygiene? hygiene = clearState ? _hygiene : null;
+        if (hygiene is not null && !hygiene.Tracks(weight))
         {
-            if (!mask.HasMask) continue;
-            Parameter weight = Weight(mask.Name);
-            if (_hygiene is not null && !_hygiene.Tracks(weight))
-            {
-                _hygiene.Rebuild();
-                if (!_hygiene.Tracks(weight))
-                    throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
-            }
-            mask.Apply(weight, _hygiene);
+            hygiene.Rebuild();
+            if (!hygiene.Tracks(weight))
+                throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
         }
+        mask.Apply(weight, hygiene);
     }
 
     private PruningReport BuildReport()

@@ -113,42 +113,104 @@ public sealed class GradualPrunerTests
         fc1.Should().OnlyContain(l => l.Revived == 0);
     }
 
+    /// <summary>The per-element optimizer buffers of <paramref name="parameter"/> (momentum, Adam's m and v, …).</summary>
+    private static List<Tensor> StateBuffers(optim.Optimizer optimizer, Parameter parameter)
+    {
+        int index = optimizer.parameters().ToList().FindIndex(p => p.Handle == parameter.Handle);
+        var state = ((OptimizerHelper)optimizer).state_dict().State[index];
+        return state.GetType().GetFields().Where(f => f.FieldType == typeof(Tensor))
+            .Select(f => (Tensor?)f.GetValue(state)).Where(t => t is not null && t.shape.SequenceEqual(parameter.shape)).Select(t => t!).ToList();
+    }
+
+    [Fact]
+    public void Churn_CountsRevivals_WhenTheCriterionBringsWeightsBack()
+    {
+        var model = TestModels.Mlp(42);
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new ConstantSparsitySchedule(0.5, 0, 1), Criterion = new NoisyMagnitude(seed: 1) });
+        pruner.Step();
+        var second = pruner.Step()!.Layers.Single(l => l.Name == "fc2.weight");
+        second.Revived.Should().BeGreaterThan(0);
+        second.NewlyPruned.Should().Be(second.Revived, "the target did not change");
+        second.Pruned.Should().Be(GradualPruner.PrunedCount(0.5, second.Total));
+        TestModels.Values(model.get_parameter("fc2.weight")!).Count(v => v == 0).Should().Be((int)(second.Pruned + second.Revived), "revived weights restart from zero");
+    }
+
     [Theory]
     [InlineData("sgd-momentum")]
     [InlineData("nesterov")]
     [InlineData("adam")]
     [InlineData("adamw")]
     [InlineData("rmsprop")]
-    public void MaskedWeights_AreExactlyZeroAfterEveryStep_AndTheirOptimizerStateIsCleared(string kind)
+    public void MaskedWeights_AreExactlyZeroAfterEveryStep_AndTheirOptimizerStateIsClearedAtEveryUpdate(string kind)
     {
         var model = TestModels.Mlp(5);
         var optimizer = TestModels.Optimizer(kind, model);
         using var pruner = new GradualPruner(model, Options(new PolynomialDecaySchedule(0, 0.8, 0, 100, 10)), optimizer);
+        var fc1 = model.get_parameter("fc1.weight")!;
+        int updates = 0;
 
         for (int step = 0; step < 200; step++)
         {
             TestModels.TrainStep(model, optimizer, step);
-            pruner.Step();
+            var update = pruner.Step();
             pruner.Report().MaskedNonzero.Should().Be(0, $"after step {step}");
+            if (update is null || step == 0) continue;
+
+            updates++;
+            float[] weights = TestModels.Values(fc1);
+            long liveState = 0;
+            var buffers = StateBuffers(optimizer, fc1);
+            buffers.Should().NotBeEmpty();
+            foreach (Tensor buffer in buffers)
+            {
+                float[] values = TestModels.Values(buffer);
+                Enumerable.Range(0, values.Length).Where(i => weights[i] == 0).Should().OnlyContain(i => values[i] == 0,
+                    $"the optimizer must not keep momentum or moments for weights pruned at step {step}");
+                liveState += values.Count(v => v != 0);
+            }
+            liveState.Should().BeGreaterThan(0, "the state of live weights is left alone");
         }
 
-        var fc1 = model.get_parameter("fc1.weight")!;
-        float[] weights = TestModels.Values(fc1);
-        weights.Count(w => w == 0).Should().Be((int)GradualPruner.PrunedCount(0.8, weights.Length));
-        int index = optimizer.parameters().ToList().FindIndex(p => p.Handle == fc1.Handle);
-        var state = ((OptimizerHelper)optimizer).state_dict().State[index];
-        var buffers = state.GetType().GetFields().Where(f => f.FieldType == typeof(Tensor))
-            .Select(f => (Tensor?)f.GetValue(state)).Where(t => t is not null && t.shape.SequenceEqual(fc1.shape)).ToList();
-        buffers.Should().NotBeEmpty();
-        long liveState = 0;
-        foreach (Tensor buffer in buffers!)
+        updates.Should().Be(10);
+        TestModels.Values(fc1).Count(w => w == 0).Should().Be((int)GradualPruner.PrunedCount(0.8, fc1.numel()));
+    }
+
+    [Theory]
+    [InlineData("sgd-momentum")]
+    [InlineData("adam")]
+    [InlineData("adamw")]
+    public void ClearingStateOnlyAtUpdates_TrainsExactlyLikeClearingItEveryStep(string kind)
+    {
+        // Optimizer state is element-wise and pruned weights are re-zeroed after every step, so state at pruned
+        // positions can only matter when a mask update revives them, which is when the pruner clears it.
+        Dictionary<string, float[]> Run(bool clearEveryStep)
         {
-            float[] values = TestModels.Values(buffer);
-            Enumerable.Range(0, values.Length).Where(i => weights[i] == 0).Should().OnlyContain(i => values[i] == 0,
-                "the optimizer must not keep momentum or moments for pruned weights");
-            liveState += values.Count(v => v != 0);
+            var model = TestModels.Mlp(41);
+            var optimizer = TestModels.Optimizer(kind, model);
+            // A criterion with noise, so that updates revive weights (magnitude alone never revives a zero).
+            var options = new PruningOptions { Schedule = new ConstantSparsitySchedule(0.7, 3, 20), Criterion = new NoisyMagnitude(seed: 5) };
+            using var pruner = new GradualPruner(model, options, optimizer);
+            for (int step = 0; step < 120; step++)
+            {
+                TestModels.TrainStep(model, optimizer, step);
+                pruner.Step();
+                if (!clearEveryStep) continue;
+                using var noGrad = torch.no_grad();
+                foreach (string name in pruner.ParameterNames)
+                {
+                    var weight = model.get_parameter(name)!;
+                    using var keep = weight.ne(0).to(weight.dtype);
+                    foreach (Tensor buffer in StateBuffers(optimizer, weight)) buffer.mul_(keep);
+                }
+            }
+            return model.named_parameters().ToDictionary(p => p.name, p => TestModels.Values(p.parameter));
         }
-        liveState.Should().BeGreaterThan(0, "state of live weights is left alone");
+
+        var atUpdates = Run(clearEveryStep: false);
+        atUpdates.Should().NotBeEmpty();
+        var everyStep = Run(clearEveryStep: true);
+        foreach (var (name, values) in everyStep)
+            atUpdates[name].Should().Equal(values, name);
     }
 
     [Fact]
@@ -388,6 +450,19 @@ public sealed class GradualPrunerTests
                 .Which.Should().Match(f => new FileInfo(f).Length > 100);
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    private sealed class NoisyMagnitude(int seed) : IPruningCriterion
+    {
+        private readonly Random _random = new(seed);
+
+        public Tensor Score(string parameterName, Tensor weight)
+        {
+            var noise = Enumerable.Range(0, (int)weight.numel()).Select(_ => (float)_random.NextDouble() * 0.1f).ToArray();
+            return weight.abs() + torch.tensor(noise).reshape(weight.shape);
+        }
+
+        public override string ToString() => "NoisyMagnitude";
     }
 
     private sealed class FlatCriterion : IPruningCriterion

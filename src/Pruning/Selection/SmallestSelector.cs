@@ -1,93 +1,170 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Pruning.Selection;
 
 /// <summary>
 /// Marks exactly k elements with the smallest scores across one or more score arrays, in O(n), by a two-pass radix
-/// select over order-preserving 32-bit keys.
+/// select over order-preserving 32-bit keys, spread over the cores in fixed chunks.
 /// </summary>
 /// <remarks>
 /// Order is (score, array index, element index): among equal scores the earlier element is pruned first, so the
-/// result is deterministic. Each array's largest element (the last among equals) is protected, so at least one
-/// element of every array always survives. Scores must be finite.
+/// result is deterministic and independent of the thread count. Each array's largest element (the last among
+/// equals) is protected, so at least one element of every array always survives. Scores must be finite.
 /// </remarks>
 internal static class SmallestSelector
 {
-    /// <summary>The largest k that <see cref="Select"/> accepts for arrays of these lengths.</summary>
-    public static long MaxSelectable(IReadOnlyList<float[]> scores)
-    {
-        long total = 0;
-        foreach (float[] s in scores)
-            total += Math.Max(s.Length - 1, 0);
-        return total;
-    }
+    private const int ChunkSize = 1 << 16;
+
+    /// <summary>Gives the scores of array <c>index</c>; called many times per selection, from several threads.</summary>
+    public delegate ReadOnlySpan<float> ScoreSource(int index);
+
+    /// <summary>The largest k that <c>Select</c> accepts for arrays of these lengths.</summary>
+    public static long MaxSelectable(IEnumerable<long> lengths) => lengths.Sum(n => Math.Max(n - 1, 0));
+
+    /// <inheritdoc cref="MaxSelectable(IEnumerable{long})"/>
+    public static long MaxSelectable(IReadOnlyList<float[]> scores) => MaxSelectable(scores.Select(s => (long)s.Length));
 
     /// <summary>Sets <c>pruned[a][i] = 1</c> for exactly <paramref name="k"/> elements and 0 elsewhere.</summary>
     public static void Select(IReadOnlyList<float[]> scores, long k, IReadOnlyList<byte[]> pruned)
     {
         if (scores.Count != pruned.Count)
             throw new ArgumentException("One output array per score array is required.", nameof(pruned));
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(k, MaxSelectable(scores));
+        Select(i => scores[i], k, pruned);
+    }
 
-        int[] keep = new int[scores.Count];
-        for (int a = 0; a < scores.Count; a++)
+    /// <summary>Sets <c>pruned[a][i] = 1</c> for exactly <paramref name="k"/> elements and 0 elsewhere.</summary>
+    public static void Select(ScoreSource scores, long k, IReadOnlyList<byte[]> pruned)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(k, MaxSelectable(pruned.Select(p => (long)p.Length)));
+        var chunks = new List<(int Array, int Start, int Length)>();
+        for (int a = 0; a < pruned.Count; a++)
         {
-            if (pruned[a].Length != scores[a].Length)
-                throw new ArgumentException($"Output array {a} has {pruned[a].Length} elements, its scores {scores[a].Length}.", nameof(pruned));
+            if (pruned[a].Length != scores(a).Length)
+                throw new ArgumentException($"Output array {a} has {pruned[a].Length} elements, its scores {scores(a).Length}.", nameof(pruned));
             Array.Clear(pruned[a]);
-            keep[a] = IndexOfMax(scores[a]);
+            for (int start = 0; start < pruned[a].Length; start += ChunkSize)
+                chunks.Add((a, start, Math.Min(ChunkSize, pruned[a].Length - start)));
         }
         if (k == 0)
             return;
 
-        // Pass 1: histogram of the high 16 bits finds the bucket that holds the k-th smallest key.
-        var high = new long[65536];
-        for (int a = 0; a < scores.Count; a++)
-        {
-            ReadOnlySpan<float> s = scores[a];
-            for (int i = 0; i < s.Length; i++)
-                if (i != keep[a]) high[Key(s[i]) >> 16]++;
-        }
-        uint bucket = Locate(high, ref k);
+        ReadOnlySpan<uint> Keys(int c) => MemoryMarshal.Cast<float, uint>(scores(chunks[c].Array).Slice(chunks[c].Start, chunks[c].Length));
+        var keep = new (uint Key, int Index)[pruned.Count];
+        Array.Fill(keep, (0u, -1));
+        uint threshold;
 
-        // Pass 2: histogram of the low 16 bits inside that bucket gives the exact threshold key.
-        var low = new long[65536];
-        for (int a = 0; a < scores.Count; a++)
+        // Fixed chunks dealt round-robin to a few workers, one histogram each, so the result and the work per thread
+        // do not depend on the thread pool, and small tensors do not pay for threads they cannot use.
+        long total = pruned.Sum(p => (long)p.Length);
+        int workers = (int)Math.Clamp(total / (4L * ChunkSize), 1, Math.Min(Environment.ProcessorCount, chunks.Count));
+        int[][] histograms = Enumerable.Range(0, workers).Select(_ => ArrayPool<int>.Shared.Rent(65536)).ToArray();
+        try
         {
-            ReadOnlySpan<float> s = scores[a];
+            // Pass 1: histogram of the high 16 bits, and each chunk's largest key (the last among equals).
+            var chunkMax = new (uint Key, int Index)[chunks.Count];
+            Parallel.For(0, workers, w =>
+            {
+                int[] local = histograms[w];
+                Array.Clear(local, 0, 65536);
+                for (int c = w; c < chunks.Count; c += workers)
+                {
+                    ReadOnlySpan<uint> s = Keys(c);
+                    uint best = 0;
+                    int bestIndex = 0;
+                    for (int i = 0; i < s.Length; i++)
+                    {
+                        uint key = Key(s[i]);
+                        local[key >> 16]++;
+                        if (key >= best) { best = key; bestIndex = i; }
+                    }
+                    chunkMax[c] = (best, chunks[c].Start + bestIndex);
+                }
+            });
+            int[] high = Sum(histograms);
+
+            for (int c = 0; c < chunks.Count; c++)
+                if (keep[chunks[c].Array].Index < 0 || chunkMax[c].Key >= keep[chunks[c].Array].Key)
+                    keep[chunks[c].Array] = chunkMax[c];
+            foreach (var (key, _) in keep.Where(e => e.Index >= 0))
+                high[key >> 16]--;
+            uint bucket = Locate(high, ref k);
+
+            // Pass 2: histogram of the low 16 bits inside that bucket gives the exact threshold key.
+            Parallel.For(0, workers, w =>
+            {
+                int[] local = histograms[w];
+                Array.Clear(local, 0, 65536);
+                for (int c = w; c < chunks.Count; c += workers)
+                {
+                    ReadOnlySpan<uint> s = Keys(c);
+                    for (int i = 0; i < s.Length; i++)
+                    {
+                        uint key = Key(s[i]);
+                        if (key >> 16 == bucket) local[key & 0xFFFF]++;
+                    }
+                }
+            });
+            int[] low = Sum(histograms);
+            foreach (var (key, _) in keep.Where(e => e.Index >= 0 && e.Key >> 16 == bucket))
+                low[key & 0xFFFF]--;
+            threshold = bucket << 16 | Locate(low, ref k);
+        }
+        finally
+        {
+            foreach (int[] h in histograms) ArrayPool<int>.Shared.Return(h);
+        }
+
+        // Pass 3: everything below the threshold; count the elements equal to it per chunk.
+        var ties = new int[chunks.Count];
+        Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, c =>
+        {
+            ReadOnlySpan<uint> s = Keys(c);
+            Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+            int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+            int equal = 0;
             for (int i = 0; i < s.Length; i++)
             {
                 uint key = Key(s[i]);
-                if (key >> 16 == bucket && i != keep[a]) low[key & 0xFFFF]++;
+                p[i] = key < threshold ? (byte)1 : (byte)0;
+                if (key == threshold && i != protectedIndex) equal++;
             }
-        }
-        uint threshold = bucket << 16 | Locate(low, ref k);
+            if (protectedIndex >= 0 && protectedIndex < s.Length) p[protectedIndex] = 0;
+            ties[c] = equal;
+        });
 
-        // Pass 3: everything below the threshold, and the first k elements equal to it.
-        long ties = k;
-        for (int a = 0; a < scores.Count; a++)
+        // Then the first k elements equal to the threshold, in (array, index) order.
+        long remaining = k;
+        for (int c = 0; c < chunks.Count && remaining > 0; c++)
         {
-            ReadOnlySpan<float> s = scores[a];
-            Span<byte> p = pruned[a];
-            for (int i = 0; i < s.Length; i++)
+            if (ties[c] == 0) continue;
+            ReadOnlySpan<uint> s = Keys(c);
+            Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+            int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+            for (int i = 0; i < s.Length && remaining > 0; i++)
             {
-                uint key = Key(s[i]);
-                if (i == keep[a])
-                    continue;
-                if (key < threshold)
-                    p[i] = 1;
-                else if (key == threshold && ties > 0)
+                if (i != protectedIndex && Key(s[i]) == threshold)
                 {
                     p[i] = 1;
-                    ties--;
+                    remaining--;
                 }
             }
         }
     }
 
+    /// <summary>Adds the workers' histograms into the first one and returns it.</summary>
+    private static int[] Sum(int[][] histograms)
+    {
+        int[] total = histograms[0];
+        for (int w = 1; w < histograms.Length; w++)
+            for (int i = 0; i < 65536; i++) total[i] += histograms[w][i];
+        return total;
+    }
+
     /// <summary>Finds the bucket that holds the k-th (1-based) smallest entry; leaves in k the rank inside it.</summary>
-    private static uint Locate(long[] histogram, ref long k)
+    private static uint Locate(int[] histogram, ref long k)
     {
         for (uint b = 0; b < histogram.Length; b++)
         {
@@ -98,26 +175,12 @@ internal static class SmallestSelector
         throw new InvalidOperationException("k exceeds the number of selectable elements.");
     }
 
-    private static int IndexOfMax(ReadOnlySpan<float> s)
+    /// <summary>Maps a float's bits to a uint whose unsigned order is the float's order (−0 and +0 map alike).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint Key(uint bits)
     {
-        int best = -1;
-        uint bestKey = 0;
-        for (int i = 0; i < s.Length; i++)
-        {
-            uint key = Key(s[i]);
-            if (best < 0 || key >= bestKey)
-            {
-                best = i;
-                bestKey = key;
-            }
-        }
-        return best;
-    }
-
-    /// <summary>Maps a float to a uint whose unsigned order is the float's order (−0 and +0 map alike).</summary>
-    internal static uint Key(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value + 0f);
-        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+        if (bits == 0x8000_0000u) bits = 0; // −0 → +0
+        uint flip = (uint)((int)bits >> 31) | 0x8000_0000u;
+        return bits ^ flip;
     }
 }

@@ -1,0 +1,16 @@
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+
+if (args is ["quick", ..])
+{
+    Pruning.Benchmarks.QuickMode.Run();
+    return;
+}
+
+// In-process, so that the baseline and the pruned variant are measured side by side in one process (the machines
+// are shared and noisy) and TorchSharp's native library is the build output's patched copy.
+var config = ManualConfig.Create(DefaultConfig.Instance)
+    .AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(3).WithIterationCount(15));
+BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config);
