@@ -5,8 +5,9 @@ using System.Runtime.InteropServices;
 namespace Pruning.Selection;
 
 /// <summary>
-/// Marks exactly k elements with the smallest scores across one or more score arrays, in O(n), by a two-pass radix
-/// select over order-preserving 32-bit keys, spread over the cores in fixed chunks.
+/// Marks exactly k elements with the smallest scores across one or more score arrays, in O(n): a radix select over
+/// order-preserving 32-bit keys that reads the data twice (a histogram of the high 16 bits, then a marking pass that
+/// collects the threshold bucket), spread over the cores in fixed chunks.
 /// </summary>
 /// <remarks>
 /// Order is (score, array index, element index): among equal scores the earlier element is pruned first, so the
@@ -54,7 +55,6 @@ internal static class SmallestSelector
         ReadOnlySpan<uint> Keys(int c) => MemoryMarshal.Cast<float, uint>(scores(chunks[c].Array).Slice(chunks[c].Start, chunks[c].Length));
         var keep = new (uint Key, int Index)[pruned.Count];
         Array.Fill(keep, (0u, -1));
-        uint threshold;
 
         // Fixed chunks dealt round-robin to a few workers, one histogram each, so the result and the work per thread
         // do not depend on the thread pool, and small tensors do not pay for threads they cannot use.
@@ -92,65 +92,52 @@ internal static class SmallestSelector
                 high[key >> 16]--;
             uint bucket = Locate(high, ref k);
 
-            // Pass 2: histogram of the low 16 bits inside that bucket gives the exact threshold key.
+            // Pass 2: everything in a lower bucket is pruned; the elements of the threshold bucket become candidates.
+            var candidates = new List<int>[chunks.Count];
             Parallel.For(0, workers, w =>
             {
-                int[] local = histograms[w];
-                Array.Clear(local, 0, 65536);
                 for (int c = w; c < chunks.Count; c += workers)
                 {
                     ReadOnlySpan<uint> s = Keys(c);
+                    Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                    int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                    var list = new List<int>();
                     for (int i = 0; i < s.Length; i++)
                     {
-                        uint key = Key(s[i]);
-                        if (key >> 16 == bucket) local[key & 0xFFFF]++;
+                        uint b = Key(s[i]) >> 16;
+                        p[i] = b < bucket ? (byte)1 : (byte)0;
+                        if (b == bucket && i != protectedIndex) list.Add(i);
                     }
+                    if ((uint)protectedIndex < (uint)s.Length) p[protectedIndex] = 0;
+                    candidates[c] = list;
                 }
             });
-            int[] low = Sum(histograms);
-            foreach (var (key, _) in keep.Where(e => e.Index >= 0 && e.Key >> 16 == bucket))
-                low[key & 0xFFFF]--;
-            threshold = bucket << 16 | Locate(low, ref k);
+
+            // The low 16 bits of the candidates give the exact threshold key; the first k of them in (array, index)
+            // order that are not above it are pruned.
+            int[] low = histograms[0];
+            Array.Clear(low, 0, 65536);
+            for (int c = 0; c < chunks.Count; c++)
+            {
+                ReadOnlySpan<uint> s = Keys(c);
+                foreach (int i in candidates[c]) low[Key(s[i]) & 0xFFFF]++;
+            }
+            uint threshold = bucket << 16 | Locate(low, ref k);
+            long ties = k;
+            for (int c = 0; c < chunks.Count; c++)
+            {
+                ReadOnlySpan<uint> s = Keys(c);
+                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                foreach (int i in candidates[c])
+                {
+                    uint key = Key(s[i]);
+                    if (key < threshold || (key == threshold && ties-- > 0)) p[i] = 1;
+                }
+            }
         }
         finally
         {
             foreach (int[] h in histograms) ArrayPool<int>.Shared.Return(h);
-        }
-
-        // Pass 3: everything below the threshold; count the elements equal to it per chunk.
-        var ties = new int[chunks.Count];
-        Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, c =>
-        {
-            ReadOnlySpan<uint> s = Keys(c);
-            Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-            int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
-            int equal = 0;
-            for (int i = 0; i < s.Length; i++)
-            {
-                uint key = Key(s[i]);
-                p[i] = key < threshold ? (byte)1 : (byte)0;
-                if (key == threshold && i != protectedIndex) equal++;
-            }
-            if (protectedIndex >= 0 && protectedIndex < s.Length) p[protectedIndex] = 0;
-            ties[c] = equal;
-        });
-
-        // Then the first k elements equal to the threshold, in (array, index) order.
-        long remaining = k;
-        for (int c = 0; c < chunks.Count && remaining > 0; c++)
-        {
-            if (ties[c] == 0) continue;
-            ReadOnlySpan<uint> s = Keys(c);
-            Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-            int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
-            for (int i = 0; i < s.Length && remaining > 0; i++)
-            {
-                if (i != protectedIndex && Key(s[i]) == threshold)
-                {
-                    p[i] = 1;
-                    remaining--;
-                }
-            }
         }
     }
 
