@@ -23,15 +23,16 @@ var batchSize = new Option<int>("--batch-size") { Description = "Mini-batch size
 var frequency = new Option<int>("--frequency") { Description = "Δt: steps between mask updates.", DefaultValueFactory = _ => 100 };
 var trainLimit = new Option<int>("--train-limit") { Description = "Use only the first N training images (quick runs); 0 = all 60 000.", DefaultValueFactory = _ => 0 };
 var skipDense = new Option<bool>("--skip-dense") { Description = "Do not train the dense baseline." };
+var dryRun = new Option<bool>("--dry-run") { Description = "Print the pruning plan (every update step and its target per layer) and exit." };
 
 var root = new RootCommand("Gradual magnitude pruning of LeNet-300-100 on Fashion-MNIST, against a dense baseline.")
 {
-    epochs, finalSparsity, global, dataDir, seed, summaryJson, batchSize, frequency, trainLimit, skipDense,
+    epochs, finalSparsity, global, dataDir, seed, summaryJson, batchSize, frequency, trainLimit, skipDense, dryRun,
 };
 root.SetAction(parse =>
 {
     var settings = new Settings(parse.GetValue(epochs), parse.GetValue(finalSparsity), parse.GetValue(global), parse.GetValue(dataDir)!,
-        parse.GetValue(seed), parse.GetValue(summaryJson), parse.GetValue(batchSize), parse.GetValue(frequency), parse.GetValue(trainLimit), parse.GetValue(skipDense));
+        parse.GetValue(seed), parse.GetValue(summaryJson), parse.GetValue(batchSize), parse.GetValue(frequency), parse.GetValue(trainLimit), parse.GetValue(skipDense), parse.GetValue(dryRun));
     try
     {
         return Demo.Run(settings);
@@ -45,7 +46,7 @@ root.SetAction(parse =>
 return root.Parse(args).Invoke();
 
 internal sealed record Settings(int Epochs, double FinalSparsity, bool Global, string Data, int Seed, string? SummaryJson,
-    int BatchSize, int Frequency, int TrainLimit, bool SkipDense);
+    int BatchSize, int Frequency, int TrainLimit, bool SkipDense, bool DryRun);
 
 internal static class Demo
 {
@@ -71,12 +72,15 @@ internal static class Demo
 
         AnsiConsole.MarkupLineInterpolated($"[bold]LeNet-300-100 on Fashion-MNIST[/]: {train.Count:N0} training / {test.Count:N0} test images, {s.Epochs} epochs of {stepsPerEpoch} steps (batch {s.BatchSize}), torch threads {torch.get_num_threads()}.");
         AnsiConsole.MarkupLineInterpolated($"Schedule: {schedule}, {(s.Global ? "global" : "layer-wise")} magnitude ranking.");
-
-        var pruned = Train(s, train, test, stepsPerEpoch, prune: new PruningOptions
+        var options = new PruningOptions { Schedule = schedule, Scope = s.Global ? PruningScope.Global : PruningScope.LayerWise };
+        if (s.DryRun)
         {
-            Schedule = schedule,
-            Scope = s.Global ? PruningScope.Global : PruningScope.LayerWise,
-        });
+            using var planner = new GradualPruner(Model(s.Seed), options);
+            Console.WriteLine(planner.Plan());
+            return 0;
+        }
+
+        var pruned = Train(s, train, test, stepsPerEpoch, options);
         var dense = s.SkipDense ? null : Train(s, train, test, stepsPerEpoch, prune: null);
 
         PruningReport report = pruned.Report!;
@@ -119,11 +123,7 @@ internal static class Demo
 
     private static Result Train(Settings s, FashionMnist train, FashionMnist test, long stepsPerEpoch, PruningOptions? prune)
     {
-        torch.manual_seed(s.Seed);
-        var model = nn.Sequential(
-            ("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()),
-            ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()),
-            ("fc3", nn.Linear(100, 10)));
+        var model = Model(s.Seed);
         var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
         using var pruner = prune is null ? null : new GradualPruner(model, prune, optimizer);
         var order = new Generator((ulong)s.Seed);
@@ -160,6 +160,16 @@ internal static class Demo
 
         PruningReport? report = pruner?.Strip();
         return new Result(Accuracy(model, test), step, report);
+    }
+
+    /// <summary>LeNet-300-100: 784-300-100-10 with ReLU.</summary>
+    private static Sequential Model(int seed)
+    {
+        torch.manual_seed(seed);
+        return nn.Sequential(
+            ("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()),
+            ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()),
+            ("fc3", nn.Linear(100, 10)));
     }
 
     private static double Accuracy(Sequential model, FashionMnist data)

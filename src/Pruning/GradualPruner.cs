@@ -46,7 +46,8 @@ public sealed class GradualPruner : IDisposable
     /// <param name="model">The model whose parameters are pruned in place.</param>
     /// <param name="options">What, how much and when.</param>
     /// <param name="optimizer">The optimizer that trains the model. When given, its per-element state (momentum,
-    /// Adam's moments) is zeroed at pruned positions after every step; see the README. Pass null for none.</param>
+    /// Adam's moments) is zeroed at pruned positions at every mask update, so revived weights restart clean; see
+    /// the README. Pass null to leave the optimizer alone.</param>
     /// <exception cref="ArgumentException">The options do not fit the model or the optimizer.</exception>
     public GradualPruner(nn.Module model, PruningOptions options, optim.Optimizer? optimizer = null)
     {
@@ -93,8 +94,9 @@ public sealed class GradualPruner : IDisposable
     public event EventHandler<MaskUpdate>? MaskUpdated;
 
     /// <summary>
-    /// Handles one training step: recomputes the masks if the schedule has an update at <see cref="CurrentStep"/>,
-    /// zeroes every pruned weight (and its optimizer state), then advances the step.
+    /// Handles one training step: zeroes every pruned weight in place; at an update step of the schedule it first
+    /// recomputes the masks and clears the optimizer state of the positions pruned before or after the update.
+    /// Then it advances <see cref="CurrentStep"/>.
     /// </summary>
     /// <returns>The mask update made at this step, or null.</returns>
     /// <exception cref="InvalidOperationException">A weight is NaN or infinite at an update step, or the pruner was stripped.</exception>
@@ -229,7 +231,7 @@ public sealed class GradualPruner : IDisposable
         // Scores stay in their (CPU, float32, contiguous) tensors; the selector reads their storage in place.
         Tensor[] scores = due.Select(i => Scores(_masks[i].Name)).ToArray();
         ReadOnlySpan<float> Source(int j) => MemoryMarshal.Cast<byte, float>(scores[j].bytes);
-        var pruned = due.Select(i => new byte[_masks[i].Count]).ToArray();
+        var pruned = due.Select(i => _masks[i].NextBuffer()).ToArray();
 
         double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
         if (_options.Scope == PruningScope.Global)

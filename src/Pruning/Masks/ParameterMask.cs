@@ -13,6 +13,7 @@ namespace Pruning.Masks;
 internal sealed class ParameterMask : IDisposable
 {
     private byte[]? _host;   // 1 = pruned, row-major; the authoritative copy
+    private byte[]? _spare;  // the previous mask's array, reused by the next update (large arrays are costly to allocate)
     private Tensor? _device; // keep-mask (1 = kept) in the parameter's dtype and on its device, built lazily from _host
 
     public ParameterMask(string name, long[] shape)
@@ -53,11 +54,20 @@ internal sealed class ParameterMask : IDisposable
         long count = CountOnes(pruned, null);
         long revived = _host is null ? 0 : CountOnes(_host, pruned);
         long before = PrunedCount;
+        _spare = _host;
         _host = pruned;
         PrunedCount = count;
         _device?.Dispose();
         _device = null;
         return (count - before + revived, revived);
+    }
+
+    /// <summary>An array of <see cref="Count"/> bytes to build the next mask in (its contents are undefined).</summary>
+    public byte[] NextBuffer()
+    {
+        byte[] buffer = _spare ?? new byte[Count];
+        _spare = null;
+        return buffer;
     }
 
     /// <summary>Counts positions set in <paramref name="flags"/> (and clear in <paramref name="unless"/>), 8 at a time.</summary>
@@ -119,6 +129,7 @@ internal sealed class ParameterMask : IDisposable
         _device?.Dispose();
         _device = null;
         _host = null;
+        _spare = null;
         PrunedCount = 0;
         Target = double.NaN;
         LastUpdateStep = -1;

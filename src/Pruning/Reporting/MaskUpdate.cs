@@ -26,5 +26,5 @@ public sealed record MaskUpdate(long Step, IReadOnlyList<LayerMaskUpdate> Layers
 
     /// <inheritdoc />
     public override string ToString() =>
-        $"step {Step}: " + string.Join(", ", Layers.Select(l => $"{l.Name} {l.Sparsity:P2} (+{l.NewlyPruned} −{l.Revived})"));
+        $"step {Step}: " + string.Join(", ", Layers.Select(l => $"{l.Name} {Percent.Format(l.Sparsity)} (+{l.NewlyPruned} −{l.Revived})"));
 }

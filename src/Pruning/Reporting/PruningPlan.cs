@@ -19,7 +19,7 @@ public sealed record PruningPlan(IReadOnlyList<string> Parameters, IReadOnlyList
         {
             IEnumerable<double> cells = Global ? [targets[0]] : targets;
             sb.AppendLine(step.ToString(CultureInfo.InvariantCulture).PadLeft(10) + "  " + string.Join("  ", cells.Zip(columns, (t, c) =>
-                (double.IsNaN(t) ? "-" : (t * 100).ToString("F2", CultureInfo.InvariantCulture) + "%").PadLeft(Math.Max(c.Length, 8)))));
+                (double.IsNaN(t) ? "-" : Percent.Format(t)).PadLeft(Math.Max(c.Length, 8)))));
         }
         return sb.ToString();
     }

@@ -49,10 +49,10 @@ public sealed record PruningReport(long Step, IReadOnlyList<LayerReport> Layers)
     {
         var rows = Layers.Select(l => new[]
         {
-            l.Name, string.Join("x", l.Shape), Percent(l.TargetSparsity), Percent(l.Sparsity),
+            l.Name, string.Join("x", l.Shape), Percent.Format(l.TargetSparsity), Percent.Format(l.Sparsity),
             l.Nonzero.ToString("N0", CultureInfo.InvariantCulture), l.Total.ToString("N0", CultureInfo.InvariantCulture),
         }).ToList();
-        rows.Add(["total", "", "", Percent(Sparsity), Nonzero.ToString("N0", CultureInfo.InvariantCulture), Total.ToString("N0", CultureInfo.InvariantCulture)]);
+        rows.Add(["total", "", "", Percent.Format(Sparsity), Nonzero.ToString("N0", CultureInfo.InvariantCulture), Total.ToString("N0", CultureInfo.InvariantCulture)]);
         string[] header = ["parameter", "shape", "target", "sparsity", "nnz", "total"];
         int[] widths = Enumerable.Range(0, header.Length).Select(c => rows.Append(header).Max(r => r[c].Length)).ToArray();
         var sb = new StringBuilder();
@@ -66,5 +66,4 @@ public sealed record PruningReport(long Step, IReadOnlyList<LayerReport> Layers)
         return sb.ToString();
     }
 
-    private static string Percent(double value) => (value * 100).ToString("F2", CultureInfo.InvariantCulture) + "%";
 }

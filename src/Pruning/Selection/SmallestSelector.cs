@@ -65,7 +65,7 @@ internal static class SmallestSelector
         {
             // Pass 1: histogram of the high 16 bits, and each chunk's largest key (the last among equals).
             var chunkMax = new (uint Key, int Index)[chunks.Count];
-            Parallel.For(0, workers, w =>
+            ForEachWorker(workers, w =>
             {
                 int[] local = histograms[w];
                 Array.Clear(local, 0, 65536);
@@ -94,7 +94,7 @@ internal static class SmallestSelector
 
             // Pass 2: everything in a lower bucket is pruned; the elements of the threshold bucket become candidates.
             var candidates = new List<int>[chunks.Count];
-            Parallel.For(0, workers, w =>
+            ForEachWorker(workers, w =>
             {
                 for (int c = w; c < chunks.Count; c += workers)
                 {
@@ -139,6 +139,15 @@ internal static class SmallestSelector
         {
             foreach (int[] h in histograms) ArrayPool<int>.Shared.Return(h);
         }
+    }
+
+    /// <summary>Runs the workers; one runs inline, so small tensors never wait for the thread pool.</summary>
+    private static void ForEachWorker(int workers, Action<int> body)
+    {
+        if (workers == 1)
+            body(0);
+        else
+            Parallel.For(0, workers, body);
     }
 
     /// <summary>Adds the workers' histograms into the first one and returns it.</summary>
