@@ -39,6 +39,22 @@ public sealed class GradualPrunerTests
         report.Layers.Select(l => l.Name).Should().Equal("fc1.weight", "fc2.weight", "fc3.weight");
     }
 
+    [Theory]
+    [InlineData(1, 0.5, 0)]
+    [InlineData(7, 0.5, 4)]
+    [InlineData(7, 0.9999, 6)]
+    [InlineData(255, 0.9, 230)]
+    [InlineData(257, 0.9, 231)]
+    [InlineData(257, 0.9999, 256)]
+    public void AwkwardSizes_GetExactlyTheRoundedCount_AndKeepOneWeight(int n, double sparsity, int expectedZeros)
+    {
+        torch.manual_seed(n);
+        var model = nn.Sequential(("fc", nn.Linear(n, 1)));
+        using var pruner = new GradualPruner(model, Options(new OneShotSchedule(sparsity)));
+        pruner.Step();
+        TestModels.Values(model.get_parameter("fc.weight")!).Count(v => v == 0).Should().Be(expectedZeros);
+    }
+
     [Fact]
     public void Global_HitsTheModelWideCount_WithOneThresholdAcrossLayers()
     {
@@ -351,12 +367,15 @@ public sealed class GradualPrunerTests
         pruner.CurrentStep.Should().Be(0, "a dry run changes nothing");
     }
 
-    [Fact]
-    public void NaNWeights_AtAnUpdate_AreAnErrorNamingTheParameter()
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NegativeInfinity)]
+    public void NonFiniteWeights_AtAnUpdate_AreAnErrorNamingTheParameter(float bad)
     {
         var model = TestModels.Mlp(13);
         using (torch.no_grad())
-            model.get_parameter("fc2.weight")![3, 4] = torch.tensor(float.NaN);
+            model.get_parameter("fc2.weight")![3, 4] = torch.tensor(bad);
         using var pruner = new GradualPruner(model, Options(new OneShotSchedule(0.5)));
         var act = () => pruner.Step();
         act.Should().Throw<InvalidOperationException>().WithMessage("*'fc2.weight'*NaN or infinite*step 0*");
