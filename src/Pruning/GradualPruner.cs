@@ -40,6 +40,7 @@ public sealed class GradualPruner : IDisposable
     private readonly PruningSchedule[] _schedules;
     private readonly OptimizerStateHygiene? _hygiene;
     private readonly List<MaskUpdate> _updates = [];
+    private readonly bool[] _due;
     private bool _stripped;
 
     /// <summary>Creates a pruner for <paramref name="model"/>; nothing is pruned until the schedule's first update step.</summary>
@@ -72,6 +73,7 @@ public sealed class GradualPruner : IDisposable
 
         _masks = names.Select(n => new ParameterMask(n, Weight(n).shape)).ToArray();
         _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n) ?? options.Schedule).ToArray();
+        _due = new bool[_masks.Length];
         if (optimizer is not null)
         {
             _hygiene = new OptimizerStateHygiene(optimizer);
@@ -107,16 +109,22 @@ public sealed class GradualPruner : IDisposable
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
         {
-            int[] due = Enumerable.Range(0, _masks.Length).Where(i => _schedules[i].IsUpdateStep(CurrentStep)).ToArray();
-            if (due.Length > 0)
+            // Plain steps allocate nothing here: fewer collections also means fewer chances to hit TorchSharp's
+            // finalizer race on temporary Scalars (see the README).
+            int dueCount = 0;
+            for (int i = 0; i < _masks.Length; i++)
+                _due[i] = _schedules[i].IsUpdateStep(CurrentStep);
+            foreach (bool d in _due) if (d) dueCount++;
+            if (dueCount > 0)
             {
+                int[] due = Enumerable.Range(0, _masks.Length).Where(i => _due[i]).ToArray();
                 // The old masks first, state included: scores then see the masked model, and weights that the new
                 // masks revive restart from zero with fresh optimizer state.
                 foreach (int i in due) Apply(i, clearState: true);
                 update = UpdateMasks(due);
             }
             for (int i = 0; i < _masks.Length; i++)
-                Apply(i, clearState: due.Contains(i));
+                Apply(i, clearState: _due[i]);
         }
         CurrentStep++;
         if (update is not null)

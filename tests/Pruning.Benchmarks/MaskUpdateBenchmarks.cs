@@ -24,8 +24,7 @@ public class MaskUpdateBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        torch.manual_seed(1);
-        _model = nn.Sequential(("fc1", nn.Linear(784, 1200)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(1200, 1200)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(1200, 10)));
+        _model = BenchmarkModels.Mlp1200();
         _everyStep = new GradualPruner(_model, new PruningOptions { Schedule = new ConstantSparsitySchedule(0.9, 0, frequency: 1), Scope = Scope });
         _remaskOnly = new GradualPruner(_model, new PruningOptions { Schedule = new OneShotSchedule(0.9), Scope = Scope });
         _remaskOnly.Step();

@@ -27,8 +27,7 @@ public class PrunerOverheadBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        torch.manual_seed(1);
-        _model = nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
+        _model = BenchmarkModels.LeNet300100();
         _optimizer = torch.optim.Adam(_model.parameters(), 1e-3);
         _x = torch.randn(128, 784);
         _y = torch.randint(0, 10, [128]);
@@ -40,12 +39,6 @@ public class PrunerOverheadBenchmarks
     public void TrainStep()
     {
         for (int i = 0; i < StepsPerInvocation; i++)
-        {
-            using var scope = torch.NewDisposeScope();
-            _optimizer.zero_grad();
-            nn.functional.cross_entropy(_model.call(_x), _y).backward();
-            _optimizer.step();
-            _pruner?.Step();
-        }
+            BenchmarkModels.TrainStep(_model, _optimizer, _x, _y, _pruner);
     }
 }

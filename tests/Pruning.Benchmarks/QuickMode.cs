@@ -32,8 +32,7 @@ internal static class QuickMode
         Console.WriteLine($"  inside the loop: pruner.Step() {pruned.StepMicros / pruned.Steps:F0} µs on plain steps, {pruned.UpdateMicros / pruned.Updates:F0} µs on update steps");
 
         {
-            torch.manual_seed(1);
-            var lenet = nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
+            var lenet = BenchmarkModels.LeNet300100();
             using var update = new GradualPruner(lenet, new PruningOptions { Schedule = new ConstantSparsitySchedule(0.9, 0, 1) });
             using var remask = new GradualPruner(lenet, new PruningOptions { Schedule = new OneShotSchedule(0.9) });
             remask.Step();
@@ -44,8 +43,7 @@ internal static class QuickMode
 
         foreach (PruningScope scope in new[] { PruningScope.LayerWise, PruningScope.Global })
         {
-            torch.manual_seed(1);
-            var model = nn.Sequential(("fc1", nn.Linear(784, 1200)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(1200, 1200)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(1200, 10)));
+            var model = BenchmarkModels.Mlp1200();
             using var update = new GradualPruner(model, new PruningOptions { Schedule = new ConstantSparsitySchedule(0.9, 0, 1), Scope = scope });
             using var remask = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.9), Scope = scope });
             remask.Step();
@@ -85,8 +83,7 @@ internal static class QuickMode
 
         public Trainer(bool pruned, bool cleanState)
         {
-            torch.manual_seed(1);
-            _model = nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
+            _model = BenchmarkModels.LeNet300100();
             _optimizer = torch.optim.Adam(_model.parameters(), 1e-3);
             _x = torch.randn(128, 784);
             _y = torch.randint(0, 10, [128]);
@@ -100,10 +97,7 @@ internal static class QuickMode
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < steps; i++)
             {
-                using var scope = torch.NewDisposeScope();
-                _optimizer.zero_grad();
-                nn.functional.cross_entropy(_model.call(_x), _y).backward();
-                _optimizer.step();
+                BenchmarkModels.TrainStep(_model, _optimizer, _x, _y, pruner: null);
                 if (_pruner is not null)
                 {
                     long t0 = Stopwatch.GetTimestamp();
