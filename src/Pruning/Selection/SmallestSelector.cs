@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Pruning.Selection;
 
@@ -71,15 +72,7 @@ internal static class SmallestSelector
                 Array.Clear(local, 0, 65536);
                 for (int c = w; c < chunks.Count; c += workers)
                 {
-                    ReadOnlySpan<uint> s = Keys(c);
-                    uint best = 0;
-                    int bestIndex = 0;
-                    for (int i = 0; i < s.Length; i++)
-                    {
-                        uint key = Key(s[i]);
-                        local[key >> 16]++;
-                        if (key >= best) { best = key; bestIndex = i; }
-                    }
+                    var (best, bestIndex) = HistogramAndMax(Keys(c), local);
                     chunkMax[c] = (best, chunks[c].Start + bestIndex);
                 }
             });
@@ -102,12 +95,7 @@ internal static class SmallestSelector
                     Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
                     int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
                     var list = new List<int>();
-                    for (int i = 0; i < s.Length; i++)
-                    {
-                        uint b = Key(s[i]) >> 16;
-                        p[i] = b < bucket ? (byte)1 : (byte)0;
-                        if (b == bucket && i != protectedIndex) list.Add(i);
-                    }
+                    MarkBelowAndCollect(s, p, bucket, list, protectedIndex);
                     if ((uint)protectedIndex < (uint)s.Length) p[protectedIndex] = 0;
                     candidates[c] = list;
                 }
@@ -141,6 +129,78 @@ internal static class SmallestSelector
         }
     }
 
+    /// <summary>Adds each key's high 16 bits to <paramref name="histogram"/>; returns the largest key and its last index.</summary>
+    private static (uint Key, int Index) HistogramAndMax(ReadOnlySpan<uint> s, int[] histogram)
+    {
+        // The histogram is scalar (scattered increments); the maximum is found in a separate vector pass, which is
+        // cheaper than a branch per element in the histogram loop.
+        foreach (uint bits in s)
+            histogram[Key(bits) >> 16]++;
+
+        int i = 0;
+        uint best = 0;
+        int bestIndex = 0;
+        if (Vector256.IsHardwareAccelerated && s.Length >= Vector256<uint>.Count)
+        {
+            var maxKeys = Vector256<uint>.Zero;
+            var maxIndex = Vector256<uint>.Zero;
+            var index = Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
+            var step = Vector256.Create((uint)Vector256<uint>.Count);
+            for (; i <= s.Length - Vector256<uint>.Count; i += Vector256<uint>.Count, index += step)
+            {
+                Vector256<uint> keys = Key(Vector256.Create(s.Slice(i, Vector256<uint>.Count)));
+                maxIndex = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(keys, maxKeys), index, maxIndex);
+                maxKeys = Vector256.Max(maxKeys, keys);
+            }
+            for (int lane = 0; lane < Vector256<uint>.Count; lane++)
+            {
+                uint key = maxKeys.GetElement(lane);
+                int at = (int)maxIndex.GetElement(lane);
+                if (key > best || (key == best && at > bestIndex)) { best = key; bestIndex = at; }
+            }
+        }
+        for (; i < s.Length; i++)
+        {
+            uint key = Key(s[i]);
+            if (key >= best) { best = key; bestIndex = i; }
+        }
+        return (best, bestIndex);
+    }
+
+    /// <summary>Sets p[i] = 1 where the key's high 16 bits are below <paramref name="bucket"/>, else 0; lists the
+    /// indices (but <paramref name="protectedIndex"/>) whose high bits equal it.</summary>
+    private static void MarkBelowAndCollect(ReadOnlySpan<uint> s, Span<byte> p, uint bucket, List<int> candidates, int protectedIndex)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            const int Width = 4 * 8; // four vectors of keys narrow into one vector of bytes
+            var target = Vector256.Create(bucket);
+            var one = Vector256.Create((byte)1);
+            for (; i <= s.Length - Width; i += Width)
+            {
+                var b0 = Vector256.ShiftRightLogical(Key(Vector256.Create(s.Slice(i, 8))), 16);
+                var b1 = Vector256.ShiftRightLogical(Key(Vector256.Create(s.Slice(i + 8, 8))), 16);
+                var b2 = Vector256.ShiftRightLogical(Key(Vector256.Create(s.Slice(i + 16, 8))), 16);
+                var b3 = Vector256.ShiftRightLogical(Key(Vector256.Create(s.Slice(i + 24, 8))), 16);
+                var below = Vector256.Narrow(
+                    Vector256.Narrow(Vector256.LessThan(b0, target), Vector256.LessThan(b1, target)),
+                    Vector256.Narrow(Vector256.LessThan(b2, target), Vector256.LessThan(b3, target)));
+                (below & one).CopyTo(p.Slice(i, Width));
+                var equal = Vector256.Equals(b0, target) | Vector256.Equals(b1, target) | Vector256.Equals(b2, target) | Vector256.Equals(b3, target);
+                if (equal != Vector256<uint>.Zero)
+                    for (int j = i; j < i + Width; j++)
+                        if (Key(s[j]) >> 16 == bucket && j != protectedIndex) candidates.Add(j);
+            }
+        }
+        for (; i < s.Length; i++)
+        {
+            uint b = Key(s[i]) >> 16;
+            p[i] = b < bucket ? (byte)1 : (byte)0;
+            if (b == bucket && i != protectedIndex) candidates.Add(i);
+        }
+    }
+
     /// <summary>Runs the workers; one runs inline, so small tensors never wait for the thread pool.</summary>
     private static void ForEachWorker(int workers, Action<int> body)
     {
@@ -169,6 +229,15 @@ internal static class SmallestSelector
             k -= histogram[b];
         }
         throw new InvalidOperationException("k exceeds the number of selectable elements.");
+    }
+
+    /// <summary>The vector form of <see cref="Key(uint)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> Key(Vector256<uint> bits)
+    {
+        var sign = Vector256.Create(0x8000_0000u);
+        bits = Vector256.AndNot(bits, Vector256.Equals(bits, sign)); // −0 → +0
+        return bits ^ (Vector256.ShiftRightArithmetic(bits.AsInt32(), 31).AsUInt32() | sign);
     }
 
     /// <summary>Maps a float's bits to a uint whose unsigned order is the float's order (−0 and +0 map alike).</summary>
