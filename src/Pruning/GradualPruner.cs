@@ -111,11 +111,10 @@ public sealed class GradualPruner : IDisposable
         {
             // Plain steps allocate nothing here: fewer collections also means fewer chances to hit TorchSharp's
             // finalizer race on temporary Scalars (see the README).
-            int dueCount = 0;
+            bool anyDue = false;
             for (int i = 0; i < _masks.Length; i++)
-                _due[i] = _schedules[i].IsUpdateStep(CurrentStep);
-            foreach (bool d in _due) if (d) dueCount++;
-            if (dueCount > 0)
+                anyDue |= _due[i] = _schedules[i].IsUpdateStep(CurrentStep);
+            if (anyDue)
             {
                 int[] due = Enumerable.Range(0, _masks.Length).Where(i => _due[i]).ToArray();
                 // The old masks first, state included: scores then see the masked model, and weights that the new
