@@ -15,6 +15,7 @@ internal sealed class ParameterMask : IDisposable
     private byte[]? _host;   // 1 = pruned, row-major; the authoritative copy
     private byte[]? _spare;  // the previous mask's array, reused by the next update (large arrays are costly to allocate)
     private Tensor? _device; // keep-mask (1 = kept) in the parameter's dtype and on its device, built lazily from _host
+    private Parameter? _builtFor; // the Parameter object _device was built for
 
     public ParameterMask(string name, long[] shape)
     {
@@ -59,6 +60,7 @@ internal sealed class ParameterMask : IDisposable
         PrunedCount = count;
         _device?.Dispose();
         _device = null;
+        _builtFor = null;
         return (count - before + revived, revived);
     }
 
@@ -83,20 +85,34 @@ internal sealed class ParameterMask : IDisposable
         return count;
     }
 
-    /// <summary>The keep-mask (1 = kept, 0 = pruned) in <paramref name="dtype"/> on <paramref name="device"/>; owned by this object.</summary>
-    private Tensor Keep(Device device, ScalarType dtype)
+    /// <summary>The keep-mask (1 = kept, 0 = pruned) in the dtype and on the device of <paramref name="parameter"/>; owned by this object.</summary>
+    private Tensor Keep(Parameter parameter)
     {
         if (_host is null)
             throw new InvalidOperationException($"'{Name}' has no mask yet.");
-        // Device has no value equality: compare its type and index.
-        if (_device is null || _device.device_type != device.type || _device.device_index != device.index || _device.dtype != dtype)
+        // A Parameter never changes device or dtype in place (Module.to makes new ones), so the keep-mask built for
+        // this very object is still right, without asking libtorch again.
+        if (_device is not null && ReferenceEquals(_builtFor, parameter))
+            return _device;
+
+        _device?.Dispose();
+        using var scope = torch.NewDisposeScope();
+        Tensor keep;
+        if (parameter.device_type == DeviceType.CPU && parameter.dtype == ScalarType.Float32)
         {
-            _device?.Dispose();
-            using var scope = torch.NewDisposeScope();
+            keep = torch.empty(Shape, ScalarType.Float32);
+            Span<float> values = MemoryMarshal.Cast<byte, float>(keep.bytes);
+            for (int i = 0; i < values.Length; i++)
+                values[i] = 1 - _host[i];
+        }
+        else
+        {
             var pruned = torch.empty(Shape, ScalarType.Bool);
             _host.AsSpan().CopyTo(pruned.bytes);
-            _device = pruned.logical_not().to(dtype, device).DetachFromDisposeScope();
+            keep = pruned.logical_not().to(parameter.dtype, parameter.device);
         }
+        _device = keep.DetachFromDisposeScope();
+        _builtFor = parameter;
         return _device;
     }
 
@@ -109,7 +125,7 @@ internal sealed class ParameterMask : IDisposable
     {
         if (_host is null || PrunedCount == 0)
             return;
-        Tensor keep = Keep(parameter.device, parameter.dtype);
+        Tensor keep = Keep(parameter);
         parameter.mul_(keep);
         hygiene?.Clear(parameter, keep);
     }
@@ -120,7 +136,7 @@ internal sealed class ParameterMask : IDisposable
         if (_host is null || PrunedCount == 0)
             return 0;
         using var scope = torch.NewDisposeScope();
-        return parameter.detach().ne(0).logical_and(Keep(parameter.device, parameter.dtype).eq(0)).sum().item<long>();
+        return parameter.detach().ne(0).logical_and(Keep(parameter).eq(0)).sum().item<long>();
     }
 
     /// <summary>Forgets the mask (nothing pruned) and frees its device copy.</summary>
@@ -128,6 +144,7 @@ internal sealed class ParameterMask : IDisposable
     {
         _device?.Dispose();
         _device = null;
+        _builtFor = null;
         _host = null;
         _spare = null;
         PrunedCount = 0;

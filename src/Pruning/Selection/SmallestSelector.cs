@@ -7,8 +7,9 @@ namespace Pruning.Selection;
 
 /// <summary>
 /// Marks exactly k elements with the smallest scores across one or more score arrays, in O(n): a radix select over
-/// order-preserving 32-bit keys that reads the data twice (a histogram of the high 16 bits, then a marking pass that
-/// collects the threshold bucket), spread over the cores in fixed chunks.
+/// order-preserving 32-bit keys (a histogram of the high 16 bits; a marking pass that also histograms the low bits of
+/// the threshold bucket; a pass over the chunks that hold that bucket), spread over the cores in fixed chunks and
+/// allocating nothing per element.
 /// </summary>
 /// <remarks>
 /// Order is (score, array index, element index): among equal scores the earlier element is pruned first, so the
@@ -85,40 +86,36 @@ internal static class SmallestSelector
                 high[key >> 16]--;
             uint bucket = Locate(high, ref k);
 
-            // Pass 2: everything in a lower bucket is pruned; the elements of the threshold bucket become candidates.
-            var candidates = new List<int>[chunks.Count];
+            // Pass 2: everything in a lower bucket is pruned, and the low 16 bits of the threshold bucket's elements
+            // are counted. Nothing is allocated per element: the bucket can hold most of a tensor (all its zeros).
+            var inBucket = new int[chunks.Count];
             ForEachWorker(workers, w =>
             {
+                int[] local = histograms[w];
+                Array.Clear(local, 0, 65536);
                 for (int c = w; c < chunks.Count; c += workers)
                 {
-                    ReadOnlySpan<uint> s = Keys(c);
                     Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
                     int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
-                    var list = new List<int>();
-                    MarkBelowAndCollect(s, p, bucket, list, protectedIndex);
-                    if ((uint)protectedIndex < (uint)s.Length) p[protectedIndex] = 0;
-                    candidates[c] = list;
+                    inBucket[c] = MarkBelowAndCount(Keys(c), p, bucket, local, protectedIndex);
+                    if ((uint)protectedIndex < (uint)p.Length) p[protectedIndex] = 0;
                 }
             });
+            uint threshold = bucket << 16 | Locate(Sum(histograms), ref k);
 
-            // The low 16 bits of the candidates give the exact threshold key; the first k of them in (array, index)
-            // order that are not above it are pruned.
-            int[] low = histograms[0];
-            Array.Clear(low, 0, 65536);
-            for (int c = 0; c < chunks.Count; c++)
-            {
-                ReadOnlySpan<uint> s = Keys(c);
-                foreach (int i in candidates[c]) low[Key(s[i]) & 0xFFFF]++;
-            }
-            uint threshold = bucket << 16 | Locate(low, ref k);
+            // Pass 3, over the chunks that hold threshold-bucket elements only: those below the threshold, and the
+            // first k equal to it in (array, index) order.
             long ties = k;
             for (int c = 0; c < chunks.Count; c++)
             {
+                if (inBucket[c] == 0) continue;
                 ReadOnlySpan<uint> s = Keys(c);
                 Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-                foreach (int i in candidates[c])
+                int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                for (int i = 0; i < s.Length; i++)
                 {
                     uint key = Key(s[i]);
+                    if (key >> 16 != bucket || i == protectedIndex) continue;
                     if (key < threshold || (key == threshold && ties-- > 0)) p[i] = 1;
                 }
             }
@@ -167,11 +164,12 @@ internal static class SmallestSelector
         return (best, bestIndex);
     }
 
-    /// <summary>Sets p[i] = 1 where the key's high 16 bits are below <paramref name="bucket"/>, else 0; lists the
-    /// indices (but <paramref name="protectedIndex"/>) whose high bits equal it.</summary>
-    private static void MarkBelowAndCollect(ReadOnlySpan<uint> s, Span<byte> p, uint bucket, List<int> candidates, int protectedIndex)
+    /// <summary>Sets p[i] = 1 where the key's high 16 bits are below <paramref name="bucket"/>, else 0; counts the low
+    /// 16 bits of the keys in the bucket (but <paramref name="protectedIndex"/>) into <paramref name="low"/>.</summary>
+    /// <returns>How many keys lie in the bucket.</returns>
+    private static int MarkBelowAndCount(ReadOnlySpan<uint> s, Span<byte> p, uint bucket, int[] low, int protectedIndex)
     {
-        int i = 0;
+        int i = 0, count = 0;
         if (Vector256.IsHardwareAccelerated)
         {
             const int Width = 4 * 8; // four vectors of keys narrow into one vector of bytes
@@ -188,17 +186,21 @@ internal static class SmallestSelector
                     Vector256.Narrow(Vector256.LessThan(b2, target), Vector256.LessThan(b3, target)));
                 (below & one).CopyTo(p.Slice(i, Width));
                 var equal = Vector256.Equals(b0, target) | Vector256.Equals(b1, target) | Vector256.Equals(b2, target) | Vector256.Equals(b3, target);
-                if (equal != Vector256<uint>.Zero)
-                    for (int j = i; j < i + Width; j++)
-                        if (Key(s[j]) >> 16 == bucket && j != protectedIndex) candidates.Add(j);
+                if (equal == Vector256<uint>.Zero) continue;
+                for (int j = i; j < i + Width; j++)
+                {
+                    uint key = Key(s[j]);
+                    if (key >> 16 == bucket && j != protectedIndex) { low[key & 0xFFFF]++; count++; }
+                }
             }
         }
         for (; i < s.Length; i++)
         {
-            uint b = Key(s[i]) >> 16;
-            p[i] = b < bucket ? (byte)1 : (byte)0;
-            if (b == bucket && i != protectedIndex) candidates.Add(i);
+            uint key = Key(s[i]);
+            p[i] = key >> 16 < bucket ? (byte)1 : (byte)0;
+            if (key >> 16 == bucket && i != protectedIndex) { low[key & 0xFFFF]++; count++; }
         }
+        return count;
     }
 
     /// <summary>Runs the workers; one runs inline, so small tensors never wait for the thread pool.</summary>
