@@ -13,10 +13,8 @@ public sealed class FixTaskTests : IDisposable
 
     private (FixLibTorchSharpGlibcxx Task, RecordingEngine Engine, string Library) NewTask(string systemLibrary)
     {
-        string root = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
-            ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
         string library = Path.Combine(_dir, "libLibTorchSharp.so");
-        File.Copy(Path.Combine(root, "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so"), library);
+        File.Copy(LibTorchSharpGlibcxxFixTests.PristineLibrary(), library);
         var engine = new RecordingEngine();
         var task = new FixLibTorchSharpGlibcxx { BuildEngine = engine, Files = [new TaskItem(library)], SystemLibStdCxx = systemLibrary };
         return (task, engine, library);

@@ -9,7 +9,8 @@ public sealed class LibTorchSharpGlibcxxFixTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string PristineLibrary()
+    /// <summary>TorchSharp's unpatched native glue, in the NuGet cache (read, never written).</summary>
+    internal static string PristineLibrary()
     {
         string root = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
             ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
