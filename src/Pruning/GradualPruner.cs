@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Pruning.Checkpoints;
+using Pruning.Grouping;
 using Pruning.Masks;
 using Pruning.Reporting;
 using Pruning.Scheduling;
@@ -59,6 +60,7 @@ public sealed class GradualPruner : IDisposable
         ArgumentNullException.ThrowIfNull(options.Targets, "options.Targets");
         ArgumentNullException.ThrowIfNull(options.Criterion, "options.Criterion");
         ArgumentNullException.ThrowIfNull(options.ScheduleOverrides, "options.ScheduleOverrides");
+        ArgumentNullException.ThrowIfNull(options.Granularity, "options.Granularity");
         if (!Enum.IsDefined(options.Scope))
             throw new ArgumentOutOfRangeException(nameof(options), options.Scope, "PruningOptions.Scope is not a known scope.");
 
@@ -74,6 +76,15 @@ public sealed class GradualPruner : IDisposable
         _masks = names.Select(n => new ParameterMask(n, Weight(n).shape)).ToArray();
         _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n) ?? options.Schedule).ToArray();
         _due = new bool[_masks.Length];
+        if (options.Scope == PruningScope.Global && !options.Granularity.SupportsGlobal)
+            throw new ArgumentException($"PruningScope.Global ranks single weights across tensors; {options.Granularity} granularity is layer-wise only.", nameof(options));
+        for (int i = 0; i < _masks.Length; i++)
+        {
+            options.Granularity.Validate(_masks[i].Name, _masks[i].Shape);
+            if (options.Granularity.MaxSparsity is double max && _schedules[i].FinalSparsity > max + 1e-12)
+                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                    $"{options.Granularity} prunes at most {max:P1}, but the schedule of '{_masks[i].Name}' ends at {_schedules[i].FinalSparsity:P1}."), nameof(options));
+        }
         if (optimizer is not null)
         {
             _hygiene = new OptimizerStateHygiene(optimizer);
@@ -163,7 +174,7 @@ public sealed class GradualPruner : IDisposable
         ThrowIfStripped();
         var masks = _masks.Select((m, i) => new SavedMask(m.Name, _schedules[i].ToString(), m.Shape, m.Target, m.LastUpdateStep,
             m.HasMask ? m.Flags.ToArray() : null)).ToList();
-        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _options.Scope.ToString(), _options.Criterion.ToString() ?? "", masks));
+        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _options.Scope.ToString(), _options.Criterion.ToString() ?? "", _options.Granularity.ToString()!, masks));
     }
 
     /// <summary>
@@ -182,6 +193,8 @@ public sealed class GradualPruner : IDisposable
             throw Mismatch($"it was saved with scope {saved.Scope}, this pruner uses {_options.Scope}");
         if (saved.Criterion != (_options.Criterion.ToString() ?? ""))
             throw Mismatch($"it was saved with criterion {saved.Criterion}, this pruner uses {_options.Criterion}");
+        if (saved.Granularity != _options.Granularity.ToString())
+            throw Mismatch($"it was saved with granularity {saved.Granularity}, this pruner uses {_options.Granularity}");
         var savedNames = saved.Masks.Select(m => m.Name).ToList();
         if (!savedNames.SequenceEqual(_masks.Select(m => m.Name)))
             throw Mismatch($"it holds [{string.Join(", ", savedNames)}], this pruner prunes [{string.Join(", ", _masks.Select(m => m.Name))}]");
@@ -247,7 +260,7 @@ public sealed class GradualPruner : IDisposable
             long max = SmallestSelector.MaxSelectable(pruned.Select(p => (long)p.Length));
             SmallestSelector.Select(Source, Math.Min(PrunedCount(targets[0], total), max), pruned);
         }
-        else
+        else if (_options.Granularity is ElementGranularity)
         {
             for (int j = 0; j < due.Length; j++)
             {
@@ -255,6 +268,11 @@ public sealed class GradualPruner : IDisposable
                 long max = SmallestSelector.MaxSelectable([pruned[j].Length]);
                 SmallestSelector.Select(_ => Source(index), Math.Min(PrunedCount(targets[j], pruned[j].Length), max), [pruned[j]]);
             }
+        }
+        else
+        {
+            for (int j = 0; j < due.Length; j++)
+                _options.Granularity.Select(Source(j), _masks[due[j]].Shape, targets[j], pruned[j]);
         }
 
         var layers = new List<LayerMaskUpdate>(due.Length);

@@ -1,4 +1,5 @@
 using Pruning.Criteria;
+using Pruning.Grouping;
 using Pruning.Scheduling;
 using Pruning.Selection;
 using Pruning.Targets;
@@ -18,6 +19,10 @@ public sealed class PruningOptions
     /// <summary>How important each weight is.</summary>
     /// <value>The default is <see cref="MagnitudeCriterion"/>.</value>
     public IPruningCriterion Criterion { get; init; } = new MagnitudeCriterion();
+
+    /// <summary>Which elements are pruned together: single weights, output channels, kernels, blocks or N:M runs.</summary>
+    /// <value>The default is <see cref="PruningGranularity.Element"/> (unstructured).</value>
+    public PruningGranularity Granularity { get; init; } = PruningGranularity.Element;
 
     /// <summary>Whether each tensor reaches the target on its own or the targets share one ranking.</summary>
     /// <value>The default is <see cref="PruningScope.LayerWise"/>.</value>

@@ -6,7 +6,7 @@ namespace Pruning.Checkpoints;
 internal sealed record SavedMask(string Name, string Schedule, long[] Shape, double Target, long LastUpdateStep, byte[]? Pruned);
 
 /// <summary>Everything a pruner needs to resume: the step, how it was configured, and the masks.</summary>
-internal sealed record SavedPruner(long Step, string Scope, string Criterion, IReadOnlyList<SavedMask> Masks);
+internal sealed record SavedPruner(long Step, string Scope, string Criterion, string Granularity, IReadOnlyList<SavedMask> Masks);
 
 /// <summary>
 /// The pruner's checkpoint file, kept next to the model's own checkpoint so the model's state_dict stays plain.
@@ -16,7 +16,7 @@ internal sealed record SavedPruner(long Step, string Scope, string Criterion, IR
 /// </summary>
 internal static class PrunerCheckpoint
 {
-    private const uint FormatVersion = 1;
+    private const uint FormatVersion = 2;
     private static readonly byte[] Magic = "PRUNECKP"u8.ToArray();
     private const int MaxRank = 16;
 
@@ -28,6 +28,7 @@ internal static class PrunerCheckpoint
             w.Write(state.Step);
             w.Write(state.Scope);
             w.Write(state.Criterion);
+            w.Write(state.Granularity);
             w.Write(state.Masks.Count);
             foreach (SavedMask m in state.Masks)
             {
@@ -87,6 +88,7 @@ internal static class PrunerCheckpoint
             long step = r.ReadInt64();
             string scope = r.ReadString();
             string criterion = r.ReadString();
+            string granularity = r.ReadString();
             int count = r.ReadInt32();
             if (count < 0 || count > remaining())
                 throw Bad(path, $"it claims {count} masks");
@@ -121,7 +123,7 @@ internal static class PrunerCheckpoint
             }
             if (remaining() != 0)
                 throw Bad(path, $"{remaining()} unexpected bytes follow the last mask");
-            return new SavedPruner(step, scope, criterion, masks);
+            return new SavedPruner(step, scope, criterion, granularity, masks);
         }
         catch (EndOfStreamException)
         {

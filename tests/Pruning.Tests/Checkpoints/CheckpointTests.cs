@@ -124,13 +124,15 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void ACheckpointWithAnotherScheduleOrScope_IsRejected()
+    public void ACheckpointWithAnotherScheduleScopeOrGranularity_IsRejected()
     {
         string path = SavedCheckpoint();
         LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.6) }).Should().Throw<InvalidDataException>()
             .WithMessage("*OneShot(sparsity=0.5, step=0)*OneShot(sparsity=0.6, step=0)*");
         LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.5), Scope = PruningScope.Global }).Should().Throw<InvalidDataException>()
             .WithMessage("*scope LayerWise*Global*");
+        LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.5), Granularity = Pruning.Grouping.PruningGranularity.OutputChannels() }).Should().Throw<InvalidDataException>()
+            .WithMessage("*granularity Element*OutputChannels(L1)*");
     }
 
     [Fact]
