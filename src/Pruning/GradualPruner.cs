@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Pruning.Checkpoints;
+using Pruning.Criteria;
 using Pruning.Grouping;
 using Pruning.Masks;
 using Pruning.Reporting;
@@ -125,16 +126,25 @@ public sealed class GradualPruner : IDisposable
             bool anyDue = false;
             for (int i = 0; i < _masks.Length; i++)
                 anyDue |= _due[i] = _schedules[i].IsUpdateStep(CurrentStep);
+
+            // The current masks first, with the optimizer state of the parameters about to be updated: scores then
+            // see the masked model, and weights that new masks revive restart from zero with fresh state.
+            for (int i = 0; i < _masks.Length; i++)
+                Apply(i, clearState: _due[i]);
+            if (_options.Criterion is IAccumulatingCriterion accumulating)
+                foreach (ParameterMask mask in _masks)
+                    accumulating.Observe(mask.Name, Weight(mask.Name));
+
             if (anyDue)
             {
                 int[] due = Enumerable.Range(0, _masks.Length).Where(i => _due[i]).ToArray();
-                // The old masks first, state included: scores then see the masked model, and weights that the new
-                // masks revive restart from zero with fresh optimizer state.
-                foreach (int i in due) Apply(i, clearState: true);
                 update = UpdateMasks(due);
+                foreach (int i in due)
+                {
+                    (_options.Criterion as IAccumulatingCriterion)?.Reset(_masks[i].Name);
+                    Apply(i, clearState: true);
+                }
             }
-            for (int i = 0; i < _masks.Length; i++)
-                Apply(i, clearState: _due[i]);
         }
         CurrentStep++;
         if (update is not null)
@@ -174,7 +184,16 @@ public sealed class GradualPruner : IDisposable
         ThrowIfStripped();
         var masks = _masks.Select((m, i) => new SavedMask(m.Name, _schedules[i].ToString(), m.Shape, m.Target, m.LastUpdateStep,
             m.HasMask ? m.Flags.ToArray() : null)).ToList();
-        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _options.Scope.ToString(), _options.Criterion.ToString() ?? "", _options.Granularity.ToString()!, masks));
+        byte[]? criterionState = null;
+        if (_options.Criterion is IStatefulCriterion stateful)
+        {
+            using var buffer = new MemoryStream();
+            using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
+                stateful.SaveState(writer);
+            criterionState = buffer.ToArray();
+        }
+        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _options.Scope.ToString(), _options.Criterion.ToString() ?? "",
+            _options.Granularity.ToString()!, masks, criterionState));
     }
 
     /// <summary>
@@ -205,6 +224,24 @@ public sealed class GradualPruner : IDisposable
                 throw Mismatch($"'{s.Name}' has shape [{string.Join(", ", s.Shape)}] there and [{string.Join(", ", _masks[i].Shape)}] here");
             if (s.Schedule != _schedules[i].ToString())
                 throw Mismatch($"'{s.Name}' was scheduled {s.Schedule}, this pruner schedules {_schedules[i]}");
+        }
+
+        var stateful = _options.Criterion as IStatefulCriterion;
+        if ((stateful is null) != (saved.CriterionState is null))
+            throw Mismatch(stateful is null ? $"it carries criterion state, but {_options.Criterion} keeps none" : $"it carries no state for {_options.Criterion}");
+        if (stateful is not null)
+        {
+            using var reader = new BinaryReader(new MemoryStream(saved.CriterionState!), System.Text.Encoding.UTF8);
+            try
+            {
+                stateful.LoadState(reader);
+            }
+            catch (EndOfStreamException)
+            {
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_options.Criterion} ends early.");
+            }
+            if (reader.BaseStream.Position != reader.BaseStream.Length)
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_options.Criterion} has trailing bytes.");
         }
 
         for (int i = 0; i < _masks.Length; i++)

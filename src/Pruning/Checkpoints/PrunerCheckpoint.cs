@@ -6,7 +6,7 @@ namespace Pruning.Checkpoints;
 internal sealed record SavedMask(string Name, string Schedule, long[] Shape, double Target, long LastUpdateStep, byte[]? Pruned);
 
 /// <summary>Everything a pruner needs to resume: the step, how it was configured, and the masks.</summary>
-internal sealed record SavedPruner(long Step, string Scope, string Criterion, string Granularity, IReadOnlyList<SavedMask> Masks);
+internal sealed record SavedPruner(long Step, string Scope, string Criterion, string Granularity, IReadOnlyList<SavedMask> Masks, byte[]? CriterionState);
 
 /// <summary>
 /// The pruner's checkpoint file, kept next to the model's own checkpoint so the model's state_dict stays plain.
@@ -40,6 +40,12 @@ internal static class PrunerCheckpoint
                 w.Write(m.LastUpdateStep);
                 w.Write(m.Pruned is not null);
                 if (m.Pruned is not null) w.Write(Pack(m.Pruned));
+            }
+            w.Write(state.CriterionState is not null);
+            if (state.CriterionState is not null)
+            {
+                w.Write(state.CriterionState.Length);
+                w.Write(state.CriterionState);
             }
         }
 
@@ -121,9 +127,17 @@ internal static class PrunerCheckpoint
                 }
                 masks.Add(new SavedMask(name, schedule, shape, target, last, pruned));
             }
+            byte[]? criterionState = null;
+            if (r.ReadBoolean())
+            {
+                int stateLength = r.ReadInt32();
+                if (stateLength < 0 || stateLength > remaining())
+                    throw Bad(path, $"the criterion state claims {stateLength} bytes but only {remaining()} remain");
+                criterionState = r.ReadBytes(stateLength);
+            }
             if (remaining() != 0)
-                throw Bad(path, $"{remaining()} unexpected bytes follow the last mask");
-            return new SavedPruner(step, scope, criterion, granularity, masks);
+                throw Bad(path, $"{remaining()} unexpected bytes follow the criterion state");
+            return new SavedPruner(step, scope, criterion, granularity, masks, criterionState);
         }
         catch (EndOfStreamException)
         {

@@ -70,6 +70,69 @@ public sealed class CheckpointTests : IDisposable
         resumedPruner.Updates.Select(u => u.Step).Should().Equal(straightPruner.Updates.Select(u => u.Step).Where(s => s >= stopAt));
     }
 
+    [Theory]
+    [InlineData("fisher")]
+    [InlineData("random")]
+    public void Resume_WithAStatefulCriterion_IsBitIdentical(string criterion)
+    {
+        // Updates every 6 steps from step 4; stopping at step 13 cuts a window in half, so the accumulated
+        // gradients (or the generator's position) must come back from the checkpoint.
+        const int total = 30, stopAt = 13;
+        PruningOptions Make() => new()
+        {
+            Schedule = new PolynomialDecaySchedule(0.1, 0.8, 4, 22, 6),
+            Criterion = criterion == "fisher" ? new Pruning.Criteria.FisherCriterion() : new Pruning.Criteria.RandomCriterion(99),
+        };
+
+        var straight = TestModels.Mlp(51);
+        var straightOptimizer = TestModels.Optimizer("adam", straight);
+        using var straightPruner = new GradualPruner(straight, Make(), straightOptimizer);
+        for (int step = 0; step < total; step++)
+        {
+            TestModels.TrainStep(straight, straightOptimizer, step);
+            straightPruner.Step();
+        }
+
+        string model = Path.Combine(_dir, "m.bin"), optimizerState = Path.Combine(_dir, "o.bin"), masks = Path.Combine(_dir, "m.pruning");
+        {
+            var first = TestModels.Mlp(51);
+            var optimizer = TestModels.Optimizer("adam", first);
+            using var pruner = new GradualPruner(first, Make(), optimizer);
+            for (int step = 0; step < stopAt; step++)
+            {
+                TestModels.TrainStep(first, optimizer, step);
+                pruner.Step();
+            }
+            first.save(model);
+            ((OptimizerHelper)optimizer).save_state_dict(optimizerState);
+            pruner.Save(masks);
+        }
+
+        var resumed = TestModels.Mlp(52);
+        var resumedOptimizer = TestModels.Optimizer("adam", resumed);
+        resumed.load(model);
+        ((OptimizerHelper)resumedOptimizer).load_state_dict(optimizerState);
+        using var resumedPruner = new GradualPruner(resumed, Make(), resumedOptimizer);
+        resumedPruner.Load(masks);
+        for (int step = stopAt; step < total; step++)
+        {
+            TestModels.TrainStep(resumed, resumedOptimizer, step);
+            resumedPruner.Step();
+        }
+
+        var expected = Snapshot(straight);
+        foreach (var (name, values) in Snapshot(resumed))
+            values.Should().Equal(expected[name], name);
+    }
+
+    [Fact]
+    public void ACheckpointWithoutCriterionState_IsRejectedByAStatefulCriterion()
+    {
+        string path = SavedCheckpoint();
+        LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = new Pruning.Criteria.TaylorCriterion() })
+            .Should().Throw<InvalidDataException>().WithMessage("*criterion Magnitude*Taylor*");
+    }
+
     [Fact]
     public void Save_DoesNotChangeTheModelsStateDict()
     {

@@ -1,0 +1,28 @@
+using TorchSharp.Modules;
+
+namespace Pruning.Criteria;
+
+/// <summary>A criterion with state that a checkpoint must carry (accumulated gradients, a random generator).</summary>
+public interface IStatefulCriterion : IPruningCriterion
+{
+    /// <summary>Writes the state; <see cref="LoadState"/> must read back exactly what this wrote.</summary>
+    void SaveState(BinaryWriter writer);
+
+    /// <summary>Replaces the state with one written by <see cref="SaveState"/>.</summary>
+    /// <exception cref="InvalidDataException">The state does not fit this criterion.</exception>
+    void LoadState(BinaryReader reader);
+}
+
+/// <summary>
+/// A criterion that learns from training between mask updates. The pruner calls <see cref="Observe"/> at every step,
+/// after <c>optimizer.step()</c> and the re-masking, while <c>parameter.grad</c> still holds the step's gradient;
+/// it calls <see cref="Reset"/> after each mask update of the parameter, so every update sees one Δt window.
+/// </summary>
+public interface IAccumulatingCriterion : IStatefulCriterion
+{
+    /// <summary>Accumulates what this step says about the parameter. Called under <c>torch.no_grad()</c>.</summary>
+    void Observe(string parameterName, Parameter parameter);
+
+    /// <summary>Starts a new window for the parameter.</summary>
+    void Reset(string parameterName);
+}
