@@ -43,6 +43,7 @@ public sealed class GradualPruner : IDisposable
     private readonly OptimizerStateHygiene? _hygiene;
     private readonly List<MaskUpdate> _updates = [];
     private readonly bool[] _due;
+    private readonly SparsityRange[] _bounds;
     private bool _stripped;
 
     /// <summary>Creates a pruner for <paramref name="model"/>; nothing is pruned until the schedule's first update step.</summary>
@@ -62,6 +63,8 @@ public sealed class GradualPruner : IDisposable
         ArgumentNullException.ThrowIfNull(options.Criterion, "options.Criterion");
         ArgumentNullException.ThrowIfNull(options.ScheduleOverrides, "options.ScheduleOverrides");
         ArgumentNullException.ThrowIfNull(options.Granularity, "options.Granularity");
+        ArgumentNullException.ThrowIfNull(options.SparsityOverrides, "options.SparsityOverrides");
+        ArgumentNullException.ThrowIfNull(options.SparsityBounds, "options.SparsityBounds");
         if (!Enum.IsDefined(options.Scope))
             throw new ArgumentOutOfRangeException(nameof(options), options.Scope, "PruningOptions.Scope is not a known scope.");
 
@@ -73,9 +76,19 @@ public sealed class GradualPruner : IDisposable
                 throw new ArgumentException($"ScheduleOverrides names '{name}', which is not a pruned parameter. Pruned: {string.Join(", ", names)}.", nameof(options));
         if (options.Scope == PruningScope.Global && options.ScheduleOverrides.Count > 0)
             throw new ArgumentException("ScheduleOverrides cannot be combined with PruningScope.Global: a global ranking has one schedule.", nameof(options));
+        foreach (string name in options.SparsityOverrides.Keys.Concat(options.SparsityBounds.Keys))
+            if (!names.Contains(name))
+                throw new ArgumentException($"A per-parameter sparsity names '{name}', which is not a pruned parameter. Pruned: {string.Join(", ", names)}.", nameof(options));
+        if (options.Scope == PruningScope.Global && options.SparsityOverrides.Count > 0)
+            throw new ArgumentException("SparsityOverrides cannot be combined with PruningScope.Global: use SparsityBounds to steer a global ranking.", nameof(options));
+        foreach (string name in options.SparsityOverrides.Keys)
+            if (options.ScheduleOverrides.ContainsKey(name))
+                throw new ArgumentException($"'{name}' has both a schedule override and a sparsity override; give it one.", nameof(options));
 
         _masks = names.Select(n => new ParameterMask(n, Weight(n).shape)).ToArray();
-        _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n) ?? options.Schedule).ToArray();
+        _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n)
+            ?? (options.SparsityOverrides.TryGetValue(n, out double final) ? options.Schedule.WithFinalSparsity(final) : options.Schedule)).ToArray();
+        _bounds = names.Select(n => options.SparsityBounds.TryGetValue(n, out var range) ? range : new SparsityRange(0, 0.999999999)).ToArray();
         _due = new bool[_masks.Length];
         if (options.Scope == PruningScope.Global && !options.Granularity.SupportsGlobal)
             throw new ArgumentException($"PruningScope.Global ranks single weights across tensors; {options.Granularity} granularity is layer-wise only.", nameof(options));
@@ -293,12 +306,12 @@ public sealed class GradualPruner : IDisposable
         double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
         if (_options.Scope == PruningScope.Global)
         {
-            long total = pruned.Sum(p => (long)p.Length);
-            long max = SmallestSelector.MaxSelectable(pruned.Select(p => (long)p.Length));
-            SmallestSelector.Select(Source, Math.Min(PrunedCount(targets[0], total), max), pruned);
+            SelectGlobal(due, Source, PrunedCount(targets[0], pruned.Sum(p => (long)p.Length)), pruned);
         }
         else if (_options.Granularity is ElementGranularity)
         {
+            for (int j = 0; j < due.Length; j++)
+                targets[j] = Math.Clamp(targets[j], _bounds[due[j]].Min, _bounds[due[j]].Max);
             for (int j = 0; j < due.Length; j++)
             {
                 int index = j;
@@ -309,7 +322,10 @@ public sealed class GradualPruner : IDisposable
         else
         {
             for (int j = 0; j < due.Length; j++)
+            {
+                targets[j] = Math.Clamp(targets[j], _bounds[due[j]].Min, _bounds[due[j]].Max);
                 _options.Granularity.Select(Source(j), _masks[due[j]].Shape, targets[j], pruned[j]);
+            }
         }
 
         var layers = new List<LayerMaskUpdate>(due.Length);
@@ -322,6 +338,42 @@ public sealed class GradualPruner : IDisposable
             layers.Add(new LayerMaskUpdate(mask.Name, targets[j], mask.PrunedCount, mask.Count, newly, revived));
         }
         return new MaskUpdate(step, layers);
+    }
+
+    /// <summary>
+    /// One ranking across the tensors, kept inside each tensor's bounds: tensors the ranking would push past a bound
+    /// are fixed at that bound (all above-max ones first, then all below-min ones) and the rest re-ranked, until no
+    /// bound is violated. The total stays exactly k whenever the bounds allow it.
+    /// </summary>
+    private void SelectGlobal(int[] due, SmallestSelector.ScoreSource source, long k, byte[][] pruned)
+    {
+        if (_options.SparsityBounds.Count == 0)
+        {
+            SmallestSelector.Select(source, Math.Min(k, SmallestSelector.MaxSelectable(pruned.Select(p => (long)p.Length))), pruned);
+            return;
+        }
+        long[] low = due.Select((i, j) => Math.Min(PrunedCount(_bounds[i].Min, pruned[j].Length), pruned[j].Length - 1L)).ToArray();
+        long[] high = due.Select((i, j) => Math.Min(PrunedCount(_bounds[i].Max, pruned[j].Length), pruned[j].Length - 1L)).ToArray();
+        k = Math.Clamp(k, low.Sum(), high.Sum());
+        var free = Enumerable.Range(0, due.Length).ToList();
+        while (free.Count > 0)
+        {
+            var subset = free.Select(j => pruned[j]).ToList();
+            long remaining = Math.Clamp(k, 0, SmallestSelector.MaxSelectable(subset.Select(p => (long)p.Length)));
+            SmallestSelector.Select(f => source(free[f]), remaining, subset);
+            var counts = free.ToDictionary(j => j, j => pruned[j].Sum(b => (long)b));
+            var over = free.Where(j => counts[j] > high[j]).ToList();
+            var fix = over.Count > 0 ? over : free.Where(j => counts[j] < low[j]).ToList();
+            if (fix.Count == 0)
+                return;
+            foreach (int j in fix)
+            {
+                long bound = over.Count > 0 ? high[j] : low[j];
+                SmallestSelector.Select(_ => source(j), bound, [pruned[j]]);
+                k -= bound;
+                free.Remove(j);
+            }
+        }
     }
 
     /// <summary>round(sparsity · n), halves to even, the count that an exact target means.</summary>

@@ -34,4 +34,42 @@ public sealed class PruningOptions
     /// </summary>
     /// <value>The default is none.</value>
     public IReadOnlyDictionary<string, PruningSchedule> ScheduleOverrides { get; init; } = new Dictionary<string, PruningSchedule>();
+
+    /// <summary>
+    /// Per-parameter final sparsities (as Distiller and SparseML recipes allow): the parameter follows
+    /// <see cref="Schedule"/> to its own target. Keys are full parameter names. Only with
+    /// <see cref="PruningScope.LayerWise"/>.
+    /// </summary>
+    /// <value>The default is none.</value>
+    public IReadOnlyDictionary<string, double> SparsityOverrides { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>
+    /// Per-parameter bounds on sparsity. Layer-wise, a parameter's target is clamped into its range. Under
+    /// <see cref="PruningScope.Global"/>, the ranking is constrained: a parameter never ends outside its range and the
+    /// model-wide count stays exact while the bounds allow it.
+    /// </summary>
+    /// <value>The default is none.</value>
+    public IReadOnlyDictionary<string, SparsityRange> SparsityBounds { get; init; } = new Dictionary<string, SparsityRange>();
+}
+
+/// <summary>Bounds on one parameter's sparsity.</summary>
+public readonly record struct SparsityRange
+{
+    /// <summary>Creates the range.</summary>
+    /// <param name="min">Lowest sparsity, in [0, 1).</param>
+    /// <param name="max">Highest sparsity, in [min, 1).</param>
+    public SparsityRange(double min, double max)
+    {
+        if (double.IsNaN(min) || min < 0 || min >= 1)
+            throw new ArgumentOutOfRangeException(nameof(min), min, $"min must be in [0, 1); got {min}.");
+        if (double.IsNaN(max) || max < min || max >= 1)
+            throw new ArgumentOutOfRangeException(nameof(max), max, $"max must be in [min, 1); got {max} with min {min}.");
+        (Min, Max) = (min, max);
+    }
+
+    /// <summary>Lowest sparsity.</summary>
+    public double Min { get; }
+
+    /// <summary>Highest sparsity.</summary>
+    public double Max { get; }
 }

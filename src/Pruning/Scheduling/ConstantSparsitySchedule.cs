@@ -53,6 +53,9 @@ public sealed class ConstantSparsitySchedule : PruningSchedule
     }
 
     /// <inheritdoc />
+    public override PruningSchedule WithFinalSparsity(double finalSparsity) => new ConstantSparsitySchedule(finalSparsity, BeginStep, Frequency, EndStep);
+
+    /// <inheritdoc />
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"ConstantSparsity(sparsity={FinalSparsity:R}, begin={BeginStep}, end={EndStep}, frequency={Frequency})");
 }

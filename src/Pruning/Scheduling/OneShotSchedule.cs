@@ -35,5 +35,8 @@ public sealed class OneShotSchedule : PruningSchedule
     protected override long NextUpdateAfter(long step) => step < BeginStep ? BeginStep : long.MaxValue;
 
     /// <inheritdoc />
+    public override PruningSchedule WithFinalSparsity(double finalSparsity) => new OneShotSchedule(finalSparsity, BeginStep);
+
+    /// <inheritdoc />
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"OneShot(sparsity={FinalSparsity:R}, step={BeginStep})");
 }

@@ -79,6 +79,7 @@ public sealed class PolynomialDecaySchedule : PruningSchedule
     {
         if (step < BeginStep) return 0;
         if (step >= EndStep) return FinalSparsity;
+        if (step == BeginStep) return InitialSparsity; // exactly s_i, without rounding through the formula
         double progress = (double)(step - BeginStep) / (EndStep - BeginStep);
         return FinalSparsity + (InitialSparsity - FinalSparsity) * Math.Pow(1 - progress, Power);
     }
@@ -90,6 +91,11 @@ public sealed class PolynomialDecaySchedule : PruningSchedule
         long next = step < BeginStep ? BeginStep : BeginStep + ((step - BeginStep) / Frequency + 1) * Frequency;
         return Math.Min(next, EndStep);
     }
+
+    /// <inheritdoc />
+    /// <remarks>The initial sparsity is lowered to the new final one if it was higher.</remarks>
+    public override PruningSchedule WithFinalSparsity(double finalSparsity) =>
+        new PolynomialDecaySchedule(Math.Min(InitialSparsity, finalSparsity), finalSparsity, BeginStep, EndStep, Frequency, Power);
 
     /// <inheritdoc />
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,

@@ -44,6 +44,10 @@ public abstract class PruningSchedule
     /// <summary>The first update step after <paramref name="step"/>, or <see cref="long.MaxValue"/> when there is none.</summary>
     protected abstract long NextUpdateAfter(long step);
 
+    /// <summary>The same schedule with another final sparsity (for per-layer targets).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value does not fit this schedule.</exception>
+    public abstract PruningSchedule WithFinalSparsity(double finalSparsity);
+
     /// <summary>A stable description that names the schedule and all its parameters; checkpoints compare it.</summary>
     public abstract override string ToString();
 
