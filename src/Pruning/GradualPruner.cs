@@ -44,6 +44,7 @@ public sealed class GradualPruner : IDisposable
     private readonly List<MaskUpdate> _updates = [];
     private readonly bool[] _due;
     private readonly SparsityRange[] _bounds;
+    private readonly string[][] _coupled;
     private bool _stripped;
 
     /// <summary>Creates a pruner for <paramref name="model"/>; nothing is pruned until the schedule's first update step.</summary>
@@ -88,6 +89,10 @@ public sealed class GradualPruner : IDisposable
         _masks = names.Select(n => new ParameterMask(n, Weight(n).shape)).ToArray();
         _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n)
             ?? (options.SparsityOverrides.TryGetValue(n, out double final) ? options.Schedule.WithFinalSparsity(final) : options.Schedule)).ToArray();
+        _coupled = names.Select(n => options.Channels?.CoupledWith(n).ToArray() ?? []).ToArray();
+        foreach (string coupled in _coupled.SelectMany(c => c))
+            if (model.get_parameter(coupled) is null)
+                throw new ArgumentException($"PruningOptions.Channels names '{coupled}', which this model does not have: was it analyzed from another model?", nameof(options));
         _bounds = names.Select(n => options.SparsityBounds.TryGetValue(n, out var range) ? range : new SparsityRange(0, 0.999999999)).ToArray();
         _due = new bool[_masks.Length];
         if (options.Scope == PruningScope.Global && !options.Granularity.SupportsGlobal)
@@ -412,6 +417,8 @@ public sealed class GradualPruner : IDisposable
                 throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
         }
         mask.Apply(weight, hygiene);
+        if (_coupled[index].Length > 0)
+            mask.ApplyToRows(_coupled[index].Select(Weight), hygiene);
     }
 
     private PruningReport BuildReport()

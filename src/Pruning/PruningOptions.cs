@@ -1,5 +1,6 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
+using Pruning.Structure;
 using Pruning.Scheduling;
 using Pruning.Selection;
 using Pruning.Targets;
@@ -23,6 +24,15 @@ public sealed class PruningOptions
     /// <summary>Which elements are pruned together: single weights, output channels, kernels, blocks or N:M runs.</summary>
     /// <value>The default is <see cref="PruningGranularity.Element"/> (unstructured).</value>
     public PruningGranularity Granularity { get; init; } = PruningGranularity.Element;
+
+    /// <summary>
+    /// The channel structure of a Sequential model (<see cref="SequentialChannels.Analyze"/>). When set, a row of a
+    /// pruned weight that is pruned entirely is a dead channel: the producer's bias and the following BatchNorm's scale
+    /// and shift are zeroed with it, so the channel outputs exactly zero and <see cref="SequentialChannels.Shrink"/>
+    /// can remove it. Use it with <see cref="PruningGranularity.OutputChannels"/>.
+    /// </summary>
+    /// <value>The default is none.</value>
+    public SequentialChannels? Channels { get; init; }
 
     /// <summary>Whether each tensor reaches the target on its own or the targets share one ranking.</summary>
     /// <value>The default is <see cref="PruningScope.LayerWise"/>.</value>

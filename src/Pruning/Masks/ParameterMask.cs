@@ -16,6 +16,7 @@ internal sealed class ParameterMask : IDisposable
     private byte[]? _spare;  // the previous mask's array, reused by the next update (large arrays are costly to allocate)
     private Tensor? _device; // keep-mask (1 = kept) in the parameter's dtype and on its device, built lazily from _host
     private Parameter? _builtFor; // the Parameter object _device was built for
+    private Tensor? _rows;        // per row: 1 if any element of the row is kept, built lazily
 
     public ParameterMask(string name, long[] shape)
     {
@@ -61,6 +62,8 @@ internal sealed class ParameterMask : IDisposable
         _device?.Dispose();
         _device = null;
         _builtFor = null;
+        _rows?.Dispose();
+        _rows = null;
         return (count - before + revived, revived);
     }
 
@@ -130,6 +133,32 @@ internal sealed class ParameterMask : IDisposable
         hygiene?.Clear(parameter, keep);
     }
 
+    /// <summary>
+    /// Zeroes, in each coupled 1-D parameter (bias, BatchNorm scale and shift), the entries of the rows that are pruned
+    /// entirely, and their optimizer state if asked. Call under no_grad.
+    /// </summary>
+    public void ApplyToRows(IEnumerable<Parameter> coupled, OptimizerStateHygiene? hygiene)
+    {
+        if (_host is null || PrunedCount == 0)
+            return;
+        if (_rows is null)
+        {
+            long rows = Shape.Length == 0 ? 1 : Shape[0];
+            long width = Count / Math.Max(rows, 1);
+            var alive = new float[rows];
+            for (long r = 0; r < rows; r++)
+                alive[r] = _host.AsSpan((int)(r * width), (int)width).IndexOf((byte)0) >= 0 ? 1 : 0;
+            _rows = torch.tensor(alive).DetachFromDisposeScope();
+        }
+        foreach (Parameter p in coupled)
+        {
+            Tensor keep = _rows.to(p.dtype, p.device);
+            p.mul_(keep);
+            hygiene?.Clear(p, keep);
+            if (!ReferenceEquals(keep, _rows)) keep.Dispose();
+        }
+    }
+
     /// <summary>Positions that are masked but whose value is not exactly zero (0 when masking works).</summary>
     public long MaskedNonzero(Parameter parameter)
     {
@@ -145,6 +174,8 @@ internal sealed class ParameterMask : IDisposable
         _device?.Dispose();
         _device = null;
         _builtFor = null;
+        _rows?.Dispose();
+        _rows = null;
         _host = null;
         _spare = null;
         PrunedCount = 0;

@@ -1,0 +1,248 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Structure;
+
+/// <summary>
+/// One layer whose output channels can be removed: a Conv2d's filters or a Linear's neurons, together with the
+/// BatchNorm that follows it and the matching inputs of the next Conv2d or Linear.
+/// </summary>
+/// <param name="Producer">The Conv2d or Linear whose outputs are the channels (e.g. <c>conv1</c>).</param>
+/// <param name="BatchNorm">The BatchNorm right after it, if any.</param>
+/// <param name="Consumer">The next Conv2d or Linear, which reads the channels.</param>
+/// <param name="Channels">Output channels of the producer.</param>
+/// <param name="InputsPerChannel">Consumer inputs per channel: 1, or H·W when a Flatten sits between a Conv2d and a Linear.</param>
+public sealed record ChannelLayer(string Producer, string? BatchNorm, string Consumer, long Channels, long InputsPerChannel)
+{
+    /// <summary>The producer's weight, the parameter a channel granularity prunes (e.g. <c>conv1.weight</c>).</summary>
+    public string Weight => $"{Producer}.weight";
+}
+
+/// <summary>
+/// The channel structure of a <c>Sequential</c> chain of Conv2d, BatchNorm, activations that map 0 to 0, pooling,
+/// Dropout, Flatten and Linear layers: which channels are pruned together, and how to remove them for real.
+/// </summary>
+/// <remarks>
+/// Pass it as <see cref="PruningOptions.Channels"/> with an output-channel granularity. A pruned channel then has its
+/// filter, its bias and its BatchNorm scale and shift zeroed together, so it outputs exactly zero, and
+/// <see cref="Shrink"/> can drop it (and the next layer's inputs for it) without changing the model's outputs.
+/// Graphs that are not such chains (residual blocks, concatenations, grouped convolutions, nested containers) are out
+/// of scope: <see cref="Analyze"/> refuses them, naming the module, rather than return a wrong model.
+/// </remarks>
+public sealed class SequentialChannels
+{
+    private static readonly HashSet<Type> PassThrough =
+    [
+        typeof(ReLU), typeof(ReLU6), typeof(LeakyReLU), typeof(ELU), typeof(GELU), typeof(SiLU), typeof(Tanh), typeof(Hardswish),
+        typeof(MaxPool2d), typeof(AvgPool2d), typeof(AdaptiveAvgPool2d), typeof(Dropout), typeof(Dropout2d), typeof(Identity),
+    ];
+
+    private readonly Sequential _model;
+    private readonly List<(string Name, nn.Module Module)> _children;
+
+    private SequentialChannels(Sequential model, List<(string, nn.Module)> children, List<ChannelLayer> layers)
+    {
+        _model = model;
+        _children = children;
+        Layers = layers;
+    }
+
+    /// <summary>The layers whose channels can be pruned, in order (the last Conv2d/Linear, the model's output, is not one).</summary>
+    public IReadOnlyList<ChannelLayer> Layers { get; }
+
+    /// <summary>Finds the channel structure of <paramref name="model"/>.</summary>
+    /// <exception cref="NotSupportedException">A module is not part of a supported chain; the message names it.</exception>
+    public static SequentialChannels Analyze(Sequential model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var children = model.named_children().ToList();
+        foreach (var (name, module) in children)
+        {
+            bool known = module is Conv2d or Linear or BatchNorm2d or BatchNorm1d or Flatten || PassThrough.Contains(module.GetType());
+            if (!known)
+                throw new NotSupportedException(
+                    $"Channel structure is defined for Sequential chains of Conv2d, BatchNorm, activations with f(0) = 0, pooling, Dropout, Flatten and Linear; '{name}' is a {module.GetType().Name}.");
+            if (module is Conv2d { groups: not 1 } grouped)
+                throw new NotSupportedException($"'{name}' is a grouped convolution (groups = {grouped.groups}); its channels cannot be removed independently.");
+        }
+
+        var layers = new List<ChannelLayer>();
+        for (int i = 0; i < children.Count; i++)
+        {
+            if (children[i].Item2 is not (Conv2d or Linear))
+                continue;
+            long channels = children[i].Item2 is Conv2d conv ? conv.out_channels : ((Linear)children[i].Item2).out_features;
+            string? batchNorm = i + 1 < children.Count && children[i + 1].Item2 is BatchNorm2d or BatchNorm1d ? children[i + 1].Item1 : null;
+            int next = children.FindIndex(i + 1, c => c.Item2 is Conv2d or Linear);
+            if (next < 0)
+                break; // the output layer: its channels are the model's outputs
+            long perChannel = 1;
+            if (children[next].Item2 is Linear consumer && children[i].Item2 is Conv2d)
+            {
+                if (consumer.in_features % channels != 0)
+                    throw new NotSupportedException($"'{children[next].Item1}' has {consumer.in_features} inputs, not a multiple of the {channels} channels of '{children[i].Item1}'.");
+                perChannel = consumer.in_features / channels;
+            }
+            layers.Add(new ChannelLayer(children[i].Item1, batchNorm, children[next].Item1, channels, perChannel));
+        }
+        return new SequentialChannels(model, children, layers);
+    }
+
+    /// <summary>The 1-D parameters that share a producer weight's output channels: its bias and the BatchNorm's scale and shift.</summary>
+    internal IReadOnlyList<string> CoupledWith(string weightName)
+    {
+        ChannelLayer? layer = Layers.FirstOrDefault(l => l.Weight == weightName);
+        if (layer is null)
+            return [];
+        var names = new List<string>();
+        if (Module(layer.Producer) is Conv2d { bias: not null } or Linear { bias: not null }) names.Add($"{layer.Producer}.bias");
+        if (layer.BatchNorm is not null) names.AddRange([$"{layer.BatchNorm}.weight", $"{layer.BatchNorm}.bias"]);
+        return names;
+    }
+
+    /// <summary>The layer whose producer weight is <paramref name="weightName"/>, or null.</summary>
+    public ChannelLayer? LayerOf(string weightName) => Layers.FirstOrDefault(l => l.Weight == weightName);
+
+    /// <summary>
+    /// λ·Σ|γ| over the BatchNorm scales that follow prunable layers: the sparsity penalty of network slimming (Liu et
+    /// al. 2017). Add it to the loss so that unimportant channels' scales shrink toward zero before they are pruned.
+    /// </summary>
+    /// <param name="strength">λ (≥ 0); the paper uses 1e-4 to 1e-5.</param>
+    public Tensor BatchNormL1Penalty(double strength)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(strength);
+        Tensor total = torch.zeros(1);
+        foreach (ChannelLayer layer in Layers.Where(l => l.BatchNorm is not null))
+            total = total + _model.get_parameter($"{layer.BatchNorm}.weight")!.abs().sum();
+        return total * strength;
+    }
+
+    /// <summary>
+    /// A new, physically smaller model: every channel that outputs exactly zero (BatchNorm scale and shift zero, or,
+    /// without a BatchNorm, filter and bias zero) is removed with the next layer's inputs for it. The original model
+    /// is left as it is. Its outputs equal the original's up to float rounding; use it for inference.
+    /// </summary>
+    public Sequential Shrink()
+    {
+        using var noGrad = torch.no_grad();
+        var alive = Layers.ToDictionary(l => l.Producer, AliveChannels);
+        var built = new List<(string, nn.Module<Tensor, Tensor>)>();
+        long[]? incoming = null; // the channels of the previous producer that survive, as consumer input indices
+        long perChannel = 1;
+        for (int i = 0; i < _children.Count; i++)
+        {
+            var (name, module) = _children[i];
+            long[]? outputs = alive.GetValueOrDefault(name);
+            switch (module)
+            {
+                case Conv2d conv:
+                    built.Add((name, ShrinkConv(conv, incoming, outputs)));
+                    (incoming, perChannel) = (outputs, 1);
+                    break;
+                case Linear linear:
+                    built.Add((name, ShrinkLinear(linear, Expand(incoming, perChannel), outputs)));
+                    (incoming, perChannel) = (outputs, 1);
+                    break;
+                case BatchNorm2d or BatchNorm1d:
+                    built.Add((name, ShrinkBatchNorm((BatchNorm)module, incoming)));
+                    break;
+                case Flatten when incoming is not null:
+                    ChannelLayer layer = Layers.First(l => l.Consumer == _children.Skip(i).First(c => c.Item2 is Linear).Item1);
+                    perChannel = layer.InputsPerChannel;
+                    built.Add((name, (nn.Module<Tensor, Tensor>)module));
+                    break;
+                default:
+                    built.Add((name, (nn.Module<Tensor, Tensor>)module));
+                    break;
+            }
+        }
+        var result = nn.Sequential(built);
+        if (!_model.training) result.eval();
+        return result;
+    }
+
+    private long[] AliveChannels(ChannelLayer layer)
+    {
+        using var scope = torch.NewDisposeScope();
+        Tensor dead;
+        if (layer.BatchNorm is not null)
+        {
+            var bn = (BatchNorm)Module(layer.BatchNorm);
+            dead = bn.weight!.eq(0).logical_and(bn.bias!.eq(0));
+        }
+        else
+        {
+            Parameter weight = _model.get_parameter(layer.Weight)!;
+            dead = weight.reshape(weight.shape[0], -1).ne(0).any(1).logical_not();
+            if (_model.get_parameter($"{layer.Producer}.bias") is { } bias)
+                dead = dead.logical_and(bias.eq(0));
+        }
+        long[] kept = dead.logical_not().nonzero().flatten().data<long>().ToArray();
+        // Keep one channel so that every layer still has an input.
+        return kept.Length > 0 ? kept : [0];
+    }
+
+    private static long[]? Expand(long[]? channels, long perChannel) =>
+        channels?.SelectMany(c => Enumerable.Range(0, (int)perChannel).Select(k => c * perChannel + k)).ToArray();
+
+    private static Conv2d ShrinkConv(Conv2d conv, long[]? inputs, long[]? outputs)
+    {
+        Tensor weight = conv.weight!.detach();
+        if (outputs is not null) weight = weight.index_select(0, torch.tensor(outputs));
+        if (inputs is not null) weight = weight.index_select(1, torch.tensor(inputs));
+        long[] padding = conv.padding ?? throw new NotSupportedException($"A Conv2d with symbolic padding ({conv.padding_type}) cannot be shrunk; give it explicit padding.");
+        var result = nn.Conv2d(weight.shape[1], weight.shape[0], (conv.kernel_size[0], conv.kernel_size[1]),
+            stride: (conv.stride[0], conv.stride[1]), padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]),
+            padding_mode: conv.padding_mode, bias: conv.bias is not null);
+        result.weight!.copy_(weight);
+        if (conv.bias is not null)
+            result.bias!.copy_(outputs is null ? conv.bias : conv.bias.index_select(0, torch.tensor(outputs)));
+        return result;
+    }
+
+    private static Linear ShrinkLinear(Linear linear, long[]? inputs, long[]? outputs)
+    {
+        Tensor weight = linear.weight!.detach();
+        if (outputs is not null) weight = weight.index_select(0, torch.tensor(outputs));
+        if (inputs is not null) weight = weight.index_select(1, torch.tensor(inputs));
+        var result = nn.Linear(weight.shape[1], weight.shape[0], hasBias: linear.bias is not null);
+        result.weight!.copy_(weight);
+        if (linear.bias is not null)
+            result.bias!.copy_(outputs is null ? linear.bias : linear.bias.index_select(0, torch.tensor(outputs)));
+        return result;
+    }
+
+    private static nn.Module<Tensor, Tensor> ShrinkBatchNorm(BatchNorm bn, long[]? channels)
+    {
+        long[] keep = channels ?? Enumerable.Range(0, (int)bn.num_features).Select(c => (long)c).ToArray();
+        using var index = torch.tensor(keep);
+        nn.Module<Tensor, Tensor> result = bn is BatchNorm2d
+            ? nn.BatchNorm2d(keep.Length, bn.eps, bn.momentum ?? 0.1, bn.affine, bn.track_running_stats)
+            : nn.BatchNorm1d(keep.Length, bn.eps, bn.momentum ?? 0.1, bn.affine, bn.track_running_stats);
+        var target = (BatchNorm)result;
+        if (bn.affine)
+        {
+            target.weight!.copy_(bn.weight!.index_select(0, index));
+            target.bias!.copy_(bn.bias!.index_select(0, index));
+        }
+        if (bn.track_running_stats)
+        {
+            target.running_mean!.copy_(bn.running_mean!.index_select(0, index));
+            target.running_var!.copy_(bn.running_var!.index_select(0, index));
+        }
+        return result;
+    }
+
+    /// <summary>|γ| of the BatchNorm after the layer whose weight is <paramref name="weightName"/>.</summary>
+    internal Tensor BatchNormScale(string weightName)
+    {
+        ChannelLayer layer = LayerOf(weightName)
+            ?? throw new InvalidOperationException($"'{weightName}' is not the weight of a channel layer of this model; channel layers: {string.Join(", ", Layers.Select(l => l.Weight))}.");
+        if (layer.BatchNorm is null)
+            throw new InvalidOperationException($"'{layer.Producer}' is not followed by a BatchNorm, so it has no scales to rank its channels by.");
+        return _model.get_parameter($"{layer.BatchNorm}.weight")!.detach().abs();
+    }
+
+    private nn.Module Module(string name) => _children.First(c => c.Item1 == name).Item2;
+}
