@@ -84,9 +84,12 @@ internal static class ChannelDemo
         }
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLineInterpolated($"Total time {clock.Elapsed.TotalSeconds:F0} s.");
+        bool same = rows.All(r => (double)r["test_accuracy"] == (double)r["masked_test_accuracy"]);
+        if (!same)
+            AnsiConsole.MarkupLine("[red]error:[/] a shrunk model classifies differently from its masked original.");
         if (summaryPath is not null)
             File.WriteAllText(summaryPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
-        return 0;
+        return same ? 0 : 1;
     }
 
     private static PruningOptions Options(PruningSchedule schedule, IPruningCriterion criterion, SequentialChannels channels) => new()

@@ -88,3 +88,31 @@ public sealed class CriteriaTests
         a.Distinct().Count().Should().BeGreaterThan(9_900);
     }
 }
+
+/// <summary>The custom criterion shown in the README, compiled and checked here so the README stays right.</summary>
+public sealed class RowRelativeMagnitude : IPruningCriterion
+{
+    // |w| relative to the largest |w| of its row: every output neuron keeps its own strongest inputs.
+    public Tensor Score(string parameterName, Tensor weight)
+    {
+        var magnitude = weight.abs();
+        var (rowMax, _) = magnitude.max(1, keepdim: true);
+        return magnitude / (rowMax + 1e-12);
+    }
+}
+
+[Collection(TorchCollection.Name)]
+public sealed class ReadmeCriterionTests
+{
+    [Fact]
+    public void TheReadmesCustomCriterion_KeepsEachRowsStrongestWeight()
+    {
+        var model = nn.Sequential(("fc", nn.Linear(3, 2, hasBias: false)));
+        using (torch.no_grad())
+            model.get_parameter("fc.weight")!.copy_(torch.tensor(new float[] { 10, 20, 40, 0.1f, 0.3f, 0.2f }).reshape(2, 3));
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = new RowRelativeMagnitude() });
+        pruner.Step();
+        // Relative scores: [0.25, 0.5, 1] and [0.33, 1, 0.67]; plain magnitude would have pruned the whole second row.
+        TestModels.Values(model.get_parameter("fc.weight")!).Should().Equal(0, 0, 40, 0, 0.3f, 0.2f);
+    }
+}
