@@ -96,7 +96,7 @@ public sealed class GradualPruner : IDisposable
         _bounds = names.Select(n => options.SparsityBounds.TryGetValue(n, out var range) ? range : new SparsityRange(0, 0.999999999)).ToArray();
         _due = new bool[_masks.Length];
         if (options.Scope == PruningScope.Global && !options.Granularity.SupportsGlobal)
-            throw new ArgumentException($"PruningScope.Global ranks single weights across tensors; {options.Granularity} granularity is layer-wise only.", nameof(options));
+            throw new ArgumentException($"{options.Granularity} gives every run of weights its own budget, so it cannot share a global ranking; use PruningScope.LayerWise.", nameof(options));
         for (int i = 0; i < _masks.Length; i++)
         {
             options.Granularity.Validate(_masks[i].Name, _masks[i].Shape);
@@ -309,7 +309,15 @@ public sealed class GradualPruner : IDisposable
         var pruned = due.Select(i => _masks[i].NextBuffer()).ToArray();
 
         double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
-        if (_options.Scope == PruningScope.Global)
+        if (_options.Scope == PruningScope.Global && _options.Granularity is GroupGranularity grouping)
+        {
+            float[][] groupScores = Enumerable.Range(0, due.Length).Select(j => grouping.GroupScores(Source(j), _masks[due[j]].Shape)).ToArray();
+            byte[][] groupPruned = groupScores.Select(g => new byte[g.Length]).ToArray();
+            SelectGlobal(due, g => groupScores[g], PrunedCount(targets[0], groupScores.Sum(g => (long)g.Length)), groupPruned);
+            for (int j = 0; j < due.Length; j++)
+                grouping.Expand(groupPruned[j], _masks[due[j]].Shape, pruned[j]);
+        }
+        else if (_options.Scope == PruningScope.Global)
         {
             SelectGlobal(due, Source, PrunedCount(targets[0], pruned.Sum(p => (long)p.Length)), pruned);
         }

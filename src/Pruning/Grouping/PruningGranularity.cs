@@ -24,7 +24,9 @@ public enum LpNorm
 /// Weights are seen as a 2-D matrix [shape[0], rest]: rows are output features of a Linear, filters of a Conv, gates
 /// of an LSTM matrix. Under a group granularity the target counts groups: round(s · groups) groups are pruned, at
 /// least one survives, and ties go to the lower group index, so the element sparsity is exact whenever groups are
-/// equal in size (they are, for every granularity here).
+/// equal in size (they are, within a tensor, for every granularity here). Under a global scope the groups of all
+/// tensors share one ranking and the target counts groups across them (network slimming's global γ threshold);
+/// group scores are not normalized by group size, so compare like with like (e.g. |γ|, or L∞ norms).
 /// </remarks>
 public abstract class PruningGranularity
 {
@@ -54,7 +56,7 @@ public abstract class PruningGranularity
     /// <param name="m">Run length (&gt; 1).</param>
     public static PruningGranularity NOfM(int n, int m) => new NOfMGranularity(n, m);
 
-    /// <summary>Whether groups of different tensors can share one ranking (only single elements can, for now).</summary>
+    /// <summary>Whether groups of different tensors can share one ranking (N:M runs cannot: each run is its own budget).</summary>
     internal virtual bool SupportsGlobal => false;
 
     /// <summary>The largest sparsity this granularity can reach, if it caps it (N:M does).</summary>
@@ -98,7 +100,18 @@ internal abstract class GroupGranularity(LpNorm norm) : PruningGranularity
     /// <summary>The group of each element, as (group count, group of element i).</summary>
     protected abstract (long Groups, Func<long, long> GroupOf) Layout(long[] shape);
 
+    internal override bool SupportsGlobal => true;
+
     internal override void Select(ReadOnlySpan<float> scores, long[] shape, double sparsity, byte[] pruned)
+    {
+        float[] groupScores = GroupScores(scores, shape);
+        var groupPruned = new byte[groupScores.Length];
+        SmallestSelector.Select([groupScores], Count(sparsity, groupScores.Length), [groupPruned]);
+        Expand(groupPruned, shape, pruned);
+    }
+
+    /// <summary>One score per group: the norm of its elements' scores (Σs² stands for L2: √ is monotonic).</summary>
+    internal float[] GroupScores(ReadOnlySpan<float> scores, long[] shape)
     {
         var (groups, groupOf) = Layout(shape);
         var groupScores = new float[groups];
@@ -113,9 +126,13 @@ internal abstract class GroupGranularity(LpNorm norm) : PruningGranularity
                 _ => Math.Max(groupScores[g], s),
             };
         }
-        // √ is monotonic: ranking by Σs² is ranking by the L2 norm.
-        var groupPruned = new byte[groups];
-        SmallestSelector.Select([groupScores], Count(sparsity, groups), [groupPruned]);
+        return groupScores;
+    }
+
+    /// <summary>Marks every element of each pruned group.</summary>
+    internal void Expand(byte[] groupPruned, long[] shape, byte[] pruned)
+    {
+        var (_, groupOf) = Layout(shape);
         for (int i = 0; i < pruned.Length; i++)
             pruned[i] = groupPruned[groupOf(i)];
     }

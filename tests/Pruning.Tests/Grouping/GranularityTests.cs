@@ -160,8 +160,8 @@ public sealed class GranularityTests
         var tooSparse = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.9), Granularity = PruningGranularity.NOfM(2, 4) });
         tooSparse.Should().Throw<ArgumentException>().WithMessage("*NOfM(2:4) prunes at most 50.0*'fc1.weight' ends at 90.0*");
 
-        var global = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Scope = PruningScope.Global, Granularity = PruningGranularity.OutputChannels() });
-        global.Should().Throw<ArgumentException>().WithMessage("*layer-wise only*");
+        var global = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Scope = PruningScope.Global, Granularity = PruningGranularity.NOfM(2, 4) });
+        global.Should().Throw<ArgumentException>().WithMessage("*NOfM(2:4)*cannot share a global ranking*");
 
         var untiled = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Granularity = PruningGranularity.Blocks(4, 4) });
         untiled.Should().Throw<ArgumentException>().WithMessage("*'fc3.weight'*");

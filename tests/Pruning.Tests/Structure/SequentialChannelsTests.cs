@@ -1,6 +1,7 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
 using Pruning.Scheduling;
+using Pruning.Selection;
 using Pruning.Structure;
 using Pruning.Targets;
 using TorchSharp;
@@ -78,6 +79,34 @@ public sealed class SequentialChannelsTests
         for (int c = 0; c < 8; c++)
             filters.Skip(c * 9).Take(9).All(v => v == 0).Should().Be(prunedChannels.Contains(c), $"filter {c}");
         TestModels.Values(model.get_parameter("bn1.weight")!).Where((_, c) => !prunedChannels.Contains(c)).Should().Equal(0.9f, 0.7f, 0.8f, 0.6f);
+    }
+
+    [Fact]
+    public void GlobalSlimming_PrunesTheSmallestGammasAcrossLayers()
+    {
+        var model = Cnn(6);
+        float[] gamma1 = [0.9f, 0.05f, 0.7f, 0.01f, 0.8f, 0.3f, 0.02f, 0.6f];
+        float[] gamma2 = [0.5f, 0.04f, 0.45f, 0.03f, 0.35f, 0.4f, 0.06f, 0.55f, 0.65f, 0.75f, 0.85f, 0.95f];
+        using (torch.no_grad())
+        {
+            model.get_parameter("bn1.weight")!.copy_(torch.tensor(gamma1));
+            model.get_parameter("bn2.weight")!.copy_(torch.tensor(gamma2));
+        }
+        var channels = SequentialChannels.Analyze(model);
+        using var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(0.3),
+            Scope = PruningScope.Global,
+            Targets = PruningTargets.Default.Include("conv1.weight", "conv2.weight"),
+            Granularity = PruningGranularity.OutputChannels(LpNorm.LInfinity),
+            Criterion = new BatchNormScalingCriterion(channels),
+            Channels = channels,
+        });
+        pruner.Step();
+
+        // 30 % of 20 channels = 6: the six smallest γ overall are 0.01, 0.02, 0.05 (bn1) and 0.03, 0.04, 0.06 (bn2).
+        TestModels.Values(model.get_parameter("bn1.weight")!).Select((g, c) => (g, c)).Where(p => p.g == 0).Select(p => p.c).Should().Equal(1, 3, 6);
+        TestModels.Values(model.get_parameter("bn2.weight")!).Select((g, c) => (g, c)).Where(p => p.g == 0).Select(p => p.c).Should().Equal(1, 3, 6);
     }
 
     [Fact]
