@@ -4,6 +4,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Pruning;
+using Pruning.Criteria;
 using Pruning.Reporting;
 using Pruning.Samples;
 using Pruning.Scheduling;
@@ -23,16 +24,22 @@ var batchSize = new Option<int>("--batch-size") { Description = "Mini-batch size
 var frequency = new Option<int>("--frequency") { Description = "Δt: steps between mask updates.", DefaultValueFactory = _ => 100 };
 var trainLimit = new Option<int>("--train-limit") { Description = "Use only the first N training images (quick runs); 0 = all 60 000.", DefaultValueFactory = _ => 0 };
 var skipDense = new Option<bool>("--skip-dense") { Description = "Do not train the dense baseline." };
+var criterion = new Option<string>("--criterion")
+{
+    Description = "magnitude, taylor, fisher, random, or row-relative (a custom criterion defined in this sample).",
+    DefaultValueFactory = _ => "magnitude",
+};
+criterion.AcceptOnlyFromAmong("magnitude", "taylor", "fisher", "random", "row-relative");
 var dryRun = new Option<bool>("--dry-run") { Description = "Print the pruning plan (every update step and its target per layer) and exit." };
 
 var root = new RootCommand("Gradual magnitude pruning of LeNet-300-100 on Fashion-MNIST, against a dense baseline.")
 {
-    epochs, finalSparsity, global, dataDir, seed, summaryJson, batchSize, frequency, trainLimit, skipDense, dryRun,
+    epochs, finalSparsity, global, dataDir, seed, summaryJson, batchSize, frequency, trainLimit, skipDense, dryRun, criterion,
 };
 root.SetAction(parse =>
 {
     var settings = new Settings(parse.GetValue(epochs), parse.GetValue(finalSparsity), parse.GetValue(global), parse.GetValue(dataDir)!,
-        parse.GetValue(seed), parse.GetValue(summaryJson), parse.GetValue(batchSize), parse.GetValue(frequency), parse.GetValue(trainLimit), parse.GetValue(skipDense), parse.GetValue(dryRun));
+        parse.GetValue(seed), parse.GetValue(summaryJson), parse.GetValue(batchSize), parse.GetValue(frequency), parse.GetValue(trainLimit), parse.GetValue(skipDense), parse.GetValue(dryRun), parse.GetValue(criterion)!);
     try
     {
         return Demo.Run(settings);
@@ -46,7 +53,23 @@ root.SetAction(parse =>
 return root.Parse(args).Invoke();
 
 internal sealed record Settings(int Epochs, double FinalSparsity, bool Global, string Data, int Seed, string? SummaryJson,
-    int BatchSize, int Frequency, int TrainLimit, bool SkipDense, bool DryRun);
+    int BatchSize, int Frequency, int TrainLimit, bool SkipDense, bool DryRun, string Criterion);
+
+/// <summary>
+/// How to plug in a criterion of your own: |w| relative to the largest |w| of its row, so that every output neuron
+/// keeps its own strongest inputs (plain magnitude can empty a row whose weights are all small).
+/// </summary>
+internal sealed class RowRelativeMagnitude : IPruningCriterion
+{
+    public Tensor Score(string parameterName, Tensor weight)
+    {
+        var magnitude = weight.abs();
+        var (rowMax, _) = magnitude.max(1, keepdim: true);
+        return magnitude / (rowMax + 1e-12);
+    }
+
+    public override string ToString() => "RowRelativeMagnitude";
+}
 
 internal static class Demo
 {
@@ -71,8 +94,16 @@ internal static class Demo
         var schedule = new PolynomialDecaySchedule(0, s.FinalSparsity, begin, end, Math.Min(s.Frequency, end - begin), power: 3);
 
         AnsiConsole.MarkupLineInterpolated($"[bold]LeNet-300-100 on Fashion-MNIST[/]: {train.Count:N0} training / {test.Count:N0} test images, {s.Epochs} epochs of {stepsPerEpoch} steps (batch {s.BatchSize}), torch threads {torch.get_num_threads()}.");
-        AnsiConsole.MarkupLineInterpolated($"Schedule: {schedule}, {(s.Global ? "global" : "layer-wise")} magnitude ranking.");
-        var options = new PruningOptions { Schedule = schedule, Scope = s.Global ? PruningScope.Global : PruningScope.LayerWise };
+        AnsiConsole.MarkupLineInterpolated($"Schedule: {schedule}, {(s.Global ? "global" : "layer-wise")} ranking by {s.Criterion}.");
+        IPruningCriterion criterion = s.Criterion switch
+        {
+            "taylor" => new TaylorCriterion(),
+            "fisher" => new FisherCriterion(),
+            "random" => new RandomCriterion((ulong)s.Seed),
+            "row-relative" => new RowRelativeMagnitude(),
+            _ => new MagnitudeCriterion(),
+        };
+        var options = new PruningOptions { Schedule = schedule, Scope = s.Global ? PruningScope.Global : PruningScope.LayerWise, Criterion = criterion };
         if (s.DryRun)
         {
             using var planner = new GradualPruner(Model(s.Seed), options);
@@ -103,6 +134,7 @@ internal static class Demo
         {
             var summary = new Dictionary<string, object?>
             {
+                ["criterion"] = s.Criterion,
                 ["target_sparsity"] = s.FinalSparsity,
                 ["final_sparsity"] = report.Sparsity,
                 ["test_accuracy"] = pruned.Accuracy,

@@ -307,6 +307,7 @@ public sealed class GradualPruner : IDisposable
         Tensor[] scores = due.Select(i => Scores(_masks[i].Name)).ToArray();
         ReadOnlySpan<float> Source(int j) => MemoryMarshal.Cast<byte, float>(scores[j].bytes);
         var pruned = due.Select(i => _masks[i].NextBuffer()).ToArray();
+        byte[]?[] previous = due.Select(i => _masks[i].HasMask ? _masks[i].Current : null).ToArray();
 
         double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
         if (_options.Scope == PruningScope.Global && _options.Granularity is GroupGranularity grouping)
@@ -319,7 +320,7 @@ public sealed class GradualPruner : IDisposable
         }
         else if (_options.Scope == PruningScope.Global)
         {
-            SelectGlobal(due, Source, PrunedCount(targets[0], pruned.Sum(p => (long)p.Length)), pruned);
+            SelectGlobal(due, Source, PrunedCount(targets[0], pruned.Sum(p => (long)p.Length)), pruned, previous);
         }
         else if (_options.Granularity is ElementGranularity)
         {
@@ -329,7 +330,7 @@ public sealed class GradualPruner : IDisposable
             {
                 int index = j;
                 long max = SmallestSelector.MaxSelectable([pruned[j].Length]);
-                SmallestSelector.Select(_ => Source(index), Math.Min(PrunedCount(targets[j], pruned[j].Length), max), [pruned[j]]);
+                SmallestSelector.Select(_ => Source(index), Math.Min(PrunedCount(targets[j], pruned[j].Length), max), [pruned[j]], [previous[j]]);
             }
         }
         else
@@ -358,11 +359,11 @@ public sealed class GradualPruner : IDisposable
     /// are fixed at that bound (all above-max ones first, then all below-min ones) and the rest re-ranked, until no
     /// bound is violated. The total stays exactly k whenever the bounds allow it.
     /// </summary>
-    private void SelectGlobal(int[] due, SmallestSelector.ScoreSource source, long k, byte[][] pruned)
+    private void SelectGlobal(int[] due, SmallestSelector.ScoreSource source, long k, byte[][] pruned, byte[]?[]? previous = null)
     {
         if (_options.SparsityBounds.Count == 0)
         {
-            SmallestSelector.Select(source, Math.Min(k, SmallestSelector.MaxSelectable(pruned.Select(p => (long)p.Length))), pruned);
+            SmallestSelector.Select(source, Math.Min(k, SmallestSelector.MaxSelectable(pruned.Select(p => (long)p.Length))), pruned, previous);
             return;
         }
         long[] low = due.Select((i, j) => Math.Min(PrunedCount(_bounds[i].Min, pruned[j].Length), pruned[j].Length - 1L)).ToArray();
@@ -373,7 +374,7 @@ public sealed class GradualPruner : IDisposable
         {
             var subset = free.Select(j => pruned[j]).ToList();
             long remaining = Math.Clamp(k, 0, SmallestSelector.MaxSelectable(subset.Select(p => (long)p.Length)));
-            SmallestSelector.Select(f => source(free[f]), remaining, subset);
+            SmallestSelector.Select(f => source(free[f]), remaining, subset, previous is null ? null : free.Select(j => previous[j]).ToList());
             var counts = free.ToDictionary(j => j, j => pruned[j].Sum(b => (long)b));
             var over = free.Where(j => counts[j] > high[j]).ToList();
             var fix = over.Count > 0 ? over : free.Where(j => counts[j] < low[j]).ToList();
@@ -382,7 +383,7 @@ public sealed class GradualPruner : IDisposable
             foreach (int j in fix)
             {
                 long bound = over.Count > 0 ? high[j] : low[j];
-                SmallestSelector.Select(_ => source(j), bound, [pruned[j]]);
+                SmallestSelector.Select(_ => source(j), bound, [pruned[j]], previous is null ? null : [previous[j]]);
                 k -= bound;
                 free.Remove(j);
             }

@@ -48,6 +48,9 @@ internal sealed class ParameterMask : IDisposable
     /// <summary>The pruned flags (1 = pruned); do not modify.</summary>
     public ReadOnlySpan<byte> Flags => _host;
 
+    /// <summary>The current flags array itself (1 = pruned), or null before the first update; do not modify.</summary>
+    public byte[]? Current => _host;
+
     /// <summary>Replaces the mask; returns (newly pruned, revived) relative to the previous one.</summary>
     public (long NewlyPruned, long Revived) Replace(byte[] pruned)
     {

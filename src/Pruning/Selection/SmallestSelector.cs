@@ -12,8 +12,9 @@ namespace Pruning.Selection;
 /// allocating nothing per element.
 /// </summary>
 /// <remarks>
-/// Order is (score, array index, element index): among equal scores the earlier element is pruned first, so the
-/// result is deterministic and independent of the thread count. Each array's largest element (the last among
+/// Order is (score, previously pruned first, array index, element index): among equal scores an element that is
+/// already pruned goes first, then the earlier one, so the result is deterministic, independent of the thread count,
+/// and ties never revive a pruned weight while pruning a live one. Each array's largest element (the last among
 /// equals) is protected, so at least one element of every array always survives. Scores must be finite.
 /// </remarks>
 internal static class SmallestSelector
@@ -38,7 +39,12 @@ internal static class SmallestSelector
     }
 
     /// <summary>Sets <c>pruned[a][i] = 1</c> for exactly <paramref name="k"/> elements and 0 elsewhere.</summary>
-    public static void Select(ScoreSource scores, long k, IReadOnlyList<byte[]> pruned)
+    /// <param name="scores">The scores of each array.</param>
+    /// <param name="k">How many to prune.</param>
+    /// <param name="pruned">The output flags, one array per score array.</param>
+    /// <param name="previous">The current masks (1 = pruned), if any: among equal scores, already pruned elements are
+    /// pruned first, so ties cause no churn.</param>
+    public static void Select(ScoreSource scores, long k, IReadOnlyList<byte[]> pruned, IReadOnlyList<byte[]?>? previous = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(k, MaxSelectable(pruned.Select(p => (long)p.Length)));
@@ -103,20 +109,32 @@ internal static class SmallestSelector
             });
             uint threshold = bucket << 16 | Locate(Sum(histograms), ref k);
 
-            // Pass 3, over the chunks that hold threshold-bucket elements only: those below the threshold, and the
-            // first k equal to it in (array, index) order.
+            // Pass 3, over the chunks that hold threshold-bucket elements only: those below the threshold; then, of
+            // the elements equal to it, k in (already pruned first, array, index) order, so ties never churn.
             long ties = k;
-            for (int c = 0; c < chunks.Count; c++)
+            for (int round = previous is null ? 1 : 0; round < 2; round++)
             {
-                if (inBucket[c] == 0) continue;
-                ReadOnlySpan<uint> s = Keys(c);
-                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-                int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
-                for (int i = 0; i < s.Length; i++)
+                for (int c = 0; c < chunks.Count; c++)
                 {
-                    uint key = Key(s[i]);
-                    if (key >> 16 != bucket || i == protectedIndex) continue;
-                    if (key < threshold || (key == threshold && ties-- > 0)) p[i] = 1;
+                    if (inBucket[c] == 0) continue;
+                    ReadOnlySpan<uint> s = Keys(c);
+                    Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                    ReadOnlySpan<byte> before = previous?[chunks[c].Array] is { } prev ? prev.AsSpan(chunks[c].Start, chunks[c].Length) : default;
+                    int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                    for (int i = 0; i < s.Length; i++)
+                    {
+                        uint key = Key(s[i]);
+                        if (key >> 16 != bucket || i == protectedIndex) continue;
+                        if (round == 0)
+                        {
+                            // Already pruned and tied with the threshold: these go first.
+                            if (key == threshold && !before.IsEmpty && before[i] == 1 && ties > 0) { p[i] = 1; ties--; }
+                        }
+                        else if (key < threshold || (key == threshold && p[i] == 0 && ties-- > 0))
+                        {
+                            p[i] = 1;
+                        }
+                    }
                 }
             }
         }

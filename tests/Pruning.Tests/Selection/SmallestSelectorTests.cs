@@ -64,6 +64,20 @@ public sealed class SmallestSelectorTests
     }
 
     [Fact]
+    public void Ties_PreferWhatIsAlreadyPruned_SoTiesNeverChurn()
+    {
+        var pruned = new byte[6];
+        SmallestSelector.Select(_ => new float[] { 1, 1, 1, 1, 1, 1 }, 3, [pruned], [new byte[] { 0, 0, 1, 0, 1, 0 }]);
+        pruned.Should().Equal([1, 0, 1, 0, 1, 0], "the two already pruned go first, then the lowest index");
+
+        // Scores still come first: index 0 (score 0) goes, then the tie at 5 prefers the already pruned index 3, then
+        // index 1. Index 4 was pruned but holds the largest score, and at least one weight survives.
+        pruned = new byte[5];
+        SmallestSelector.Select(_ => new float[] { 0, 5, 5, 5, 9 }, 3, [pruned], [new byte[] { 0, 0, 0, 1, 1 }]);
+        pruned.Should().Equal(1, 1, 0, 1, 0);
+    }
+
+    [Fact]
     public void AllZeroTensor_StillKeepsOne()
     {
         SelectOne(new float[8], 7).Should().Equal(1, 1, 1, 1, 1, 1, 1, 0);
