@@ -61,6 +61,7 @@ internal static class SmallestSelector
             return;
 
         ReadOnlySpan<uint> Keys(int c) => MemoryMarshal.Cast<float, uint>(scores(chunks[c].Array).Slice(chunks[c].Start, chunks[c].Length));
+        ReadOnlySpan<byte> Before(int c) => previous?[chunks[c].Array] is { } prev ? prev.AsSpan(chunks[c].Start, chunks[c].Length) : default;
         var keep = new (uint Key, int Index)[pruned.Count];
         Array.Fill(keep, (0u, -1));
 
@@ -109,33 +110,46 @@ internal static class SmallestSelector
             });
             uint threshold = bucket << 16 | Locate(Sum(histograms), ref k);
 
-            // Pass 3, over the chunks that hold threshold-bucket elements only: those below the threshold; then, of
-            // the elements equal to it, k in (already pruned first, array, index) order, so ties never churn.
-            long ties = k;
-            for (int round = previous is null ? 1 : 0; round < 2; round++)
+            // Pass 3, over the chunks that hold threshold-bucket elements only: those below the threshold, and of the
+            // elements equal to it, the already pruned ones (so ties never churn); then the tie count is made exact.
+            long markedTies = 0, ties = k;
+            for (int c = 0; c < chunks.Count; c++)
             {
-                for (int c = 0; c < chunks.Count; c++)
+                if (inBucket[c] == 0) continue;
+                ReadOnlySpan<uint> s = Keys(c);
+                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                ReadOnlySpan<byte> before = Before(c);
+                int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                for (int i = 0; i < s.Length; i++)
                 {
-                    if (inBucket[c] == 0) continue;
-                    ReadOnlySpan<uint> s = Keys(c);
-                    Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-                    ReadOnlySpan<byte> before = previous?[chunks[c].Array] is { } prev ? prev.AsSpan(chunks[c].Start, chunks[c].Length) : default;
-                    int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
-                    for (int i = 0; i < s.Length; i++)
+                    uint key = Key(s[i]);
+                    if (key >> 16 != bucket || i == protectedIndex) continue;
+                    if (key < threshold)
+                        p[i] = 1;
+                    else if (key == threshold && (before.IsEmpty ? markedTies < ties : before[i] == 1))
                     {
-                        uint key = Key(s[i]);
-                        if (key >> 16 != bucket || i == protectedIndex) continue;
-                        if (round == 0)
-                        {
-                            // Already pruned and tied with the threshold: these go first.
-                            if (key == threshold && !before.IsEmpty && before[i] == 1 && ties > 0) { p[i] = 1; ties--; }
-                        }
-                        else if (key < threshold || (key == threshold && p[i] == 0 && ties-- > 0))
-                        {
-                            p[i] = 1;
-                        }
+                        p[i] = 1;
+                        markedTies++;
                     }
                 }
+            }
+            // Too many already-pruned ties: keep the last ones. Too few: add the first live ones, in order.
+            for (int c = chunks.Count - 1; c >= 0 && markedTies > ties; c--)
+            {
+                if (inBucket[c] == 0) continue;
+                ReadOnlySpan<uint> s = Keys(c);
+                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                for (int i = s.Length - 1; i >= 0 && markedTies > ties; i--)
+                    if (p[i] == 1 && Key(s[i]) == threshold) { p[i] = 0; markedTies--; }
+            }
+            for (int c = 0; c < chunks.Count && markedTies < ties; c++)
+            {
+                if (inBucket[c] == 0) continue;
+                ReadOnlySpan<uint> s = Keys(c);
+                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                for (int i = 0; i < s.Length && markedTies < ties; i++)
+                    if (p[i] == 0 && i != protectedIndex && Key(s[i]) == threshold) { p[i] = 1; markedTies++; }
             }
         }
         finally
