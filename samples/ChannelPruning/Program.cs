@@ -70,14 +70,14 @@ internal static class ChannelDemo
         using var batch = test.Images.narrow(0, 0, 256).reshape(-1, 1, 28, 28);
         var models = new List<(string Name, Sequential Model, double? Masked)> { ("dense", dense.Model, null) };
         foreach (var run in new[] { slimmed, filters })
-            models.Add((run.Name, run.Channels!.Shrink(), Accuracy(run.Model, test)));
+            models.Add((run.Name, run.Channels!.Shrink(), test.Accuracy(run.Model, asImages: true)));
         double[] latency = Latency(models.Select(m => m.Model).ToArray(), batch);
         for (int i = 0; i < models.Count; i++)
         {
             var (name, model, masked) = models[i];
             long parameters = model.parameters().Sum(p => p.numel());
             string channels = string.Join("-", model.named_children().Where(c => c.module is Conv2d).Select(c => ((Conv2d)c.module).out_channels));
-            double accuracy = Accuracy(model, test);
+            double accuracy = test.Accuracy(model, asImages: true);
             table.AddRow(name, $"{parameters:N0}", channels, $"{accuracy:P2}", masked is null ? "" : $"{masked:P2}", $"{latency[i]:F2}", $"{latency[0] / latency[i]:F2}x");
             rows.Add(new() { ["model"] = name, ["parameters"] = parameters, ["channels"] = channels, ["test_accuracy"] = accuracy,
                 ["masked_test_accuracy"] = masked ?? accuracy, ["latency_ms"] = latency[i], ["speedup"] = latency[0] / latency[i] });
@@ -148,19 +148,6 @@ internal static class ChannelDemo
         return new Trained(name, model, prune is null ? null : channels);
     }
 
-    private static double Accuracy(Sequential model, FashionMnist data)
-    {
-        using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
-        model.eval();
-        long correct = 0;
-        for (long start = 0; start < data.Count; start += 1000)
-        {
-            long n = Math.Min(1000, data.Count - start);
-            correct += model.call(data.Images.narrow(0, start, n).reshape(-1, 1, 28, 28)).argmax(1).eq(data.Labels.narrow(0, start, n)).sum().item<long>();
-        }
-        return (double)correct / data.Count;
-    }
 
     /// <summary>Median forward time of each model, measured in interleaved rounds in this process.</summary>
     private static double[] Latency(Sequential[] models, Tensor batch)

@@ -191,7 +191,7 @@ internal static class Demo
             });
 
         PruningReport? report = pruner?.Strip();
-        return new Result(Accuracy(model, test), step, report);
+        return new Result(test.Accuracy(model), step, report);
     }
 
     /// <summary>LeNet-300-100: 784-300-100-10 with ReLU.</summary>
@@ -204,17 +204,4 @@ internal static class Demo
             ("fc3", nn.Linear(100, 10)));
     }
 
-    private static double Accuracy(Sequential model, FashionMnist data)
-    {
-        using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad();
-        model.eval();
-        long correct = 0;
-        for (long start = 0; start < data.Count; start += 1000)
-        {
-            long n = Math.Min(1000, data.Count - start);
-            correct += model.call(data.Images.narrow(0, start, n)).argmax(1).eq(data.Labels.narrow(0, start, n)).sum().item<long>();
-        }
-        return (double)correct / data.Count;
-    }
 }

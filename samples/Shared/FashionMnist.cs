@@ -29,6 +29,25 @@ public sealed class FashionMnist
     /// <summary>Number of examples.</summary>
     public long Count => Labels.shape[0];
 
+    /// <summary>Top-1 accuracy of <paramref name="model"/> in eval mode, 1,000 examples at a time.</summary>
+    /// <param name="model">The classifier.</param>
+    /// <param name="asImages">Feed N×1×28×28 images (for convolutions) instead of N×784 vectors.</param>
+    public double Accuracy(nn.Module<Tensor, Tensor> model, bool asImages = false)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        model.eval();
+        long correct = 0;
+        for (long start = 0; start < Count; start += 1000)
+        {
+            long n = Math.Min(1000, Count - start);
+            Tensor x = Images.narrow(0, start, n);
+            if (asImages) x = x.reshape(-1, 1, 28, 28);
+            correct += model.call(x).argmax(1).eq(Labels.narrow(0, start, n)).sum().item<long>();
+        }
+        return (double)correct / Count;
+    }
+
     /// <summary>The first <paramref name="count"/> examples.</summary>
     public FashionMnist Take(long count) => new(Images.narrow(0, 0, count), Labels.narrow(0, 0, count));
 
