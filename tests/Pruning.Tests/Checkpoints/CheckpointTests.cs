@@ -19,16 +19,22 @@ public sealed class CheckpointTests : IDisposable
     private static Dictionary<string, float[]> Snapshot(nn.Module model) =>
         model.named_parameters().ToDictionary(p => p.name, p => TestModels.Values(p.parameter));
 
-    [Theory]
-    [InlineData("adam", PruningScope.LayerWise)]
-    [InlineData("sgd-momentum", PruningScope.Global)]
-    public void Resume_FromCheckpoint_GivesBitIdenticalWeightsAndMasks(string optimizerKind, PruningScope scope)
+    /// <summary>A run of <paramref name="total"/> steps, straight through and stopped at <paramref name="stopAt"/> then
+    /// resumed from the model's, the optimizer's and the pruner's checkpoints into a differently initialised model.</summary>
+    private sealed record Runs(Sequential Straight, GradualPruner StraightPruner, Sequential Resumed, GradualPruner ResumedPruner) : IDisposable
     {
-        const int total = 50, stopAt = 23;
+        public void Dispose()
+        {
+            StraightPruner.Dispose();
+            ResumedPruner.Dispose();
+        }
+    }
 
-        var straight = TestModels.Mlp(31);
+    private Runs StraightAndResumed(Func<PruningOptions> options, string optimizerKind, int total, int stopAt, int seed)
+    {
+        var straight = TestModels.Mlp(seed);
         var straightOptimizer = TestModels.Optimizer(optimizerKind, straight);
-        using var straightPruner = new GradualPruner(straight, Options(scope), straightOptimizer);
+        var straightPruner = new GradualPruner(straight, options(), straightOptimizer);
         for (int step = 0; step < total; step++)
         {
             TestModels.TrainStep(straight, straightOptimizer, step);
@@ -37,9 +43,9 @@ public sealed class CheckpointTests : IDisposable
 
         string model = Path.Combine(_dir, "model.bin"), optimizerState = Path.Combine(_dir, "optimizer.bin"), masks = Path.Combine(_dir, "model.pruning");
         {
-            var first = TestModels.Mlp(31);
+            var first = TestModels.Mlp(seed);
             var optimizer = TestModels.Optimizer(optimizerKind, first);
-            using var pruner = new GradualPruner(first, Options(scope), optimizer);
+            using var pruner = new GradualPruner(first, options(), optimizer);
             for (int step = 0; step < stopAt; step++)
             {
                 TestModels.TrainStep(first, optimizer, step);
@@ -50,11 +56,11 @@ public sealed class CheckpointTests : IDisposable
             pruner.Save(masks);
         }
 
-        var resumed = TestModels.Mlp(777); // different initial weights: everything must come from the checkpoints
+        var resumed = TestModels.Mlp(seed + 1000); // different initial weights: everything must come from the checkpoints
         var resumedOptimizer = TestModels.Optimizer(optimizerKind, resumed);
         resumed.load(model);
         ((OptimizerHelper)resumedOptimizer).load_state_dict(optimizerState);
-        using var resumedPruner = new GradualPruner(resumed, Options(scope), resumedOptimizer);
+        var resumedPruner = new GradualPruner(resumed, options(), resumedOptimizer);
         resumedPruner.Load(masks);
         resumedPruner.CurrentStep.Should().Be(stopAt);
         for (int step = stopAt; step < total; step++)
@@ -62,12 +68,21 @@ public sealed class CheckpointTests : IDisposable
             TestModels.TrainStep(resumed, resumedOptimizer, step);
             resumedPruner.Step();
         }
+        return new Runs(straight, straightPruner, resumed, resumedPruner);
+    }
 
-        var expected = Snapshot(straight);
-        foreach (var (name, values) in Snapshot(resumed))
-            values.Should().Equal(expected[name], $"{name} after resuming at step {stopAt}");
-        resumedPruner.Report().Should().BeEquivalentTo(straightPruner.Report());
-        resumedPruner.Updates.Select(u => u.Step).Should().Equal(straightPruner.Updates.Select(u => u.Step).Where(s => s >= stopAt));
+    [Theory]
+    [InlineData("adam", PruningScope.LayerWise)]
+    [InlineData("sgd-momentum", PruningScope.Global)]
+    public void Resume_FromCheckpoint_GivesBitIdenticalWeightsAndMasks(string optimizerKind, PruningScope scope)
+    {
+        using var runs = StraightAndResumed(() => Options(scope), optimizerKind, total: 50, stopAt: 23, seed: 31);
+
+        var expected = Snapshot(runs.Straight);
+        foreach (var (name, values) in Snapshot(runs.Resumed))
+            values.Should().Equal(expected[name], $"{name} after resuming at step 23");
+        runs.ResumedPruner.Report().Should().BeEquivalentTo(runs.StraightPruner.Report());
+        runs.ResumedPruner.Updates.Select(u => u.Step).Should().Equal(runs.StraightPruner.Updates.Select(u => u.Step).Where(s => s >= 23));
     }
 
     [Theory]
@@ -77,51 +92,15 @@ public sealed class CheckpointTests : IDisposable
     {
         // Updates every 6 steps from step 4; stopping at step 13 cuts a window in half, so the accumulated
         // gradients (or the generator's position) must come back from the checkpoint.
-        const int total = 30, stopAt = 13;
         PruningOptions Make() => new()
         {
             Schedule = new PolynomialDecaySchedule(0.1, 0.8, 4, 22, 6),
             Criterion = criterion == "fisher" ? new Pruning.Criteria.FisherCriterion() : new Pruning.Criteria.RandomCriterion(99),
         };
+        using var runs = StraightAndResumed(Make, "adam", total: 30, stopAt: 13, seed: 51);
 
-        var straight = TestModels.Mlp(51);
-        var straightOptimizer = TestModels.Optimizer("adam", straight);
-        using var straightPruner = new GradualPruner(straight, Make(), straightOptimizer);
-        for (int step = 0; step < total; step++)
-        {
-            TestModels.TrainStep(straight, straightOptimizer, step);
-            straightPruner.Step();
-        }
-
-        string model = Path.Combine(_dir, "m.bin"), optimizerState = Path.Combine(_dir, "o.bin"), masks = Path.Combine(_dir, "m.pruning");
-        {
-            var first = TestModels.Mlp(51);
-            var optimizer = TestModels.Optimizer("adam", first);
-            using var pruner = new GradualPruner(first, Make(), optimizer);
-            for (int step = 0; step < stopAt; step++)
-            {
-                TestModels.TrainStep(first, optimizer, step);
-                pruner.Step();
-            }
-            first.save(model);
-            ((OptimizerHelper)optimizer).save_state_dict(optimizerState);
-            pruner.Save(masks);
-        }
-
-        var resumed = TestModels.Mlp(52);
-        var resumedOptimizer = TestModels.Optimizer("adam", resumed);
-        resumed.load(model);
-        ((OptimizerHelper)resumedOptimizer).load_state_dict(optimizerState);
-        using var resumedPruner = new GradualPruner(resumed, Make(), resumedOptimizer);
-        resumedPruner.Load(masks);
-        for (int step = stopAt; step < total; step++)
-        {
-            TestModels.TrainStep(resumed, resumedOptimizer, step);
-            resumedPruner.Step();
-        }
-
-        var expected = Snapshot(straight);
-        foreach (var (name, values) in Snapshot(resumed))
+        var expected = Snapshot(runs.Straight);
+        foreach (var (name, values) in Snapshot(runs.Resumed))
             values.Should().Equal(expected[name], name);
     }
 
