@@ -20,7 +20,7 @@ public sealed partial class GradualPruner
         Tensor[] scores = due.Select(i => Scores(_masks[i].Name)).ToArray();
         ReadOnlySpan<float> Source(int j) => MemoryMarshal.Cast<byte, float>(scores[j].bytes);
         var pruned = due.Select(i => _masks[i].NextBuffer()).ToArray();
-        byte[]?[] previous = due.Select(i => _masks[i].HasMask ? _masks[i].Current : null).ToArray();
+        byte[]?[] previous = due.Select(i => _masks[i].Current).ToArray();
 
         double[] targets = due.Select(i => _schedules[i].SparsityAt(step)).ToArray();
         if (_options.Scope == PruningScope.Global && _options.Granularity is GroupGranularity grouping)

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Pruning.Checkpoints;
 using Pruning.Criteria;
 using Pruning.Grouping;
@@ -201,7 +200,7 @@ public sealed partial class GradualPruner : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfStripped();
         var masks = _masks.Select((m, i) => new SavedMask(m.Name, _schedules[i].ToString(), m.Shape, m.Target, m.LastUpdateStep,
-            m.HasMask ? m.Flags.ToArray() : null)).ToList();
+            m.Current?.ToArray())).ToList();
         byte[]? criterionState = null;
         if (_options.Criterion is IStatefulCriterion stateful)
         {

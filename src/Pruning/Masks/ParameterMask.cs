@@ -45,9 +45,6 @@ internal sealed class ParameterMask : IDisposable
     /// <summary>The step of the last update, or −1.</summary>
     public long LastUpdateStep { get; set; } = -1;
 
-    /// <summary>The pruned flags (1 = pruned); do not modify.</summary>
-    public ReadOnlySpan<byte> Flags => _host;
-
     /// <summary>The current flags array itself (1 = pruned), or null before the first update; do not modify.</summary>
     public byte[]? Current => _host;
 
