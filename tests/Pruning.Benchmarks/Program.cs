@@ -3,9 +3,12 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
+Pruning.Benchmarks.OpenMp.PreferPassiveWaiting();
 if (args is ["quick", ..])
 {
-    Pruning.Benchmarks.QuickMode.Run();
+    // With kernel options (--rows, --sparsity, --batch, --threads, --json …): the sparse kernels against TorchSharp.
+    if (Pruning.Benchmarks.KernelQuickMode.Wants(args)) Pruning.Benchmarks.KernelQuickMode.Run(args);
+    else Pruning.Benchmarks.QuickMode.Run();
     return;
 }
 

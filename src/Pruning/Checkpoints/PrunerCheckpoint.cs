@@ -1,4 +1,5 @@
 using System.Text;
+using Pruning.Sparse.Serialization;
 
 namespace Pruning.Checkpoints;
 
@@ -161,23 +162,5 @@ internal static class PrunerCheckpoint
         for (int i = 0; i < flags.Length; i++)
             flags[i] = (byte)((packed[i >> 3] >> (i & 7)) & 1);
         return flags;
-    }
-}
-
-/// <summary>CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320).</summary>
-internal static class Crc32
-{
-    private static readonly uint[] Table = Enumerable.Range(0, 256).Select(n =>
-    {
-        uint c = (uint)n;
-        for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        return c;
-    }).ToArray();
-
-    public static uint Compute(ReadOnlySpan<byte> data)
-    {
-        uint crc = 0xFFFFFFFFu;
-        foreach (byte b in data) crc = Table[(crc ^ b) & 0xFF] ^ (crc >> 8);
-        return ~crc;
     }
 }

@@ -1,0 +1,164 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Pruning.Sparse.Kernels;
+
+/// <summary>
+/// CSR × dense kernels over a row range. Operands are feature-major: x is [cols, batch] and y is [rows, batch],
+/// both row-major, so one batch's values for a feature are contiguous and the batched kernel vectorizes across
+/// the batch. Column indices are <see cref="ushort"/> or <see cref="int"/>; the JIT compiles one copy per type.
+/// </summary>
+internal static unsafe class CsrKernels
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Column<TIndex>(TIndex* columns, int j) where TIndex : unmanaged =>
+        typeof(TIndex) == typeof(ushort) ? ((ushort*)columns)[j] : ((int*)columns)[j];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Columns8<TIndex>(TIndex* columns, int j) where TIndex : unmanaged =>
+        typeof(TIndex) == typeof(ushort)
+            ? Avx2.ConvertToVector256Int32((ushort*)columns + j)
+            : Avx.LoadVector256((int*)columns + j);
+
+    /// <summary>y[r] = bias[r] + Σ values·x[column] for rows [first, end) (batch 1).</summary>
+    public static void Spmv<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
+        where TIndex : unmanaged
+    {
+        if (level != SimdLevel.Scalar && SimdSupport.HasGather) SpmvGather(rowPointers, columns, values, x, y, bias, first, end);
+        else SpmvScalar(rowPointers, columns, values, x, y, bias, first, end);
+    }
+
+    private static void SpmvScalar<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
+        where TIndex : unmanaged
+    {
+        for (int r = first; r < end; r++)
+        {
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int j = rowPointers[r], stop = rowPointers[r + 1];
+            for (; j + 3 < stop; j += 4)
+            {
+                s0 += values[j] * x[Column(columns, j)];
+                s1 += values[j + 1] * x[Column(columns, j + 1)];
+                s2 += values[j + 2] * x[Column(columns, j + 2)];
+                s3 += values[j + 3] * x[Column(columns, j + 3)];
+            }
+            for (; j < stop; j++) s0 += values[j] * x[Column(columns, j)];
+            y[r] = (bias == null ? 0 : bias[r]) + ((s0 + s1) + (s2 + s3));
+        }
+    }
+
+    private static void SpmvGather<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
+        where TIndex : unmanaged
+    {
+        for (int r = first; r < end; r++)
+        {
+            int j = rowPointers[r], stop = rowPointers[r + 1];
+            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+            for (; j + 16 <= stop; j += 16)
+            {
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(values + j), Avx2.GatherVector256(x, Columns8(columns, j), 4), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(values + j + 8), Avx2.GatherVector256(x, Columns8(columns, j + 8), 4), a1);
+            }
+            if (j + 8 <= stop)
+            {
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(values + j), Avx2.GatherVector256(x, Columns8(columns, j), 4), a0);
+                j += 8;
+            }
+            float s = Vector256.Sum(a0 + a1);
+            for (; j < stop; j++) s += values[j] * x[Column(columns, j)];
+            y[r] = (bias == null ? 0 : bias[r]) + s;
+        }
+    }
+
+    /// <summary>y[r, :] = bias[r] + Σ values·x[column, :] for rows [first, end), batch ≥ 1.</summary>
+    public static void Spmm<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
+        where TIndex : unmanaged
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex>(rowPointers, columns, values, x, y, bias, batch, first, end); break;
+            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex>(rowPointers, columns, values, x, y, bias, batch, first, end); break;
+            default: SpmmTail(rowPointers, columns, values, x, y, bias, batch, 0, first, end); break;
+        }
+    }
+
+    private static void SpmmVector<TL, TVec, TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged
+    {
+        int n = TL.Count;
+        int vectorEnd = batch - batch % n;
+        for (int r = first; r < end; r++)
+        {
+            int start = rowPointers[r], stop = rowPointers[r + 1];
+            TVec b0 = TL.Broadcast(bias == null ? 0 : bias[r]);
+            float* yr = y + (long)r * batch;
+            int b = 0;
+            // Eight accumulators across the batch: each non-zero costs one broadcast and eight loads + FMAs.
+            for (; b + 8 * n <= batch; b += 8 * n)
+            {
+                TVec a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0;
+                for (int j = start; j < stop; j++)
+                {
+                    TVec w = TL.Broadcast(values[j]);
+                    float* xr = x + (long)Column(columns, j) * batch + b;
+                    a0 = TL.MulAdd(w, TL.Load(xr), a0);
+                    a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
+                    a2 = TL.MulAdd(w, TL.Load(xr + 2 * n), a2);
+                    a3 = TL.MulAdd(w, TL.Load(xr + 3 * n), a3);
+                    a4 = TL.MulAdd(w, TL.Load(xr + 4 * n), a4);
+                    a5 = TL.MulAdd(w, TL.Load(xr + 5 * n), a5);
+                    a6 = TL.MulAdd(w, TL.Load(xr + 6 * n), a6);
+                    a7 = TL.MulAdd(w, TL.Load(xr + 7 * n), a7);
+                }
+                TL.Store(yr + b, a0); TL.Store(yr + b + n, a1); TL.Store(yr + b + 2 * n, a2); TL.Store(yr + b + 3 * n, a3);
+                TL.Store(yr + b + 4 * n, a4); TL.Store(yr + b + 5 * n, a5); TL.Store(yr + b + 6 * n, a6); TL.Store(yr + b + 7 * n, a7);
+            }
+            for (; b + 4 * n <= batch; b += 4 * n)
+            {
+                TVec a0 = b0, a1 = b0, a2 = b0, a3 = b0;
+                for (int j = start; j < stop; j++)
+                {
+                    TVec w = TL.Broadcast(values[j]);
+                    float* xr = x + (long)Column(columns, j) * batch + b;
+                    a0 = TL.MulAdd(w, TL.Load(xr), a0);
+                    a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
+                    a2 = TL.MulAdd(w, TL.Load(xr + 2 * n), a2);
+                    a3 = TL.MulAdd(w, TL.Load(xr + 3 * n), a3);
+                }
+                TL.Store(yr + b, a0); TL.Store(yr + b + n, a1); TL.Store(yr + b + 2 * n, a2); TL.Store(yr + b + 3 * n, a3);
+            }
+            // One vector of the batch: two accumulators over alternate non-zeros hide the FMA latency.
+            for (; b < vectorEnd; b += n)
+            {
+                TVec a0 = b0, a1 = TL.Broadcast(0);
+                int j = start;
+                for (; j + 1 < stop; j += 2)
+                {
+                    a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + (long)Column(columns, j) * batch + b), a0);
+                    a1 = TL.MulAdd(TL.Broadcast(values[j + 1]), TL.Load(x + (long)Column(columns, j + 1) * batch + b), a1);
+                }
+                if (j < stop) a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + (long)Column(columns, j) * batch + b), a0);
+                TL.Store(yr + b, TL.Add(a0, a1));
+            }
+        }
+        if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, y, bias, batch, vectorEnd, first, end);
+    }
+
+    /// <summary>The batch columns [fromColumn, batch) one at a time.</summary>
+    private static void SpmmTail<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
+        where TIndex : unmanaged
+    {
+        for (int r = first; r < end; r++)
+        {
+            int start = rowPointers[r], stop = rowPointers[r + 1];
+            float b0 = bias == null ? 0 : bias[r];
+            for (int b = fromColumn; b < batch; b++)
+            {
+                float s = b0;
+                for (int j = start; j < stop; j++) s += values[j] * x[(long)Column(columns, j) * batch + b];
+                y[(long)r * batch + b] = s;
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using System.Runtime.Intrinsics;
+
+namespace Pruning.Sparse.Kernels;
+
+/// <summary>
+/// Dense row-major weight × feature-major input, for layers where CSR would be slower (low sparsity).
+/// Same operand layout as <see cref="CsrKernels"/>: x is [cols, batch], y is [rows, batch].
+/// </summary>
+internal static unsafe class DenseKernels
+{
+    /// <summary>y[rows first..end, :] = bias + W·x.</summary>
+    public static void Multiply(SimdLevel level, float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
+    {
+        switch (level)
+        {
+            case SimdLevel.Vector512: Vectorized<Lanes512, Vector512<float>>(w, cols, x, y, bias, batch, first, end); break;
+            case SimdLevel.Vector256: Vectorized<Lanes256, Vector256<float>>(w, cols, x, y, bias, batch, first, end); break;
+            default: Scalar(w, cols, x, y, bias, batch, first, end); break;
+        }
+    }
+
+    private static void Scalar(float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
+    {
+        for (int r = first; r < end; r++)
+        {
+            float* wr = w + (long)r * cols;
+            for (int b = 0; b < batch; b++)
+            {
+                float s = bias == null ? 0 : bias[r];
+                for (int k = 0; k < cols; k++) s += wr[k] * x[(long)k * batch + b];
+                y[(long)r * batch + b] = s;
+            }
+        }
+    }
+
+    private static void Vectorized<TL, TVec>(float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct
+    {
+        if (batch == 1) { Gemv<TL, TVec>(w, cols, x, y, bias, first, end); return; }
+        int n = TL.Count;
+        int vectorEnd = batch - batch % n;
+        int r = first;
+        // Four rows × two vectors of the batch: each loaded x vector feeds four FMAs.
+        for (; r + 4 <= end; r += 4)
+        {
+            float* w0 = w + (long)r * cols, w1 = w0 + cols, w2 = w1 + cols, w3 = w2 + cols;
+            TVec c0 = TL.Broadcast(bias == null ? 0 : bias[r]), c1 = TL.Broadcast(bias == null ? 0 : bias[r + 1]);
+            TVec c2 = TL.Broadcast(bias == null ? 0 : bias[r + 2]), c3 = TL.Broadcast(bias == null ? 0 : bias[r + 3]);
+            int b = 0;
+            for (; b + 2 * n <= batch; b += 2 * n)
+            {
+                TVec a00 = c0, a01 = c0, a10 = c1, a11 = c1, a20 = c2, a21 = c2, a30 = c3, a31 = c3;
+                for (int k = 0; k < cols; k++)
+                {
+                    float* xk = x + (long)k * batch + b;
+                    TVec x0 = TL.Load(xk), x1 = TL.Load(xk + n);
+                    TVec v0 = TL.Broadcast(w0[k]), v1 = TL.Broadcast(w1[k]), v2 = TL.Broadcast(w2[k]), v3 = TL.Broadcast(w3[k]);
+                    a00 = TL.MulAdd(v0, x0, a00); a01 = TL.MulAdd(v0, x1, a01);
+                    a10 = TL.MulAdd(v1, x0, a10); a11 = TL.MulAdd(v1, x1, a11);
+                    a20 = TL.MulAdd(v2, x0, a20); a21 = TL.MulAdd(v2, x1, a21);
+                    a30 = TL.MulAdd(v3, x0, a30); a31 = TL.MulAdd(v3, x1, a31);
+                }
+                float* y0 = y + (long)r * batch + b;
+                TL.Store(y0, a00); TL.Store(y0 + n, a01);
+                TL.Store(y0 + batch, a10); TL.Store(y0 + batch + n, a11);
+                TL.Store(y0 + 2L * batch, a20); TL.Store(y0 + 2L * batch + n, a21);
+                TL.Store(y0 + 3L * batch, a30); TL.Store(y0 + 3L * batch + n, a31);
+            }
+            for (; b < vectorEnd; b += n)
+            {
+                TVec a0 = c0, a1 = c1, a2 = c2, a3 = c3;
+                for (int k = 0; k < cols; k++)
+                {
+                    TVec xk = TL.Load(x + (long)k * batch + b);
+                    a0 = TL.MulAdd(TL.Broadcast(w0[k]), xk, a0);
+                    a1 = TL.MulAdd(TL.Broadcast(w1[k]), xk, a1);
+                    a2 = TL.MulAdd(TL.Broadcast(w2[k]), xk, a2);
+                    a3 = TL.MulAdd(TL.Broadcast(w3[k]), xk, a3);
+                }
+                float* y0 = y + (long)r * batch + b;
+                TL.Store(y0, a0); TL.Store(y0 + batch, a1); TL.Store(y0 + 2L * batch, a2); TL.Store(y0 + 3L * batch, a3);
+            }
+            if (vectorEnd < batch) ScalarColumns(w, cols, x, y, bias, batch, vectorEnd, r, r + 4);
+        }
+        for (; r < end; r++)
+        {
+            float* wr = w + (long)r * cols;
+            TVec c = TL.Broadcast(bias == null ? 0 : bias[r]);
+            for (int b = 0; b < vectorEnd; b += n)
+            {
+                TVec a = c;
+                for (int k = 0; k < cols; k++) a = TL.MulAdd(TL.Broadcast(wr[k]), TL.Load(x + (long)k * batch + b), a);
+                TL.Store(y + (long)r * batch + b, a);
+            }
+            if (vectorEnd < batch) ScalarColumns(w, cols, x, y, bias, batch, vectorEnd, r, r + 1);
+        }
+    }
+
+    private static void ScalarColumns(float* w, int cols, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
+    {
+        for (int r = first; r < end; r++)
+            for (int b = fromColumn; b < batch; b++)
+            {
+                float s = bias == null ? 0 : bias[r];
+                for (int k = 0; k < cols; k++) s += w[(long)r * cols + k] * x[(long)k * batch + b];
+                y[(long)r * batch + b] = s;
+            }
+    }
+
+    /// <summary>Batch 1: a dot product per row with four accumulators.</summary>
+    private static void Gemv<TL, TVec>(float* w, int cols, float* x, float* y, float* bias, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct
+    {
+        int n = TL.Count;
+        for (int r = first; r < end; r++)
+        {
+            float* wr = w + (long)r * cols;
+            TVec a0 = TL.Broadcast(0), a1 = a0, a2 = a0, a3 = a0;
+            int k = 0;
+            for (; k + 4 * n <= cols; k += 4 * n)
+            {
+                a0 = TL.MulAdd(TL.Load(wr + k), TL.Load(x + k), a0);
+                a1 = TL.MulAdd(TL.Load(wr + k + n), TL.Load(x + k + n), a1);
+                a2 = TL.MulAdd(TL.Load(wr + k + 2 * n), TL.Load(x + k + 2 * n), a2);
+                a3 = TL.MulAdd(TL.Load(wr + k + 3 * n), TL.Load(x + k + 3 * n), a3);
+            }
+            for (; k + n <= cols; k += n) a0 = TL.MulAdd(TL.Load(wr + k), TL.Load(x + k), a0);
+            float s = TL.Sum(TL.Add(TL.Add(a0, a1), TL.Add(a2, a3)));
+            for (; k < cols; k++) s += wr[k] * x[k];
+            y[r] = (bias == null ? 0 : bias[r]) + s;
+        }
+    }
+}

@@ -1,0 +1,40 @@
+namespace Pruning.Sparse.Kernels;
+
+/// <summary>Splits a kernel's rows into contiguous ranges of about equal work and runs them on the thread pool.</summary>
+internal static class Parallelism
+{
+    /// <summary>Below this many multiply-adds a call runs on the calling thread: waking workers would cost more.</summary>
+    internal const long MinWorkPerThread = 16_384;
+
+    /// <summary>The thread count to use: <paramref name="requested"/> (0 = all cores), at most one per <see cref="MinWorkPerThread"/> of work and one per row.</summary>
+    internal static int Threads(int requested, long work, int rows)
+    {
+        if (requested < 0) throw new ArgumentOutOfRangeException(nameof(requested), requested, "Thread count must be 0 (all cores) or positive.");
+        int threads = requested == 0 ? Environment.ProcessorCount : requested;
+        long byWork = Math.Max(1, work / MinWorkPerThread);
+        return (int)Math.Max(1, Math.Min(Math.Min(threads, byWork), rows));
+    }
+
+    /// <summary>
+    /// Row boundaries (length <paramref name="parts"/> + 1) that give each part about the same number of non-zeros,
+    /// counting each row as at least one so that long runs of empty rows are shared too.
+    /// </summary>
+    internal static int[] SplitByNonZeros(ReadOnlySpan<int> rowPointers, int parts)
+    {
+        int rows = rowPointers.Length - 1;
+        var bounds = new int[parts + 1];
+        long total = (long)rowPointers[rows] + rows;
+        int row = 0;
+        for (int p = 1; p < parts; p++)
+        {
+            long goal = total * p / parts;
+            while (row < rows && (long)rowPointers[row] + row < goal) row++;
+            bounds[p] = row;
+        }
+        bounds[parts] = rows;
+        return bounds;
+    }
+
+    /// <summary>Runs <paramref name="body"/>(first, end) over the ranges given by <paramref name="bounds"/>.</summary>
+    internal static void Run(int[] bounds, Action<int, int> body) => WorkerPool.Shared.Run(bounds, body);
+}

@@ -1,0 +1,54 @@
+using Pruning.Sparse.Kernels;
+
+namespace Pruning.Sparse.Matrices;
+
+/// <summary>A row-major float32 matrix: the fallback for layers that are not sparse enough for CSR to pay.</summary>
+public sealed class DenseMatrix : WeightMatrix
+{
+    private readonly float[] _values;
+    private readonly long _nonZeros;
+
+    /// <summary>Wraps row-major <paramref name="values"/> (not copied) as a [rows, cols] matrix.</summary>
+    public DenseMatrix(float[] values, int rows, int cols) : base(rows, cols)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Length != (long)rows * cols)
+            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {values.Length}.", nameof(values));
+        _values = values;
+        foreach (float v in values) if (v != 0) _nonZeros++;
+    }
+
+    /// <inheritdoc />
+    public override MatrixFormat Format => MatrixFormat.Dense;
+
+    /// <inheritdoc />
+    public override long StoredEntries => _values.Length;
+
+    /// <inheritdoc />
+    public override long NonZeros => _nonZeros;
+
+    /// <inheritdoc />
+    public override long StoredBytes => _values.Length * sizeof(float);
+
+    /// <summary>The row-major values.</summary>
+    public ReadOnlySpan<float> Values => _values;
+
+    /// <inheritdoc />
+    public override float[] ToDense() => (float[])_values.Clone();
+
+    internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
+    {
+        int parts = Parallelism.Threads(threads, StoredEntries * batch, Rows);
+        var bounds = new int[parts + 1];
+        // Equal rows per part, in multiples of four so the 4-row micro-kernel stays whole.
+        for (int p = 1; p < parts; p++) bounds[p] = Math.Min(Rows, (int)((long)Rows * p / parts / 4 * 4));
+        bounds[parts] = Rows;
+        nint px = (nint)x, py = (nint)y, pb = (nint)bias;
+        fixed (float* w = _values)
+        {
+            nint pw = (nint)w;
+            Parallelism.Run(bounds, (first, end) =>
+                DenseKernels.Multiply(simd, (float*)pw, Cols, (float*)px, (float*)py, (float*)pb, batch, first, end));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using Pruning.Sparse.Kernels;
+
+namespace Pruning.Sparse.Matrices;
+
+/// <summary>How a layer's weight matrix is stored.</summary>
+public enum MatrixFormat
+{
+    /// <summary>CSR when the matrix is sparse enough for the CSR kernels to win (see <see cref="WeightMatrix.CsrMaxDensity"/>), dense otherwise.</summary>
+    Auto,
+    /// <summary>Compressed sparse rows: float32 values, uint16 or int32 column indices, int32 row pointers.</summary>
+    Csr,
+    /// <summary>Row-major float32.</summary>
+    Dense,
+}
+
+/// <summary>
+/// A float32 weight matrix W [rows, cols] that multiplies feature-major inputs: y[rows, batch] = W · x[cols, batch]
+/// (+ bias per row). Batch 1 is a plain matrix-vector product. Immutable and safe to share between threads.
+/// </summary>
+public abstract class WeightMatrix
+{
+    /// <summary>
+    /// <see cref="MatrixFormat.Auto"/> stores a matrix as CSR when at most this fraction of its entries is non-zero.
+    /// Measured on a 2-core AVX2 machine against the dense kernels (see the README's benchmark table): CSR wins at
+    /// batch 1 from about 50 % sparsity and at batch 64 from about 70 %; this threshold is the batched one.
+    /// </summary>
+    public const double CsrMaxDensity = 0.30;
+
+    private protected WeightMatrix(int rows, int cols)
+    {
+        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
+        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
+        Rows = rows;
+        Cols = cols;
+    }
+
+    /// <summary>Output features.</summary>
+    public int Rows { get; }
+
+    /// <summary>Input features.</summary>
+    public int Cols { get; }
+
+    /// <summary>The storage format.</summary>
+    public abstract MatrixFormat Format { get; }
+
+    /// <summary>Entries that are stored and multiplied (all of them for a dense matrix).</summary>
+    public abstract long StoredEntries { get; }
+
+    /// <summary>Non-zero entries.</summary>
+    public abstract long NonZeros { get; }
+
+    /// <summary>Bytes the kernels read for the matrix itself (values, indices, row pointers).</summary>
+    public abstract long StoredBytes { get; }
+
+    /// <summary>Fraction of zero entries.</summary>
+    public double Sparsity => 1.0 - (double)NonZeros / ((long)Rows * Cols);
+
+    /// <summary>The matrix as row-major float32.</summary>
+    public abstract float[] ToDense();
+
+    /// <summary>
+    /// Builds a matrix from row-major <paramref name="dense"/> values; <see cref="MatrixFormat.Auto"/> picks CSR or
+    /// dense by density (<see cref="CsrMaxDensity"/>).
+    /// </summary>
+    public static WeightMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, MatrixFormat format = MatrixFormat.Auto)
+    {
+        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
+        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
+        if (dense.Length != (long)rows * cols)
+            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
+        if (format == MatrixFormat.Auto)
+        {
+            long nonZeros = dense.Length - CountZeros(dense);
+            format = nonZeros <= CsrMaxDensity * dense.Length ? MatrixFormat.Csr : MatrixFormat.Dense;
+        }
+        return format switch
+        {
+            MatrixFormat.Csr => CsrMatrix.FromDense(dense, rows, cols),
+            MatrixFormat.Dense => new DenseMatrix(dense.ToArray(), rows, cols),
+            _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown matrix format."),
+        };
+    }
+
+    private static long CountZeros(ReadOnlySpan<float> values)
+    {
+        long zeros = 0;
+        foreach (float v in values) if (v == 0) zeros++;
+        return zeros;
+    }
+
+    /// <summary>
+    /// y = W·x (+ bias). <paramref name="x"/> is [Cols, batch] and <paramref name="y"/> is [Rows, batch], both
+    /// row-major (feature-major: for batch 1 these are plain vectors). <paramref name="threads"/> 0 uses every core;
+    /// small products run on the calling thread. <paramref name="simd"/> defaults to the best the CPU has.
+    /// </summary>
+    public unsafe void Multiply(ReadOnlySpan<float> x, Span<float> y, int batch = 1, ReadOnlySpan<float> bias = default, int threads = 0, SimdLevel? simd = null)
+    {
+        if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "Batch must be positive.");
+        if (x.Length != (long)Cols * batch) throw new ArgumentException($"Input must hold cols × batch = {(long)Cols * batch} values, got {x.Length}.", nameof(x));
+        if (y.Length != (long)Rows * batch) throw new ArgumentException($"Output must hold rows × batch = {(long)Rows * batch} values, got {y.Length}.", nameof(y));
+        if (!bias.IsEmpty && bias.Length != Rows) throw new ArgumentException($"Bias must hold {Rows} values, got {bias.Length}.", nameof(bias));
+        fixed (float* px = x)
+        fixed (float* py = y)
+        fixed (float* pb = bias)
+            MultiplyCore(px, py, bias.IsEmpty ? null : pb, batch, threads, simd ?? SimdSupport.Best);
+    }
+
+    /// <summary>The kernel call behind <see cref="Multiply"/>, on pinned, validated buffers.</summary>
+    internal abstract unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd);
+}
