@@ -1,0 +1,40 @@
+using Pruning.Sparse.Matrices;
+
+namespace Pruning.Sparse.Layers;
+
+/// <summary>y = W·x + b over a feature vector; W is CSR or dense (see <see cref="WeightMatrix"/>).</summary>
+public sealed class LinearLayer : SparseLayer
+{
+    /// <summary>Creates the layer; <paramref name="bias"/> (optional) holds one value per output.</summary>
+    public LinearLayer(WeightMatrix weight, float[]? bias)
+    {
+        Weight = weight ?? throw new ArgumentNullException(nameof(weight));
+        Bias = CheckBias(bias, weight.Rows);
+    }
+
+    /// <summary>Weights [outputs, inputs].</summary>
+    public WeightMatrix Weight { get; }
+
+    /// <summary>Bias per output, or null.</summary>
+    public float[]? Bias { get; }
+
+    /// <inheritdoc />
+    public override string Describe() => $"Linear {Weight.Cols}→{Weight.Rows} ({Format(Weight)})";
+
+    /// <inheritdoc />
+    public override long StoredParameters => Weight.StoredEntries + (Bias?.Length ?? 0);
+
+    /// <inheritdoc />
+    public override long StoredBytes => Weight.StoredBytes + (Bias?.Length ?? 0) * sizeof(float);
+
+    /// <inheritdoc />
+    public override FeatureShape OutputShape(FeatureShape input)
+    {
+        if (!input.IsVector || input.Channels != Weight.Cols)
+            throw new ArgumentException($"{Describe()} needs a vector of {Weight.Cols} features, got {input}. Add a Flatten before it if the input is an image.", nameof(input));
+        return new FeatureShape(Weight.Rows);
+    }
+
+    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads) =>
+        Weight.Multiply(input[..(Weight.Cols * batch)], output[..(Weight.Rows * batch)], batch, Bias, threads);
+}

@@ -1,0 +1,87 @@
+namespace Pruning.Sparse.Layers;
+
+/// <summary>Pooling kinds.</summary>
+public enum PoolKind : byte
+{
+    /// <summary>Maximum over the window (padding never wins).</summary>
+    Max = 1,
+    /// <summary>Mean over the window.</summary>
+    Average = 2,
+}
+
+/// <summary>2-D max or average pooling (floor mode, like PyTorch's default ceil_mode = false).</summary>
+public sealed class Pool2dLayer : SparseLayer
+{
+    /// <summary>Creates the layer. <paramref name="stride"/> defaults to the kernel; <paramref name="countIncludePad"/> is PyTorch's AvgPool2d flag.</summary>
+    public Pool2dLayer(PoolKind kind, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, bool countIncludePad = true)
+    {
+        if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown pooling kind.");
+        stride = stride == default ? kernel : stride;
+        if (kernel.H < 1 || kernel.W < 1 || kernel.H > 1024 || kernel.W > 1024) throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "Kernel extents must be in [1, 1024].");
+        if (stride.H < 1 || stride.W < 1 || stride.H > 1024 || stride.W > 1024) throw new ArgumentOutOfRangeException(nameof(stride), stride, "Strides must be in [1, 1024].");
+        if (padding.H < 0 || padding.W < 0 || 2 * padding.H > kernel.H || 2 * padding.W > kernel.W)
+            throw new ArgumentOutOfRangeException(nameof(padding), padding, "Padding must be in [0, kernel / 2] (as in PyTorch).");
+        Kind = kind;
+        Kernel = kernel;
+        Stride = stride;
+        Padding = padding;
+        CountIncludePad = countIncludePad;
+    }
+
+    /// <summary>Max or average.</summary>
+    public PoolKind Kind { get; }
+
+    /// <summary>Window height and width.</summary>
+    public (int H, int W) Kernel { get; }
+
+    /// <summary>Stride.</summary>
+    public (int H, int W) Stride { get; }
+
+    /// <summary>Implicit padding on each side.</summary>
+    public (int H, int W) Padding { get; }
+
+    /// <summary>Average pooling divides by the whole window, padding included (PyTorch's default), instead of by the inputs it covers.</summary>
+    public bool CountIncludePad { get; }
+
+    /// <inheritdoc />
+    public override string Describe() => $"{Kind}Pool2d {Kernel.H}×{Kernel.W}/{Stride.H}";
+
+    /// <inheritdoc />
+    public override FeatureShape OutputShape(FeatureShape input)
+    {
+        long h = ((long)input.Height + 2 * Padding.H - Kernel.H) / Stride.H + 1;
+        long w = ((long)input.Width + 2 * Padding.W - Kernel.W) / Stride.W + 1;
+        if (input.Height + 2L * Padding.H < Kernel.H || input.Width + 2L * Padding.W < Kernel.W)
+            throw new ArgumentException($"{Describe()} does not fit an input of {input}.", nameof(input));
+        return new FeatureShape(input.Channels, (int)h, (int)w);
+    }
+
+    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    {
+        FeatureShape outShape = OutputShape(shape);
+        int h = shape.Height, w = shape.Width, ho = outShape.Height, wo = outShape.Width;
+        int planes = shape.Channels * batch;
+        for (int p = 0; p < planes; p++)
+        {
+            ReadOnlySpan<float> src = input.Slice(p * h * w, h * w);
+            Span<float> dst = output.Slice(p * ho * wo, ho * wo);
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    int y0 = oy * Stride.H - Padding.H, x0 = ox * Stride.W - Padding.W;
+                    int y1 = Math.Min(y0 + Kernel.H, h), x1 = Math.Min(x0 + Kernel.W, w);
+                    int padded = (Math.Min(y0 + Kernel.H, h + Padding.H) - y0) * (Math.Min(x0 + Kernel.W, w + Padding.W) - x0);
+                    y0 = Math.Max(y0, 0);
+                    x0 = Math.Max(x0, 0);
+                    float acc = Kind == PoolKind.Max ? float.NegativeInfinity : 0f;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                        {
+                            float v = src[iy * w + ix];
+                            acc = Kind == PoolKind.Max ? (v > acc || float.IsNaN(v) ? v : acc) : acc + v;
+                        }
+                    dst[oy * wo + ox] = Kind == PoolKind.Max ? acc : acc / (CountIncludePad ? padded : (y1 - y0) * (x1 - x0));
+                }
+        }
+    }
+}

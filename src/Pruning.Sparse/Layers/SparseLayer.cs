@@ -1,0 +1,39 @@
+namespace Pruning.Sparse.Layers;
+
+/// <summary>
+/// One inference layer. Layers are immutable; a <see cref="SparseModel"/> chains them and owns the buffers.
+/// Activations are channel-major across the batch: [C, N, H, W].
+/// </summary>
+public abstract class SparseLayer
+{
+    /// <summary>A short description, e.g. "Linear 784→300 CSR (90.0 % sparse)".</summary>
+    public abstract string Describe();
+
+    /// <summary>The output shape for one sample of <paramref name="input"/>; throws <see cref="ArgumentException"/> when this layer cannot take it.</summary>
+    public abstract FeatureShape OutputShape(FeatureShape input);
+
+    /// <summary>Values the layer stores and multiplies (weights kept plus biases).</summary>
+    public virtual long StoredParameters => 0;
+
+    /// <summary>Bytes of the layer's weights as stored for the kernels.</summary>
+    public virtual long StoredBytes => 0;
+
+    /// <summary>Scratch values this layer needs for a batch (e.g. im2col columns).</summary>
+    internal virtual long ScratchSize(FeatureShape input, int batch) => 0;
+
+    /// <summary>True when <see cref="Forward"/> may write its output over its input.</summary>
+    internal virtual bool InPlace => false;
+
+    /// <summary>Computes the output for <paramref name="batch"/> samples of shape <paramref name="input"/>.</summary>
+    internal abstract void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads);
+
+    internal static string Format(Matrices.WeightMatrix weight) =>
+        weight.Format == Matrices.MatrixFormat.Csr ? $"CSR, {weight.Sparsity:P1} sparse" : $"dense, {weight.Sparsity:P1} zeros";
+
+    internal static float[]? CheckBias(float[]? bias, int rows)
+    {
+        if (bias is not null && bias.Length != rows)
+            throw new ArgumentException($"Bias must hold {rows} values (one per output), got {bias.Length}.", nameof(bias));
+        return bias;
+    }
+}

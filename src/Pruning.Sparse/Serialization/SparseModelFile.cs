@@ -1,0 +1,357 @@
+using System.Buffers.Binary;
+using System.Text;
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Matrices;
+
+namespace Pruning.Sparse.Serialization;
+
+/// <summary>
+/// The model file: little-endian, versioned, with a CRC-32 over everything before it.
+/// <code>
+/// "PRNSPMDL"  u32 version(1)  i32 C, H, W (input)  u32 layer count  layer*  u32 crc32
+/// layer:   u8 kind, then
+///   1 Linear     matrix, bias
+///   2 Conv2d     i32 in-channels, kh, kw, sh, sw, ph, pw, dh, dw, matrix, bias
+///   3 Activation u8 kind, f32 slope
+///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 count-include-pad
+///   5 Flatten
+/// matrix:  u8 format (1 dense, 2 CSR uint16, 3 CSR int32), i32 rows, cols;
+///          dense: rows·cols f32 | CSR: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
+/// bias:    u8 present, then rows f32
+/// </code>
+/// The reader treats the file as untrusted: the checksum is verified before parsing, every count is checked against
+/// the bytes left before anything is allocated, and every structural rule is checked; any problem is a
+/// <see cref="SparseModelFormatException"/> naming the file.
+/// </summary>
+public static class SparseModelFile
+{
+    /// <summary>The file's first 8 bytes.</summary>
+    public static ReadOnlySpan<byte> Magic => "PRNSPMDL"u8;
+
+    /// <summary>The version this library writes and reads.</summary>
+    public const uint Version = 1;
+
+    /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
+    public const long MaxFileBytes = int.MaxValue;
+
+    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5 }
+
+    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3 }
+
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (a temporary file, then a rename), so a crash never leaves half a file.</summary>
+    public static void Save(SparseModel model, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string temporary = path + ".tmp-" + Environment.ProcessId;
+        try
+        {
+            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+                Write(model, file);
+            File.Move(temporary, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temporary)) File.Delete(temporary);
+        }
+    }
+
+    /// <summary>Writes <paramref name="model"/> to <paramref name="stream"/>.</summary>
+    public static void Write(SparseModel model, Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(stream);
+        byte[] bytes = ToBytes(model);
+        stream.Write(bytes);
+    }
+
+    /// <summary>The file's bytes for <paramref name="model"/>.</summary>
+    public static byte[] ToBytes(SparseModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var buffer = new MemoryStream();
+        using (var w = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(Magic);
+            w.Write(Version);
+            w.Write(model.InputShape.Channels);
+            w.Write(model.InputShape.Height);
+            w.Write(model.InputShape.Width);
+            w.Write((uint)model.Layers.Count);
+            foreach (SparseLayer layer in model.Layers) WriteLayer(w, layer);
+        }
+        uint crc = Crc32.Compute(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+        buffer.Write(BitConverter.IsLittleEndian ? BitConverter.GetBytes(crc) : BitConverter.GetBytes(BinaryPrimitives.ReverseEndianness(crc)));
+        return buffer.ToArray();
+    }
+
+    private static void WriteLayer(BinaryWriter w, SparseLayer layer)
+    {
+        switch (layer)
+        {
+            case LinearLayer linear:
+                w.Write((byte)LayerTag.Linear);
+                WriteMatrix(w, linear.Weight);
+                WriteBias(w, linear.Bias);
+                break;
+            case Conv2dLayer conv:
+                w.Write((byte)LayerTag.Conv2d);
+                foreach (int v in new[] { conv.InChannels, conv.Kernel.H, conv.Kernel.W, conv.Stride.H, conv.Stride.W, conv.Padding.H, conv.Padding.W, conv.Dilation.H, conv.Dilation.W })
+                    w.Write(v);
+                WriteMatrix(w, conv.Weight);
+                WriteBias(w, conv.Bias);
+                break;
+            case ActivationLayer activation:
+                w.Write((byte)LayerTag.Activation);
+                w.Write((byte)activation.Kind);
+                w.Write(activation.Slope);
+                break;
+            case Pool2dLayer pool:
+                w.Write((byte)LayerTag.Pool2d);
+                w.Write((byte)pool.Kind);
+                foreach (int v in new[] { pool.Kernel.H, pool.Kernel.W, pool.Stride.H, pool.Stride.W, pool.Padding.H, pool.Padding.W })
+                    w.Write(v);
+                w.Write(pool.CountIncludePad ? (byte)1 : (byte)0);
+                break;
+            case FlattenLayer:
+                w.Write((byte)LayerTag.Flatten);
+                break;
+            default:
+                throw new NotSupportedException($"The model file cannot hold a {layer.GetType().Name}.");
+        }
+    }
+
+    private static void WriteMatrix(BinaryWriter w, WeightMatrix matrix)
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Writing model files needs a little-endian machine.");
+        switch (matrix)
+        {
+            case DenseMatrix dense:
+                w.Write((byte)MatrixTag.Dense);
+                w.Write(dense.Rows);
+                w.Write(dense.Cols);
+                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(dense.Values));
+                break;
+            case CsrMatrix csr:
+                w.Write((byte)(csr.HasNarrowIndices ? MatrixTag.Csr16 : MatrixTag.Csr32));
+                w.Write(csr.Rows);
+                w.Write(csr.Cols);
+                w.Write(csr.Values.Length);
+                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.RowPointers));
+                if (csr.HasNarrowIndices) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.ColumnIndices16));
+                else w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.ColumnIndices32));
+                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.Values));
+                break;
+            default:
+                throw new NotSupportedException($"The model file cannot hold a {matrix.GetType().Name}.");
+        }
+    }
+
+    private static void WriteBias(BinaryWriter w, float[]? bias)
+    {
+        w.Write(bias is null ? (byte)0 : (byte)1);
+        if (bias is not null) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bias.AsSpan()));
+    }
+
+    /// <summary>Loads the model in <paramref name="path"/>; a file that is not a valid model gives a <see cref="SparseModelFormatException"/> naming it.</summary>
+    public static SparseModel Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
+        if (info.Length > MaxFileBytes) throw new SparseModelFormatException(path, $"it is {info.Length} bytes, more than the {MaxFileBytes} a model file may have");
+        return Read(File.ReadAllBytes(path), path);
+    }
+
+    /// <summary>Reads a model from <paramref name="stream"/> (at most <see cref="MaxFileBytes"/> bytes); <paramref name="source"/> names it in errors.</summary>
+    public static SparseModel Read(Stream stream, string source = "stream")
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = stream.Read(chunk)) > 0)
+        {
+            if (buffer.Length + read > MaxFileBytes) throw new SparseModelFormatException(source, $"it is longer than the {MaxFileBytes} bytes a model file may have");
+            buffer.Write(chunk, 0, read);
+        }
+        return Read(buffer.ToArray(), source);
+    }
+
+    /// <summary>Reads a model from its file bytes; <paramref name="source"/> names it in errors.</summary>
+    public static SparseModel Read(ReadOnlySpan<byte> bytes, string source = "bytes")
+    {
+        const int headerBytes = 8 + 4 + 12 + 4;
+        if (bytes.Length < headerBytes + 4)
+            throw new SparseModelFormatException(source, $"it is {bytes.Length} bytes long, shorter than the smallest model file ({headerBytes + 4} bytes); it is truncated or not a model file");
+        if (!bytes[..8].SequenceEqual(Magic))
+            throw new SparseModelFormatException(source, "it does not start with \"PRNSPMDL\"", 0);
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..]);
+        if (version != Version)
+            throw new SparseModelFormatException(source, $"its format version is {version}; this library reads version {Version}", 8);
+        ReadOnlySpan<byte> payload = bytes[..^4];
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(bytes[^4..]);
+        uint actual = Crc32.Compute(payload);
+        if (stored != actual)
+            throw new SparseModelFormatException(source, $"its checksum does not match (stored 0x{stored:X8}, computed 0x{actual:X8}); the file is corrupted or truncated");
+
+        var r = new Reader(payload, source) { Position = 12 };
+        FeatureShape input = r.Shape("input shape");
+        uint count = r.UInt32("layer count");
+        if (count == 0 || count > (uint)(payload.Length - r.Position))
+            throw r.Error($"the layer count {count} is impossible for the bytes that follow", r.Position - 4);
+        var layers = new List<SparseLayer>((int)count);
+        for (int i = 0; i < count; i++) layers.Add(ReadLayer(ref r, i));
+        if (r.Position != payload.Length)
+            throw r.Error($"{payload.Length - r.Position} unexpected bytes follow the last layer", r.Position);
+        try
+        {
+            return new SparseModel(input, layers);
+        }
+        catch (ArgumentException e)
+        {
+            throw new SparseModelFormatException(source, $"its layers do not fit together: {e.Message}", null, e);
+        }
+    }
+
+    private static SparseLayer ReadLayer(ref Reader r, int index)
+    {
+        long start = r.Position;
+        byte tag = r.Byte($"layer {index} kind");
+        try
+        {
+            switch ((LayerTag)tag)
+            {
+                case LayerTag.Linear:
+                    {
+                        WeightMatrix weight = ReadMatrix(ref r, index);
+                        return new LinearLayer(weight, ReadBias(ref r, index, weight.Rows));
+                    }
+                case LayerTag.Conv2d:
+                    {
+                        Span<int> p = stackalloc int[9];
+                        for (int k = 0; k < p.Length; k++) p[k] = r.Int32($"layer {index} convolution parameter");
+                        WeightMatrix weight = ReadMatrix(ref r, index);
+                        float[]? bias = ReadBias(ref r, index, weight.Rows);
+                        return new Conv2dLayer(weight, bias, p[0], (p[1], p[2]), (p[3], p[4]), (p[5], p[6]), (p[7], p[8]));
+                    }
+                case LayerTag.Activation:
+                    {
+                        byte kind = r.Byte($"layer {index} activation kind");
+                        return new ActivationLayer((ActivationKind)kind, r.Single($"layer {index} slope"));
+                    }
+                case LayerTag.Pool2d:
+                    {
+                        byte kind = r.Byte($"layer {index} pooling kind");
+                        Span<int> p = stackalloc int[6];
+                        for (int k = 0; k < p.Length; k++) p[k] = r.Int32($"layer {index} pooling parameter");
+                        byte include = r.Byte($"layer {index} count-include-pad flag");
+                        if (include > 1) throw r.Error($"layer {index}'s count-include-pad flag is {include}, not 0 or 1", r.Position - 1);
+                        return new Pool2dLayer((PoolKind)kind, (p[0], p[1]), (p[2], p[3]), (p[4], p[5]), include == 1);
+                    }
+                case LayerTag.Flatten:
+                    return new FlattenLayer();
+                default:
+                    throw r.Error($"layer {index} has unknown kind {tag}", start);
+            }
+        }
+        catch (ArgumentException e)
+        {
+            throw r.Error($"layer {index} is invalid: {e.Message}", start, e);
+        }
+    }
+
+    private static WeightMatrix ReadMatrix(ref Reader r, int index)
+    {
+        long start = r.Position;
+        byte tag = r.Byte($"layer {index} matrix format");
+        int rows = r.Int32($"layer {index} rows"), cols = r.Int32($"layer {index} columns");
+        if (rows < 1 || cols < 1) throw r.Error($"layer {index}'s matrix is {rows}×{cols}; both must be positive", start + 1);
+        switch ((MatrixTag)tag)
+        {
+            case MatrixTag.Dense:
+                return new DenseMatrix(r.Singles((long)rows * cols, $"layer {index} dense weights"), rows, cols);
+            case MatrixTag.Csr16:
+            case MatrixTag.Csr32:
+                {
+                    bool narrow = (MatrixTag)tag == MatrixTag.Csr16;
+                    if (narrow && cols > CsrMatrix.MaxColumnsForUInt16)
+                        throw r.Error($"layer {index} stores uint16 column indices for {cols} columns", start);
+                    int nonZeros = r.Int32($"layer {index} non-zero count");
+                    if (nonZeros < 0 || nonZeros > (long)rows * cols)
+                        throw r.Error($"layer {index} claims {nonZeros} non-zeros in a {rows}×{cols} matrix", r.Position - 4);
+                    int[] rowPointers = r.Int32s((long)rows + 1, $"layer {index} row pointers");
+                    try
+                    {
+                        if (narrow)
+                        {
+                            ushort[] columns = r.UInt16s(nonZeros, $"layer {index} column indices");
+                            return CsrMatrix.Create(rows, cols, rowPointers, columns, r.Singles(nonZeros, $"layer {index} values"));
+                        }
+                        int[] wide = r.Int32s(nonZeros, $"layer {index} column indices");
+                        return CsrMatrix.Create(rows, cols, rowPointers, wide, r.Singles(nonZeros, $"layer {index} values"));
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw r.Error($"layer {index}'s sparse matrix is inconsistent: {e.Message}", start, e);
+                    }
+                }
+            default:
+                throw r.Error($"layer {index} has unknown matrix format {tag}", start);
+        }
+    }
+
+    private static float[]? ReadBias(ref Reader r, int index, int rows)
+    {
+        byte present = r.Byte($"layer {index} bias flag");
+        if (present > 1) throw r.Error($"layer {index}'s bias flag is {present}, not 0 or 1", r.Position - 1);
+        return present == 1 ? r.Singles(rows, $"layer {index} bias") : null;
+    }
+
+    /// <summary>Bounds-checked little-endian reads: every length is checked against the bytes left before allocating.</summary>
+    private ref struct Reader(ReadOnlySpan<byte> data, string source)
+    {
+        private readonly ReadOnlySpan<byte> _data = data;
+        public int Position;
+
+        public SparseModelFormatException Error(string problem, long offset, Exception? inner = null) => new(source, problem, offset, inner);
+
+        private ReadOnlySpan<byte> Take(long count, string what)
+        {
+            if (count < 0 || count > _data.Length - Position)
+                throw Error($"it ends inside {what} (needs {count} bytes, {_data.Length - Position} left)", Position);
+            ReadOnlySpan<byte> span = _data.Slice(Position, (int)count);
+            Position += (int)count;
+            return span;
+        }
+
+        public byte Byte(string what) => Take(1, what)[0];
+        public int Int32(string what) => BinaryPrimitives.ReadInt32LittleEndian(Take(4, what));
+        public uint UInt32(string what) => BinaryPrimitives.ReadUInt32LittleEndian(Take(4, what));
+        public float Single(string what) => BinaryPrimitives.ReadSingleLittleEndian(Take(4, what));
+
+        public FeatureShape Shape(string what)
+        {
+            int at = Position;
+            int c = Int32(what), h = Int32(what), w = Int32(what);
+            try { return new FeatureShape(c, h, w); }
+            catch (ArgumentException e) { throw Error($"the {what} {c}×{h}×{w} is invalid: {e.Message}", at, e); }
+        }
+
+        public float[] Singles(long count, string what) => Array<float>(count, 4, what);
+        public int[] Int32s(long count, string what) => Array<int>(count, 4, what);
+        public ushort[] UInt16s(long count, string what) => Array<ushort>(count, 2, what);
+
+        private T[] Array<T>(long count, int size, string what) where T : unmanaged
+        {
+            // Checked before multiplying and before allocating: a hostile count can never ask for more than the file holds.
+            if (count < 0 || count > (_data.Length - Position) / size)
+                throw Error($"it ends inside {what} (needs {count} × {size} bytes, {_data.Length - Position} left)", Position);
+            ReadOnlySpan<byte> bytes = Take(count * size, what);
+            var result = new T[count];
+            bytes.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(result.AsSpan()));
+            if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Reading model files needs a little-endian machine.");
+            return result;
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using System.Text;
+using Pruning.Sparse.Layers;
+
+namespace Pruning.Sparse;
+
+/// <summary>
+/// A chain of inference layers with a fixed per-sample input shape: what an exported pruned model runs on, with no
+/// TorchSharp or native library. Inputs and outputs use PyTorch's layout ([N, C, H, W], or [N, features]).
+/// Running is safe from several threads; calls on one model run one at a time.
+/// </summary>
+public sealed class SparseModel
+{
+    private readonly FeatureShape[] _shapes;
+    private readonly object _gate = new();
+    private Buffers? _buffers;
+
+    /// <summary>Creates the model and checks that every layer accepts the previous layer's output.</summary>
+    public SparseModel(FeatureShape input, IEnumerable<SparseLayer> layers)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        Layers = layers.ToArray();
+        if (Layers.Count == 0) throw new ArgumentException("A model needs at least one layer.", nameof(layers));
+        _shapes = new FeatureShape[Layers.Count + 1];
+        _shapes[0] = input;
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            if (Layers[i] is null) throw new ArgumentException($"Layer {i} is null.", nameof(layers));
+            try
+            {
+                _shapes[i + 1] = Layers[i].OutputShape(_shapes[i]);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"Layer {i} ({Layers[i].Describe()}): {e.Message}", nameof(layers), e);
+            }
+        }
+    }
+
+    /// <summary>The layers, in order.</summary>
+    public IReadOnlyList<SparseLayer> Layers { get; }
+
+    /// <summary>One sample's input shape.</summary>
+    public FeatureShape InputShape => _shapes[0];
+
+    /// <summary>One sample's output shape.</summary>
+    public FeatureShape OutputShape => _shapes[^1];
+
+    /// <summary>Weights and biases stored (non-zeros for CSR layers, every entry for dense ones).</summary>
+    public long StoredParameters => Layers.Sum(l => l.StoredParameters);
+
+    /// <summary>Bytes of weights and biases as the kernels read them.</summary>
+    public long StoredBytes => Layers.Sum(l => l.StoredBytes);
+
+    /// <summary>
+    /// Runs <paramref name="batch"/> samples: <paramref name="input"/> holds batch × <see cref="InputShape"/> values
+    /// ([N, C, H, W]) and <paramref name="output"/> receives batch × <see cref="OutputShape"/> values.
+    /// <paramref name="threads"/> 0 uses every core.
+    /// </summary>
+    public void Run(ReadOnlySpan<float> input, Span<float> output, int batch = 1, int threads = 0)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "Batch must be positive.");
+        if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "Thread count must be 0 (all cores) or positive.");
+        if (input.Length != (long)InputShape.Size * batch)
+            throw new ArgumentException($"Input must hold {batch} × {InputShape} = {(long)InputShape.Size * batch} values, got {input.Length}.", nameof(input));
+        if (output.Length != (long)OutputShape.Size * batch)
+            throw new ArgumentException($"Output must hold {batch} × {OutputShape} = {(long)OutputShape.Size * batch} values, got {output.Length}.", nameof(output));
+        lock (_gate)
+        {
+            Buffers buffers = BuffersFor(batch);
+            Span<float> current = buffers.A, next = buffers.B;
+            ToChannelMajor(input, InputShape, batch, current);
+            for (int i = 0; i < Layers.Count; i++)
+            {
+                SparseLayer layer = Layers[i];
+                if (layer.InPlace)
+                {
+                    layer.Forward(current, _shapes[i], current, batch, buffers.Scratch, threads);
+                    continue;
+                }
+                layer.Forward(current, _shapes[i], next, batch, buffers.Scratch, threads);
+                Span<float> swap = current;
+                current = next;
+                next = swap;
+            }
+            FromChannelMajor(current, OutputShape, batch, output);
+        }
+    }
+
+    /// <summary>Convenience: runs <paramref name="batch"/> samples and returns a new output array.</summary>
+    public float[] Run(float[] input, int batch = 1, int threads = 0)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var output = new float[(long)OutputShape.Size * batch];
+        Run(input, output, batch, threads);
+        return output;
+    }
+
+    /// <summary>A table of the layers: shapes, format, stored parameters and bytes.</summary>
+    public string Describe()
+    {
+        var text = new StringBuilder();
+        text.AppendLine($"input {InputShape}");
+        for (int i = 0; i < Layers.Count; i++)
+            text.AppendLine($"{i,3}  {Layers[i].Describe(),-48} → {_shapes[i + 1],-16} {Layers[i].StoredParameters,12:N0} params {Layers[i].StoredBytes,12:N0} B");
+        text.Append($"total {StoredParameters:N0} stored parameters, {StoredBytes:N0} bytes");
+        return text.ToString();
+    }
+
+    private Buffers BuffersFor(int batch)
+    {
+        if (_buffers is { } cached && cached.Batch == batch) return cached;
+        long activations = _shapes.Max(s => (long)s.Size) * batch;
+        long scratch = 0;
+        for (int i = 0; i < Layers.Count; i++) scratch = Math.Max(scratch, Layers[i].ScratchSize(_shapes[i], batch));
+        if (activations > Array.MaxLength || scratch > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"A batch of {batch} needs more than {Array.MaxLength} values in one buffer; run smaller batches.");
+        _buffers = new Buffers(batch, new float[activations], new float[activations], new float[scratch]);
+        return _buffers;
+    }
+
+    /// <summary>[N, C, HW] → [C, N, HW].</summary>
+    private static void ToChannelMajor(ReadOnlySpan<float> x, FeatureShape shape, int batch, Span<float> destination)
+    {
+        int c = shape.Channels, plane = shape.Plane;
+        if (batch == 1) { x.CopyTo(destination); return; }
+        for (int n = 0; n < batch; n++)
+            for (int ch = 0; ch < c; ch++)
+                x.Slice((n * c + ch) * plane, plane).CopyTo(destination.Slice((ch * batch + n) * plane, plane));
+    }
+
+    /// <summary>[C, N, HW] → [N, C, HW].</summary>
+    private static void FromChannelMajor(ReadOnlySpan<float> x, FeatureShape shape, int batch, Span<float> destination)
+    {
+        int c = shape.Channels, plane = shape.Plane;
+        if (batch == 1) { x[..shape.Size].CopyTo(destination); return; }
+        if (plane == 1)
+        {
+            for (int ch = 0; ch < c; ch++)
+                for (int n = 0; n < batch; n++)
+                    destination[n * c + ch] = x[ch * batch + n];
+            return;
+        }
+        for (int ch = 0; ch < c; ch++)
+            for (int n = 0; n < batch; n++)
+                x.Slice((ch * batch + n) * plane, plane).CopyTo(destination.Slice((n * c + ch) * plane, plane));
+    }
+
+    private sealed record Buffers(int Batch, float[] A, float[] B, float[] Scratch);
+}
