@@ -1,0 +1,117 @@
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Matrices;
+
+namespace Pruning.Sparse.Tests.Layers;
+
+public class LayerTests
+{
+    /// <summary>Direct convolution over NCHW input, the textbook loop.</summary>
+    private static float[] Conv(float[] x, int n, int c, int h, int w, float[] weight, int outC, int kh, int kw, int s, int p, int d, float[] bias)
+    {
+        int ho = (h + 2 * p - d * (kh - 1) - 1) / s + 1, wo = (w + 2 * p - d * (kw - 1) - 1) / s + 1;
+        var y = new float[n * outC * ho * wo];
+        for (int b = 0; b < n; b++)
+            for (int o = 0; o < outC; o++)
+                for (int oy = 0; oy < ho; oy++)
+                    for (int ox = 0; ox < wo; ox++)
+                    {
+                        double acc = bias[o];
+                        for (int ci = 0; ci < c; ci++)
+                            for (int ky = 0; ky < kh; ky++)
+                                for (int kx = 0; kx < kw; kx++)
+                                {
+                                    int iy = oy * s - p + ky * d, ix = ox * s - p + kx * d;
+                                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                    acc += weight[((o * c + ci) * kh + ky) * kw + kx] * x[((b * c + ci) * h + iy) * w + ix];
+                                }
+                        y[((b * outC + o) * ho + oy) * wo + ox] = (float)acc;
+                    }
+        return y;
+    }
+
+    [Theory]
+    [InlineData(1, 3, 9, 9, 5, 3, 1, 1, 1)]
+    [InlineData(3, 2, 8, 7, 4, 3, 2, 0, 1)]
+    [InlineData(2, 4, 6, 6, 3, 1, 1, 0, 1)]   // 1×1: the path without im2col
+    [InlineData(2, 2, 10, 10, 3, 3, 1, 2, 2)] // dilated and padded
+    public void Conv2d_matches_a_direct_convolution(int n, int c, int h, int w, int outC, int k, int s, int p, int d)
+    {
+        float[] weight = Reference.Sparse(outC, c * k * k, 0.7, seed: 5);
+        float[] bias = Reference.Random(outC, 6);
+        float[] x = Reference.Random((long)n * c * h * w, 7);
+        float[] expected = Conv(x, n, c, h, w, weight, outC, k, k, s, p, d, bias);
+        foreach (MatrixFormat format in new[] { MatrixFormat.Csr, MatrixFormat.Dense })
+        {
+            var conv = new Conv2dLayer(WeightMatrix.FromDense(weight, outC, c * k * k, format), bias, c, (k, k), (s, s), (p, p), (d, d));
+            var model = new SparseModel(new FeatureShape(c, h, w), [conv]);
+            model.Run(x, n).ShouldMatch(expected);
+        }
+    }
+
+    [Fact]
+    public void Max_and_average_pooling_match_pytorch_semantics_on_a_hand_computed_case()
+    {
+        // One 1×4×4 plane, 3×3 windows with stride 2 and padding 1 → 2×2 outputs.
+        float[] x = Enumerable.Range(1, 16).Select(v => (float)v).ToArray();
+        var shape = new FeatureShape(1, 4, 4);
+        new SparseModel(shape, [new Pool2dLayer(PoolKind.Max, (3, 3), (2, 2), (1, 1))]).Run(x).Should().Equal(6, 8, 14, 16);
+        // count_include_pad: the top-left window covers 1,2,5,6 plus 5 padding cells → 14 / 9.
+        new SparseModel(shape, [new Pool2dLayer(PoolKind.Average, (3, 3), (2, 2), (1, 1))]).Run(x)[0].Should().BeApproximately(14f / 9, 1e-6f);
+        new SparseModel(shape, [new Pool2dLayer(PoolKind.Average, (3, 3), (2, 2), (1, 1), countIncludePad: false)]).Run(x)[0].Should().BeApproximately(14f / 4, 1e-6f);
+    }
+
+    [Fact]
+    public void Flatten_orders_features_channel_then_row_then_column_for_every_sample()
+    {
+        // Two samples of 2×1×2: flatten then identity-like linear picks feature 3 (channel 1, column 1).
+        float[] x = [1, 2, 3, 4, 10, 20, 30, 40];
+        var pick = new float[4];
+        pick[3] = 1;
+        var model = new SparseModel(new FeatureShape(2, 1, 2), [new FlattenLayer(), new LinearLayer(new DenseMatrix(pick, 1, 4), null)]);
+        model.Run(x, 2).Should().Equal(4, 40);
+    }
+
+    [Fact]
+    public void A_batch_gives_the_same_outputs_as_one_sample_at_a_time()
+    {
+        var model = SmallCnn();
+        float[] x = Reference.Random(5 * 1 * 12 * 12, 3);
+        float[] batched = model.Run(x, 5);
+        for (int n = 0; n < 5; n++)
+            model.Run(x.AsSpan(n * 144, 144).ToArray()).ShouldMatch(batched.AsSpan(n * 10, 10).ToArray(), 1e-5);
+    }
+
+    [Fact]
+    public void Activations_compute_their_functions()
+    {
+        float[] x = [-2, -0.5f, 0, 1.5f];
+        Run(ActivationKind.ReLU).Should().Equal(0, 0, 0, 1.5f);
+        Run(ActivationKind.LeakyReLU, 0.1f).Should().Equal(-0.2f, -0.05f, 0, 1.5f);
+        Run(ActivationKind.Tanh).ShouldMatch(x.Select(v => MathF.Tanh(v)).ToArray(), 1e-6);
+        Run(ActivationKind.Sigmoid).ShouldMatch(x.Select(v => 1 / (1 + MathF.Exp(-v))).ToArray(), 1e-6);
+
+        float[] Run(ActivationKind kind, float slope = 0.01f) => new SparseModel(new FeatureShape(4), [new ActivationLayer(kind, slope)]).Run(x);
+    }
+
+    [Fact]
+    public void A_chain_that_does_not_fit_is_refused_naming_the_layer()
+    {
+        var linear = new LinearLayer(new DenseMatrix(new float[12], 3, 4), null);
+        Action noFlatten = () => _ = new SparseModel(new FeatureShape(1, 2, 2), [linear]);
+        noFlatten.Should().Throw<ArgumentException>().WithMessage("Layer 0 (Linear 4→3*needs a vector of 4 features*Add a Flatten*");
+        Action tooSmall = () => _ = new SparseModel(new FeatureShape(1, 2, 2), [new Pool2dLayer(PoolKind.Max, (3, 3))]);
+        tooSmall.Should().Throw<ArgumentException>().WithMessage("*does not fit*");
+    }
+
+    internal static SparseModel SmallCnn() => new(new FeatureShape(1, 12, 12),
+    [
+        new Conv2dLayer(CsrMatrix.FromDense(Reference.Sparse(4, 9, 0.5, 1), 4, 9), Reference.Random(4, 2), 1, (3, 3), padding: (1, 1)),
+        new ActivationLayer(ActivationKind.ReLU),
+        new Pool2dLayer(PoolKind.Max, (2, 2)),
+        new Conv2dLayer(CsrMatrix.FromDense(Reference.Sparse(6, 36, 0.8, 3), 6, 36), null, 4, (3, 3), (2, 2)),
+        new ActivationLayer(ActivationKind.LeakyReLU, 0.05f),
+        new Pool2dLayer(PoolKind.Average, (2, 2), (1, 1)),
+        new FlattenLayer(),
+        new LinearLayer(CsrMatrix.FromDense(Reference.Sparse(10, 6, 0.3, 4), 10, 6), Reference.Random(10, 5)),
+    ]);
+}
