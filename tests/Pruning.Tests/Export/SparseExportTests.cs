@@ -1,0 +1,120 @@
+using Pruning.Export;
+using Pruning.Scheduling;
+using Pruning.Sparse;
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Serialization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Tests.Export;
+
+[Collection("torch")]
+public class SparseExportTests
+{
+    private static void Prune(nn.Module model, double sparsity)
+    {
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(sparsity) });
+        pruner.Step();
+        pruner.Strip();
+    }
+
+    private static void ShouldMatchTorch(SparseModel sparse, nn.Module model, Tensor x)
+    {
+        model.eval();
+        using var _ = torch.no_grad();
+        float[] expected = ((nn.Module<Tensor, Tensor>)model).call(x).data<float>().ToArray();
+        float[] actual = sparse.Run(x.data<float>().ToArray(), (int)x.shape[0]);
+        actual.Length.Should().Be(expected.Length);
+        double scale = expected.Max(v => (double)Math.Abs(v));
+        for (int i = 0; i < actual.Length; i++)
+            ((double)Math.Abs(actual[i] - expected[i])).Should().BeLessThan(1e-4 * Math.Max(1, scale), $"output {i}");
+    }
+
+    [Fact]
+    public void A_pruned_mlp_runs_the_same_in_the_sparse_runtime_and_stores_only_its_non_zeros()
+    {
+        var model = TestModels.Mlp(seed: 3);
+        Prune(model, 0.9);
+        SparseModel sparse = SparseExport.ToSparseModel(model, new FeatureShape(16), MatrixFormat.Csr);
+        sparse.Layers.OfType<LinearLayer>().Select(l => l.Weight.Format).Should().AllBeEquivalentTo(MatrixFormat.Csr);
+        long nonZeros = model.parameters().Where(p => p.dim() == 2).Sum(p => p.count_nonzero().item<long>());
+        sparse.Layers.OfType<LinearLayer>().Sum(l => l.Weight.NonZeros).Should().Be(nonZeros);
+        ShouldMatchTorch(sparse, model, TestModels.Batch(1, size: 9).X);
+    }
+
+    [Fact]
+    public void A_cnn_with_batchnorm_pooling_and_flatten_matches_torch_after_folding()
+    {
+        torch.manual_seed(5);
+        var model = nn.Sequential(
+            ("conv1", nn.Conv2d(1, 6, 3, padding: 1)), ("bn1", nn.BatchNorm2d(6)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("block", nn.Sequential(("conv2", nn.Conv2d(6, 8, 3, stride: 2, bias: false)), ("bn2", nn.BatchNorm2d(8)), ("act", nn.LeakyReLU(0.1)))),
+            ("pool2", nn.AvgPool2d(2, stride: 1)), ("flat", nn.Flatten()), ("drop", nn.Dropout(0.5)),
+            ("fc", nn.Linear(8 * 1 * 1, 4)), ("bnfc", nn.BatchNorm1d(4)), ("tanh", nn.Tanh()));
+        // Give the BatchNorms non-trivial statistics, as training would.
+        model.train();
+        using (torch.no_grad()) for (int i = 0; i < 5; i++) model.call(torch.randn(16, 1, 12, 12) * 2 + 0.5);
+        Prune(model, 0.6);
+        var x = torch.randn(7, 1, 12, 12);
+        ShouldMatchTorch(SparseExport.ToSparseModel(model, new FeatureShape(1, 12, 12), MatrixFormat.Csr), model, x);
+        ShouldMatchTorch(SparseExport.ToSparseModel(model, new FeatureShape(1, 12, 12), MatrixFormat.Dense), model, x);
+    }
+
+    [Fact]
+    public void The_exported_file_loads_and_runs_on_tensors_without_copies()
+    {
+        var model = TestModels.Mlp(seed: 4);
+        Prune(model, 0.8);
+        string path = Path.Combine(Path.GetTempPath(), $"mlp-{Guid.NewGuid():N}.psm");
+        try
+        {
+            SparseExport.Save(model, new FeatureShape(16), path);
+            SparseModel loaded = SparseModelFile.Load(path);
+            var x = TestModels.Batch(2, size: 5).X;
+            using Tensor y = loaded.Run(x);
+            y.shape.Should().Equal(5, 3);
+            ShouldMatchTorch(loaded, model, x);
+            model.eval();
+            using var _ = torch.no_grad();
+            y.allclose(model.call(x), rtol: 1e-4, atol: 1e-5).Should().BeTrue();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Unsupported_modules_are_named()
+    {
+        var gru = nn.Sequential(("fc", nn.Linear(4, 4)), ("soft", nn.Softmax(1)));
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(gru, new FeatureShape(4))).Should().Throw<NotSupportedException>().WithMessage("Module 'soft' (Softmax) cannot be exported*");
+        var lonely = nn.Sequential(("bn", nn.BatchNorm1d(4)));
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(lonely, new FeatureShape(4))).Should().Throw<NotSupportedException>().WithMessage("BatchNorm 'bn' does not follow*");
+        var grouped = nn.Sequential(("conv", nn.Conv2d(4, 4, 3, groups: 2)));
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(grouped, new FeatureShape(4, 8, 8))).Should().Throw<NotSupportedException>().WithMessage("*groups = 2*");
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(nn.Linear(3, 3), new FeatureShape(3))).Should().Throw<NotSupportedException>().WithMessage("Only Sequential*");
+    }
+
+    [Fact]
+    public void Safetensors_export_compresses_weights_and_keeps_biases_and_buffers_dense()
+    {
+        var model = nn.Sequential(("fc", nn.Linear(10, 4)), ("bn", nn.BatchNorm1d(4)));
+        Prune(model, 0.75);
+        string path = Path.Combine(Path.GetTempPath(), $"m-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            SparseExport.SaveSafeTensors(model, path);
+            using var header = SafeTensorsBitmask.ReadHeader(path);
+            var names = header.RootElement.EnumerateObject().Select(p => p.Name).ToArray();
+            names.Should().Contain(["fc.shape", "fc.compressed", "fc.bitmask", "fc.row_offsets", "fc.bias", "bn.weight", "bn.running_mean"]);
+            header.RootElement.GetProperty("fc.compressed").GetProperty("shape")[0].GetInt64().Should().Be(10);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
