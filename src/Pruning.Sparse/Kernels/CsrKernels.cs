@@ -22,6 +22,7 @@ internal static unsafe class CsrKernels
             : Avx.LoadVector256((int*)columns + j);
 
     /// <summary>y[r] = bias[r] + Σ values·x[column] for rows [first, end) (batch 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Spmv<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
         where TIndex : unmanaged
     {
@@ -29,6 +30,7 @@ internal static unsafe class CsrKernels
         else SpmvScalar(rowPointers, columns, values, x, y, bias, first, end);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SpmvScalar<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
         where TIndex : unmanaged
     {
@@ -48,6 +50,7 @@ internal static unsafe class CsrKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SpmvGather<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
         where TIndex : unmanaged
     {
@@ -72,6 +75,7 @@ internal static unsafe class CsrKernels
     }
 
     /// <summary>y[r, :] = bias[r] + Σ values·x[column, :] for rows [first, end), batch ≥ 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Spmm<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
         where TIndex : unmanaged
     {
@@ -83,6 +87,7 @@ internal static unsafe class CsrKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SpmmVector<TL, TVec, TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
         where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged
     {
@@ -146,6 +151,7 @@ internal static unsafe class CsrKernels
     }
 
     /// <summary>The batch columns [fromColumn, batch) one at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SpmmTail<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
         where TIndex : unmanaged
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Pruning.Sparse.Kernels;
@@ -9,6 +10,7 @@ namespace Pruning.Sparse.Kernels;
 internal static unsafe class DenseKernels
 {
     /// <summary>y[rows first..end, :] = bias + W·x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(SimdLevel level, float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
     {
         switch (level)
@@ -19,6 +21,7 @@ internal static unsafe class DenseKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scalar(float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
     {
         for (int r = first; r < end; r++)
@@ -33,6 +36,7 @@ internal static unsafe class DenseKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Vectorized<TL, TVec>(float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
         where TL : struct, ILanes<TVec> where TVec : struct
     {
@@ -96,6 +100,7 @@ internal static unsafe class DenseKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScalarColumns(float* w, int cols, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
     {
         for (int r = first; r < end; r++)
@@ -108,6 +113,7 @@ internal static unsafe class DenseKernels
     }
 
     /// <summary>Batch 1: a dot product per row with four accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Gemv<TL, TVec>(float* w, int cols, float* x, float* y, float* bias, int first, int end)
         where TL : struct, ILanes<TVec> where TVec : struct
     {

@@ -46,7 +46,15 @@ public sealed class ActivationLayer : SparseLayer
         Span<float> y = output[..n];
         switch (Kind)
         {
-            case ActivationKind.ReLU: for (int i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0f; break;
+            case ActivationKind.ReLU:
+                {
+                    int i = 0;
+                    if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+                        for (; i + 8 <= n; i += 8)
+                            System.Runtime.Intrinsics.Vector256.StoreUnsafe(System.Runtime.Intrinsics.Vector256.Max(System.Runtime.Intrinsics.Vector256.Create(x.Slice(i, 8)), System.Runtime.Intrinsics.Vector256<float>.Zero), ref System.Runtime.InteropServices.MemoryMarshal.GetReference(y), (nuint)i);
+                    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0f;
+                    break;
+                }
             case ActivationKind.Tanh: for (int i = 0; i < n; i++) y[i] = MathF.Tanh(x[i]); break;
             case ActivationKind.Sigmoid: for (int i = 0; i < n; i++) y[i] = 1f / (1f + MathF.Exp(-x[i])); break;
             default: for (int i = 0; i < n; i++) y[i] = x[i] >= 0 ? x[i] : Slope * x[i]; break;

@@ -1,0 +1,171 @@
+// Trains LeNet-300-100 on Fashion-MNIST with gradual pruning to 90 %, exports it, and runs the exported file with the
+// standalone sparse runtime: accuracy (must equal TorchSharp's), latency at batch 1 and 64 against the same model run
+// densely by TorchSharp, and file size against the dense TorchSharp checkpoint.
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Pruning;
+using Pruning.Export;
+using Pruning.Samples;
+using Pruning.Scheduling;
+using Pruning.Sparse;
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Serialization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+OpenMpWaiting.MakePassive();   // before the first torch call: libtorch's idle OpenMP threads must not spin on our cores
+
+int epochs = 3, seed = 1;
+long trainLimit = 0;
+double sparsity = 0.9;
+string data = FashionMnist.DefaultDirectory, outDir = ".";
+string? summaryJson = null;
+for (int i = 0; i < args.Length; i++)
+{
+    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
+    switch (args[i])
+    {
+        case "--epochs": epochs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--sparsity": sparsity = double.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--seed": seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--train-limit": trainLimit = long.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--data": data = Next(); break;
+        case "--out": outDir = Next(); break;
+        case "--summary-json": summaryJson = Next(); break;
+        default:
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --epochs N (3) --sparsity S (0.9) --seed N --train-limit N --data DIR --out DIR (.) --summary-json FILE");
+            return 2;
+    }
+}
+
+FashionMnist train, test;
+try
+{
+    train = FashionMnist.Load(data, train: true);
+    test = FashionMnist.Load(data, train: false);
+}
+catch (FileNotFoundException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 2;
+}
+if (trainLimit > 0) train = train.Take(Math.Min(trainLimit, train.Count));
+Directory.CreateDirectory(outDir);
+
+// 1. Train and prune (the demo's recipe, shorter): cubic schedule over the middle of training, Δt = 100 steps.
+torch.manual_seed(seed);
+var model = nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
+var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+const int batchSize = 128;
+long stepsPerEpoch = (train.Count + batchSize - 1) / batchSize, total = stepsPerEpoch * epochs;
+var schedule = new PolynomialDecaySchedule(0, sparsity, beginStep: total / 10, endStep: Math.Max(total / 10 + 1, total * 7 / 10), frequency: Math.Max(1, Math.Min(100, total / 20)));
+var clock = Stopwatch.StartNew();
+using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = schedule }, optimizer))
+{
+    var order = new Generator((ulong)seed);
+    for (int epoch = 0; epoch < epochs; epoch++)
+    {
+        using var permutation = torch.randperm(train.Count, generator: order);
+        for (long start = 0; start < train.Count; start += batchSize)
+        {
+            using var scope = torch.NewDisposeScope();
+            var idx = permutation.narrow(0, start, Math.Min(batchSize, train.Count - start));
+            optimizer.zero_grad();
+            nn.functional.cross_entropy(model.call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
+            optimizer.step();
+            pruner.Step();
+        }
+    }
+    Console.WriteLine($"Trained {epochs} epochs in {clock.Elapsed.TotalSeconds:F0} s.");
+    Console.WriteLine(pruner.Strip());
+}
+model.eval();
+
+// 2. Export, then load the file as a device would: nothing but Pruning.Sparse is needed from here on.
+string modelPath = Path.Combine(outDir, "lenet-300-100.psm");
+string checkpointPath = Path.Combine(outDir, "lenet-300-100.dense.pt");
+string safetensorsPath = Path.Combine(outDir, "lenet-300-100.safetensors");
+SparseExport.Save(model, new FeatureShape(784), modelPath);
+SparseExport.SaveSafeTensors(model, safetensorsPath);
+model.save(checkpointPath);
+SparseModel sparse = SparseModelFile.Load(modelPath);
+Console.WriteLine();
+Console.WriteLine(sparse.Describe());
+
+// 3. Accuracy and agreement on the whole test set.
+float[] images = test.Images.data<float>().ToArray();
+long[] labels = test.Labels.data<long>().ToArray();
+int n = (int)test.Count;
+float[] logits = new float[n * 10];
+sparse.Run(images, logits, n);
+float[] reference;
+using (torch.no_grad()) reference = model.call(test.Images).data<float>().ToArray();
+int correctSparse = 0, correctTorch = 0, disagreements = 0;
+double worst = 0, scale = reference.Max(v => (double)Math.Abs(v));
+for (int i = 0; i < n; i++)
+{
+    int a = ArgMax(logits.AsSpan(i * 10, 10)), b = ArgMax(reference.AsSpan(i * 10, 10));
+    if (a == labels[i]) correctSparse++;
+    if (b == labels[i]) correctTorch++;
+    if (a != b) disagreements++;
+}
+for (int i = 0; i < logits.Length; i++) worst = Math.Max(worst, Math.Abs(logits[i] - reference[i]) / scale);
+Console.WriteLine();
+Console.WriteLine($"Test accuracy: sparse runtime {100.0 * correctSparse / n:F2} %, TorchSharp {100.0 * correctTorch / n:F2} % ({disagreements} of {n} predictions differ; largest logit difference {worst:E1} of the logit range)");
+
+// 4. Latency, side by side in this process, interleaved; medians. TorchSharp runs the same (pruned) weights densely.
+Console.WriteLine();
+Console.WriteLine($"Latency on {Environment.ProcessorCount} threads (median of interleaved runs):");
+var rows = new List<Dictionary<string, object>>();
+foreach (int batch in new[] { 1, 64 })
+{
+    using var x = test.Images.narrow(0, 0, batch).contiguous();
+    float[] input = x.data<float>().ToArray(), output = new float[batch * 10];
+    Action ours = () => sparse.Run(input, output, batch);
+    Action dense = () => { using var _ = torch.no_grad(); using var y = model.call(x); };
+    for (int i = 0; i < 20; i++) { ours(); dense(); }
+    var s = new List<double>(); var d = new List<double>();
+    for (int i = 0; i < 400; i++) { s.Add(Time(ours)); d.Add(Time(dense)); }
+    double sparseMs = Median(s), denseMs = Median(d);
+    Console.WriteLine($"  batch {batch,2}: sparse runtime {sparseMs * 1000,8:F1} µs   TorchSharp dense {denseMs * 1000,8:F1} µs   → {denseMs / sparseMs:F2}× faster");
+    rows.Add(new() { ["batch"] = batch, ["sparse_ms"] = sparseMs, ["dense_ms"] = denseMs, ["ratio"] = denseMs / sparseMs });
+}
+
+long modelBytes = new FileInfo(modelPath).Length, denseBytes = new FileInfo(checkpointPath).Length, stBytes = new FileInfo(safetensorsPath).Length;
+Console.WriteLine();
+Console.WriteLine($"Size: sparse model file {modelBytes:N0} B, safetensors (sparse-bitmask) {stBytes:N0} B, dense TorchSharp checkpoint {denseBytes:N0} B → {(double)denseBytes / modelBytes:F2}× smaller");
+
+if (summaryJson is not null)
+{
+    var summary = new Dictionary<string, object>
+    {
+        ["sparse_accuracy"] = (double)correctSparse / n, ["torch_accuracy"] = (double)correctTorch / n, ["disagreements"] = disagreements,
+        ["max_relative_logit_difference"] = worst, ["model_bytes"] = modelBytes, ["safetensors_bytes"] = stBytes, ["dense_checkpoint_bytes"] = denseBytes,
+        ["latency"] = rows, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
+    };
+    File.WriteAllText(summaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+}
+// The runtime must reproduce the TorchSharp model: same logits within 1e-4 of their range, hence the same accuracy.
+return worst <= 1e-4 && correctSparse == correctTorch ? 0 : 1;
+
+static int ArgMax(ReadOnlySpan<float> v)
+{
+    int best = 0;
+    for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
+    return best;
+}
+
+static double Time(Action action)
+{
+    var sw = Stopwatch.StartNew();
+    action();
+    return sw.Elapsed.TotalMilliseconds;
+}
+
+static double Median(List<double> values)
+{
+    values.Sort();
+    return values[values.Count / 2];
+}
