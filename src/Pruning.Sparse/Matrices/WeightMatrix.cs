@@ -21,10 +21,10 @@ public abstract class WeightMatrix
 {
     /// <summary>
     /// <see cref="MatrixFormat.Auto"/> stores a matrix as CSR when at most this fraction of its entries is non-zero.
-    /// Measured on a 2-core AVX2 machine against the dense kernels (see the README's benchmark table): CSR wins at
-    /// batch 1 from about 50 % sparsity and at batch 64 from about 70 %; this threshold is the batched one.
+    /// Measured at 4096×4096 on a 2-core AVX-512 machine against our dense kernels (README, "Sparse inference"): CSR
+    /// is faster at batch 1 from 50 % sparsity on, and at batch 64 from 60 % on; this threshold is the batched one.
     /// </summary>
-    public const double CsrMaxDensity = 0.30;
+    public const double CsrMaxDensity = 0.40;
 
     private protected WeightMatrix(int rows, int cols)
     {

@@ -88,6 +88,7 @@ public class KernelTests
     {
         WeightMatrix.FromDense(Reference.Sparse(64, 64, 0.9, 1), 64, 64).Format.Should().Be(MatrixFormat.Csr);
         WeightMatrix.FromDense(Reference.Sparse(64, 64, 0.5, 1), 64, 64).Format.Should().Be(MatrixFormat.Dense);
+        WeightMatrix.FromDense(Reference.Sparse(64, 64, 0.65, 1), 64, 64).Format.Should().Be(MatrixFormat.Csr);
     }
 
     [Fact]
