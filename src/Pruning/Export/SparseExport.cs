@@ -101,6 +101,10 @@ public static class SparseExport
         SafeTensorsBitmask.Write(path, tensors);
     }
 
+    /// <summary>The weight names of the Linear and Conv2d layers, in the order their layers appear in the exported model.</summary>
+    internal static IReadOnlyList<string> WeightNames(nn.Module model) =>
+        Chain(model, "").Where(c => c.Module is Linear or Conv2d).Select(c => $"{c.Name}.weight").ToArray();
+
     private static IEnumerable<(string Name, nn.Module Module)> Chain(nn.Module module, string prefix)
     {
         if (module is not Sequential)

@@ -105,6 +105,19 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void Resume_WithAnIterativeSchedule_IsBitIdentical()
+    {
+        // Stages cut at steps 3, 10, 17 and 24; stopping at 13 resumes in the middle of the second fine-tuning stage.
+        PruningOptions Make() => new() { Schedule = new IterativeSchedule([0.3, 0.5, 0.7, 0.85], beginStep: 3, stepsPerStage: 7) };
+        using var runs = StraightAndResumed(Make, "sgd-momentum", total: 30, stopAt: 13, seed: 61);
+
+        var expected = Snapshot(runs.Straight);
+        foreach (var (name, values) in Snapshot(runs.Resumed))
+            values.Should().Equal(expected[name], name);
+        runs.ResumedPruner.Report().Sparsity.Should().BeApproximately(0.85, 0.01);
+    }
+
+    [Fact]
     public void ACheckpointWithoutCriterionState_IsRejectedByAStatefulCriterion()
     {
         string path = SavedCheckpoint();

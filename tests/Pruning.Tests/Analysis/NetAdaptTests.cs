@@ -1,0 +1,101 @@
+using Pruning.Analysis;
+using Pruning.Sparse.Layers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Pruning.Tests.Analysis;
+
+[Collection("torch")]
+public class NetAdaptTests
+{
+    /// <summary>A clock whose consecutive (start, stop) reads are a scripted list of durations, in ticks of 1 µs.</summary>
+    private sealed class ScriptedClock(IEnumerable<long> durations) : ILatencyClock
+    {
+        private readonly Queue<long> _durations = new(durations);
+        private long _now;
+        private bool _started;
+
+        public long Timestamp()
+        {
+            if (_started) _now += _durations.Count > 0 ? _durations.Dequeue() : 1;
+            _started = !_started;
+            return _now;
+        }
+
+        public double TicksPerMillisecond => 1000;
+    }
+
+    [Fact]
+    public void The_latency_table_keeps_the_median_of_the_clock_readings_per_layer_and_candidate()
+    {
+        var model = TestModels.Mlp(seed: 1);
+        // 3 layers × 2 candidates (0 and 0.5) × 3 runs, in measurement order.
+        long[] script = [10, 30, 20, /**/ 5, 7, 6, /**/ 40, 41, 42, /**/ 9, 8, 100, /**/ 3, 2, 1, /**/ 2, 2, 2];
+        var table = LatencyTable.Measure(model, new FeatureShape(16), [0.5], batch: 1, runs: 3, clock: new ScriptedClock(script));
+        table.Layers.Should().Equal("fc1.weight", "fc2.weight", "fc3.weight");
+        table.Candidates("fc1.weight").Should().Equal((0.0, 0.020), (0.5, 0.006));
+        table.Candidates("fc2.weight").Should().Equal((0.0, 0.041), (0.5, 0.009));
+        table.Candidates("fc3.weight").Should().Equal((0.0, 0.002), (0.5, 0.002));
+        table.Milliseconds("fc1.weight", 0.25).Should().BeApproximately(0.013, 1e-12);
+        table.Milliseconds(new Dictionary<string, double> { ["fc2.weight"] = 0.5 }).Should().BeApproximately(0.020 + 0.009 + 0.002, 1e-12);
+    }
+
+    private static LatencyTable Table() => new(new Dictionary<string, IReadOnlyList<(double, double)>>
+    {
+        ["fc1.weight"] = [(0.0, 10.0), (0.5, 6.0), (0.7, 4.0), (0.9, 2.0)],
+        ["fc2.weight"] = [(0.0, 5.0), (0.5, 3.0), (0.7, 2.5), (0.9, 2.0)],
+        ["fc3.weight"] = [(0.0, 1.0), (0.5, 1.0)],
+    }, batch: 1);
+
+    [Fact]
+    public void Each_iteration_proposes_the_smallest_cut_that_meets_the_step_and_keeps_the_best_metric()
+    {
+        var model = TestModels.Mlp(seed: 4);
+        var tried = new List<(string Layer, double Sparsity)>();
+        var result = NetAdapt.Run(model, Table(), p =>
+        {
+            tried.Add((p.Layer, p.Sparsity));
+            // Prefer pruning fc1 (metric higher when fc1 is the proposal).
+            return p.Layer == "fc1.weight" ? 1.0 : 0.5;
+        }, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.2 });
+
+        // Dense 16 ms; budget 8; ΔR 3.2 ms. Iteration 1 goal 12.8: fc1 → 0.5 (10→6), fc2 → 0.9 cuts only 3 (to 13), the most it can.
+        tried.Take(2).Should().Equal(("fc1.weight", 0.5), ("fc2.weight", 0.9));
+        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc1.weight", 0.5, 12.0, 1.0, 2));
+        result.BudgetMet.Should().BeTrue();
+        result.LatencyMilliseconds.Should().BeLessThanOrEqualTo(8.0);
+        result.Sparsities["fc3.weight"].Should().Be(0, "fc3 never cuts latency");
+        // The model holds the kept masks: each layer's zeros match its sparsity.
+        foreach (var (name, sparsity) in result.Sparsities)
+        {
+            var w = model.get_parameter(name)!.detach().data<float>().ToArray();
+            (w.Count(v => v == 0) / (double)w.Length).Should().BeApproximately(sparsity, 0.01, name);
+        }
+    }
+
+    [Fact]
+    public void Remask_keeps_pruned_weights_at_zero_during_fine_tuning_and_an_unreachable_budget_is_reported()
+    {
+        var model = TestModels.Mlp(seed: 5);
+        var result = NetAdapt.Run(model, Table(), p =>
+        {
+            using (torch.no_grad()) foreach (var q in p.Model.parameters()) q.add_(0.01f);   // "training" revives everything
+            p.Remask();
+            var w = p.Model.get_parameter(p.Layer)!.detach().data<float>().ToArray();
+            (w.Count(v => v == 0) / (double)w.Length).Should().BeApproximately(p.Sparsity, 0.01);
+            return 0;
+        }, new NetAdaptOptions { TargetLatencyFraction = 0.2, ReductionPerIteration = 0.1 });
+
+        // The fastest reachable is 2 + 2 + 1 = 5 ms of 16: above the 3.2 ms budget.
+        result.BudgetMet.Should().BeFalse();
+        result.LatencyMilliseconds.Should().Be(5.0);
+        result.ToString().Should().Contain("budget NOT met");
+    }
+
+    [Fact]
+    public void A_table_for_another_model_is_refused()
+    {
+        var table = new LatencyTable(new Dictionary<string, IReadOnlyList<(double, double)>> { ["conv9.weight"] = [(0.0, 1.0)] }, 1);
+        FluentActions.Invoking(() => NetAdapt.Run(TestModels.Mlp(seed: 1), table, _ => 0)).Should().Throw<ArgumentException>().WithMessage("*'conv9.weight'*");
+    }
+}
