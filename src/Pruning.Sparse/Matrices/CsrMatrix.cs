@@ -155,7 +155,9 @@ public sealed class CsrMatrix : WeightMatrix
 
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
-        int parts = Parallelism.Threads(threads, (NonZeros + Rows) * batch, Rows);
+        // A gathered non-zero (batch 1) costs about as much as eight streamed dense multiply-adds.
+        long work = batch == 1 ? NonZeros * 8 + Rows : (NonZeros + Rows) * batch;
+        int parts = Parallelism.Threads(threads, work, Rows);
         int[] bounds = Split(parts);
         nint px = (nint)x, py = (nint)y, pb = (nint)bias;
         fixed (int* rp = _rowPointers)

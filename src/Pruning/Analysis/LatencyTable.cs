@@ -126,7 +126,8 @@ public sealed class LatencyTable
                     var x = new float[(long)shape.Size * batch];
                     for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
                     var y = new float[(long)single.OutputShape.Size * batch];
-                    for (int i = 0; i < 3; i++) single.Run(x, y, batch, threads);
+                    // Warm-up: caches, the kernel threads, and the JIT's optimized code for the layer's path.
+                    for (int i = 0; i < Math.Max(20, runs); i++) single.Run(x, y, batch, threads);
                     var times = new double[runs];
                     for (int i = 0; i < runs; i++)
                     {

@@ -1,0 +1,266 @@
+// Choosing how much to prune where, on LeNet-300-100 / Fashion-MNIST:
+//  1. sensitivity scan → sensitivity.csv + sensitivity.png, per-layer ratios for the same total as a uniform run,
+//     both trained with the cubic schedule;
+//  2. one-shot vs iterative vs gradual pruning of a trained model to the same sparsity, same fine-tuning budget;
+//  3. a short NetAdapt run to a latency budget, with latencies measured on the sparse runtime's kernels.
+using System.Globalization;
+using System.Text.Json;
+using Pruning;
+using Pruning.Analysis;
+using Pruning.Export;
+using Pruning.Samples;
+using Pruning.Scheduling;
+using Pruning.Sparse;
+using Pruning.Sparse.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+OpenMpWaiting.MakePassive();
+
+bool quick = false;
+int seeds = 0, seed0 = 1;
+double total = 0.9;
+string data = FashionMnist.DefaultDirectory, outDir = ".";
+string? summaryJson = null;
+for (int i = 0; i < args.Length; i++)
+{
+    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
+    switch (args[i])
+    {
+        case "--quick": quick = true; break;
+        case "--seeds": seeds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--seed": seed0 = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--sparsity": total = double.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--data": data = Next(); break;
+        case "--out": outDir = Next(); break;
+        case "--summary-json": summaryJson = Next(); break;
+        default:
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N --seed N --sparsity S (0.9) --data DIR --out DIR (.) --summary-json FILE");
+            return 2;
+    }
+}
+if (seeds <= 0) seeds = quick ? 1 : 3;
+
+FashionMnist all, test;
+try
+{
+    all = FashionMnist.Load(data, train: true);
+    test = FashionMnist.Load(data, train: false);
+}
+catch (FileNotFoundException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 2;
+}
+Directory.CreateDirectory(outDir);
+// Validation = the last 5,000 training images (the scan and NetAdapt never look at the test set).
+long trainCount = quick ? 12_000 : 55_000, validCount = quick ? 2_000 : 5_000;
+var train = new Subset(all.Images.narrow(0, 0, trainCount), all.Labels.narrow(0, 0, trainCount));
+var valid = new Subset(all.Images.narrow(0, 60_000 - validCount, validCount), all.Labels.narrow(0, 60_000 - validCount, validCount));
+var testSet = new Subset(test.Images, test.Labels);
+int epochs = quick ? 2 : 6;
+long stepsPerEpoch = (trainCount + 127) / 128, trainSteps = epochs * stepsPerEpoch;
+var summary = new Dictionary<string, object>();
+Console.WriteLine($"{(quick ? "Quick run" : "Full run")}: {trainCount:N0} training images, {validCount:N0} validation, {epochs} epochs per training, {seeds} seed(s), target {total:P0}.");
+
+// ── 1. Sensitivity scan ────────────────────────────────────────────────────────────────────────────────────────
+var dense = Model(seed0);
+Train(dense, train, trainSteps, null, seed0);
+double[] ratios = quick ? [0.5, 0.8, 0.9, 0.95, 0.98] : [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98];
+var scan = SensitivityScan.Run(dense, m => valid.Accuracy(m), new SensitivityOptions { Ratios = ratios });
+Console.WriteLine($"\nSensitivity (validation accuracy, one layer pruned at a time; dense model {valid.Accuracy(dense):P2}):\n{scan}");
+string csv = Path.Combine(outDir, "sensitivity.csv"), png = Path.Combine(outDir, "sensitivity.png");
+File.WriteAllText(csv, scan.ToCsv());
+Plot(scan, png);
+Console.WriteLine($"Wrote {csv} and {png}.");
+
+IReadOnlyDictionary<string, double> derived = scan.SparsitiesForTotal(total);
+Console.WriteLine($"\nPer-layer ratios for {total:P0} in total: " + string.Join(", ", derived.Select(kv => $"{kv.Key} {kv.Value:P1}")));
+var schedule = new PolynomialDecaySchedule(0, total, beginStep: stepsPerEpoch, endStep: trainSteps * 7 / 10, frequency: Math.Min(100, Math.Max(1, trainSteps / 30)));
+var uniformAcc = new List<double>();
+var derivedAcc = new List<double>();
+for (int s = seed0; s < seed0 + seeds; s++)
+{
+    uniformAcc.Add(TrainPruned(new PruningOptions { Schedule = schedule }, s));
+    derivedAcc.Add(TrainPruned(new PruningOptions { Schedule = schedule, SparsityOverrides = derived.ToDictionary() }, s));
+}
+Console.WriteLine($"\n{"allocation",-28} {"per-layer sparsity (fc1 / fc2 / fc3)",-38} test accuracy ({seeds} seed(s))");
+Console.WriteLine($"{"uniform",-28} {$"{total:P1} / {total:P1} / {total:P1}",-38} {Stats(uniformAcc)}");
+Console.WriteLine($"{"sensitivity-derived",-28} {string.Join(" / ", derived.Values.Select(v => v.ToString("P1", CultureInfo.InvariantCulture))),-38} {Stats(derivedAcc)}");
+summary["sensitivity"] = new Dictionary<string, object> { ["ratios"] = derived, ["uniform_accuracy"] = uniformAcc, ["derived_accuracy"] = derivedAcc };
+
+// ── 2. One-shot vs iterative vs gradual, from the trained dense model, same fine-tuning budget ────────────────
+long budget = quick ? stepsPerEpoch : 2 * stepsPerEpoch;
+var methods = new (string Name, PruningSchedule Schedule)[]
+{
+    ("one-shot + fine-tune", new OneShotSchedule(total)),
+    ("iterative (4 stages)", new IterativeSchedule(Stages(total), 0, budget / 5)),
+    ("gradual (cubic)", new PolynomialDecaySchedule(0, total, 0, budget * 7 / 10, Math.Max(1, budget / 30))),
+};
+Console.WriteLine($"\nFrom the trained dense model ({testSet.Accuracy(dense):P2} test), to {total:P0} with {budget} fine-tuning steps each:");
+var methodRows = new Dictionary<string, object>();
+foreach (var (name, sched) in methods)
+{
+    var accs = new List<double>();
+    for (int s = seed0; s < seed0 + seeds; s++)
+    {
+        var model = Copy(dense);
+        Train(model, train, budget, o => new GradualPruner(model, new PruningOptions { Schedule = sched }, o), s);
+        accs.Add(testSet.Accuracy(model));
+    }
+    Console.WriteLine($"  {name,-24} {Stats(accs)}");
+    methodRows[name] = accs;
+}
+summary["one_shot_vs_iterative_vs_gradual"] = methodRows;
+
+// ── 3. NetAdapt to a latency budget (batch 1, the sparse runtime's kernels) ─────────────────────────────────
+var table = LatencyTable.Measure(dense, new FeatureShape(784), [0.5, 0.7, 0.8, 0.9, 0.95, 0.98], batch: 1, runs: quick ? 15 : 41);
+Console.WriteLine($"\nMeasured latency table:\n{table}");
+var adapted = Copy(dense);
+int shortTerm = quick ? 30 : 100;
+var netadapt = NetAdapt.Run(adapted, table, proposal =>
+{
+    var optimizer = torch.optim.Adam(proposal.Model.parameters(), 5e-4);
+    var order = new Generator(7);
+    using var permutation = torch.randperm(train.Count, generator: order);
+    for (long step = 0; step < shortTerm; step++)
+    {
+        using var scope = torch.NewDisposeScope();
+        var idx = permutation.narrow(0, step * 128 % (train.Count - 128), 128);
+        optimizer.zero_grad();
+        nn.functional.cross_entropy(((Sequential)proposal.Model).call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
+        optimizer.step();
+        proposal.Remask();
+    }
+    return valid.Accuracy((Sequential)proposal.Model);
+}, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+Console.WriteLine($"\nNetAdapt (short-term fine-tune {shortTerm} steps per proposal, metric = validation accuracy):\n{netadapt}");
+// Long-term fine-tune with the found per-layer sparsities held by a pruner.
+Train(adapted, train, budget, o => new GradualPruner(adapted, new PruningOptions
+{
+    Schedule = new ConstantSparsitySchedule(netadapt.Sparsities.Values.Max(), 0, 100),
+    SparsityOverrides = netadapt.Sparsities.ToDictionary(),
+}, o), seed0);
+double adaptedAcc = testSet.Accuracy(adapted);
+double measuredDense = RunTime(SparseExport.ToSparseModel(dense, new FeatureShape(784)));
+double measuredAdapted = RunTime(SparseExport.ToSparseModel(adapted, new FeatureShape(784)));
+Console.WriteLine($"After long-term fine-tuning: test accuracy {adaptedAcc:P2} (dense {testSet.Accuracy(dense):P2}); " +
+    $"whole exported model at batch 1: {measuredAdapted * 1000:F1} µs vs dense {measuredDense * 1000:F1} µs ({measuredDense / measuredAdapted:F2}× faster; table estimate {netadapt.DenseLatencyMilliseconds / netadapt.LatencyMilliseconds:F2}×).");
+summary["netadapt"] = new Dictionary<string, object>
+{
+    ["iterations"] = netadapt.Iterations, ["sparsities"] = netadapt.Sparsities, ["budget_met"] = netadapt.BudgetMet,
+    ["table_dense_ms"] = netadapt.DenseLatencyMilliseconds, ["table_final_ms"] = netadapt.LatencyMilliseconds,
+    ["measured_dense_ms"] = measuredDense, ["measured_final_ms"] = measuredAdapted, ["test_accuracy"] = adaptedAcc,
+};
+if (summaryJson is not null)
+    File.WriteAllText(summaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true, IncludeFields = true }));
+return 0;
+
+double TrainPruned(PruningOptions options, int seed)
+{
+    var model = Model(seed);
+    Train(model, train, trainSteps, o => new GradualPruner(model, options, o), seed);
+    return testSet.Accuracy(model);
+}
+
+static double[] Stages(double final) => [final * 0.5 / 0.9, final * 0.7 / 0.9, final * 0.8 / 0.9, final];
+
+static Sequential Model(int seed)
+{
+    torch.manual_seed(seed);
+    return nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
+}
+
+static Sequential Copy(Sequential source)
+{
+    var copy = Model(0);
+    using var _ = torch.no_grad();
+    foreach (var ((_, to), (_, from)) in copy.named_parameters().Zip(source.named_parameters())) to.copy_(from);
+    return copy;
+}
+
+/// <summary>Adam (lr 1e-3), batch 128, reshuffled every pass; the pruner (if any) is made with the optimizer so its state is cleaned, and stripped at the end.</summary>
+static void Train(Sequential model, Subset data, long steps, Func<optim.Optimizer, GradualPruner>? makePruner, int seed)
+{
+    var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+    using var pruner = makePruner?.Invoke(optimizer);
+    model.train();
+    var order = new Generator((ulong)seed);
+    Tensor permutation = torch.randperm(data.Count, generator: order);
+    long position = 0;
+    for (long step = 0; step < steps; step++, position += 128)
+    {
+        if (position + 128 > data.Count) { permutation.Dispose(); permutation = torch.randperm(data.Count, generator: order); position = 0; }
+        using var scope = torch.NewDisposeScope();
+        var idx = permutation.narrow(0, position, 128);
+        optimizer.zero_grad();
+        nn.functional.cross_entropy(model.call(data.Images.index_select(0, idx)), data.Labels.index_select(0, idx)).backward();
+        optimizer.step();
+        pruner?.Step();
+    }
+    permutation.Dispose();
+    pruner?.Strip();
+}
+
+static string Stats(List<double> values)
+{
+    double mean = values.Average();
+    double sd = values.Count > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1)) : 0;
+    return values.Count > 1 ? $"{mean:P2} ± {sd * 100:F2} ({string.Join(", ", values.Select(v => v.ToString("P2", CultureInfo.InvariantCulture)))})" : $"{mean:P2}";
+}
+
+static double RunTime(SparseModel model)
+{
+    var x = new float[784];
+    var y = new float[10];
+    for (int i = 0; i < 200; i++) model.Run(x, y);
+    var times = new List<double>();
+    for (int i = 0; i < 2000; i++)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        model.Run(x, y);
+        times.Add(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+    }
+    times.Sort();
+    return times[times.Count / 2];
+}
+
+static void Plot(SensitivityResult scan, string path)
+{
+    var plot = new ScottPlot.Plot();
+    foreach (var layer in scan.Layers)
+    {
+        double[] xs = [0, .. layer.Points.Select(p => p.Ratio * 100)];
+        double[] ys = [scan.Baseline * 100, .. layer.Points.Select(p => p.Metric * 100)];
+        var line = plot.Add.Scatter(xs, ys);
+        line.LegendText = $"{layer.Name} ({layer.Size:N0})";
+    }
+    plot.Add.HorizontalLine(scan.Baseline * 100).LegendText = "dense";
+    plot.Title("Sensitivity: one layer pruned at a time (LeNet-300-100, Fashion-MNIST)");
+    plot.XLabel("pruning ratio of that layer (%)");
+    plot.YLabel("validation accuracy (%)");
+    plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
+    plot.SavePng(path, 900, 600);
+}
+
+/// <summary>A slice of Fashion-MNIST.</summary>
+internal sealed record Subset(Tensor Images, Tensor Labels)
+{
+    public long Count => Labels.shape[0];
+
+    public double Accuracy(nn.Module model)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        model.eval();
+        long correct = 0;
+        for (long start = 0; start < Count; start += 1000)
+        {
+            long n = Math.Min(1000, Count - start);
+            correct += ((Sequential)model).call(Images.narrow(0, start, n)).argmax(1).eq(Labels.narrow(0, start, n)).sum().item<long>();
+        }
+        model.train();
+        return (double)correct / Count;
+    }
+}
