@@ -1,0 +1,98 @@
+using LargeSparseVsSmallDense.Harness;
+using Pruning.Samples;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LargeSparseVsSmallDense.Experiments;
+
+/// <summary>Experiments 1 (MLP widths) and 2 (CNN width multipliers) on Fashion-MNIST.</summary>
+internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, int epochs, Action<string> log)
+{
+    private long StepsPerEpoch => (train.Count + 127) / 128;
+
+    /// <summary>
+    /// Dense MLPs 784-w-w-10 for every width, and the wider ones pruned gradually to the NNZ of every narrower dense
+    /// one.
+    /// </summary>
+    public IEnumerable<ResultRow> Mlp(int[] denseWidths, int[] sparseWidths, int[] seeds)
+    {
+        foreach (int seed in seeds)
+        {
+            foreach (int width in denseWidths)
+                yield return Run("mlp", width, 0, seed, () => MlpModel(width), asImages: false);
+            foreach (int width in sparseWidths)
+                foreach (int budgetWidth in denseWidths.Where(w => w < width))
+                {
+                    double sparsity = NnzBudget.SparsityFor(NnzBudget.MlpWeights(budgetWidth), NnzBudget.MlpWeights(width));
+                    yield return Run("mlp", width, sparsity, seed, () => MlpModel(width), asImages: false);
+                }
+        }
+    }
+
+    /// <summary>Dense CNNs at each multiplier, and the wider ones pruned to the NNZ of every narrower dense one.</summary>
+    public IEnumerable<ResultRow> Cnn(double[] denseAlphas, double[] sparseAlphas, int[] seeds)
+    {
+        foreach (int seed in seeds)
+        {
+            foreach (double alpha in denseAlphas)
+                yield return Run("cnn", alpha, 0, seed, () => CnnModel(alpha), asImages: true);
+            foreach (double alpha in sparseAlphas)
+                foreach (double budget in denseAlphas.Where(a => a < alpha))
+                {
+                    double sparsity = NnzBudget.SparsityFor(NnzBudget.CnnWeights(budget), NnzBudget.CnnWeights(alpha));
+                    yield return Run("cnn", alpha, sparsity, seed, () => CnnModel(alpha), asImages: true);
+                }
+        }
+    }
+
+    public static Sequential MlpModel(int width) => nn.Sequential(
+        ("fc1", nn.Linear(784, width)), ("relu1", nn.ReLU()),
+        ("fc2", nn.Linear(width, width)), ("relu2", nn.ReLU()),
+        ("fc3", nn.Linear(width, 10)));
+
+    /// <summary>Three 3×3 conv-BN-ReLU blocks (the first two followed by 2×2 max pooling), global average pooling, Linear.</summary>
+    public static Sequential CnnModel(double alpha)
+    {
+        var (c1, c2, c3) = NnzBudget.CnnChannels(alpha);
+        return nn.Sequential(
+            ("conv1", nn.Conv2d(1, c1, 3, padding: 1, bias: false)), ("bn1", nn.BatchNorm2d(c1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(c1, c2, 3, padding: 1, bias: false)), ("bn2", nn.BatchNorm2d(c2)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("conv3", nn.Conv2d(c2, c3, 3, padding: 1, bias: false)), ("bn3", nn.BatchNorm2d(c3)), ("relu3", nn.ReLU()),
+            ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(c3, 10)));
+    }
+
+    private ResultRow Run(string experiment, double width, double sparsity, int seed, Func<Sequential> make, bool asImages)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        torch.manual_seed(seed);
+        Sequential model = make();
+        var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+        var plan = new TrainingPlan(StepsPerEpoch * epochs);
+        using (var pruner = Training.Pruner(model, plan, sparsity, optimizer))
+        {
+            var order = new Generator((ulong)seed);
+            model.train();
+            for (int epoch = 0; epoch < epochs; epoch++)
+            {
+                using var permutation = torch.randperm(train.Count, generator: order);
+                for (long start = 0; start < train.Count; start += 128)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var idx = permutation.narrow(0, start, Math.Min(128, train.Count - start));
+                    Tensor x = train.Images.index_select(0, idx);
+                    if (asImages) x = x.reshape(-1, 1, 28, 28);
+                    optimizer.zero_grad();
+                    nn.functional.cross_entropy(model.call(x), train.Labels.index_select(0, idx)).backward();
+                    optimizer.step();
+                    pruner?.Step();
+                }
+            }
+            pruner?.Strip();
+        }
+        double accuracy = test.Accuracy(model, asImages);
+        var row = new ResultRow(experiment, sparsity > 0 ? "sparse" : "dense", width, 1 - (double)Training.NonZeroWeights(model) / Training.Weights(model), Training.NonZeroWeights(model), accuracy, seed);
+        log($"  {experiment} {row.Model,-6} width {width,-5:0.###} sparsity {row.Sparsity,6:P1} nnz {row.Nnz,9:N0}  accuracy {accuracy:P2}  seed {seed}  ({clock.Elapsed.TotalSeconds:F0} s)");
+        return row;
+    }
+}
