@@ -56,9 +56,7 @@ catch (FileNotFoundException e)
 Directory.CreateDirectory(outDir);
 // Validation = the last 5,000 training images (the scan and NetAdapt never look at the test set).
 long trainCount = quick ? 12_000 : 55_000, validCount = quick ? 2_000 : 5_000;
-var train = new Subset(all.Images.narrow(0, 0, trainCount), all.Labels.narrow(0, 0, trainCount));
-var valid = new Subset(all.Images.narrow(0, 60_000 - validCount, validCount), all.Labels.narrow(0, 60_000 - validCount, validCount));
-var testSet = new Subset(test.Images, test.Labels);
+FashionMnist train = all.Take(trainCount), valid = all.Slice(all.Count - validCount, validCount), testSet = test;
 int epochs = quick ? 2 : 6;
 long stepsPerEpoch = (trainCount + 127) / 128, trainSteps = epochs * stepsPerEpoch;
 var summary = new Dictionary<string, object>();
@@ -68,7 +66,7 @@ Console.WriteLine($"{(quick ? "Quick run" : "Full run")}: {trainCount:N0} traini
 var dense = Model(seed0);
 Train(dense, train, trainSteps, null, seed0);
 double[] ratios = quick ? [0.5, 0.8, 0.9, 0.95, 0.98] : [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98];
-var scan = SensitivityScan.Run(dense, m => valid.Accuracy(m), new SensitivityOptions { Ratios = ratios });
+var scan = SensitivityScan.Run(dense, m => valid.Accuracy((Sequential)m), new SensitivityOptions { Ratios = ratios });
 Console.WriteLine($"\nSensitivity (validation accuracy, one layer pruned at a time; dense model {valid.Accuracy(dense):P2}):\n{scan}");
 string csv = Path.Combine(outDir, "sensitivity.csv"), png = Path.Combine(outDir, "sensitivity.png");
 File.WriteAllText(csv, scan.ToCsv());
@@ -133,7 +131,9 @@ var netadapt = NetAdapt.Run(adapted, table, proposal =>
         optimizer.step();
         proposal.Remask();
     }
-    return valid.Accuracy((Sequential)proposal.Model);
+    double accuracy = valid.Accuracy((Sequential)proposal.Model);
+    proposal.Model.train();
+    return accuracy;
 }, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt (short-term fine-tune {shortTerm} steps per proposal, metric = validation accuracy):\n{netadapt}");
 // Long-term fine-tune with the found per-layer sparsities held by a pruner.
@@ -181,7 +181,7 @@ static Sequential Copy(Sequential source)
 }
 
 /// <summary>Adam (lr 1e-3), batch 128, reshuffled every pass; the pruner (if any) is made with the optimizer so its state is cleaned, and stripped at the end.</summary>
-static void Train(Sequential model, Subset data, long steps, Func<optim.Optimizer, GradualPruner>? makePruner, int seed)
+static void Train(Sequential model, FashionMnist data, long steps, Func<optim.Optimizer, GradualPruner>? makePruner, int seed)
 {
     var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
     using var pruner = makePruner?.Invoke(optimizer);
@@ -242,25 +242,4 @@ static void Plot(SensitivityResult scan, string path)
     plot.YLabel("validation accuracy (%)");
     plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
     plot.SavePng(path, 900, 600);
-}
-
-/// <summary>A slice of Fashion-MNIST.</summary>
-internal sealed record Subset(Tensor Images, Tensor Labels)
-{
-    public long Count => Labels.shape[0];
-
-    public double Accuracy(nn.Module model)
-    {
-        using var scope = torch.NewDisposeScope();
-        using var _ = torch.no_grad();
-        model.eval();
-        long correct = 0;
-        for (long start = 0; start < Count; start += 1000)
-        {
-            long n = Math.Min(1000, Count - start);
-            correct += ((Sequential)model).call(Images.narrow(0, start, n)).argmax(1).eq(Labels.narrow(0, start, n)).sum().item<long>();
-        }
-        model.train();
-        return (double)correct / Count;
-    }
 }

@@ -49,7 +49,10 @@ public sealed class FashionMnist
     }
 
     /// <summary>The first <paramref name="count"/> examples.</summary>
-    public FashionMnist Take(long count) => new(Images.narrow(0, 0, count), Labels.narrow(0, 0, count));
+    public FashionMnist Take(long count) => Slice(0, count);
+
+    /// <summary><paramref name="count"/> examples from <paramref name="start"/> on (a view, no copy).</summary>
+    public FashionMnist Slice(long start, long count) => new(Images.narrow(0, start, count), Labels.narrow(0, start, count));
 
     /// <summary>Loads the training or test split from <paramref name="directory"/>.</summary>
     /// <exception cref="FileNotFoundException">The files are missing; the message says how to install them.</exception>

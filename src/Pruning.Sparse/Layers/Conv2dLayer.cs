@@ -15,10 +15,10 @@ public sealed class Conv2dLayer : SparseLayer
         stride = stride == default ? (1, 1) : stride;
         dilation = dilation == default ? (1, 1) : dilation;
         if (inChannels < 1) throw new ArgumentOutOfRangeException(nameof(inChannels), inChannels, "Must be positive.");
-        if (kernel.H < 1 || kernel.W < 1 || kernel.H > 1024 || kernel.W > 1024) throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "Kernel extents must be in [1, 1024].");
-        if (stride.H < 1 || stride.W < 1 || stride.H > 1024 || stride.W > 1024) throw new ArgumentOutOfRangeException(nameof(stride), stride, "Strides must be in [1, 1024].");
-        if (padding.H < 0 || padding.W < 0 || padding.H > 1024 || padding.W > 1024) throw new ArgumentOutOfRangeException(nameof(padding), padding, "Padding must be in [0, 1024].");
-        if (dilation.H < 1 || dilation.W < 1 || dilation.H > 1024 || dilation.W > 1024) throw new ArgumentOutOfRangeException(nameof(dilation), dilation, "Dilation must be in [1, 1024].");
+        CheckPair(kernel, 1, nameof(kernel), "Kernel extents");
+        CheckPair(stride, 1, nameof(stride), "Strides");
+        CheckPair(padding, 0, nameof(padding), "Padding");
+        CheckPair(dilation, 1, nameof(dilation), "Dilation");
         if ((long)inChannels * kernel.H * kernel.W != weight.Cols)
             throw new ArgumentException($"A {inChannels}-channel {kernel.H}×{kernel.W} filter has {(long)inChannels * kernel.H * kernel.W} weights, but the weight matrix has {weight.Cols} columns.", nameof(weight));
         Bias = CheckBias(bias, weight.Rows);

@@ -17,8 +17,8 @@ public sealed class Pool2dLayer : SparseLayer
     {
         if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown pooling kind.");
         stride = stride == default ? kernel : stride;
-        if (kernel.H < 1 || kernel.W < 1 || kernel.H > 1024 || kernel.W > 1024) throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "Kernel extents must be in [1, 1024].");
-        if (stride.H < 1 || stride.W < 1 || stride.H > 1024 || stride.W > 1024) throw new ArgumentOutOfRangeException(nameof(stride), stride, "Strides must be in [1, 1024].");
+        CheckPair(kernel, 1, nameof(kernel), "Kernel extents");
+        CheckPair(stride, 1, nameof(stride), "Strides");
         if (padding.H < 0 || padding.W < 0 || 2 * padding.H > kernel.H || 2 * padding.W > kernel.W)
             throw new ArgumentOutOfRangeException(nameof(padding), padding, "Padding must be in [0, kernel / 2] (as in PyTorch).");
         Kind = kind;

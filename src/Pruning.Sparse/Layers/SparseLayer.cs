@@ -30,6 +30,13 @@ public abstract class SparseLayer
     internal static string Format(Matrices.WeightMatrix weight) =>
         weight.Format == Matrices.MatrixFormat.Csr ? $"CSR, {weight.Sparsity:P1} sparse" : $"dense, {weight.Sparsity:P1} zeros";
 
+    /// <summary>Throws unless both extents of <paramref name="value"/> are in [<paramref name="min"/>, 1024].</summary>
+    internal static void CheckPair((int H, int W) value, int min, string name, string what)
+    {
+        if (value.H < min || value.W < min || value.H > 1024 || value.W > 1024)
+            throw new ArgumentOutOfRangeException(name, value, $"{what} must be in [{min}, 1024].");
+    }
+
     internal static float[]? CheckBias(float[]? bias, int rows)
     {
         if (bias is not null && bias.Length != rows)
