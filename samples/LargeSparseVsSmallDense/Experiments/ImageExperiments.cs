@@ -11,38 +11,25 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
 {
     private long StepsPerEpoch => (train.Count + 127) / 128;
 
-    /// <summary>
-    /// Dense MLPs 784-w-w-10 for every width, and the wider ones pruned gradually to the NNZ of every narrower dense
-    /// one.
-    /// </summary>
-    public IEnumerable<ResultRow> Mlp(int[] denseWidths, int[] sparseWidths, int[] seeds)
-    {
-        foreach (int seed in seeds)
-        {
-            foreach (int width in denseWidths)
-                yield return Run("mlp", width, 0, seed, () => MlpModel(width), asImages: false);
-            foreach (int width in sparseWidths)
-                foreach (int budgetWidth in denseWidths.Where(w => w < width))
-                {
-                    double sparsity = NnzBudget.SparsityFor(NnzBudget.MlpWeights(budgetWidth), NnzBudget.MlpWeights(width));
-                    yield return Run("mlp", width, sparsity, seed, () => MlpModel(width), asImages: false);
-                }
-        }
-    }
+    /// <summary>Dense MLPs 784-w-w-10 at every width, and the wider ones pruned gradually to the NNZ of every narrower dense one.</summary>
+    public IEnumerable<ResultRow> Mlp(int[] denseWidths, int[] sparseWidths, int[] seeds) =>
+        Family("mlp", [.. denseWidths.Select(w => (double)w)], [.. sparseWidths.Select(w => (double)w)], seeds,
+            w => NnzBudget.MlpWeights((int)w), w => MlpModel((int)w), asImages: false);
 
     /// <summary>Dense CNNs at each multiplier, and the wider ones pruned to the NNZ of every narrower dense one.</summary>
-    public IEnumerable<ResultRow> Cnn(double[] denseAlphas, double[] sparseAlphas, int[] seeds)
+    public IEnumerable<ResultRow> Cnn(double[] denseAlphas, double[] sparseAlphas, int[] seeds) =>
+        Family("cnn", denseAlphas, sparseAlphas, seeds, NnzBudget.CnnWeights, CnnModel, asImages: true);
+
+    private IEnumerable<ResultRow> Family(string experiment, double[] dense, double[] sparse, int[] seeds,
+        Func<double, long> weights, Func<double, Sequential> make, bool asImages)
     {
         foreach (int seed in seeds)
         {
-            foreach (double alpha in denseAlphas)
-                yield return Run("cnn", alpha, 0, seed, () => CnnModel(alpha), asImages: true);
-            foreach (double alpha in sparseAlphas)
-                foreach (double budget in denseAlphas.Where(a => a < alpha))
-                {
-                    double sparsity = NnzBudget.SparsityFor(NnzBudget.CnnWeights(budget), NnzBudget.CnnWeights(alpha));
-                    yield return Run("cnn", alpha, sparsity, seed, () => CnnModel(alpha), asImages: true);
-                }
+            foreach (double width in dense)
+                yield return Run(experiment, width, 0, seed, () => make(width), asImages);
+            foreach (double width in sparse)
+                foreach (double budget in dense.Where(b => b < width))
+                    yield return Run(experiment, width, NnzBudget.SparsityFor(weights(budget), weights(width)), seed, () => make(width), asImages);
         }
     }
 
