@@ -108,7 +108,8 @@ public sealed class SparseModel
 
     private Buffers BuffersFor(int batch)
     {
-        if (_buffers is { } cached && cached.Batch == batch) return cached;
+        // Every buffer scales with the batch, so the largest batch seen serves all smaller ones without reallocating.
+        if (_buffers is { } cached && cached.Batch >= batch) return cached;
         long activations = _shapes.Max(s => (long)s.Size) * batch;
         long scratch = 0;
         for (int i = 0; i < Layers.Count; i++) scratch = Math.Max(scratch, Layers[i].ScratchSize(_shapes[i], batch));

@@ -82,6 +82,19 @@ public class LayerTests
     }
 
     [Fact]
+    public void Alternating_batch_sizes_reuse_the_buffers_and_give_the_same_outputs()
+    {
+        var model = SmallCnn();
+        float[] x = Reference.Random(7 * 144, 11);
+        float[] seven = model.Run(x, 7);
+        float[] one = model.Run(x.AsSpan(0, 144).ToArray());
+        model.Run(x, 7).Should().Equal(seven);
+        model.Run(x.AsSpan(0, 144).ToArray()).Should().Equal(one);
+        float[] three = model.Run(x.AsSpan(0, 3 * 144).ToArray(), 3);
+        three.ShouldMatch(seven.AsSpan(0, 30).ToArray(), 1e-5);
+    }
+
+    [Fact]
     public void Activations_compute_their_functions()
     {
         float[] x = [-2, -0.5f, 0, 1.5f];
