@@ -15,6 +15,7 @@ namespace Pruning.Sparse.Serialization;
 ///   3 Activation u8 kind, f32 slope
 ///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 count-include-pad
 ///   5 Flatten
+///   6 GlobalAvgPool2d
 /// matrix:  u8 format (1 dense, 2 CSR uint16, 3 CSR int32), i32 rows, cols;
 ///          dense: rows·cols f32 | CSR: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
 /// bias:    u8 present, then rows f32
@@ -34,7 +35,7 @@ public static class SparseModelFile
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public const long MaxFileBytes = int.MaxValue;
 
-    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5 }
+    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6 }
 
     private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3 }
 
@@ -115,6 +116,9 @@ public static class SparseModelFile
                 break;
             case FlattenLayer:
                 w.Write((byte)LayerTag.Flatten);
+                break;
+            case GlobalAveragePoolLayer:
+                w.Write((byte)LayerTag.GlobalAveragePool);
                 break;
             default:
                 throw new NotSupportedException($"The model file cannot hold a {layer.GetType().Name}.");
@@ -251,6 +255,8 @@ public static class SparseModelFile
                     }
                 case LayerTag.Flatten:
                     return new FlattenLayer();
+                case LayerTag.GlobalAveragePool:
+                    return new GlobalAveragePoolLayer();
                 default:
                     throw r.Error($"layer {index} has unknown kind {tag}", start);
             }

@@ -12,7 +12,7 @@ namespace Pruning.Export;
 /// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
 /// interchange file. The model must be a Sequential chain (nested Sequentials are flattened) of Linear, Conv2d
 /// (groups 1, zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, LeakyReLU, Tanh,
-/// Sigmoid, MaxPool2d, AvgPool2d, Flatten, Dropout and Identity. Anything else is refused with its name.
+/// Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
 /// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
 /// </summary>
 public static class SparseExport
@@ -65,6 +65,11 @@ public static class SparseExport
                     if (avg.divisor_override is not null) throw new NotSupportedException($"AvgPool2d '{name}' overrides the divisor; that is not supported.");
                     layers.Add(new Pool2dLayer(PoolKind.Average, Pair(avg.kernel_size), Pair(avg.stride ?? avg.kernel_size), Pair(avg.padding, 0), avg.count_include_pad));
                     break;
+                case AdaptiveAvgPool2d adaptive:
+                    if (adaptive.output_size.Any(v => v != 1))
+                        throw new NotSupportedException($"AdaptiveAvgPool2d '{name}' has output size [{string.Join(", ", adaptive.output_size)}]; only 1 (global average pooling) is supported.");
+                    layers.Add(new GlobalAveragePoolLayer());
+                    break;
                 case Flatten flatten:
                     if (flatten.start_dim != 1 || flatten.end_dim != -1) throw new NotSupportedException($"Flatten '{name}' flattens dims {flatten.start_dim}..{flatten.end_dim}; only 1..-1 is supported.");
                     layers.Add(new FlattenLayer());
@@ -72,7 +77,7 @@ public static class SparseExport
                 case Dropout or Dropout2d or Identity:
                     break;
                 default:
-                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, ReLU, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, Flatten, Dropout, Identity.");
+                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, ReLU, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }
         if (pending is not null) layers.Add(pending.Build(format));

@@ -82,6 +82,14 @@ public class LayerTests
     }
 
     [Fact]
+    public void Global_average_pooling_takes_each_planes_mean()
+    {
+        // Two samples × two channels of 2×2: [C, N, H, W] inside, [N, C, H, W] in and out.
+        float[] x = [1, 2, 3, 4, /**/ 10, 20, 30, 40, /**/ 5, 5, 5, 5, /**/ 0, 0, 0, 8];
+        new SparseModel(new FeatureShape(2, 2, 2), [new GlobalAveragePoolLayer()]).Run(x, 2).Should().Equal(2.5f, 25f, 5f, 2f);
+    }
+
+    [Fact]
     public void Alternating_batch_sizes_reuse_the_buffers_and_give_the_same_outputs()
     {
         var model = SmallCnn();

@@ -34,6 +34,16 @@ public class ModelFileTests
     }
 
     [Fact]
+    public void Global_average_pooling_survives_the_round_trip()
+    {
+        var model = new SparseModel(new FeatureShape(3, 4, 4), [new GlobalAveragePoolLayer(), new FlattenLayer(), new LinearLayer(new DenseMatrix(Reference.Random(6, 1), 2, 3), null)]);
+        var loaded = SparseModelFile.Read(SparseModelFile.ToBytes(model));
+        loaded.Describe().Should().Be(model.Describe());
+        float[] x = Reference.Random(2 * 48, 2);
+        loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
+    }
+
+    [Fact]
     public void Wide_column_indices_survive_the_round_trip()
     {
         var w = new float[2 * 70_000];

@@ -63,6 +63,18 @@ public class SparseExportTests
     }
 
     [Fact]
+    public void Global_average_pooling_exports()
+    {
+        torch.manual_seed(6);
+        var model = nn.Sequential(("conv", nn.Conv2d(1, 4, 3, padding: 1, bias: false)), ("bn", nn.BatchNorm2d(4)), ("relu", nn.ReLU()),
+            ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(4, 3)));
+        Prune(model, 0.5);
+        ShouldMatchTorch(SparseExport.ToSparseModel(model, new FeatureShape(1, 6, 6)), model, torch.randn(3, 1, 6, 6));
+        var other = nn.Sequential(("pool", nn.AdaptiveAvgPool2d(2)));
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(other, new FeatureShape(1, 6, 6))).Should().Throw<NotSupportedException>().WithMessage("*only 1 (global average pooling)*");
+    }
+
+    [Fact]
     public void The_exported_file_loads_and_runs_on_tensors_without_copies()
     {
         var model = TestModels.Mlp(seed: 4);
