@@ -2,7 +2,8 @@
 //  1. sensitivity scan → sensitivity.csv + sensitivity.png, per-layer ratios for the same total as a uniform run,
 //     both trained with the cubic schedule;
 //  2. one-shot vs iterative vs gradual pruning of a trained model to the same sparsity, same fine-tuning budget;
-//  3. a short NetAdapt run to a latency budget, with latencies measured on the sparse runtime's kernels.
+//  3. short NetAdapt runs to a latency budget: unstructured, timed on the sparse runtime's kernels; and over
+//     channels, timed with TorchSharp, ending in a physically smaller model.
 using System.Globalization;
 using System.Text.Json;
 using Pruning;
@@ -152,6 +153,66 @@ summary["netadapt"] = new Dictionary<string, object>
     ["iterations"] = netadapt.Iterations, ["sparsities"] = netadapt.Sparsities, ["budget_met"] = netadapt.BudgetMet,
     ["table_dense_ms"] = netadapt.DenseLatencyMilliseconds, ["table_final_ms"] = netadapt.LatencyMilliseconds,
     ["measured_dense_ms"] = measuredDense, ["measured_final_ms"] = measuredAdapted, ["test_accuracy"] = adaptedAcc,
+};
+
+// ── 3b. NetAdapt with channels and TorchSharp latencies (batch 64): the model gets physically smaller ─────────────
+var channelModel = Copy(dense);
+var channelTable = ChannelLatencyTable.Measure(channelModel, [784], batch: 64, runs: quick ? 15 : 41);
+var channelResult = ChannelNetAdapt.Run(channelModel, channelTable, proposal =>
+{
+    var optimizer = torch.optim.Adam(proposal.Model.parameters(), 5e-4);
+    var order = new Generator(7);
+    using var permutation = torch.randperm(train.Count, generator: order);
+    for (long step = 0; step < shortTerm; step++)
+    {
+        using var scope = torch.NewDisposeScope();
+        var idx = permutation.narrow(0, step * 128 % (train.Count - 128), 128);
+        optimizer.zero_grad();
+        nn.functional.cross_entropy(((Sequential)proposal.Model).call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
+        optimizer.step();
+        proposal.Remask();
+    }
+    double accuracy = valid.Accuracy((Sequential)proposal.Model);
+    proposal.Model.train();
+    return accuracy;
+}, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+Console.WriteLine($"\nNetAdapt over channels (TorchSharp latency table, batch 64, {channelTable.Measured.Count} entries timed):\n{channelResult}");
+// Long-term fine-tune with the channels held (row granularity, coupled bias), then remove them for real.
+var channelStructure = Pruning.Structure.SequentialChannels.Analyze(channelModel);
+Train(channelModel, train, budget, o => new GradualPruner(channelModel, new PruningOptions
+{
+    Schedule = new ConstantSparsitySchedule(0.5, 0, 100),
+    Targets = Pruning.Targets.PruningTargets.Default.Include([.. channelStructure.Layers.Select(l => l.Weight)]),
+    Granularity = Pruning.Grouping.PruningGranularity.OutputChannels(),
+    Channels = channelStructure,
+    SparsityOverrides = channelStructure.Layers.ToDictionary(l => l.Weight, l => 1 - (double)channelResult.Channels[l.Producer] / l.Channels),
+}, o), seed0);
+var shrunk = channelStructure.Shrink();
+double shrunkAcc = testSet.Accuracy(shrunk), channelMaskedAcc = testSet.Accuracy(channelModel);
+double TorchTime(Sequential m)
+{
+    using var x = test.Images.narrow(0, 0, 64).contiguous();
+    using var _ = torch.no_grad();
+    m.eval();
+    for (int i = 0; i < 30; i++) m.call(x).Dispose();
+    var times = new List<double>();
+    for (int i = 0; i < 400; i++)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        m.call(x).Dispose();
+        times.Add(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+    }
+    times.Sort();
+    return times[times.Count / 2];
+}
+double denseTorch = TorchTime(dense), shrunkTorch = TorchTime(shrunk);
+Console.WriteLine($"After long-term fine-tuning and Shrink: {string.Join(" / ", shrunk.named_parameters().Where(p => p.parameter.dim() == 2).Select(p => $"{p.name} {p.parameter.shape[1]}→{p.parameter.shape[0]}"))}; " +
+    $"test accuracy {shrunkAcc:P2} (masked {channelMaskedAcc:P2}, dense {testSet.Accuracy(dense):P2}); TorchSharp at batch 64: {shrunkTorch:F3} ms vs dense {denseTorch:F3} ms ({denseTorch / shrunkTorch:F2}× faster; table estimate {channelResult.DenseLatencyMilliseconds / channelResult.LatencyMilliseconds:F2}×).");
+summary["channel_netadapt"] = new Dictionary<string, object>
+{
+    ["iterations"] = channelResult.Iterations, ["channels"] = channelResult.Channels, ["budget_met"] = channelResult.BudgetMet,
+    ["table_dense_ms"] = channelResult.DenseLatencyMilliseconds, ["table_final_ms"] = channelResult.LatencyMilliseconds,
+    ["measured_dense_ms"] = denseTorch, ["measured_final_ms"] = shrunkTorch, ["test_accuracy"] = shrunkAcc,
 };
 if (summaryJson is not null)
     File.WriteAllText(summaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true, IncludeFields = true }));

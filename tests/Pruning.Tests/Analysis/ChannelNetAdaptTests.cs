@@ -1,0 +1,85 @@
+using Pruning.Analysis;
+using Pruning.Structure;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Tests.Analysis;
+
+[Collection("torch")]
+public class ChannelNetAdaptTests
+{
+    [Fact]
+    public void The_table_times_layers_with_torchsharp_on_first_use_and_caches_them()
+    {
+        torch.manual_seed(1);
+        var model = nn.Sequential(("conv1", nn.Conv2d(1, 8, 3, padding: 1)), ("relu", nn.ReLU()), ("flat", nn.Flatten()), ("fc", nn.Linear(8 * 6 * 6, 4)));
+        long reads = 0;
+        var clock = new CountingClock(() => reads++);
+        var table = ChannelLatencyTable.Measure(model, [1, 6, 6], batch: 2, runs: 5, clock: clock);
+        table.Layers.Should().Equal("conv1", "fc");
+        double conv = table.Milliseconds("conv1", 1, 4);
+        reads.Should().Be(10, "5 runs, a start and a stop each");
+        conv.Should().Be(0.001, "the counting clock advances 1 µs per read");
+        table.Milliseconds("conv1", 1, 4).Should().Be(conv);
+        reads.Should().Be(10, "the entry is cached");
+        // A Linear behind a Flatten is timed with in-channels × H·W inputs: 3 channels → 108 features. It must not throw.
+        table.Milliseconds("fc", 3, 4).Should().BeGreaterThan(0);
+        table.Measured.Keys.Should().Contain(("fc", 3L, 4L));
+    }
+
+    private sealed class CountingClock(Action onRead) : ILatencyClock
+    {
+        private long _now;
+        public long Timestamp() { onRead(); return ++_now; }
+        public double TicksPerMillisecond => 1000;
+    }
+
+    [Fact]
+    public void Each_iteration_cuts_the_fewest_channels_that_meet_the_step_and_the_result_shrinks_exactly()
+    {
+        var model = TestModels.Mlp(seed: 3);   // fc1 16→32, fc2 32→24, fc3 24→3
+        // Latency ∝ in × out: dense 16·32 + 32·24 + 24·3 = 1352; budget 70 % = 946.4; ΔR = 135.2.
+        var table = new ChannelLatencyTable(["fc1", "fc2", "fc3"], (_, i, o) => i * o);
+        var tried = new List<(string Layer, double Sparsity)>();
+        var result = ChannelNetAdapt.Run(model, table, p =>
+        {
+            tried.Add((p.Layer, p.Sparsity));
+            return p.Layer == "fc2.weight" ? 1.0 : 0.5;
+        }, new NetAdaptOptions { TargetLatencyFraction = 0.7, ReductionPerIteration = 0.1 });
+
+        // Iteration 1 (goal 1216.8): fc1 to 28 channels gives 1192; fc2 to 21 gives 1247, to 18 gives 1142. fc2 is kept.
+        tried.Take(2).Select(t => t.Layer).Should().Equal("fc1.weight", "fc2.weight");
+        result.Iterations[0].Should().Be(new ChannelNetAdaptIteration(1, "fc2", 18, 1142, 1.0, 2));
+        // Iteration 2 (goal 1006.8): fc2 to 12 gives 932, under the budget.
+        result.Iterations.Should().HaveCount(2);
+        result.Iterations[1].Channels.Should().Be(12);
+        result.BudgetMet.Should().BeTrue();
+        result.Channels.Should().BeEquivalentTo(new Dictionary<string, long> { ["fc1"] = 32, ["fc2"] = 12, ["fc3"] = 3 });
+
+        // The model holds the cut: 12 of fc2's 24 rows (and biases) are zero, and Shrink removes them without changing outputs.
+        var w = model.get_parameter("fc2.weight")!.detach();
+        w.reshape(24, -1).ne(0).any(1).sum().item<long>().Should().Be(12);
+        var shrunk = SequentialChannels.Analyze(model).Shrink();
+        shrunk.get_parameter("fc2.weight")!.shape.Should().Equal(12, 32);
+        var (x, _) = TestModels.Batch(4);
+        using var __ = torch.no_grad();
+        shrunk.call(x).allclose(model.call(x), rtol: 1e-5, atol: 1e-6).Should().BeTrue();
+    }
+
+    [Fact]
+    public void Remask_keeps_removed_channels_at_zero_during_fine_tuning()
+    {
+        var model = TestModels.Mlp(seed: 4);
+        var table = new ChannelLatencyTable(["fc1", "fc2", "fc3"], (_, i, o) => i * o);
+        ChannelNetAdapt.Run(model, table, p =>
+        {
+            using (torch.no_grad()) foreach (var q in p.Model.parameters()) q.add_(0.01f);
+            p.Remask();
+            var rows = p.Model.get_parameter(p.Layer)!.detach();
+            long alive = rows.reshape(rows.shape[0], -1).ne(0).any(1).sum().item<long>();
+            alive.Should().Be((long)Math.Round(rows.shape[0] * (1 - p.Sparsity)));
+            return 0;
+        }, new NetAdaptOptions { TargetLatencyFraction = 0.9, ReductionPerIteration = 0.1 });
+    }
+}
