@@ -118,7 +118,9 @@ var table = LatencyTable.Measure(dense, new FeatureShape(784), [0.5, 0.7, 0.8, 0
 Console.WriteLine($"\nMeasured latency table:\n{table}");
 var adapted = Copy(dense);
 int shortTerm = quick ? 30 : 100;
-var netadapt = NetAdapt.Run(adapted, table, proposal =>
+// NetAdapt's short-term fine-tune of one proposal (both variants): Adam for shortTerm steps, re-masking after each
+// step, then the validation accuracy.
+double ShortTermFineTune(NetAdaptProposal proposal)
 {
     var optimizer = torch.optim.Adam(proposal.Model.parameters(), 5e-4);
     var order = new Generator(7);
@@ -135,7 +137,8 @@ var netadapt = NetAdapt.Run(adapted, table, proposal =>
     double accuracy = valid.Accuracy((Sequential)proposal.Model);
     proposal.Model.train();
     return accuracy;
-}, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+}
+var netadapt = NetAdapt.Run(adapted, table, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt (short-term fine-tune {shortTerm} steps per proposal, metric = validation accuracy):\n{netadapt}");
 // Long-term fine-tune with the found per-layer sparsities held by a pruner.
 Train(adapted, train, budget, o => new GradualPruner(adapted, new PruningOptions
@@ -158,24 +161,7 @@ summary["netadapt"] = new Dictionary<string, object>
 // ── 3b. NetAdapt with channels and TorchSharp latencies (batch 64): the model gets physically smaller ─────────────
 var channelModel = Copy(dense);
 var channelTable = ChannelLatencyTable.Measure(channelModel, [784], batch: 64, runs: quick ? 15 : 41);
-var channelResult = ChannelNetAdapt.Run(channelModel, channelTable, proposal =>
-{
-    var optimizer = torch.optim.Adam(proposal.Model.parameters(), 5e-4);
-    var order = new Generator(7);
-    using var permutation = torch.randperm(train.Count, generator: order);
-    for (long step = 0; step < shortTerm; step++)
-    {
-        using var scope = torch.NewDisposeScope();
-        var idx = permutation.narrow(0, step * 128 % (train.Count - 128), 128);
-        optimizer.zero_grad();
-        nn.functional.cross_entropy(((Sequential)proposal.Model).call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
-        optimizer.step();
-        proposal.Remask();
-    }
-    double accuracy = valid.Accuracy((Sequential)proposal.Model);
-    proposal.Model.train();
-    return accuracy;
-}, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+var channelResult = ChannelNetAdapt.Run(channelModel, channelTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt over channels (TorchSharp latency table, batch 64, {channelTable.Measured.Count} entries timed):\n{channelResult}");
 // Long-term fine-tune with the channels held (row granularity, coupled bias), then remove them for real.
 var channelStructure = Pruning.Structure.SequentialChannels.Analyze(channelModel);

@@ -70,8 +70,7 @@ internal static class KernelQuickMode
             d.Add(QuickMode.Time(torchDense));
             if (stream is not null && i % 8 == 0) g.Add(stream.GBps());
         }
-        string kernel = (matrix.Format == MatrixFormat.Csr ? "csr-" : "dense-") + (batch == 1 ? "spmv" : "spmm");
-        if (matrix.Format == MatrixFormat.Dense) kernel = batch == 1 ? "dense-gemv" : "dense-gemm";
+        string kernel = matrix.Format == MatrixFormat.Csr ? (batch == 1 ? "csr-spmv" : "csr-spmm") : (batch == 1 ? "dense-gemv" : "dense-gemm");
         return new Result(kernel, QuickMode.Median(s), QuickMode.Median(d), matrix.StoredBytes, matrix.NonZeros, g.Count > 0 ? QuickMode.Median(g) : double.NaN);
     }
 

@@ -7,6 +7,7 @@ using Pruning.Targets;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static Pruning.Analysis.ModelState;
 
 namespace Pruning.Analysis;
 
@@ -173,12 +174,14 @@ public static class ChannelNetAdapt
         var structure = SequentialChannels.Analyze(model);
         var original = table.Layers.ToDictionary(n => n, n => model.get_parameter($"{n}.weight")!.shape[0]);
         var kept = new Dictionary<string, long>(original);
-        double Latency(IReadOnlyDictionary<string, long> channels) => table.Layers.Sum(l =>
+        long firstInput = model.get_parameter($"{table.Layers[0]}.weight")!.shape[1];
+        double Latency(IReadOnlyDictionary<string, long> channels)
         {
-            int i = table.Layers.ToList().IndexOf(l);
-            long input = i > 0 ? channels[table.Layers[i - 1]] : model.get_parameter($"{l}.weight")!.shape[1];
-            return table.Milliseconds(l, input, channels[l]);
-        });
+            double total = 0;
+            for (int i = 0; i < table.Layers.Count; i++)
+                total += table.Milliseconds(table.Layers[i], i > 0 ? channels[table.Layers[i - 1]] : firstInput, channels[table.Layers[i]]);
+            return total;
+        }
 
         double dense = Latency(kept), budget = dense * options.TargetLatencyFraction, step = dense * options.ReductionPerIteration;
         double current = dense;
@@ -272,26 +275,5 @@ public static class ChannelNetAdapt
                 masks[name] = rows.to_type(ScalarType.Float32).reshape([p.shape[0], .. Enumerable.Repeat(1L, (int)p.dim() - 1)]);
             }
         return masks;
-    }
-
-    private static Dictionary<string, Tensor> Snapshot(nn.Module model)
-    {
-        using var _ = torch.no_grad();
-        var state = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
-        foreach (var (name, buffer) in model.named_buffers()) state["buffer:" + name] = buffer.detach().clone();
-        return state;
-    }
-
-    private static void Restore(nn.Module model, Dictionary<string, Tensor> state)
-    {
-        using var _ = torch.no_grad();
-        foreach (var (name, p) in model.named_parameters()) p.copy_(state[name]);
-        foreach (var (name, b) in model.named_buffers()) b.copy_(state["buffer:" + name]);
-    }
-
-    private static void DisposeState(Dictionary<string, Tensor>? state)
-    {
-        if (state is null) return;
-        foreach (Tensor t in state.Values) t.Dispose();
     }
 }

@@ -3,6 +3,7 @@ using System.Text;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static Pruning.Analysis.ModelState;
 
 namespace Pruning.Analysis;
 
@@ -191,23 +192,5 @@ public static class NetAdapt
         Tensor shaped = mask.reshape(weight.shape);
         weight.mul_(shaped);
         return shaped;
-    }
-
-    private static Dictionary<string, Tensor> Snapshot(nn.Module model)
-    {
-        using var _ = torch.no_grad();
-        return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
-    }
-
-    private static void Restore(nn.Module model, Dictionary<string, Tensor> state)
-    {
-        using var _ = torch.no_grad();
-        foreach (var (name, p) in model.named_parameters()) p.copy_(state[name]);
-    }
-
-    private static void DisposeState(Dictionary<string, Tensor>? state)
-    {
-        if (state is null) return;
-        foreach (Tensor t in state.Values) t.Dispose();
     }
 }
