@@ -7,7 +7,9 @@ Pruning.Export.OpenMpWaiting.MakePassive();
 if (args is ["quick", ..])
 {
     // With kernel options (--rows, --sparsity, --batch, --threads, --json …): the sparse kernels against TorchSharp.
-    if (Pruning.Benchmarks.KernelQuickMode.Wants(args)) Pruning.Benchmarks.KernelQuickMode.Run(args);
+    // --conv: one Conv2d layer, im2col against direct sparse convolution, and TorchSharp's conv2d.
+    if (Pruning.Benchmarks.ConvQuickMode.Wants(args)) Pruning.Benchmarks.ConvQuickMode.Run(args);
+    else if (Pruning.Benchmarks.KernelQuickMode.Wants(args)) Pruning.Benchmarks.KernelQuickMode.Run(args);
     else Pruning.Benchmarks.QuickMode.Run();
     return;
 }

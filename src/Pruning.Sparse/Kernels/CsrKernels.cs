@@ -77,19 +77,34 @@ internal static unsafe class CsrKernels
     /// <summary>y[r, :] = bias[r] + Σ values·x[column, :] for rows [first, end), batch ≥ 1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Spmm<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
-        where TIndex : unmanaged
+        where TIndex : unmanaged =>
+        Spmm(level, rowPointers, columns, values, x, new StridedRows(batch), y, bias, batch, first, end);
+
+    /// <summary>
+    /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width): the same product, but each column's operand
+    /// row starts at its own offset into x, so rows may overlap. A stride-1 convolution is this product over the padded
+    /// input, with one offset per (channel, ky, kx) (see <see cref="Layers.Conv2dLayer"/>), and needs no im2col.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void SpmmShifted<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, int* offsets, float* y, float* bias, int width, int first, int end)
+        where TIndex : unmanaged =>
+        Spmm(level, rowPointers, columns, values, x, new ShiftedRows(offsets), y, bias, width, first, end);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Spmm<TIndex, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+        where TIndex : unmanaged where TRows : struct, IColumnRows
     {
         switch (level)
         {
-            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex>(rowPointers, columns, values, x, y, bias, batch, first, end); break;
-            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex>(rowPointers, columns, values, x, y, bias, batch, first, end); break;
-            default: SpmmTail(rowPointers, columns, values, x, y, bias, batch, 0, first, end); break;
+            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
+            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
+            default: SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, 0, first, end); break;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmVector<TL, TVec, TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
-        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged
+    private static void SpmmVector<TL, TVec, TIndex, TRows>(int* rowPointers, TIndex* columns, float* values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TRows : struct, IColumnRows
     {
         int n = TL.Count;
         int vectorEnd = batch - batch % n;
@@ -106,7 +121,7 @@ internal static unsafe class CsrKernels
                 for (int j = start; j < stop; j++)
                 {
                     TVec w = TL.Broadcast(values[j]);
-                    float* xr = x + (long)Column(columns, j) * batch + b;
+                    float* xr = x + rows.Offset(Column(columns, j)) + b;
                     a0 = TL.MulAdd(w, TL.Load(xr), a0);
                     a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
                     a2 = TL.MulAdd(w, TL.Load(xr + 2 * n), a2);
@@ -125,7 +140,7 @@ internal static unsafe class CsrKernels
                 for (int j = start; j < stop; j++)
                 {
                     TVec w = TL.Broadcast(values[j]);
-                    float* xr = x + (long)Column(columns, j) * batch + b;
+                    float* xr = x + rows.Offset(Column(columns, j)) + b;
                     a0 = TL.MulAdd(w, TL.Load(xr), a0);
                     a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
                     a2 = TL.MulAdd(w, TL.Load(xr + 2 * n), a2);
@@ -140,20 +155,20 @@ internal static unsafe class CsrKernels
                 int j = start;
                 for (; j + 1 < stop; j += 2)
                 {
-                    a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + (long)Column(columns, j) * batch + b), a0);
-                    a1 = TL.MulAdd(TL.Broadcast(values[j + 1]), TL.Load(x + (long)Column(columns, j + 1) * batch + b), a1);
+                    a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
+                    a1 = TL.MulAdd(TL.Broadcast(values[j + 1]), TL.Load(x + rows.Offset(Column(columns, j + 1)) + b), a1);
                 }
-                if (j < stop) a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + (long)Column(columns, j) * batch + b), a0);
+                if (j < stop) a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
                 TL.Store(yr + b, TL.Add(a0, a1));
             }
         }
-        if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, y, bias, batch, vectorEnd, first, end);
+        if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, vectorEnd, first, end);
     }
 
     /// <summary>The batch columns [fromColumn, batch) one at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmTail<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
-        where TIndex : unmanaged
+    private static void SpmmTail<TIndex, TRows>(int* rowPointers, TIndex* columns, float* values, float* x, TRows rows, float* y, float* bias, int batch, int fromColumn, int first, int end)
+        where TIndex : unmanaged where TRows : struct, IColumnRows
     {
         for (int r = first; r < end; r++)
         {
@@ -162,9 +177,33 @@ internal static unsafe class CsrKernels
             for (int b = fromColumn; b < batch; b++)
             {
                 float s = b0;
-                for (int j = start; j < stop; j++) s += values[j] * x[(long)Column(columns, j) * batch + b];
+                for (int j = start; j < stop; j++) s += values[j] * x[rows.Offset(Column(columns, j)) + b];
                 y[(long)r * batch + b] = s;
             }
         }
     }
+}
+
+/// <summary>Where the batched kernel finds the operand row of a CSR column. A struct, so each kind is compiled inline.</summary>
+internal interface IColumnRows
+{
+    long Offset(int column);
+}
+
+/// <summary>Row c of a row-major [cols, stride] operand.</summary>
+internal readonly struct StridedRows(long stride) : IColumnRows
+{
+    private readonly long _stride = stride;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public long Offset(int column) => column * _stride;
+}
+
+/// <summary>An offset per column, from a table.</summary>
+internal readonly unsafe struct ShiftedRows(int* offsets) : IColumnRows
+{
+    private readonly int* _offsets = offsets;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public long Offset(int column) => _offsets[column];
 }

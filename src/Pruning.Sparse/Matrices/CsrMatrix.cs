@@ -175,6 +175,30 @@ public sealed class CsrMatrix : WeightMatrix
         }
     }
 
+    /// <summary>
+    /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width) (see <see cref="CsrKernels.SpmmShifted"/>).
+    /// The caller guarantees every offset + width stays inside x.
+    /// </summary>
+    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd)
+    {
+        int parts = Parallelism.Threads(threads, (NonZeros + Rows) * width, Rows);
+        int[] bounds = Split(parts);
+        nint px = (nint)x, po = (nint)offsets, py = (nint)y, pb = (nint)bias;
+        fixed (int* rp = _rowPointers)
+        fixed (float* v = _values)
+        fixed (ushort* c16 = _columns16)
+        fixed (int* c32 = _columns32)
+        {
+            nint prp = (nint)rp, pv = (nint)v, pc16 = (nint)c16, pc32 = (nint)c32;
+            bool narrow = HasNarrowIndices;
+            Parallelism.Run(bounds, (first, end) =>
+            {
+                if (narrow) CsrKernels.SpmmShifted(simd, (int*)prp, (ushort*)pc16, (float*)pv, (float*)px, (int*)po, (float*)py, (float*)pb, width, first, end);
+                else CsrKernels.SpmmShifted(simd, (int*)prp, (int*)pc32, (float*)pv, (float*)px, (int*)po, (float*)py, (float*)pb, width, first, end);
+            });
+        }
+    }
+
     private static unsafe void Kernel<TIndex>(SimdLevel simd, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
         where TIndex : unmanaged
     {

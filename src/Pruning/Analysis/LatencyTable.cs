@@ -150,11 +150,10 @@ public sealed class LatencyTable
         WeightMatrix original = layer is LinearLayer l ? l.Weight : ((Conv2dLayer)layer).Weight;
         var w = new float[(long)original.Rows * original.Cols];
         for (long i = 0; i < w.Length; i++) w[i] = random.NextDouble() < sparsity ? 0f : (float)(random.NextDouble() * 2 - 1);
-        WeightMatrix matrix = WeightMatrix.FromDense(w, original.Rows, original.Cols, MatrixFormat.Auto);
         return layer switch
         {
-            LinearLayer linear => new LinearLayer(matrix, linear.Bias),
-            Conv2dLayer conv => new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation),
+            LinearLayer linear => new LinearLayer(WeightMatrix.FromDense(w, original.Rows, original.Cols, MatrixFormat.Auto), linear.Bias),
+            Conv2dLayer conv => Conv2dLayer.FromDense(w, original.Rows, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation),
             _ => throw new InvalidOperationException(),
         };
     }

@@ -20,7 +20,8 @@ public static class SparseExport
     /// <summary>
     /// Builds the inference model. <paramref name="input"/> is one sample's shape, e.g. (1, 28, 28) or (784).
     /// <paramref name="format"/> chooses each weight's storage; <see cref="MatrixFormat.Auto"/> uses CSR only where it is
-    /// sparse enough to be faster.
+    /// sparse enough to be faster: at most <see cref="WeightMatrix.CsrMaxDensity"/> non-zero for Linear and strided
+    /// Conv2d, at most <see cref="Conv2dLayer.DirectMaxDensity"/> for stride-1 Conv2d (run by direct sparse convolution).
     /// </summary>
     public static SparseModel ToSparseModel(nn.Module model, FeatureShape input, MatrixFormat format = MatrixFormat.Auto)
     {
@@ -162,10 +163,9 @@ public static class SparseExport
 
         public SparseLayer Build(MatrixFormat format)
         {
-            WeightMatrix matrix = WeightMatrix.FromDense(weight, rows, weight.Length / rows, format);
             return conv is { } c
-                ? new Conv2dLayer(matrix, _bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation)
-                : new LinearLayer(matrix, _bias);
+                ? Conv2dLayer.FromDense(weight, rows, _bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format)
+                : new LinearLayer(WeightMatrix.FromDense(weight, rows, weight.Length / rows, format), _bias);
         }
     }
 }

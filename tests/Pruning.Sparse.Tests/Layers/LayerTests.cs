@@ -1,3 +1,4 @@
+using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
 
@@ -34,18 +35,71 @@ public class LayerTests
     [InlineData(3, 2, 8, 7, 4, 3, 2, 0, 1)]
     [InlineData(2, 4, 6, 6, 3, 1, 1, 0, 1)]   // 1×1: the path without im2col
     [InlineData(2, 2, 10, 10, 3, 3, 1, 2, 2)] // dilated and padded
+    [InlineData(3, 2, 5, 11, 7, 5, 1, 2, 1)]  // kernel as tall as the input, wide rows, odd batch
+    [InlineData(2, 1, 1, 9, 2, 1, 1, 0, 1)]   // a single input row
     public void Conv2d_matches_a_direct_convolution(int n, int c, int h, int w, int outC, int k, int s, int p, int d)
     {
         float[] weight = Reference.Sparse(outC, c * k * k, 0.7, seed: 5);
         float[] bias = Reference.Random(outC, 6);
         float[] x = Reference.Random((long)n * c * h * w, 7);
         float[] expected = Conv(x, n, c, h, w, weight, outC, k, k, s, p, d, bias);
-        foreach (MatrixFormat format in new[] { MatrixFormat.Csr, MatrixFormat.Dense })
+        var variants = new List<(MatrixFormat Format, ConvAlgorithm Algorithm, SimdLevel Simd)>
         {
-            var conv = new Conv2dLayer(WeightMatrix.FromDense(weight, outC, c * k * k, format), bias, c, (k, k), (s, s), (p, p), (d, d));
+            (MatrixFormat.Csr, ConvAlgorithm.Im2Col, SimdSupport.Best),
+            (MatrixFormat.Dense, ConvAlgorithm.Im2Col, SimdSupport.Best),
+        };
+        if (s == 1) variants.AddRange(Reference.Levels.Select(level => (MatrixFormat.Csr, ConvAlgorithm.Direct, level)));
+        foreach (var (format, algorithm, simd) in variants)
+        {
+            var conv = new Conv2dLayer(WeightMatrix.FromDense(weight, outC, c * k * k, format), bias, c, (k, k), (s, s), (p, p), (d, d), algorithm) { Simd = simd };
+            conv.Algorithm.Should().Be(algorithm);
             var model = new SparseModel(new FeatureShape(c, h, w), [conv]);
             model.Run(x, n).ShouldMatch(expected);
+            // Again with one sample: the tap offsets depend on the batch and must not be reused from the last call.
+            model.Run(x.AsSpan(0, c * h * w).ToArray(), 1).ShouldMatch(expected.AsSpan(0, model.OutputShape.Size).ToArray());
         }
+    }
+
+    [Fact]
+    public void Direct_convolution_is_chosen_for_sparse_stride_1_filters_and_refused_where_it_cannot_run()
+    {
+        float[] weight = Reference.Sparse(4, 18, 0.8, seed: 2);
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), padding: (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Direct);
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 6, 12), null, 12, (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+
+        var dense = () => new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct);
+        dense.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("algorithm");
+        var strided = () => new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2), algorithm: ConvAlgorithm.Direct);
+        strided.Should().Throw<ArgumentException>().WithMessage("*stride 1*");
+    }
+
+    [Fact]
+    public void FromDense_stores_stride_1_filters_as_csr_up_to_half_density_and_strided_ones_by_the_general_rule()
+    {
+        // 18 weights per filter, 4 filters; 40 of 72 zero (density 0.44): between the general limit (0.40) and the
+        // direct-convolution limit (0.5).
+        float[] filters = new float[72];
+        for (int i = 0; i < filters.Length; i++) filters[i] = i % 9 < 5 ? 0f : i + 1f;
+        long nonZeros = filters.Count(v => v != 0);
+        nonZeros.Should().Be(32);
+
+        var direct = Conv2dLayer.FromDense(filters, 4, null, 2, (3, 3), padding: (1, 1));
+        direct.Weight.Format.Should().Be(MatrixFormat.Csr);
+        direct.Algorithm.Should().Be(ConvAlgorithm.Direct);
+
+        var strided = Conv2dLayer.FromDense(filters, 4, null, 2, (3, 3), (2, 2));
+        strided.Weight.Format.Should().Be(MatrixFormat.Dense);
+        strided.Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+
+        float[] denser = filters.Select((v, i) => v == 0 && i % 4 == 0 ? 1f : v).ToArray();
+        denser.Count(v => v != 0).Should().BeGreaterThan(36);
+        Conv2dLayer.FromDense(denser, 4, null, 2, (3, 3)).Weight.Format.Should().Be(MatrixFormat.Dense);
+        Conv2dLayer.FromDense(denser, 4, null, 2, (3, 3), format: MatrixFormat.Csr).Algorithm.Should().Be(ConvAlgorithm.Direct);
+
+        var ragged = () => Conv2dLayer.FromDense(new float[70], 4, null, 2, (3, 3));
+        ragged.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("filters");
     }
 
     [Fact]
