@@ -15,6 +15,17 @@ internal static class Parallelism
         return (int)Math.Max(1, Math.Min(Math.Min(threads, byWork), rows));
     }
 
+    /// <summary>Parts per thread when a kernel runs on more than one thread.</summary>
+    internal const int ChunksPerThread = 4;
+
+    /// <summary>
+    /// How many parts to cut a kernel into for <paramref name="threads"/> threads. More parts than threads, taken one
+    /// at a time by whichever thread is free: the calling thread starts at once, while a worker whose core was asleep
+    /// can take a long time to wake (measured on this 2-core VM: with 3 ms pauses between SpMV calls, two equal halves
+    /// took 0.73 ms, longer than one thread alone, because the caller then waited for the worker's half).
+    /// </summary>
+    internal static int Chunks(int threads, int rows) => threads <= 1 ? 1 : Math.Max(1, Math.Min(rows, threads * ChunksPerThread));
+
     /// <summary>
     /// Row boundaries (length <paramref name="parts"/> + 1) that give each part about the same number of non-zeros,
     /// counting each row as at least one so that long runs of empty rows are shared too.

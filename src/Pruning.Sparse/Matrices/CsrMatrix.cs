@@ -157,8 +157,7 @@ public sealed class CsrMatrix : WeightMatrix
     {
         // A gathered non-zero (batch 1) costs about as much as eight streamed dense multiply-adds.
         long work = batch == 1 ? NonZeros * 8 + Rows : (NonZeros + Rows) * batch;
-        int parts = Parallelism.Threads(threads, work, Rows);
-        int[] bounds = Split(parts);
+        int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
         nint px = (nint)x, py = (nint)y, pb = (nint)bias;
         fixed (int* rp = _rowPointers)
         fixed (float* v = _values)
@@ -181,8 +180,7 @@ public sealed class CsrMatrix : WeightMatrix
     /// </summary>
     internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd)
     {
-        int parts = Parallelism.Threads(threads, (NonZeros + Rows) * width, Rows);
-        int[] bounds = Split(parts);
+        int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, (NonZeros + Rows) * width, Rows), Rows));
         nint px = (nint)x, po = (nint)offsets, py = (nint)y, pb = (nint)bias;
         fixed (int* rp = _rowPointers)
         fixed (float* v = _values)

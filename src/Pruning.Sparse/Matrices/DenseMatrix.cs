@@ -38,7 +38,7 @@ public sealed class DenseMatrix : WeightMatrix
 
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
-        int parts = Parallelism.Threads(threads, StoredEntries * batch, Rows);
+        int parts = Parallelism.Chunks(Parallelism.Threads(threads, StoredEntries * batch, Rows), (Rows + 3) / 4);
         var bounds = new int[parts + 1];
         // Equal rows per part, in multiples of four so the 4-row micro-kernel stays whole.
         for (int p = 1; p < parts; p++) bounds[p] = Math.Min(Rows, (int)((long)Rows * p / parts / 4 * 4));

@@ -142,4 +142,13 @@ public class KernelTests
         Parallelism.SplitByNonZeros(rowPointers, 2).Should().Equal(0, 1, 10);
         Parallelism.SplitByNonZeros([0, 0, 0, 0, 0], 2).Should().Equal(0, 2, 4);
     }
+
+    [Fact]
+    public void Several_threads_share_more_parts_than_threads_so_a_late_worker_costs_little()
+    {
+        Parallelism.Chunks(1, 4096).Should().Be(1);
+        Parallelism.Chunks(2, 4096).Should().Be(2 * Parallelism.ChunksPerThread);
+        Parallelism.Chunks(2, 3).Should().Be(3);   // never more parts than rows
+        Parallelism.Chunks(3, 0).Should().Be(1);
+    }
 }
