@@ -60,6 +60,12 @@ public class SparseExportTests
         var x = torch.randn(7, 1, 12, 12);
         ShouldMatchTorch(SparseExport.ToSparseModel(model, new FeatureShape(1, 12, 12), MatrixFormat.Csr), model, x);
         ShouldMatchTorch(SparseExport.ToSparseModel(model, new FeatureShape(1, 12, 12), MatrixFormat.Dense), model, x);
+        // Auto: the 60 %-sparse stride-1 conv1 is stored as CSR and run by direct convolution, the strided conv2 by im2col.
+        SparseModel auto = SparseExport.ToSparseModel(model, new FeatureShape(1, 12, 12));
+        Conv2dLayer[] convs = auto.Layers.OfType<Conv2dLayer>().ToArray();
+        convs[0].Algorithm.Should().Be(ConvAlgorithm.Direct);
+        convs[1].Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        ShouldMatchTorch(auto, model, x);
     }
 
     [Fact]
