@@ -3,7 +3,9 @@
 //     both trained with the cubic schedule;
 //  2. one-shot vs iterative vs gradual pruning of a trained model to the same sparsity, same fine-tuning budget;
 //  3. short NetAdapt runs to a latency budget: unstructured, timed on the sparse runtime's kernels; and over
-//     channels, timed with TorchSharp, ending in a physically smaller model.
+//     channels, timed with TorchSharp, ending in a physically smaller model;
+//  4. the same on a small CNN: scans by weight and by filter → sensitivity-cnn.csv/png, uniform vs derived ratios,
+//     and NetAdapt on the sparse runtime (where sparse convolutions run as direct sparse convolutions).
 using System.Globalization;
 using System.Text.Json;
 using Pruning;
@@ -19,7 +21,7 @@ using static TorchSharp.torch;
 
 OpenMpWaiting.MakePassive();
 
-bool quick = false;
+bool quick = false, cnnPart = true;
 int seeds = 0, seed0 = 1;
 double total = 0.9;
 string data = FashionMnist.DefaultDirectory, outDir = ".";
@@ -36,8 +38,9 @@ for (int i = 0; i < args.Length; i++)
         case "--data": data = Next(); break;
         case "--out": outDir = Next(); break;
         case "--summary-json": summaryJson = Next(); break;
+        case "--no-cnn": cnnPart = false; break;
         default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N --seed N --sparsity S (0.9) --data DIR --out DIR (.) --summary-json FILE");
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N --seed N --sparsity S (0.9) --data DIR --out DIR (.) --summary-json FILE --no-cnn");
             return 2;
     }
 }
@@ -64,7 +67,7 @@ var summary = new Dictionary<string, object>();
 Console.WriteLine($"{(quick ? "Quick run" : "Full run")}: {trainCount:N0} training images, {validCount:N0} validation, {epochs} epochs per training, {seeds} seed(s), target {total:P0}.");
 
 // ── 1. Sensitivity scan ────────────────────────────────────────────────────────────────────────────────────────
-var dense = Model(seed0);
+var dense = Mlp(seed0);
 Train(dense, train, trainSteps, null, seed0);
 double[] ratios = quick ? [0.5, 0.8, 0.9, 0.95, 0.98] : [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98];
 var scan = SensitivityScan.Run(dense, m => valid.Accuracy((Sequential)m), new SensitivityOptions { Ratios = ratios });
@@ -130,11 +133,13 @@ double ShortTermFineTune(NetAdaptProposal proposal)
         using var scope = torch.NewDisposeScope();
         var idx = permutation.narrow(0, step * 128 % (train.Count - 128), 128);
         optimizer.zero_grad();
-        nn.functional.cross_entropy(((Sequential)proposal.Model).call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
+        var model = (Sequential)proposal.Model;
+        var x = train.Images.index_select(0, idx);
+        nn.functional.cross_entropy(model.call(IsCnn(model) ? x.reshape(-1, 1, 28, 28) : x), train.Labels.index_select(0, idx)).backward();
         optimizer.step();
         proposal.Remask();
     }
-    double accuracy = valid.Accuracy((Sequential)proposal.Model);
+    double accuracy = valid.Accuracy((Sequential)proposal.Model, asImages: IsCnn((Sequential)proposal.Model));
     proposal.Model.train();
     return accuracy;
 }
@@ -200,28 +205,115 @@ summary["channel_netadapt"] = new Dictionary<string, object>
     ["table_dense_ms"] = channelResult.DenseLatencyMilliseconds, ["table_final_ms"] = channelResult.LatencyMilliseconds,
     ["measured_dense_ms"] = denseTorch, ["measured_final_ms"] = shrunkTorch, ["test_accuracy"] = shrunkAcc,
 };
+// ── 4. The same questions on a small CNN ─────────────────────────────────────────────────────────────────────────
+if (cnnPart)
+{
+    long cnnTrainCount = quick ? 4_000 : 20_000;
+    FashionMnist cnnTrain = all.Take(cnnTrainCount);
+    int cnnEpochs = quick ? 1 : 3;
+    long cnnStepsPerEpoch = (cnnTrainCount + 127) / 128, cnnSteps = cnnEpochs * cnnStepsPerEpoch;
+    Console.WriteLine($"\n── CNN (conv 1→16, conv 16→32, fc 1568→64, fc 64→10): {cnnTrainCount:N0} training images, {cnnEpochs} epoch(s) per training ──");
+    var cnn = Cnn(seed0);
+    Train(cnn, cnnTrain, cnnSteps, null, seed0);
+    double CnnValid(nn.Module m) => valid.Accuracy((Sequential)m, asImages: true);
+    Console.WriteLine($"Dense CNN: validation {CnnValid(cnn):P2}, test {testSet.Accuracy(cnn, asImages: true):P2}.");
+
+    // By weight (every layer) and by filter (the convolutions, L1 norm of each output channel's weights).
+    var byWeight = SensitivityScan.Run(cnn, CnnValid, new SensitivityOptions { Ratios = ratios });
+    var byFilter = SensitivityScan.Run(cnn, CnnValid, new SensitivityOptions
+    {
+        Ratios = quick ? [0.25, 0.5, 0.75] : [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875],
+        Targets = Pruning.Targets.PruningTargets.Default.OfModuleType<Conv2d>(),
+        Granularity = Pruning.Grouping.PruningGranularity.OutputChannels(Pruning.Grouping.LpNorm.L1),
+    });
+    Console.WriteLine($"\nCNN sensitivity by weight:\n{byWeight}\nCNN sensitivity by filter (whole output channels, L1 norm):\n{byFilter}");
+    string cnnCsv = Path.Combine(outDir, "sensitivity-cnn.csv"), cnnPng = Path.Combine(outDir, "sensitivity-cnn.png");
+    string filterCsv = Path.Combine(outDir, "sensitivity-cnn-filters.csv"), filterPng = Path.Combine(outDir, "sensitivity-cnn-filters.png");
+    File.WriteAllText(cnnCsv, byWeight.ToCsv());
+    File.WriteAllText(filterCsv, byFilter.ToCsv());
+    Plot(byWeight, cnnPng, "Sensitivity by weight: one layer pruned at a time (CNN, Fashion-MNIST)");
+    Plot(byFilter, filterPng, "Sensitivity by filter: one conv layer's channels removed at a time (CNN)");
+    Console.WriteLine($"Wrote {cnnCsv}, {cnnPng}, {filterCsv} and {filterPng}.");
+
+    IReadOnlyDictionary<string, double> cnnDerived = byWeight.SparsitiesForTotal(total);
+    Console.WriteLine($"\nPer-layer ratios for {total:P0} in total: " + string.Join(", ", cnnDerived.Select(kv => $"{kv.Key} {kv.Value:P1}")));
+    var cnnSchedule = new PolynomialDecaySchedule(0, total, beginStep: cnnStepsPerEpoch / 2, endStep: cnnSteps * 7 / 10, frequency: Math.Min(100, Math.Max(1, cnnSteps / 30)));
+    var cnnUniform = new List<double>();
+    var cnnDerivedAcc = new List<double>();
+    for (int s = seed0; s < seed0 + seeds; s++)
+    {
+        foreach (var (options, into) in new[] { (new PruningOptions { Schedule = cnnSchedule }, cnnUniform), (new PruningOptions { Schedule = cnnSchedule, SparsityOverrides = cnnDerived.ToDictionary() }, cnnDerivedAcc) })
+        {
+            var model = Cnn(s);
+            Train(model, cnnTrain, cnnSteps, o => new GradualPruner(model, options, o), s);
+            into.Add(testSet.Accuracy(model, asImages: true));
+        }
+    }
+    Console.WriteLine($"\n{"CNN allocation",-28} {"conv1 / conv2 / fc1 / fc2",-40} test accuracy ({seeds} seed(s))");
+    Console.WriteLine($"{"uniform",-28} {string.Join(" / ", cnnDerived.Keys.Select(_ => total.ToString("P1", CultureInfo.InvariantCulture))),-40} {Stats(cnnUniform)}");
+    Console.WriteLine($"{"sensitivity-derived",-28} {string.Join(" / ", cnnDerived.Values.Select(v => v.ToString("P1", CultureInfo.InvariantCulture))),-40} {Stats(cnnDerivedAcc)}");
+
+    // NetAdapt on the sparse runtime: its latency table times the convolutions as the exported model runs them
+    // (direct sparse convolution for sparse stride-1 filters).
+    var cnnShape = new FeatureShape(1, 28, 28);
+    var cnnTable = LatencyTable.Measure(cnn, cnnShape, [0.5, 0.7, 0.8, 0.9, 0.95], batch: 1, runs: quick ? 15 : 41);
+    Console.WriteLine($"\nCNN latency table (sparse runtime, batch 1):\n{cnnTable}");
+    var cnnAdapted = Copy(cnn);
+    var cnnNetAdapt = NetAdapt.Run(cnnAdapted, cnnTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+    Console.WriteLine($"\nCNN NetAdapt (short-term fine-tune {shortTerm} steps per proposal):\n{cnnNetAdapt}");
+    Train(cnnAdapted, cnnTrain, quick ? cnnStepsPerEpoch : 2 * cnnStepsPerEpoch, o => new GradualPruner(cnnAdapted, new PruningOptions
+    {
+        Schedule = new ConstantSparsitySchedule(cnnNetAdapt.Sparsities.Values.Max(), 0, 100),
+        SparsityOverrides = cnnNetAdapt.Sparsities.ToDictionary(),
+    }, o), seed0);
+    double cnnAdaptedAcc = testSet.Accuracy(cnnAdapted, asImages: true);
+    SparseModel cnnDenseRuntime = SparseExport.ToSparseModel(cnn, cnnShape), cnnAdaptedRuntime = SparseExport.ToSparseModel(cnnAdapted, cnnShape);
+    double cnnDenseMs = RunTime(cnnDenseRuntime), cnnAdaptedMs = RunTime(cnnAdaptedRuntime);
+    Console.WriteLine($"After long-term fine-tuning: test accuracy {cnnAdaptedAcc:P2} (dense {testSet.Accuracy(cnn, asImages: true):P2}); " +
+        $"exported model at batch 1: {cnnAdaptedMs * 1000:F1} µs vs dense {cnnDenseMs * 1000:F1} µs ({cnnDenseMs / cnnAdaptedMs:F2}× faster; table estimate {cnnNetAdapt.DenseLatencyMilliseconds / cnnNetAdapt.LatencyMilliseconds:F2}×).");
+    Console.WriteLine("Exported layers: " + string.Join("; ", cnnAdaptedRuntime.Layers.Where(l => l is Conv2dLayer or LinearLayer).Select(l => l.Describe())));
+    summary["cnn"] = new Dictionary<string, object>
+    {
+        ["derived_ratios"] = cnnDerived, ["uniform_accuracy"] = cnnUniform, ["derived_accuracy"] = cnnDerivedAcc,
+        ["netadapt_iterations"] = cnnNetAdapt.Iterations, ["netadapt_sparsities"] = cnnNetAdapt.Sparsities, ["netadapt_budget_met"] = cnnNetAdapt.BudgetMet,
+        ["netadapt_test_accuracy"] = cnnAdaptedAcc, ["measured_dense_ms"] = cnnDenseMs, ["measured_final_ms"] = cnnAdaptedMs,
+    };
+}
+
 if (summaryJson is not null)
     File.WriteAllText(summaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true, IncludeFields = true }));
 return 0;
 
 double TrainPruned(PruningOptions options, int seed)
 {
-    var model = Model(seed);
+    var model = Mlp(seed);
     Train(model, train, trainSteps, o => new GradualPruner(model, options, o), seed);
     return testSet.Accuracy(model);
 }
 
 static double[] Stages(double final) => [final * 0.5 / 0.9, final * 0.7 / 0.9, final * 0.8 / 0.9, final];
 
-static Sequential Model(int seed)
+static Sequential Mlp(int seed)
 {
     torch.manual_seed(seed);
     return nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
 }
 
+/// <summary>conv(1→16)-ReLU-pool, conv(16→32)-ReLU-pool, fc(1568→64)-ReLU, fc(64→10); exports to the sparse runtime as is.</summary>
+static Sequential Cnn(int seed)
+{
+    torch.manual_seed(seed);
+    return nn.Sequential(
+        ("conv1", nn.Conv2d(1, 16, 3, padding: 1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(16, 32, 3, padding: 1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("flat", nn.Flatten()), ("fc1", nn.Linear(32 * 7 * 7, 64)), ("relu3", nn.ReLU()), ("fc2", nn.Linear(64, 10)));
+}
+
+static bool IsCnn(Sequential model) => model.named_children().Any(c => c.module is Conv2d);
+
 static Sequential Copy(Sequential source)
 {
-    var copy = Model(0);
+    var copy = IsCnn(source) ? Cnn(0) : Mlp(0);
     using var _ = torch.no_grad();
     foreach (var ((_, to), (_, from)) in copy.named_parameters().Zip(source.named_parameters())) to.copy_(from);
     return copy;
@@ -232,6 +324,7 @@ static void Train(Sequential model, FashionMnist data, long steps, Func<optim.Op
 {
     var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
     using var pruner = makePruner?.Invoke(optimizer);
+    bool cnn = IsCnn(model);
     model.train();
     var order = new Generator((ulong)seed);
     Tensor permutation = torch.randperm(data.Count, generator: order);
@@ -242,7 +335,8 @@ static void Train(Sequential model, FashionMnist data, long steps, Func<optim.Op
         using var scope = torch.NewDisposeScope();
         var idx = permutation.narrow(0, position, 128);
         optimizer.zero_grad();
-        nn.functional.cross_entropy(model.call(data.Images.index_select(0, idx)), data.Labels.index_select(0, idx)).backward();
+        var x = data.Images.index_select(0, idx);
+        nn.functional.cross_entropy(model.call(cnn ? x.reshape(-1, 1, 28, 28) : x), data.Labels.index_select(0, idx)).backward();
         optimizer.step();
         pruner?.Step();
     }
@@ -259,8 +353,8 @@ static string Stats(List<double> values)
 
 static double RunTime(SparseModel model)
 {
-    var x = new float[784];
-    var y = new float[10];
+    var x = new float[model.InputShape.Size];
+    var y = new float[model.OutputShape.Size];
     for (int i = 0; i < 200; i++) model.Run(x, y);
     var times = new List<double>();
     for (int i = 0; i < 2000; i++)
@@ -273,7 +367,7 @@ static double RunTime(SparseModel model)
     return times[times.Count / 2];
 }
 
-static void Plot(SensitivityResult scan, string path)
+static void Plot(SensitivityResult scan, string path, string title = "Sensitivity: one layer pruned at a time (LeNet-300-100, Fashion-MNIST)")
 {
     var plot = new ScottPlot.Plot();
     foreach (var layer in scan.Layers)
@@ -284,7 +378,7 @@ static void Plot(SensitivityResult scan, string path)
         line.LegendText = $"{layer.Name} ({layer.Size:N0})";
     }
     plot.Add.HorizontalLine(scan.Baseline * 100).LegendText = "dense";
-    plot.Title("Sensitivity: one layer pruned at a time (LeNet-300-100, Fashion-MNIST)");
+    plot.Title(title);
     plot.XLabel("pruning ratio of that layer (%)");
     plot.YLabel("validation accuracy (%)");
     plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
