@@ -145,11 +145,16 @@ public sealed class LatencyTable
         return new LatencyTable(entries, batch);
     }
 
-    private static SparseLayer WithRandomWeights(SparseLayer layer, double sparsity, Random random)
+    internal static SparseLayer WithRandomWeights(SparseLayer layer, double sparsity, Random random)
     {
         WeightMatrix original = layer is LinearLayer l ? l.Weight : ((Conv2dLayer)layer).Weight;
+        // Exactly as many zeros as pruning to this sparsity leaves (round half to even, as the pruner counts), at
+        // random places: a random count would straddle the format thresholds (e.g. CSR at ≤ 50 % density for a conv).
         var w = new float[(long)original.Rows * original.Cols];
-        for (long i = 0; i < w.Length; i++) w[i] = random.NextDouble() < sparsity ? 0f : (float)(random.NextDouble() * 2 - 1);
+        for (long i = 0; i < w.Length; i++) w[i] = (float)(random.NextDouble() * 2 - 1);
+        long zeros = (long)Math.Round(sparsity * w.Length, MidpointRounding.ToEven);
+        Array.Clear(w, 0, (int)zeros);
+        random.Shuffle(w);
         return layer switch
         {
             LinearLayer linear => new LinearLayer(WeightMatrix.FromDense(w, original.Rows, original.Cols, MatrixFormat.Auto), linear.Bias),

@@ -40,6 +40,24 @@ public class NetAdaptTests
         table.Milliseconds(new Dictionary<string, double> { ["fc2.weight"] = 0.5 }).Should().BeApproximately(0.020 + 0.009 + 0.002, 1e-12);
     }
 
+    [Fact]
+    public void Table_probes_have_exactly_the_candidate_sparsity_so_they_get_the_format_export_will_give()
+    {
+        // A 50 %-pruned stride-1 conv exports as CSR run by direct convolution (≤ 50 % density); a probe with a random
+        // number of zeros would land on either side of that line.
+        var conv = new Conv2dLayer(new Pruning.Sparse.Matrices.DenseMatrix(new float[16 * 27], 16, 27), null, 3, (3, 3), padding: (1, 1));
+        var random = new Random(3);
+        for (int i = 0; i < 20; i++)
+        {
+            var probe = (Conv2dLayer)LatencyTable.WithRandomWeights(conv, 0.5, random);
+            probe.Weight.NonZeros.Should().Be(216);
+            probe.Algorithm.Should().Be(ConvAlgorithm.Direct);
+        }
+        var linear = new LinearLayer(new Pruning.Sparse.Matrices.DenseMatrix(new float[10 * 7], 10, 7), null);
+        ((LinearLayer)LatencyTable.WithRandomWeights(linear, 0.9, random)).Weight.NonZeros.Should().Be(7);
+        ((LinearLayer)LatencyTable.WithRandomWeights(linear, 0.0, random)).Weight.NonZeros.Should().Be(70);
+    }
+
     private static LatencyTable Table() => new(new Dictionary<string, IReadOnlyList<(double, double)>>
     {
         ["fc1.weight"] = [(0.0, 10.0), (0.5, 6.0), (0.7, 4.0), (0.9, 2.0)],

@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Matrices;
+
+namespace Pruning.Sparse;
+
+/// <summary>One weighted layer's measured options and the one kept.</summary>
+/// <param name="Index">The layer's position in the model.</param>
+/// <param name="Options">Each candidate's description and median time in milliseconds.</param>
+/// <param name="Chosen">The kept candidate's description.</param>
+public sealed record LayerFormatChoice(int Index, IReadOnlyList<(string Layer, double Milliseconds)> Options, string Chosen);
+
+/// <summary>The tuned model and what was measured for each weighted layer.</summary>
+public sealed record FormatTuningResult(SparseModel Model, IReadOnlyList<LayerFormatChoice> Choices)
+{
+    /// <summary>A table: layer, each candidate's time, the choice.</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        foreach (LayerFormatChoice choice in Choices)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"layer {choice.Index}:");
+            foreach (var (layer, ms) in choice.Options)
+                text.AppendLine(CultureInfo.InvariantCulture, $"  {(layer == choice.Chosen ? "*" : " ")} {layer,-56} {ms * 1000,10:F1} µs");
+        }
+        return text.ToString();
+    }
+}
+
+/// <summary>
+/// Picks each layer's storage and algorithm by timing them on the machine that will run the model, at the batch size
+/// it will run. <see cref="MatrixFormat.Auto"/> decides by density alone, which is wrong for layers small enough to
+/// stay in cache (a 300×784 layer at batch 1 ran faster dense up to ~85 % sparsity on the machine the README
+/// describes). The tuned model computes the same function; only speed and size change.
+/// </summary>
+public static class FormatTuning
+{
+    /// <summary>Candidates within this fraction of the fastest count as equally fast; the smallest of them is kept.</summary>
+    public const double Tolerance = 0.03;
+
+    /// <summary>
+    /// Times every Linear and Conv2d layer alone as CSR and as dense (and, for stride-1 convolutions with CSR filters,
+    /// by direct convolution and by im2col), interleaved, median of <paramref name="runs"/> after warm-up, and returns
+    /// a model that uses the fastest of each. Other layers are kept as they are.
+    /// </summary>
+    /// <param name="model">The model to tune.</param>
+    /// <param name="batch">The batch size the model will run at.</param>
+    /// <param name="runs">Timed runs per candidate.</param>
+    /// <param name="threads">Threads the model will run with (0 = every core).</param>
+    public static FormatTuningResult Tune(SparseModel model, int batch = 1, int runs = 31, int threads = 0) =>
+        Tune(model, batch, runs, threads, null);
+
+    /// <summary><see cref="Tune(SparseModel, int, int, int)"/> with an injectable timer (tests): candidate model → milliseconds.</summary>
+    internal static FormatTuningResult Tune(SparseModel model, int batch, int runs, int threads, Func<SparseModel, double>? time)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        var layers = new List<SparseLayer>();
+        var choices = new List<LayerFormatChoice>();
+        FeatureShape shape = model.InputShape;
+        var random = new Random(1);
+        for (int i = 0; i < model.Layers.Count; i++)
+        {
+            SparseLayer layer = model.Layers[i];
+            SparseLayer[] candidates = Candidates(layer);
+            if (candidates.Length <= 1)
+            {
+                layers.Add(layer);
+                shape = layer.OutputShape(shape);
+                continue;
+            }
+            SparseModel[] alone = candidates.Select(c => new SparseModel(shape, [c])).ToArray();
+            double[] ms = time is null ? Measure(alone, batch, runs, threads, random) : alone.Select(time).ToArray();
+            double fastest = ms.Min();
+            int chosen = Enumerable.Range(0, candidates.Length)
+                .Where(c => ms[c] <= fastest * (1 + Tolerance))
+                .MinBy(c => candidates[c].StoredBytes);
+            layers.Add(candidates[chosen]);
+            choices.Add(new LayerFormatChoice(i, candidates.Select((c, k) => (c.Describe(), ms[k])).ToArray(), candidates[chosen].Describe()));
+            shape = layer.OutputShape(shape);
+        }
+        return new FormatTuningResult(new SparseModel(model.InputShape, layers), choices);
+    }
+
+    private static SparseLayer[] Candidates(SparseLayer layer)
+    {
+        switch (layer)
+        {
+            case LinearLayer linear:
+            {
+                float[] w = linear.Weight.ToDense();
+                return
+                [
+                    new LinearLayer(CsrMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
+                    new LinearLayer(new DenseMatrix(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
+                ];
+            }
+            case Conv2dLayer conv:
+            {
+                float[] w = conv.Weight.ToDense();
+                var csr = CsrMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols);
+                var list = new List<SparseLayer>();
+                if (conv.Stride == (1, 1))
+                    list.Add(new Conv2dLayer(csr, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct));
+                list.Add(new Conv2dLayer(csr, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
+                list.Add(new Conv2dLayer(new DenseMatrix(w, conv.Weight.Rows, conv.Weight.Cols), conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
+                return [.. list];
+            }
+            default:
+                return [layer];
+        }
+    }
+
+    /// <summary>Round-robin over the candidates so that all of them see the same machine state; medians.</summary>
+    private static double[] Measure(SparseModel[] candidates, int batch, int runs, int threads, Random random)
+    {
+        var input = new float[candidates[0].InputShape.Size * batch];
+        for (int k = 0; k < input.Length; k++) input[k] = (float)(random.NextDouble() * 2 - 1);
+        float[][] outputs = candidates.Select(c => new float[c.OutputShape.Size * batch]).ToArray();
+        var times = candidates.Select(_ => new double[runs]).ToArray();
+        for (int warm = 0; warm < 3; warm++)
+            for (int c = 0; c < candidates.Length; c++) candidates[c].Run(input, outputs[c], batch, threads);
+        for (int r = 0; r < runs; r++)
+            for (int c = 0; c < candidates.Length; c++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                candidates[c].Run(input, outputs[c], batch, threads);
+                times[c][r] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+        return times.Select(t => { Array.Sort(t); return t[t.Length / 2]; }).ToArray();
+    }
+}

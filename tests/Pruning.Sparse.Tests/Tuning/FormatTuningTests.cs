@@ -1,0 +1,72 @@
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Matrices;
+
+namespace Pruning.Sparse.Tests.Tuning;
+
+public class FormatTuningTests
+{
+    /// <summary>conv 2→4 3×3 (stride 1), ReLU, flatten, linear 4·6·6→5: both weighted layers 70 % sparse.</summary>
+    private static SparseModel Model() => new(new FeatureShape(2, 6, 6),
+    [
+        Conv2dLayer.FromDense(Reference.Sparse(4, 18, 0.7, seed: 11), 4, Reference.Random(4, 12), 2, (3, 3), padding: (1, 1)),
+        new ActivationLayer(ActivationKind.ReLU),
+        new FlattenLayer(),
+        new LinearLayer(WeightMatrix.FromDense(Reference.Sparse(5, 144, 0.7, seed: 13), 5, 144), Reference.Random(5, 14)),
+    ]);
+
+    [Fact]
+    public void The_fastest_candidate_of_each_weighted_layer_is_kept_and_the_function_is_unchanged()
+    {
+        SparseModel model = Model();
+        // A timer under the test's control: dense im2col is "fastest" for the convolution, CSR for the linear layer.
+        static double Timer(SparseModel alone) => alone.Layers[0] switch
+        {
+            Conv2dLayer { Weight: DenseMatrix } => 1.0,
+            Conv2dLayer c => c.Algorithm == ConvAlgorithm.Direct ? 2.0 : 3.0,
+            LinearLayer { Weight: CsrMatrix } => 1.0,
+            _ => 5.0,
+        };
+        FormatTuningResult result = FormatTuning.Tune(model, batch: 3, runs: 1, threads: 1, Timer);
+
+        var conv = result.Model.Layers[0].Should().BeOfType<Conv2dLayer>().Subject;
+        conv.Weight.Format.Should().Be(MatrixFormat.Dense);
+        conv.Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        result.Model.Layers[3].Should().BeOfType<LinearLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Csr);
+        result.Model.Layers[1].Should().BeSameAs(model.Layers[1]);
+        result.Choices.Select(c => c.Index).Should().Equal(0, 3);
+        result.Choices[0].Options.Should().HaveCount(3);   // CSR direct, CSR im2col, dense im2col
+        result.Choices[1].Options.Should().HaveCount(2);   // CSR, dense
+        result.ToString().Should().Contain("direct").And.Contain("*");
+
+        float[] x = Reference.Random(3 * 2 * 6 * 6, 15);
+        result.Model.Run(x, 3).ShouldMatch(model.Run(x, 3));
+    }
+
+    [Fact]
+    public void Near_ties_go_to_the_smaller_storage()
+    {
+        // CSR at 70 % sparsity stores 0.3·6 B = 1.8 B per weight against 4 B dense: within the tolerance it wins.
+        SparseModel model = Model();
+        FormatTuningResult result = FormatTuning.Tune(model, 1, 1, 1, alone => alone.Layers[0] switch
+        {
+            LinearLayer { Weight: DenseMatrix } => 1.0,
+            LinearLayer => 1.0 + FormatTuning.Tolerance / 2,
+            _ => 1.0,
+        });
+        result.Model.Layers[3].Should().BeOfType<LinearLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Csr);
+    }
+
+    [Fact]
+    public void Measuring_for_real_gives_the_same_outputs_and_bad_arguments_are_named()
+    {
+        SparseModel model = Model();
+        FormatTuningResult result = FormatTuning.Tune(model, batch: 2, runs: 3);
+        float[] x = Reference.Random(2 * 2 * 6 * 6, 16);
+        result.Model.Run(x, 2).ShouldMatch(model.Run(x, 2));
+        result.Choices.SelectMany(c => c.Options).Should().OnlyContain(o => o.Milliseconds > 0);
+
+        FluentActions.Invoking(() => FormatTuning.Tune(model, batch: 0)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("batch");
+        FluentActions.Invoking(() => FormatTuning.Tune(model, runs: 0)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("runs");
+        FluentActions.Invoking(() => FormatTuning.Tune(null!)).Should().Throw<ArgumentNullException>();
+    }
+}
