@@ -9,7 +9,7 @@ using LargeSparseVsSmallDense.Harness;
 using Pruning.Samples;
 
 bool quick = false;
-int seeds = 3, seed0 = 1;
+int seeds = 3, seed0 = 1, cnnImages = 20_000, cnnEpochs = 3;
 string data = FashionMnist.DefaultDirectory, outDir = ".";
 string? summaryJson = null, corpusFile = null;
 var experiments = new HashSet<string> { "mlp", "cnn", "lstm" };
@@ -24,16 +24,23 @@ for (int i = 0; i < args.Length; i++)
         case "--experiments": experiments = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(); break;
         case "--data": data = Next(); break;
         case "--corpus": corpusFile = Next(); break;
+        case "--cnn-images": cnnImages = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--cnn-epochs": cnnEpochs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--out": outDir = Next(); break;
         case "--summary-json": summaryJson = Next(); break;
         default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N (3) --seed N (1) --experiments mlp,cnn,lstm --data DIR --corpus FILE --out DIR (.) --summary-json FILE");
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N (3) --seed N (1) --experiments mlp,cnn,lstm --cnn-images N (20000) --cnn-epochs N (3) --data DIR --corpus FILE --out DIR (.) --summary-json FILE");
             return 2;
     }
 }
 if (experiments.Except(["mlp", "cnn", "lstm"]).FirstOrDefault() is { } unknown)
 {
     Console.Error.WriteLine($"Unknown experiment '{unknown}'; choose from mlp, cnn, lstm.");
+    return 2;
+}
+if (cnnImages < 1 || cnnImages > 60_000 || cnnEpochs < 1)
+{
+    Console.Error.WriteLine($"--cnn-images must be in [1, 60000] and --cnn-epochs positive (got {cnnImages}, {cnnEpochs}).");
     return 2;
 }
 if (quick) seeds = 1;
@@ -66,8 +73,8 @@ try
         }
         if (experiments.Contains("cnn"))
         {
-            Log($"== cnn: width multipliers on Fashion-MNIST{(quick ? " (quick: 4,000 images, 1 epoch)" : ", 20,000 images, 3 epochs")}");
-            var cnn = new ImageExperiments(train.Take(quick ? 4_000 : 20_000), test, quick ? 1 : 3, Log);
+            Log($"== cnn: width multipliers on Fashion-MNIST{(quick ? " (quick: 4,000 images, 1 epoch)" : $", {cnnImages:N0} images, {cnnEpochs} epochs")}");
+            var cnn = new ImageExperiments(train.Take(quick ? 4_000 : cnnImages), test, quick ? 1 : cnnEpochs, Log);
             Add(quick ? cnn.Cnn([0.25, 0.5], [0.5], seedList) : cnn.Cnn([0.25, 0.5, 1.0], [0.5, 1.0], seedList));
         }
     }
