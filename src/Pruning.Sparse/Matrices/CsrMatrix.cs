@@ -157,31 +157,41 @@ public sealed class CsrMatrix : WeightMatrix
     {
         // A gathered non-zero (batch 1) costs about as much as eight streamed dense multiply-adds.
         long work = batch == 1 ? NonZeros * 8 + Rows : (NonZeros + Rows) * batch;
-        int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
-        nint px = (nint)x, py = (nint)y, pb = (nint)bias;
-        fixed (int* rp = _rowPointers)
-        fixed (float* v = _values)
-        fixed (ushort* c16 = _columns16)
-        fixed (int* c32 = _columns32)
-        {
-            nint prp = (nint)rp, pv = (nint)v, pc16 = (nint)c16, pc32 = (nint)c32;
-            bool narrow = HasNarrowIndices;
-            Parallelism.Run(bounds, (first, end) =>
-            {
-                if (narrow) Kernel(simd, (int*)prp, (ushort*)pc16, (float*)pv, (float*)px, (float*)py, (float*)pb, batch, first, end);
-                else Kernel(simd, (int*)prp, (int*)pc32, (float*)pv, (float*)px, (float*)py, (float*)pb, batch, first, end);
-            });
-        }
+        ForEachRowRange(work, threads, new Product(simd, x, y, bias, batch));
     }
 
     /// <summary>
     /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width) (see <see cref="CsrKernels.SpmmShifted"/>).
     /// The caller guarantees every offset + width stays inside x.
     /// </summary>
-    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd)
+    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd) =>
+        ForEachRowRange((NonZeros + Rows) * width, threads, new ShiftedProduct(simd, x, offsets, y, bias, width));
+
+    /// <summary>A kernel over a range of rows, for either column index width.</summary>
+    private unsafe interface IRowRangeKernel
     {
-        int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, (NonZeros + Rows) * width, Rows), Rows));
-        nint px = (nint)x, po = (nint)offsets, py = (nint)y, pb = (nint)bias;
+        void Run<TIndex>(int* rowPointers, TIndex* columns, float* values, int first, int end) where TIndex : unmanaged;
+    }
+
+    private readonly unsafe struct Product(SimdLevel simd, float* x, float* y, float* bias, int batch) : IRowRangeKernel
+    {
+        public void Run<TIndex>(int* rowPointers, TIndex* columns, float* values, int first, int end) where TIndex : unmanaged
+        {
+            if (batch == 1) CsrKernels.Spmv(simd, rowPointers, columns, values, x, y, bias, first, end);
+            else CsrKernels.Spmm(simd, rowPointers, columns, values, x, y, bias, batch, first, end);
+        }
+    }
+
+    private readonly unsafe struct ShiftedProduct(SimdLevel simd, float* x, int* offsets, float* y, float* bias, int width) : IRowRangeKernel
+    {
+        public void Run<TIndex>(int* rowPointers, TIndex* columns, float* values, int first, int end) where TIndex : unmanaged =>
+            CsrKernels.SpmmShifted(simd, rowPointers, columns, values, x, offsets, y, bias, width, first, end);
+    }
+
+    /// <summary>Pins the matrix and runs <paramref name="kernel"/> over row ranges of about equal work on the kernel threads.</summary>
+    private unsafe void ForEachRowRange<TKernel>(long work, int threads, TKernel kernel) where TKernel : struct, IRowRangeKernel
+    {
+        int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
         fixed (int* rp = _rowPointers)
         fixed (float* v = _values)
         fixed (ushort* c16 = _columns16)
@@ -191,17 +201,10 @@ public sealed class CsrMatrix : WeightMatrix
             bool narrow = HasNarrowIndices;
             Parallelism.Run(bounds, (first, end) =>
             {
-                if (narrow) CsrKernels.SpmmShifted(simd, (int*)prp, (ushort*)pc16, (float*)pv, (float*)px, (int*)po, (float*)py, (float*)pb, width, first, end);
-                else CsrKernels.SpmmShifted(simd, (int*)prp, (int*)pc32, (float*)pv, (float*)px, (int*)po, (float*)py, (float*)pb, width, first, end);
+                if (narrow) kernel.Run((int*)prp, (ushort*)pc16, (float*)pv, first, end);
+                else kernel.Run((int*)prp, (int*)pc32, (float*)pv, first, end);
             });
         }
-    }
-
-    private static unsafe void Kernel<TIndex>(SimdLevel simd, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
-        where TIndex : unmanaged
-    {
-        if (batch == 1) CsrKernels.Spmv(simd, rowPointers, columns, values, x, y, bias, first, end);
-        else CsrKernels.Spmm(simd, rowPointers, columns, values, x, y, bias, batch, first, end);
     }
 
     /// <summary>Row ranges of equal non-zero counts for <paramref name="parts"/> threads, cached for the last count used.</summary>
