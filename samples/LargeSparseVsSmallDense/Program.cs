@@ -10,7 +10,7 @@ using Pruning.Samples;
 
 bool quick = false;
 int seeds = 3, seed0 = 1, cnnImages = 20_000, cnnEpochs = 3;
-string data = FashionMnist.DefaultDirectory, outDir = ".";
+string data = FashionMnist.DefaultDirectory, outDir = Path.Combine("out", "large-sparse-vs-small-dense");
 string? summaryJson = null, corpusFile = null;
 var experiments = new HashSet<string> { "mlp", "cnn", "lstm" };
 for (int i = 0; i < args.Length; i++)
@@ -29,7 +29,7 @@ for (int i = 0; i < args.Length; i++)
         case "--out": outDir = Next(); break;
         case "--summary-json": summaryJson = Next(); break;
         default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N (3) --seed N (1) --experiments mlp,cnn,lstm --cnn-images N (20000) --cnn-epochs N (3) --data DIR --corpus FILE --out DIR (.) --summary-json FILE");
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N (3) --seed N (1) --experiments mlp,cnn,lstm --cnn-images N (20000) --cnn-epochs N (3) --data DIR --corpus FILE --out DIR (out/...) --summary-json FILE");
             return 2;
     }
 }

@@ -24,7 +24,7 @@ OpenMpWaiting.MakePassive();
 bool quick = false, cnnPart = true;
 int seeds = 0, seed0 = 1;
 double total = 0.9;
-string data = FashionMnist.DefaultDirectory, outDir = ".";
+string data = FashionMnist.DefaultDirectory, outDir = Path.Combine("out", "sensitivity-scan");
 string? summaryJson = null;
 for (int i = 0; i < args.Length; i++)
 {
@@ -40,7 +40,7 @@ for (int i = 0; i < args.Length; i++)
         case "--summary-json": summaryJson = Next(); break;
         case "--no-cnn": cnnPart = false; break;
         default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N --seed N --sparsity S (0.9) --data DIR --out DIR (.) --summary-json FILE --no-cnn");
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N --seed N --sparsity S (0.9) --data DIR --out DIR (out/...) --summary-json FILE --no-cnn");
             return 2;
     }
 }

@@ -20,7 +20,7 @@ OpenMpWaiting.MakePassive();   // before the first torch call: libtorch's idle O
 int epochs = 3, seed = 1;
 long trainLimit = 0;
 double sparsity = 0.9;
-string data = FashionMnist.DefaultDirectory, outDir = ".";
+string data = FashionMnist.DefaultDirectory, outDir = Path.Combine("out", "sparse-inference");
 string? summaryJson = null;
 for (int i = 0; i < args.Length; i++)
 {
@@ -35,7 +35,7 @@ for (int i = 0; i < args.Length; i++)
         case "--out": outDir = Next(); break;
         case "--summary-json": summaryJson = Next(); break;
         default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --epochs N (3) --sparsity S (0.9) --seed N --train-limit N --data DIR --out DIR (.) --summary-json FILE");
+            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --epochs N (3) --sparsity S (0.9) --seed N --train-limit N --data DIR --out DIR (out/...) --summary-json FILE");
             return 2;
     }
 }
