@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Timing;
 
 namespace Pruning.Sparse;
 
@@ -115,22 +115,16 @@ public static class FormatTuning
         }
     }
 
-    /// <summary>Round-robin over the candidates so that all of them see the same machine state; medians.</summary>
+    /// <summary>Every candidate alone on the same random input, round-robin, medians (see <see cref="LatencyTimer"/>).</summary>
     private static double[] Measure(SparseModel[] candidates, int batch, int runs, int threads, Random random)
     {
         var input = new float[candidates[0].InputShape.Size * batch];
         for (int k = 0; k < input.Length; k++) input[k] = (float)(random.NextDouble() * 2 - 1);
-        float[][] outputs = candidates.Select(c => new float[c.OutputShape.Size * batch]).ToArray();
-        var times = candidates.Select(_ => new double[runs]).ToArray();
-        for (int warm = 0; warm < 3; warm++)
-            for (int c = 0; c < candidates.Length; c++) candidates[c].Run(input, outputs[c], batch, threads);
-        for (int r = 0; r < runs; r++)
-            for (int c = 0; c < candidates.Length; c++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                candidates[c].Run(input, outputs[c], batch, threads);
-                times[c][r] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-        return times.Select(t => { Array.Sort(t); return t[t.Length / 2]; }).ToArray();
+        Action[] bodies = candidates.Select(c =>
+        {
+            var output = new float[c.OutputShape.Size * batch];
+            return (Action)(() => c.Run(input, output, batch, threads));
+        }).ToArray();
+        return LatencyTimer.Medians(bodies, warmup: 3, runs, StopwatchClock.Instance);
     }
 }

@@ -1,10 +1,9 @@
-using System.Globalization;
+using System.Text;
 using Pruning.Checkpoints;
 using Pruning.Criteria;
-using Pruning.Grouping;
+using Pruning.Interop;
 using Pruning.Masks;
 using Pruning.Reporting;
-using Pruning.Scheduling;
 using Pruning.Selection;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -33,18 +32,14 @@ namespace Pruning;
 /// pruner.Strip();
 /// </code>
 /// </example>
-public sealed partial class GradualPruner : IDisposable
+public sealed class GradualPruner : IDisposable
 {
     private readonly nn.Module _model;
-    private readonly PruningOptions _options;
+    private readonly ResolvedPruning _plan;
     private readonly ParameterMask[] _masks;
-    private readonly PruningSchedule[] _schedules;
     private readonly OptimizerStateHygiene? _hygiene;
     private readonly List<MaskUpdate> _updates = [];
-    private readonly bool[] _due;
-    private readonly SparsityRange[] _bounds;
-    private readonly string[][] _coupled;
-    private bool _stripped;
+    private bool _disposed;
 
     /// <summary>Creates a pruner for <paramref name="model"/>; nothing is pruned until the schedule's first update step.</summary>
     /// <param name="model">The model whose parameters are pruned in place.</param>
@@ -57,58 +52,15 @@ public sealed partial class GradualPruner : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Schedule is null)
-            throw new ArgumentException("PruningOptions.Schedule is required.", nameof(options));
-        ArgumentNullException.ThrowIfNull(options.Targets, "options.Targets");
-        ArgumentNullException.ThrowIfNull(options.Criterion, "options.Criterion");
-        ArgumentNullException.ThrowIfNull(options.ScheduleOverrides, "options.ScheduleOverrides");
-        ArgumentNullException.ThrowIfNull(options.Granularity, "options.Granularity");
-        ArgumentNullException.ThrowIfNull(options.SparsityOverrides, "options.SparsityOverrides");
-        ArgumentNullException.ThrowIfNull(options.SparsityBounds, "options.SparsityBounds");
-        if (!Enum.IsDefined(options.Scope))
-            throw new ArgumentOutOfRangeException(nameof(options), options.Scope, "PruningOptions.Scope is not a known scope.");
-
         _model = model;
-        _options = options;
-        IReadOnlyList<string> names = options.Targets.Resolve(model);
-        foreach (string name in options.ScheduleOverrides.Keys)
-            if (!names.Contains(name))
-                throw new ArgumentException($"ScheduleOverrides names '{name}', which is not a pruned parameter. Pruned: {string.Join(", ", names)}.", nameof(options));
-        if (options.Scope == PruningScope.Global && options.ScheduleOverrides.Count > 0)
-            throw new ArgumentException("ScheduleOverrides cannot be combined with PruningScope.Global: a global ranking has one schedule.", nameof(options));
-        foreach (string name in options.SparsityOverrides.Keys.Concat(options.SparsityBounds.Keys))
-            if (!names.Contains(name))
-                throw new ArgumentException($"A per-parameter sparsity names '{name}', which is not a pruned parameter. Pruned: {string.Join(", ", names)}.", nameof(options));
-        if (options.Scope == PruningScope.Global && options.SparsityOverrides.Count > 0)
-            throw new ArgumentException("SparsityOverrides cannot be combined with PruningScope.Global: use SparsityBounds to steer a global ranking.", nameof(options));
-        foreach (string name in options.SparsityOverrides.Keys)
-            if (options.ScheduleOverrides.ContainsKey(name))
-                throw new ArgumentException($"'{name}' has both a schedule override and a sparsity override; give it one.", nameof(options));
-
-        _masks = names.Select(n => new ParameterMask(n, Weight(n).shape)).ToArray();
-        _schedules = names.Select(n => options.ScheduleOverrides.GetValueOrDefault(n)
-            ?? (options.SparsityOverrides.TryGetValue(n, out double final) ? options.Schedule.WithFinalSparsity(final) : options.Schedule)).ToArray();
-        _coupled = names.Select(n => options.Channels?.CoupledWith(n).ToArray() ?? []).ToArray();
-        foreach (string coupled in _coupled.SelectMany(c => c))
-            if (model.get_parameter(coupled) is null)
-                throw new ArgumentException($"PruningOptions.Channels names '{coupled}', which this model does not have: was it analyzed from another model?", nameof(options));
-        _bounds = names.Select(n => options.SparsityBounds.TryGetValue(n, out var range) ? range : new SparsityRange(0, 0.999999999)).ToArray();
-        _due = new bool[_masks.Length];
-        if (options.Scope == PruningScope.Global && !options.Granularity.SupportsGlobal)
-            throw new ArgumentException($"{options.Granularity} gives every run of weights its own budget, so it cannot share a global ranking; use PruningScope.LayerWise.", nameof(options));
-        for (int i = 0; i < _masks.Length; i++)
-        {
-            options.Granularity.Validate(_masks[i].Name, _masks[i].Shape);
-            if (options.Granularity.MaxSparsity is double max && _schedules[i].FinalSparsity > max + 1e-12)
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"{options.Granularity} prunes at most {max:P1}, but the schedule of '{_masks[i].Name}' ends at {_schedules[i].FinalSparsity:P1}."), nameof(options));
-        }
+        _plan = options.Resolve(model);
+        _masks = _plan.Parameters.Select(p => new ParameterMask(p.Name, p.Shape)).ToArray();
         if (optimizer is not null)
         {
             _hygiene = new OptimizerStateHygiene(optimizer);
-            foreach (string name in names)
-                if (!_hygiene.Tracks(Weight(name)))
-                    throw new ArgumentException($"The optimizer does not train '{name}'. Was it created for another model, or before model.to(device)?", nameof(optimizer));
+            foreach (ResolvedParameter p in _plan.Parameters)
+                if (!_hygiene.Tracks(Weight(p.Name)))
+                    throw new ArgumentException($"The optimizer does not train '{p.Name}'. Was it created for another model, or before model.to(device)?", nameof(optimizer));
         }
     }
 
@@ -116,7 +68,7 @@ public sealed partial class GradualPruner : IDisposable
     public long CurrentStep { get; private set; }
 
     /// <summary>The names of the pruned parameters, in model order.</summary>
-    public IReadOnlyList<string> ParameterNames => _masks.Select(m => m.Name).ToArray();
+    public IReadOnlyList<string> ParameterNames => _plan.Parameters.Select(p => p.Name).ToArray();
 
     /// <summary>Every mask update so far, with its churn.</summary>
     public IReadOnlyList<MaskUpdate> Updates => _updates;
@@ -130,35 +82,35 @@ public sealed partial class GradualPruner : IDisposable
     /// Then it advances <see cref="CurrentStep"/>.
     /// </summary>
     /// <returns>The mask update made at this step, or null.</returns>
-    /// <exception cref="InvalidOperationException">A weight is NaN or infinite at an update step, or the pruner was stripped.</exception>
+    /// <exception cref="InvalidOperationException">A weight is NaN or infinite at an update step.</exception>
+    /// <exception cref="ObjectDisposedException">The pruner was stripped or disposed.</exception>
     public MaskUpdate? Step()
     {
-        ThrowIfStripped();
+        ThrowIfDisposed();
         MaskUpdate? update = null;
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
         {
             // Plain steps allocate nothing here: fewer collections also means fewer chances to hit TorchSharp's
             // finalizer race on temporary Scalars (see the README).
-            bool anyDue = false;
+            List<int>? due = null;
             for (int i = 0; i < _masks.Length; i++)
-                anyDue |= _due[i] = _schedules[i].IsUpdateStep(CurrentStep);
+                if (_plan.Parameters[i].Schedule.IsUpdateStep(CurrentStep)) (due ??= []).Add(i);
 
             // The current masks first, with the optimizer state of the parameters about to be updated: scores then
             // see the masked model, and weights that new masks revive restart from zero with fresh state.
             for (int i = 0; i < _masks.Length; i++)
-                Apply(i, clearState: _due[i]);
-            if (_options.Criterion is IAccumulatingCriterion accumulating)
+                Apply(i, clearState: due?.Contains(i) == true);
+            if (_plan.Criterion is IAccumulatingCriterion accumulating)
                 foreach (ParameterMask mask in _masks)
                     accumulating.Observe(mask.Name, Weight(mask.Name));
 
-            if (anyDue)
+            if (due is not null)
             {
-                int[] due = Enumerable.Range(0, _masks.Length).Where(i => _due[i]).ToArray();
                 update = UpdateMasks(due);
                 foreach (int i in due)
                 {
-                    (_options.Criterion as IAccumulatingCriterion)?.Reset(_masks[i].Name);
+                    (_plan.Criterion as IAccumulatingCriterion)?.Reset(_masks[i].Name);
                     Apply(i, clearState: true);
                 }
             }
@@ -175,98 +127,104 @@ public sealed partial class GradualPruner : IDisposable
     /// <summary>The sparsity measured from the weights, per parameter and in total.</summary>
     public PruningReport Report()
     {
-        ThrowIfStripped();
+        ThrowIfDisposed();
         return BuildReport();
+    }
+
+    /// <summary>
+    /// A copy of one parameter's mask, like PyTorch's <c>weight_mask</c>: 1 where the weight is kept, 0 where it is
+    /// pruned (all ones before the first update), in the parameter's dtype and on its device. The caller disposes it.
+    /// </summary>
+    /// <param name="parameterName">A name from <see cref="ParameterNames"/>.</param>
+    /// <exception cref="ArgumentException">The parameter is not pruned by this pruner.</exception>
+    public Tensor Mask(string parameterName)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(parameterName);
+        ParameterMask mask = _masks.FirstOrDefault(m => m.Name == parameterName)
+            ?? throw new ArgumentException($"'{parameterName}' is not pruned by this pruner; pruned: {string.Join(", ", _masks.Select(m => m.Name))}.", nameof(parameterName));
+        Parameter weight = Weight(parameterName);
+        return mask.KeepTensor(weight.dtype, weight.device);
     }
 
     /// <summary>The dry run: every update step up to <paramref name="throughStep"/> and the target per parameter.</summary>
     /// <param name="throughStep">The last step to list; required when a schedule never ends.</param>
     public PruningPlan Plan(long? throughStep = null)
     {
-        long last = throughStep ?? _schedules.Max(s => s.EndStep);
+        var schedules = _plan.Parameters.Select(p => p.Schedule).ToArray();
+        long last = throughStep ?? schedules.Max(s => s.EndStep);
         if (last == long.MaxValue)
             throw new ArgumentException("A schedule never ends; pass the last training step as throughStep.", nameof(throughStep));
-        var steps = _schedules.SelectMany(s => s.UpdateSteps(last).Select(u => u.Step)).Distinct().Order();
-        var rows = steps.Select(step => (step, _schedules.Select(s => s.IsUpdateStep(step) ? s.SparsityAt(step) : double.NaN).ToArray())).ToList();
-        return new PruningPlan(ParameterNames, rows, _options.Scope == PruningScope.Global);
+        var steps = schedules.SelectMany(s => s.UpdateSteps(last).Select(u => u.Step)).Distinct().Order();
+        var rows = steps.Select(step => (step, schedules.Select(s => s.IsUpdateStep(step) ? s.SparsityAt(step) : double.NaN).ToArray())).ToList();
+        return new PruningPlan(ParameterNames, rows, _plan.Scope == PruningScope.Global);
     }
 
     /// <summary>
-    /// Saves the step, the masks and the schedule to <paramref name="path"/> (a file of its own, next to the model's
-    /// checkpoint; the model's state_dict is unchanged). Written to a temporary file first, then moved into place.
+    /// Saves the step, the masks, the configuration and the criterion's state to <paramref name="path"/> (a file of its
+    /// own, next to the model's checkpoint; the model's state_dict is unchanged). Written to a temporary file first,
+    /// then moved into place.
     /// </summary>
     public void Save(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        ThrowIfStripped();
-        var masks = _masks.Select((m, i) => new SavedMask(m.Name, _schedules[i].ToString(), m.Shape, m.Target, m.LastUpdateStep,
-            m.Current?.ToArray())).ToList();
+        ThrowIfDisposed();
+        var masks = _masks.Select((m, i) => new SavedMask(m.Name, _plan.Parameters[i].Schedule.Config, m.Shape, m.Target, m.LastUpdateStep,
+            m.HasMask ? m.Current.ToArray() : null)).ToList();
         byte[]? criterionState = null;
-        if (_options.Criterion is IStatefulCriterion stateful)
+        if (_plan.Criterion is IStatefulCriterion stateful)
         {
             using var buffer = new MemoryStream();
-            using (var writer = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
+            using (var writer = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
                 stateful.SaveState(writer);
             criterionState = buffer.ToArray();
         }
-        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _options.Scope.ToString(), _options.Criterion.ToString() ?? "",
-            _options.Granularity.ToString()!, masks, criterionState));
+        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _plan.Scope, _plan.Criterion.Config, _plan.Granularity.Config, masks, criterionState));
     }
 
     /// <summary>
     /// Restores a checkpoint written by <see cref="Save"/> for the same model and options, and re-applies the masks.
-    /// Load the model's and the optimizer's own checkpoints first.
+    /// Load the model's and the optimizer's own checkpoints first. On any failure the pruner is left as it was.
     /// </summary>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The file is not a valid checkpoint, or does not match this model and these options.</exception>
     public void Load(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        ThrowIfStripped();
-        SavedPruner saved = PrunerCheckpoint.Read(path);
-        InvalidDataException Mismatch(string what) => new($"Pruning checkpoint '{path}' does not match this pruner: {what}.");
+        ThrowIfDisposed();
+        SavedPruner saved = PrunerCheckpoint.Read(path, PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count)));
+        PrunerCheckpoint.Verify(saved, _plan, path);
 
-        if (saved.Scope != _options.Scope.ToString())
-            throw Mismatch($"it was saved with scope {saved.Scope}, this pruner uses {_options.Scope}");
-        if (saved.Criterion != (_options.Criterion.ToString() ?? ""))
-            throw Mismatch($"it was saved with criterion {saved.Criterion}, this pruner uses {_options.Criterion}");
-        if (saved.Granularity != _options.Granularity.ToString())
-            throw Mismatch($"it was saved with granularity {saved.Granularity}, this pruner uses {_options.Granularity}");
-        var savedNames = saved.Masks.Select(m => m.Name).ToList();
-        if (!savedNames.SequenceEqual(_masks.Select(m => m.Name)))
-            throw Mismatch($"it holds [{string.Join(", ", savedNames)}], this pruner prunes [{string.Join(", ", _masks.Select(m => m.Name))}]");
-        for (int i = 0; i < _masks.Length; i++)
-        {
-            SavedMask s = saved.Masks[i];
-            if (!s.Shape.SequenceEqual(_masks[i].Shape))
-                throw Mismatch($"'{s.Name}' has shape [{string.Join(", ", s.Shape)}] there and [{string.Join(", ", _masks[i].Shape)}] here");
-            if (s.Schedule != _schedules[i].ToString())
-                throw Mismatch($"'{s.Name}' was scheduled {s.Schedule}, this pruner schedules {_schedules[i]}");
-        }
-
-        var stateful = _options.Criterion as IStatefulCriterion;
+        var stateful = _plan.Criterion as IStatefulCriterion;
         if ((stateful is null) != (saved.CriterionState is null))
-            throw Mismatch(stateful is null ? $"it carries criterion state, but {_options.Criterion} keeps none" : $"it carries no state for {_options.Criterion}");
+            throw new InvalidDataException($"Pruning checkpoint '{path}' does not match this pruner: " +
+                (stateful is null ? $"it carries criterion state, but {_plan.Criterion} keeps none." : $"it carries no state for {_plan.Criterion}."));
         if (stateful is not null)
         {
-            using var reader = new BinaryReader(new MemoryStream(saved.CriterionState!), System.Text.Encoding.UTF8);
+            using var reader = new BinaryReader(new MemoryStream(saved.CriterionState!), Encoding.UTF8);
+            var parameters = _masks.ToDictionary(m => m.Name, m => (Tensor)Weight(m.Name));
             try
             {
-                stateful.LoadState(reader);
+                stateful.LoadState(reader, parameters);
             }
             catch (EndOfStreamException)
             {
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_options.Criterion} ends early.");
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} ends early.");
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: {e.Message}", e);
             }
             if (reader.BaseStream.Position != reader.BaseStream.Length)
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_options.Criterion} has trailing bytes.");
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} has trailing bytes.");
         }
 
         for (int i = 0; i < _masks.Length; i++)
         {
             SavedMask s = saved.Masks[i];
             _masks[i].Dispose();
-            if (s.Pruned is not null)
-                _masks[i].Replace(s.Pruned);
+            if (s.Keep is not null)
+                _masks[i].Replace(s.Keep);
             _masks[i].Target = s.Target;
             _masks[i].LastUpdateStep = s.LastUpdateStep;
         }
@@ -283,7 +241,7 @@ public sealed partial class GradualPruner : IDisposable
     /// <returns>The final report.</returns>
     public PruningReport Strip()
     {
-        ThrowIfStripped();
+        ThrowIfDisposed();
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
             for (int i = 0; i < _masks.Length; i++) Apply(i, clearState: true);
@@ -296,7 +254,39 @@ public sealed partial class GradualPruner : IDisposable
     public void Dispose()
     {
         foreach (ParameterMask m in _masks) m.Dispose();
-        _stripped = true;
+        _disposed = true;
+    }
+
+    /// <summary>Scores the due parameters, selects their new masks through the engine, and records the churn.</summary>
+    private MaskUpdate UpdateMasks(List<int> due)
+    {
+        long step = CurrentStep;
+        string when = CriterionScores.AtStep(step);
+        // Scores stay in their (CPU, float32, contiguous) tensors; the engine reads their storage in place.
+        var layers = due.Select(i =>
+        {
+            ResolvedParameter p = _plan.Parameters[i];
+            Tensor scores = CriterionScores.Compute(_plan.Criterion, p.Name, Weight(p.Name), when);
+            return new SelectionLayer(p.Name, TensorMemory.Of(scores), p.Shape)
+            {
+                Sparsity = p.Schedule.SparsityAt(step),
+                Bounds = p.Bounds,
+                PreviousKeep = _masks[i].Current,
+            };
+        }).ToArray();
+        bool[][] next = due.Select(i => _masks[i].NextBuffer()).ToArray();
+        double[] targets = MaskSelector.SelectInto(layers, _plan.Granularity, _plan.Scope, next);
+
+        var changes = new List<LayerMaskUpdate>(due.Count);
+        for (int j = 0; j < due.Count; j++)
+        {
+            ParameterMask mask = _masks[due[j]];
+            var (newly, revived) = mask.Replace(next[j]);
+            mask.Target = targets[j];
+            mask.LastUpdateStep = step;
+            changes.Add(new LayerMaskUpdate(mask.Name, targets[j], mask.PrunedCount, mask.Count, newly, revived));
+        }
+        return new MaskUpdate(step, changes);
     }
 
     /// <summary>Zeroes the pruned weights of mask <paramref name="index"/>, and their optimizer state if asked.</summary>
@@ -313,8 +303,9 @@ public sealed partial class GradualPruner : IDisposable
                 throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
         }
         mask.Apply(weight, hygiene);
-        if (_coupled[index].Length > 0)
-            mask.ApplyToRows(_coupled[index].Select(Weight), hygiene);
+        IReadOnlyList<string> coupled = _plan.Parameters[index].Coupled;
+        if (coupled.Count > 0)
+            mask.ApplyToRows(coupled.Select(Weight), hygiene);
     }
 
     private PruningReport BuildReport()
@@ -333,5 +324,5 @@ public sealed partial class GradualPruner : IDisposable
     private Parameter Weight(string name) => _model.get_parameter(name)
         ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
 
-    private void ThrowIfStripped() => ObjectDisposedException.ThrowIf(_stripped, this);
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

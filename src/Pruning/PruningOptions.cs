@@ -1,13 +1,15 @@
+using System.Globalization;
 using Pruning.Criteria;
 using Pruning.Grouping;
-using Pruning.Structure;
 using Pruning.Scheduling;
 using Pruning.Selection;
+using Pruning.Structure;
 using Pruning.Targets;
+using static TorchSharp.torch;
 
 namespace Pruning;
 
-/// <summary>What to prune, how much and when. Validated once, when a <see cref="GradualPruner"/> is created.</summary>
+/// <summary>What to prune, how much and when. Validated once, into an immutable plan, when a <see cref="GradualPruner"/> is created.</summary>
 public sealed class PruningOptions
 {
     /// <summary>When masks are recomputed and to which sparsity (e.g. <see cref="PolynomialDecaySchedule"/>).</summary>
@@ -39,47 +41,72 @@ public sealed class PruningOptions
     public PruningScope Scope { get; init; } = PruningScope.LayerWise;
 
     /// <summary>
-    /// Per-parameter schedules that replace <see cref="Schedule"/> for the named parameters (e.g. keep the classifier
-    /// at 50 % while the rest goes to 90 %). Keys are full parameter names. Only with <see cref="PruningScope.LayerWise"/>.
+    /// Per-parameter settings, keyed by full parameter name (e.g. <c>fc3.weight</c>): a schedule of its own, a final
+    /// sparsity of its own on <see cref="Schedule"/>, and bounds. See <see cref="ParameterOverride"/>.
     /// </summary>
     /// <value>The default is none.</value>
-    public IReadOnlyDictionary<string, PruningSchedule> ScheduleOverrides { get; init; } = new Dictionary<string, PruningSchedule>();
+    public IReadOnlyDictionary<string, ParameterOverride> Overrides { get; init; } = new Dictionary<string, ParameterOverride>();
 
-    /// <summary>
-    /// Per-parameter final sparsities (as Distiller and SparseML recipes allow): the parameter follows
-    /// <see cref="Schedule"/> to its own target. Keys are full parameter names. Only with
-    /// <see cref="PruningScope.LayerWise"/>.
-    /// </summary>
-    /// <value>The default is none.</value>
-    public IReadOnlyDictionary<string, double> SparsityOverrides { get; init; } = new Dictionary<string, double>();
-
-    /// <summary>
-    /// Per-parameter bounds on sparsity. Layer-wise, a parameter's target is clamped into its range. Under
-    /// <see cref="PruningScope.Global"/>, the ranking is constrained: a parameter never ends outside its range and the
-    /// model-wide count stays exact while the bounds allow it.
-    /// </summary>
-    /// <value>The default is none.</value>
-    public IReadOnlyDictionary<string, SparsityRange> SparsityBounds { get; init; } = new Dictionary<string, SparsityRange>();
-}
-
-/// <summary>Bounds on one parameter's sparsity.</summary>
-public readonly record struct SparsityRange
-{
-    /// <summary>Creates the range.</summary>
-    /// <param name="min">Lowest sparsity, in [0, 1).</param>
-    /// <param name="max">Highest sparsity, in [min, 1).</param>
-    public SparsityRange(double min, double max)
+    /// <summary>Checks the options against <paramref name="model"/> and resolves them into the plan a pruner follows.</summary>
+    /// <exception cref="ArgumentException">The options do not fit the model; the message names the option and the parameter.</exception>
+    internal ResolvedPruning Resolve(nn.Module model)
     {
-        if (double.IsNaN(min) || min < 0 || min >= 1)
-            throw new ArgumentOutOfRangeException(nameof(min), min, $"min must be in [0, 1); got {min}.");
-        if (double.IsNaN(max) || max < min || max >= 1)
-            throw new ArgumentOutOfRangeException(nameof(max), max, $"max must be in [min, 1); got {max} with min {min}.");
-        (Min, Max) = (min, max);
+        ArgumentNullException.ThrowIfNull(model);
+        if (Schedule is null) throw new ArgumentException("PruningOptions.Schedule is required.", "options");
+        if (Targets is null) throw new ArgumentException("PruningOptions.Targets is null.", "options");
+        if (Criterion is null) throw new ArgumentException("PruningOptions.Criterion is null.", "options");
+        if (Granularity is null) throw new ArgumentException("PruningOptions.Granularity is null.", "options");
+        if (Overrides is null) throw new ArgumentException("PruningOptions.Overrides is null.", "options");
+        if (!Enum.IsDefined(Scope)) throw new ArgumentException($"PruningOptions.Scope {Scope} is not a known scope.", "options");
+
+        IReadOnlyList<string> names;
+        try
+        {
+            names = Targets.Resolve(model);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"PruningOptions.Targets: {e.Message}", "options", e);
+        }
+        foreach (var (name, value) in Overrides)
+        {
+            if (!names.Contains(name))
+                throw new ArgumentException($"PruningOptions.Overrides names '{name}', which is not a pruned parameter. Pruned: {string.Join(", ", names)}.", "options");
+            if (value is null)
+                throw new ArgumentException($"PruningOptions.Overrides['{name}'] is null.", "options");
+            if (value.Schedule is not null && value.FinalSparsity is not null)
+                throw new ArgumentException($"PruningOptions.Overrides['{name}'] has both a schedule and a final sparsity; give it one.", "options");
+            if (Scope == PruningScope.Global && (value.Schedule is not null || value.FinalSparsity is not null))
+                throw new ArgumentException($"PruningOptions.Overrides['{name}'] sets a schedule or final sparsity, which a global ranking cannot honour (it has one schedule); steer it with Bounds instead.", "options");
+        }
+        if (Scope == PruningScope.Global && Granularity.RunLength > 0)
+            throw new ArgumentException($"{Granularity} gives every run of {Granularity.RunLength} its own budget, so it cannot share a global ranking; use PruningScope.LayerWise.", "options");
+
+        var parameters = new List<ResolvedParameter>(names.Count);
+        foreach (string name in names)
+        {
+            var weight = model.get_parameter(name)!;
+            long[] shape = weight.shape;
+            ParameterOverride? custom = Overrides.GetValueOrDefault(name);
+            PruningSchedule schedule = custom?.Schedule
+                ?? (custom?.FinalSparsity is double final ? Schedule.WithFinalSparsity(final) : Schedule);
+            try
+            {
+                Granularity.Validate(name, shape);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"PruningOptions.Granularity: {e.Message}", "options", e);
+            }
+            if (schedule.FinalSparsity > Granularity.MaxSparsity + 1e-12)
+                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                    $"{Granularity} prunes at most {Granularity.MaxSparsity:P1}, but the schedule of '{name}' ends at {schedule.FinalSparsity:P1}."), "options");
+            string[] coupled = Channels?.CoupledWith(name).ToArray() ?? [];
+            foreach (string c in coupled)
+                if (model.get_parameter(c) is null)
+                    throw new ArgumentException($"PruningOptions.Channels names '{c}', which this model does not have: was it analyzed from another model?", "options");
+            parameters.Add(new ResolvedParameter(name, shape, schedule, custom?.Bounds ?? SparsityRange.Unbounded, coupled));
+        }
+        return new ResolvedPruning(parameters, Scope, Criterion, Granularity);
     }
-
-    /// <summary>Lowest sparsity.</summary>
-    public double Min { get; }
-
-    /// <summary>Highest sparsity.</summary>
-    public double Max { get; }
 }

@@ -1,102 +1,154 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Pruning.Export;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Timing;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Pruning.Analysis;
 
-/// <summary>A source of timestamps; tests inject a fake one.</summary>
-public interface ILatencyClock
-{
-    /// <summary>The current time in ticks.</summary>
-    long Timestamp();
-
-    /// <summary>Ticks per millisecond.</summary>
-    double TicksPerMillisecond { get; }
-}
-
-/// <summary>The real clock (<see cref="Stopwatch"/>).</summary>
-public sealed class StopwatchClock : ILatencyClock
-{
-    /// <summary>The shared instance.</summary>
-    public static StopwatchClock Instance { get; } = new();
-
-    /// <inheritdoc />
-    public long Timestamp() => Stopwatch.GetTimestamp();
-
-    /// <inheritdoc />
-    public double TicksPerMillisecond => Stopwatch.Frequency / 1000.0;
-}
-
 /// <summary>
-/// Measured latency of each prunable layer at candidate sparsities, with the kernels the exported model runs on
-/// (<see cref="SparseModel"/>: CSR or the dense fallback, whichever <see cref="MatrixFormat.Auto"/> picks). The
-/// estimate for a model is the sum over its layers; layers that are not pruned cost the same at every candidate and
-/// are left out. NetAdapt reads this table instead of counting MACs, which is the point of NetAdapt.
+/// Measured latency of each prunable layer of a model, keyed by <see cref="LayerVariant"/> (the layer, its channel
+/// counts and its sparsity). NetAdapt reads it instead of counting MACs, which is the point of NetAdapt; the estimate
+/// for a model is the sum over its layers (layers that are not pruned cost the same in every proposal and are left
+/// out). Two ways to fill it: <see cref="MeasureSparse"/> times each layer on the sparse runtime at candidate
+/// sparsities (what fine-grained pruning buys), <see cref="MeasureDense"/> times each layer with TorchSharp at the
+/// channel counts it is asked for (what channel removal buys). Tables measured elsewhere (on a target device) are
+/// built with the constructor.
 /// </summary>
 public sealed class LatencyTable
 {
-    private readonly Dictionary<string, (double Sparsity, double Milliseconds)[]> _entries;
+    private readonly IReadOnlyList<LatencyLayer> _layers;
+    private readonly Func<LayerVariant, double>? _measure;
+    private readonly Dictionary<LayerVariant, double> _measured = [];
 
-    /// <summary>Creates a table from measurements (also for tests and for tables measured on a target device).</summary>
-    public LatencyTable(IReadOnlyDictionary<string, IReadOnlyList<(double Sparsity, double Milliseconds)>> entries, int batch)
+    /// <summary>A table of <paramref name="layers"/> timed at <paramref name="batch"/>.</summary>
+    /// <param name="layers">The layers, in model order, with their unpruned channel counts.</param>
+    /// <param name="batch">The batch size the layers were (or will be) timed at.</param>
+    /// <param name="measured">Timings already made, in milliseconds.</param>
+    /// <param name="measure">Times a variant that is asked for and not yet measured (then cached); without it, a
+    /// sparsity between two measured ones is interpolated linearly, and every layer needs its dense timing.</param>
+    /// <exception cref="ArgumentException">A layer is named twice, or a timing names an unknown layer, impossible
+    /// channel counts, a sparsity outside [0, 1) or an invalid time.</exception>
+    public LatencyTable(IReadOnlyList<LatencyLayer> layers, int batch, IEnumerable<KeyValuePair<LayerVariant, double>>? measured = null,
+        Func<LayerVariant, double>? measure = null)
     {
-        ArgumentNullException.ThrowIfNull(entries);
-        if (entries.Count == 0) throw new ArgumentException("A latency table needs at least one layer.", nameof(entries));
-        _entries = new Dictionary<string, (double, double)[]>();
-        foreach (var (name, points) in entries)
+        ArgumentNullException.ThrowIfNull(layers);
+        if (layers.Count == 0) throw new ArgumentException("A latency table needs at least one layer.", nameof(layers));
+        foreach (LatencyLayer layer in layers)
         {
-            var sorted = points.OrderBy(p => p.Sparsity).ToArray();
-            if (sorted.Length == 0 || sorted[0].Sparsity != 0)
-                throw new ArgumentException($"Layer '{name}' needs a measurement at sparsity 0 (the dense layer).", nameof(entries));
-            if (sorted.Any(p => p.Sparsity < 0 || p.Sparsity >= 1 || !double.IsFinite(p.Milliseconds) || p.Milliseconds < 0))
-                throw new ArgumentException($"Layer '{name}' has a sparsity outside [0, 1) or an invalid time.", nameof(entries));
-            _entries[name] = sorted;
+            if (layer is null || string.IsNullOrEmpty(layer.Name)) throw new ArgumentException("Every layer needs a name.", nameof(layers));
+            if (layer.InChannels < 1 || layer.OutChannels < 1)
+                throw new ArgumentException($"Layer '{layer.Name}' has {layer.InChannels}→{layer.OutChannels} channels; both must be positive.", nameof(layers));
         }
+        if (layers.Select(l => l.Name).Distinct().Count() != layers.Count)
+            throw new ArgumentException($"A layer is named twice: {string.Join(", ", layers.Select(l => l.Name))}.", nameof(layers));
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        _layers = layers.ToArray();
         Batch = batch;
+        _measure = measure;
+        foreach (var (variant, ms) in measured ?? [])
+        {
+            Check(variant, nameof(measured));
+            CheckTime(variant, ms, nameof(measured));
+            _measured[variant] = ms;
+        }
+        if (measure is null)
+            foreach (LatencyLayer layer in _layers)
+                if (!_measured.ContainsKey(layer.At(0)))
+                    throw new ArgumentException($"Layer '{layer.Name}' needs a measurement of its dense layer ({layer.InChannels}→{layer.OutChannels} at sparsity 0).", nameof(measured));
     }
 
-    /// <summary>The batch size the layers were timed at.</summary>
+    /// <summary>The layers, in model order.</summary>
+    public IReadOnlyList<LatencyLayer> Layers => _layers;
+
+    /// <summary>The batch size the layers are timed at.</summary>
     public int Batch { get; }
 
-    /// <summary>The layers, by weight name.</summary>
-    public IReadOnlyCollection<string> Layers => _entries.Keys;
+    /// <summary>Every timing so far, in milliseconds.</summary>
+    public IReadOnlyDictionary<LayerVariant, double> Measured => _measured;
 
-    /// <summary>The candidate sparsities measured for <paramref name="layer"/>, ascending.</summary>
-    public IReadOnlyList<(double Sparsity, double Milliseconds)> Candidates(string layer) =>
-        _entries.TryGetValue(layer, out var points) ? points : throw new ArgumentException($"Layer '{layer}' is not in the latency table.", nameof(layer));
+    /// <summary>The layer named <paramref name="name"/>.</summary>
+    /// <exception cref="ArgumentException">The table has no such layer.</exception>
+    public LatencyLayer Layer(string name) => _layers.FirstOrDefault(l => l.Name == name)
+        ?? throw new ArgumentException($"Layer '{name}' is not in the latency table; it has {string.Join(", ", _layers.Select(l => l.Name))}.", nameof(name));
 
-    /// <summary>The measured latency of <paramref name="layer"/> at <paramref name="sparsity"/> (linear between measured candidates).</summary>
-    public double Milliseconds(string layer, double sparsity)
+    /// <summary>The latency of one variant of a layer: measured, measured now, or interpolated in sparsity.</summary>
+    /// <exception cref="ArgumentException">The variant names an unknown layer or impossible channel counts, or it cannot be measured or interpolated.</exception>
+    public double Milliseconds(LayerVariant variant)
     {
-        var points = Candidates(layer);
-        if (sparsity <= points[0].Sparsity) return points[0].Milliseconds;
-        for (int i = 1; i < points.Count; i++)
-            if (sparsity <= points[i].Sparsity)
+        Check(variant, nameof(variant));
+        if (_measured.TryGetValue(variant, out double ms)) return ms;
+        if (_measure is not null)
+        {
+            ms = _measure(variant);
+            CheckTime(variant, ms, nameof(variant));
+            _measured[variant] = ms;
+            return ms;
+        }
+        var points = Points(variant.Layer, variant.InChannels, variant.OutChannels);
+        if (points.Length == 0)
+            throw new ArgumentException($"'{variant.Layer}' was not measured at {variant.InChannels}→{variant.OutChannels} channels.", nameof(variant));
+        if (variant.Sparsity <= points[0].Sparsity) return points[0].Milliseconds;
+        for (int i = 1; i < points.Length; i++)
+            if (variant.Sparsity <= points[i].Sparsity)
             {
                 var (s0, t0) = points[i - 1];
                 var (s1, t1) = points[i];
-                return t0 + (t1 - t0) * (sparsity - s0) / (s1 - s0);
+                return t0 + (t1 - t0) * (variant.Sparsity - s0) / (s1 - s0);
             }
         return points[^1].Milliseconds;
     }
 
+    /// <summary>The latency of the unpruned-channel <paramref name="layer"/> at <paramref name="sparsity"/>.</summary>
+    public double Milliseconds(string layer, double sparsity) => Milliseconds(Layer(layer).At(sparsity));
+
     /// <summary>The estimate for a model whose layers have the given sparsities (missing layers count as dense).</summary>
-    public double Milliseconds(IReadOnlyDictionary<string, double> sparsities) =>
-        _entries.Keys.Sum(name => Milliseconds(name, sparsities.TryGetValue(name, out double s) ? s : 0));
+    public double Milliseconds(IReadOnlyDictionary<string, double> sparsities)
+    {
+        ArgumentNullException.ThrowIfNull(sparsities);
+        foreach (string name in sparsities.Keys) Layer(name);
+        return _layers.Sum(l => Milliseconds(l.At(sparsities.TryGetValue(l.Name, out double s) ? s : 0)));
+    }
+
+    /// <summary>The sparsities measured for the unpruned-channel <paramref name="layer"/>, ascending, with their latencies.</summary>
+    public IReadOnlyList<(double Sparsity, double Milliseconds)> Candidates(string layer)
+    {
+        LatencyLayer l = Layer(layer);
+        return Points(l.Name, l.InChannels, l.OutChannels);
+    }
+
+    private (double Sparsity, double Milliseconds)[] Points(string layer, long inChannels, long outChannels) =>
+        _measured.Where(e => e.Key.Layer == layer && e.Key.InChannels == inChannels && e.Key.OutChannels == outChannels)
+            .Select(e => (e.Key.Sparsity, e.Value)).OrderBy(p => p.Sparsity).ToArray();
+
+    private void Check(LayerVariant variant, string argument)
+    {
+        LatencyLayer layer = _layers.FirstOrDefault(l => l.Name == variant.Layer)
+            ?? throw new ArgumentException($"Layer '{variant.Layer}' is not in the latency table; it has {string.Join(", ", _layers.Select(l => l.Name))}.", argument);
+        if (variant.InChannels < 1 || variant.InChannels > layer.InChannels || variant.OutChannels < 1 || variant.OutChannels > layer.OutChannels)
+            throw new ArgumentException($"'{variant.Layer}' has {layer.InChannels}→{layer.OutChannels} channels; {variant.InChannels}→{variant.OutChannels} is not a pruned form of it.", argument);
+        if (double.IsNaN(variant.Sparsity) || variant.Sparsity < 0 || variant.Sparsity >= 1)
+            throw new ArgumentException($"Sparsity {variant.Sparsity} of '{variant.Layer}' is outside [0, 1).", argument);
+    }
+
+    private static void CheckTime(LayerVariant variant, double ms, string argument)
+    {
+        if (!double.IsFinite(ms) || ms < 0)
+            throw new ArgumentException($"The latency of {variant} is {ms}; it must be a finite, non-negative number of milliseconds.", argument);
+    }
 
     /// <summary>
-    /// Times every Linear and Conv2d of <paramref name="model"/> (a Sequential, as <see cref="SparseExport"/> takes)
-    /// at sparsity 0 and each of <paramref name="sparsities"/>: a random weight of the layer's shape with that
-    /// fraction of zeros, built the way export builds it, run <paramref name="runs"/> times after warm-up on
-    /// <paramref name="batch"/> samples; the table keeps the median.
+    /// Times every Linear and Conv2d of <paramref name="model"/> (a Sequential, as <see cref="SparseExport"/> takes) on the
+    /// sparse runtime, at sparsity 0 and each of <paramref name="sparsities"/>: a random weight of the layer's shape with
+    /// exactly that fraction of zeros, built the way export builds it, run <paramref name="runs"/> times after warm-up
+    /// on <paramref name="batch"/> samples; the table keeps the median. Other sparsities are measured when asked for.
     /// </summary>
-    public static LatencyTable Measure(nn.Module model, FeatureShape input, IReadOnlyList<double> sparsities, int batch = 1,
+    public static LatencyTable MeasureSparse(nn.Module model, FeatureShape input, IReadOnlyList<double> sparsities, int batch = 1,
         int runs = 25, int threads = 0, ILatencyClock? clock = null, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -106,79 +158,154 @@ public sealed class LatencyTable
             if (double.IsNaN(s) || s < 0 || s >= 1) throw new ArgumentException($"Candidate sparsity {s} is outside [0, 1).", nameof(sparsities));
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
         clock ??= StopwatchClock.Instance;
         SparseModel exported = SparseExport.ToSparseModel(model, input, MatrixFormat.Dense);
         IReadOnlyList<string> names = SparseExport.WeightNames(model);
-        double[] candidates = sparsities.Append(0).Distinct().Order().ToArray();
-        var entries = new Dictionary<string, IReadOnlyList<(double, double)>>();
-        var random = new Random(seed);
+        var probes = new Dictionary<string, (SparseLayer Layer, FeatureShape Input)>();
+        var layers = new List<LatencyLayer>();
         FeatureShape shape = input;
-        int weighted = 0;
         foreach (SparseLayer layer in exported.Layers)
         {
             if (layer is LinearLayer or Conv2dLayer)
             {
-                var points = new List<(double, double)>();
-                foreach (double s in candidates)
-                {
-                    SparseLayer probe = WithRandomWeights(layer, s, random);
-                    var single = new SparseModel(shape, [probe]);
-                    var x = new float[(long)shape.Size * batch];
-                    for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
-                    var y = new float[(long)single.OutputShape.Size * batch];
-                    // Warm-up: caches, the kernel threads, and the JIT's optimized code for the layer's path.
-                    for (int i = 0; i < Math.Max(20, runs); i++) single.Run(x, y, batch, threads);
-                    var times = new double[runs];
-                    for (int i = 0; i < runs; i++)
-                    {
-                        long start = clock.Timestamp();
-                        single.Run(x, y, batch, threads);
-                        times[i] = (clock.Timestamp() - start) / clock.TicksPerMillisecond;
-                    }
-                    Array.Sort(times);
-                    points.Add((s, times[runs / 2]));
-                }
-                entries[names[weighted++]] = points;
+                string name = names[layers.Count];
+                WeightMatrix weight = layer is LinearLayer l ? l.Weight : ((Conv2dLayer)layer).Weight;
+                layers.Add(new LatencyLayer(name, layer is Conv2dLayer c ? c.InChannels : weight.Cols, weight.Rows));
+                probes[name] = (layer, shape);
             }
             shape = layer.OutputShape(shape);
         }
-        return new LatencyTable(entries, batch);
+        var random = new Random(seed);
+        double Time(LayerVariant variant)
+        {
+            var (layer, shape) = probes[variant.Layer];
+            LatencyLayer original = layers.First(l => l.Name == variant.Layer);
+            if (variant.InChannels != original.InChannels || variant.OutChannels != original.OutChannels)
+                throw new NotSupportedException($"A sparse-runtime table times '{variant.Layer}' at its own {original.InChannels}→{original.OutChannels} channels; use MeasureDense for channel counts.");
+            var single = new SparseModel(shape, [WithRandomWeights(layer, variant.Sparsity, random)]);
+            var x = new float[(long)shape.Size * batch];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
+            var y = new float[(long)single.OutputShape.Size * batch];
+            // Warm-up: caches, the kernel threads, and the JIT's optimized code for the layer's path.
+            return LatencyTimer.Median(() => single.Run(x, y, batch, threads), Math.Max(20, runs), runs, clock);
+        }
+        var table = new LatencyTable(layers, batch, measure: Time);
+        foreach (LatencyLayer layer in layers)
+            foreach (double s in sparsities.Append(0).Distinct().Order())
+                table.Milliseconds(layer.At(s));
+        return table;
     }
 
+    /// <summary>
+    /// A table that times every Conv2d and Linear of <paramref name="model"/> (a chain that
+    /// <see cref="Structure.SequentialChannels.Analyze"/> accepts) with TorchSharp, at the channel counts it is asked
+    /// for, when first asked: a fresh dense layer of that size on an input of the layer's real spatial size (one
+    /// sample of <paramref name="inputShape"/>, e.g. [1, 28, 28] or [784], times <paramref name="batch"/>), median of
+    /// <paramref name="runs"/> after warm-up. These are the kernels a physically shrunk model runs on.
+    /// </summary>
+    public static LatencyTable MeasureDense(Sequential model, long[] inputShape, int batch = 1, int runs = 25, ILatencyClock? clock = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputShape);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
+        clock ??= StopwatchClock.Instance;
+        // One forward pass records each layer's input shape (for a Linear behind a Flatten: features per channel).
+        var geometry = new Dictionary<string, (nn.Module Module, long[] Input, long PerChannel)>();
+        var layers = new List<LatencyLayer>();
+        using (torch.no_grad())
+        using (var scope = torch.NewDisposeScope())
+        {
+            Tensor x = torch.zeros([batch, .. inputShape]);
+            foreach (var (name, child) in model.named_children())
+            {
+                if (child is Conv2d or Linear)
+                {
+                    long outChannels = child is Conv2d conv ? conv.out_channels : ((Linear)child).out_features;
+                    long inputs = child is Conv2d c ? c.in_channels : ((Linear)child).in_features;
+                    long previous = layers.Count == 0 ? inputs : layers[^1].OutChannels;
+                    long perChannel = child is Linear && layers.Count > 0 && inputs % previous == 0 ? inputs / previous : 1;
+                    long inChannels = inputs / perChannel;
+                    layers.Add(new LatencyLayer($"{name}.weight", inChannels, outChannels));
+                    geometry[$"{name}.weight"] = (child, x.shape, perChannel);
+                }
+                x = ((nn.Module<Tensor, Tensor>)child).call(x);
+            }
+        }
+        if (layers.Count == 0) throw new ArgumentException("The model has no Conv2d or Linear layer to time.", nameof(model));
+        double Time(LayerVariant variant)
+        {
+            if (variant.Sparsity != 0)
+                throw new NotSupportedException($"A TorchSharp table times dense layers; '{variant.Layer}' was asked for at sparsity {variant.Sparsity}.");
+            var (module, input, perChannel) = geometry[variant.Layer];
+            using var scope = torch.NewDisposeScope();
+            nn.Module<Tensor, Tensor> probe;
+            Tensor x;
+            if (module is Conv2d conv)
+            {
+                long[] padding = conv.padding ?? throw new NotSupportedException($"Conv2d '{variant.Layer}' uses symbolic padding.");
+                probe = nn.Conv2d(variant.InChannels, variant.OutChannels, (conv.kernel_size[0], conv.kernel_size[1]), stride: (conv.stride[0], conv.stride[1]),
+                    padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]), bias: conv.bias is not null);
+                x = torch.randn(batch, variant.InChannels, input[2], input[3]);
+            }
+            else
+            {
+                probe = nn.Linear(variant.InChannels * perChannel, variant.OutChannels, hasBias: ((Linear)module).bias is not null);
+                x = torch.randn(batch, variant.InChannels * perChannel);
+            }
+            using (probe)
+            using (torch.no_grad())
+                return LatencyTimer.Median(() => probe.call(x).Dispose(), Math.Max(10, runs / 2), runs, clock);
+        }
+        return new LatencyTable(layers, batch, measure: Time);
+    }
+
+    /// <summary>A copy of a Linear or Conv2d layer with random weights, exactly round(s·n) of them zero, in the format export would pick.</summary>
     internal static SparseLayer WithRandomWeights(SparseLayer layer, double sparsity, Random random)
     {
-        WeightMatrix original = layer is LinearLayer l ? l.Weight : ((Conv2dLayer)layer).Weight;
+        WeightMatrix original = layer switch
+        {
+            LinearLayer l => l.Weight,
+            Conv2dLayer c => c.Weight,
+            _ => throw new ArgumentException($"Only Linear and Conv2d layers have weights to randomize; got {layer.Describe()}.", nameof(layer)),
+        };
         // Exactly as many zeros as pruning to this sparsity leaves (round half to even, as the pruner counts), at
         // random places: a random count would straddle the format thresholds (e.g. CSR at ≤ 50 % density for a conv).
         var w = new float[(long)original.Rows * original.Cols];
         for (long i = 0; i < w.Length; i++) w[i] = (float)(random.NextDouble() * 2 - 1);
-        long zeros = (long)Math.Round(sparsity * w.Length, MidpointRounding.ToEven);
+        long zeros = Selection.MaskSelector.PrunedCount(sparsity, w.Length);
         Array.Clear(w, 0, (int)zeros);
         random.Shuffle(w);
         return layer switch
         {
             LinearLayer linear => new LinearLayer(WeightMatrix.FromDense(w, original.Rows, original.Cols, MatrixFormat.Auto), linear.Bias),
             Conv2dLayer conv => Conv2dLayer.FromDense(w, original.Rows, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation),
-            _ => throw new InvalidOperationException(),
+            _ => throw new System.Diagnostics.UnreachableException(),
         };
     }
 
-    /// <summary>The table: one row per layer, one column per candidate sparsity, cells in µs.</summary>
+    /// <summary>The table in µs: per layer, its measured sparsities at its own channel counts, then any other channel counts.</summary>
     public override string ToString()
     {
-        double[] all = _entries.Values.SelectMany(p => p.Select(q => q.Sparsity)).Distinct().Order().ToArray();
-        int width = Math.Max(8, _entries.Keys.Max(k => k.Length));
+        double[] all = _layers.SelectMany(l => Points(l.Name, l.InChannels, l.OutChannels).Select(p => p.Sparsity)).Distinct().Order().ToArray();
+        int width = Math.Max(8, _layers.Max(l => l.Name.Length));
         var text = new StringBuilder($"{"layer".PadRight(width)}");
         foreach (double s in all) text.Append(CultureInfo.InvariantCulture, $"  {s,8:P0}");
         text.AppendLine(CultureInfo.InvariantCulture, $"   (µs, batch {Batch})");
-        foreach (var (name, points) in _entries)
+        foreach (LatencyLayer layer in _layers)
         {
-            text.Append(name.PadRight(width));
+            var points = Points(layer.Name, layer.InChannels, layer.OutChannels);
+            text.Append(layer.Name.PadRight(width));
             foreach (double s in all)
             {
                 var hit = points.Where(p => p.Sparsity == s).ToArray();
                 text.Append(CultureInfo.InvariantCulture, $"  {(hit.Length > 0 ? (hit[0].Milliseconds * 1000).ToString("F1", CultureInfo.InvariantCulture) : "-"),8}");
             }
+            var others = _measured.Where(e => e.Key.Layer == layer.Name && (e.Key.InChannels != layer.InChannels || e.Key.OutChannels != layer.OutChannels))
+                .OrderByDescending(e => e.Key.OutChannels).ThenByDescending(e => e.Key.InChannels).ToArray();
+            foreach (var (variant, ms) in others)
+                text.Append(CultureInfo.InvariantCulture, $"  {variant.InChannels}→{variant.OutChannels}: {ms * 1000:F1}");
             text.AppendLine();
         }
         return text.ToString().TrimEnd();

@@ -1,25 +1,38 @@
 using System.Text;
+using Pruning.Configuration;
+using Pruning.Selection;
 using Pruning.Sparse.Serialization;
 
 namespace Pruning.Checkpoints;
 
 /// <summary>The saved state of one pruned parameter.</summary>
-internal sealed record SavedMask(string Name, string Schedule, long[] Shape, double Target, long LastUpdateStep, byte[]? Pruned);
+internal sealed record SavedMask(string Name, ComponentConfig Schedule, long[] Shape, double Target, long LastUpdateStep, bool[]? Keep);
 
 /// <summary>Everything a pruner needs to resume: the step, how it was configured, and the masks.</summary>
-internal sealed record SavedPruner(long Step, string Scope, string Criterion, string Granularity, IReadOnlyList<SavedMask> Masks, byte[]? CriterionState);
+internal sealed record SavedPruner(long Step, PruningScope Scope, ComponentConfig Criterion, ComponentConfig Granularity, IReadOnlyList<SavedMask> Masks, byte[]? CriterionState);
 
 /// <summary>
 /// The pruner's checkpoint file, kept next to the model's own checkpoint so the model's state_dict stays plain.
 /// Layout (little-endian): "PRUNECKP", u32 format version, u64 payload length, payload, u32 CRC-32 of the payload.
-/// Masks are stored one bit per element. The reader treats the file as untrusted: every length is checked against
-/// what is left of the file before anything is allocated.
+/// The payload holds the step, the scope, the criterion's and granularity's configs, then per mask its name, schedule
+/// config, shape, target, last update step and keep-flags (one bit per element, 1 = kept), then the criterion's state.
+/// The reader treats the file as untrusted: the file may not be larger than the pruner that reads it can need, and
+/// every length is checked against what is left before anything is allocated.
 /// </summary>
 internal static class PrunerCheckpoint
 {
-    private const uint FormatVersion = 2;
+    private const uint FormatVersion = 3;
     private static readonly byte[] Magic = "PRUNECKP"u8.ToArray();
+    private const int HeaderBytes = 8 + 4 + 8;
     private const int MaxRank = 16;
+    private const int MaxNameLength = 4096;
+
+    /// <summary>
+    /// The largest checkpoint a pruner of these parameters can need: names and configs, one bit per element for the
+    /// masks, and up to 16 bytes per element for the criterion's state (a float64 sum needs 8).
+    /// </summary>
+    public static long MaxBytes(IEnumerable<long> parameterSizes) =>
+        (1 << 20) + parameterSizes.Sum(n => (n + 7) / 8 + 16 * n + 64 * 1024);
 
     public static void Write(string path, SavedPruner state)
     {
@@ -27,20 +40,20 @@ internal static class PrunerCheckpoint
         using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
         {
             w.Write(state.Step);
-            w.Write(state.Scope);
-            w.Write(state.Criterion);
-            w.Write(state.Granularity);
+            w.Write((int)state.Scope);
+            state.Criterion.Write(w);
+            state.Granularity.Write(w);
             w.Write(state.Masks.Count);
             foreach (SavedMask m in state.Masks)
             {
                 w.Write(m.Name);
-                w.Write(m.Schedule);
+                m.Schedule.Write(w);
                 w.Write(m.Shape.Length);
                 foreach (long d in m.Shape) w.Write(d);
                 w.Write(m.Target);
                 w.Write(m.LastUpdateStep);
-                w.Write(m.Pruned is not null);
-                if (m.Pruned is not null) w.Write(Pack(m.Pruned));
+                w.Write(m.Keep is not null);
+                if (m.Keep is not null) w.Write(Pack(m.Keep));
             }
             w.Write(state.CriterionState is not null);
             if (state.CriterionState is not null)
@@ -64,38 +77,47 @@ internal static class PrunerCheckpoint
         File.Move(temp, path, overwrite: true);
     }
 
-    public static SavedPruner Read(string path)
+    /// <summary>Reads and checks a checkpoint of at most <paramref name="maxBytes"/> bytes.</summary>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid checkpoint; the message names it and the problem.</exception>
+    public static SavedPruner Read(string path, long maxBytes)
     {
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            if (file.Length > maxBytes)
+                throw Bad(path, $"it is {file.Length} bytes, more than the {maxBytes} a checkpoint of this pruner can need");
+            bytes = new byte[file.Length];
+            file.ReadExactly(bytes);
         }
         catch (FileNotFoundException)
         {
             throw new FileNotFoundException($"Pruning checkpoint '{path}' does not exist.", path);
         }
 
-        if (bytes.Length < 24 || !bytes.AsSpan(0, 8).SequenceEqual(Magic))
+        if (bytes.Length < HeaderBytes + 4 || !bytes.AsSpan(0, 8).SequenceEqual(Magic))
             throw Bad(path, "it is not a pruning checkpoint (no PRUNECKP header)");
         uint version = BitConverter.ToUInt32(bytes, 8);
         if (version != FormatVersion)
             throw Bad(path, $"format version {version} is not supported (this library reads version {FormatVersion})");
         ulong length = BitConverter.ToUInt64(bytes, 12);
-        if (length != (ulong)(bytes.Length - 24))
-            throw Bad(path, $"the payload should be {length} bytes but the file holds {bytes.Length - 24} (truncated or extended)");
-        var payload = bytes.AsSpan(20, (int)length);
+        if (length != (ulong)(bytes.Length - HeaderBytes - 4))
+            throw Bad(path, $"the payload should be {length} bytes but the file holds {bytes.Length - HeaderBytes - 4} (truncated or extended)");
+        var payload = bytes.AsSpan(HeaderBytes, (int)length);
         if (Crc32.Compute(payload) != BitConverter.ToUInt32(bytes, bytes.Length - 4))
             throw Bad(path, "the checksum does not match (the file is corrupted)");
 
         try
         {
-            using var r = new BinaryReader(new MemoryStream(bytes, 20, (int)length, writable: false), Encoding.UTF8);
+            using var r = new BinaryReader(new MemoryStream(bytes, HeaderBytes, (int)length, writable: false), Encoding.UTF8);
             long remaining() => r.BaseStream.Length - r.BaseStream.Position;
             long step = r.ReadInt64();
-            string scope = r.ReadString();
-            string criterion = r.ReadString();
-            string granularity = r.ReadString();
+            if (step < 0) throw Bad(path, $"it claims step {step}");
+            var scope = (PruningScope)r.ReadInt32();
+            if (!Enum.IsDefined(scope)) throw Bad(path, $"it claims scope {(int)scope}");
+            ComponentConfig criterion = ComponentConfig.Read(r);
+            ComponentConfig granularity = ComponentConfig.Read(r);
             int count = r.ReadInt32();
             if (count < 0 || count > remaining())
                 throw Bad(path, $"it claims {count} masks");
@@ -103,7 +125,8 @@ internal static class PrunerCheckpoint
             for (int i = 0; i < count; i++)
             {
                 string name = r.ReadString();
-                string schedule = r.ReadString();
+                if (name.Length == 0 || name.Length > MaxNameLength) throw Bad(path, $"mask {i} has a name of {name.Length} characters");
+                ComponentConfig schedule = ComponentConfig.Read(r);
                 int rank = r.ReadInt32();
                 if (rank < 0 || rank > MaxRank)
                     throw Bad(path, $"mask '{name}' claims rank {rank}");
@@ -118,15 +141,15 @@ internal static class PrunerCheckpoint
                 }
                 double target = r.ReadDouble();
                 long last = r.ReadInt64();
-                byte[]? pruned = null;
+                bool[]? keep = null;
                 if (r.ReadBoolean())
                 {
                     long packed = (numel + 7) / 8;
                     if (packed > remaining())
                         throw Bad(path, $"mask '{name}' needs {packed} bytes but only {remaining()} remain");
-                    pruned = Unpack(r.ReadBytes((int)packed), numel);
+                    keep = Unpack(r.ReadBytes((int)packed), numel);
                 }
-                masks.Add(new SavedMask(name, schedule, shape, target, last, pruned));
+                masks.Add(new SavedMask(name, schedule, shape, target, last, keep));
             }
             byte[]? criterionState = null;
             if (r.ReadBoolean())
@@ -144,23 +167,61 @@ internal static class PrunerCheckpoint
         {
             throw Bad(path, "a record ends before its data");
         }
+        catch (InvalidDataException e) when (!e.Message.StartsWith("Pruning checkpoint", StringComparison.Ordinal))
+        {
+            throw Bad(path, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="saved"/> was written by a pruner configured like <paramref name="plan"/> and that its
+    /// masks are ones a pruner can hold (each keeps at least one element, targets in [0, 1), updates not after the step).
+    /// </summary>
+    /// <exception cref="InvalidDataException">It does not match, naming the file and what differs.</exception>
+    public static void Verify(SavedPruner saved, ResolvedPruning plan, string path)
+    {
+        InvalidDataException Mismatch(string what) => new($"Pruning checkpoint '{path}' does not match this pruner: {what}.");
+        if (saved.Scope != plan.Scope)
+            throw Mismatch($"it was saved with scope {saved.Scope}, this pruner uses {plan.Scope}");
+        if (saved.Criterion != plan.Criterion.Config)
+            throw Mismatch($"it was saved with criterion {saved.Criterion}, this pruner uses {plan.Criterion.Config}");
+        if (saved.Granularity != plan.Granularity.Config)
+            throw Mismatch($"it was saved with granularity {saved.Granularity}, this pruner uses {plan.Granularity.Config}");
+        var savedNames = saved.Masks.Select(m => m.Name).ToList();
+        if (!savedNames.SequenceEqual(plan.Parameters.Select(p => p.Name)))
+            throw Mismatch($"it holds [{string.Join(", ", savedNames)}], this pruner prunes [{string.Join(", ", plan.Parameters.Select(p => p.Name))}]");
+        for (int i = 0; i < plan.Parameters.Count; i++)
+        {
+            SavedMask s = saved.Masks[i];
+            ResolvedParameter p = plan.Parameters[i];
+            if (!s.Shape.SequenceEqual(p.Shape))
+                throw Mismatch($"'{s.Name}' has shape [{string.Join(", ", s.Shape)}] there and [{string.Join(", ", p.Shape)}] here");
+            if (s.Schedule != p.Schedule.Config)
+                throw Mismatch($"'{s.Name}' was scheduled {s.Schedule}, this pruner schedules {p.Schedule.Config}");
+            if (s.Keep is not null && Array.IndexOf(s.Keep, true) < 0)
+                throw Bad(path, $"the mask of '{s.Name}' prunes every element; a pruner always keeps at least one");
+            if ((s.Keep is not null) != (s.LastUpdateStep >= 0) || s.LastUpdateStep >= saved.Step)
+                throw Bad(path, $"the mask of '{s.Name}' was last updated at step {s.LastUpdateStep}, which does not fit step {saved.Step}");
+            if (!(double.IsNaN(s.Target) && s.Keep is null) && !(s.Target >= 0 && s.Target < 1))
+                throw Bad(path, $"the mask of '{s.Name}' has target {s.Target}");
+        }
     }
 
     private static InvalidDataException Bad(string path, string what) => new($"Pruning checkpoint '{path}' is invalid: {what}.");
 
-    private static byte[] Pack(byte[] flags)
+    private static byte[] Pack(bool[] flags)
     {
         var packed = new byte[(flags.Length + 7) / 8];
         for (int i = 0; i < flags.Length; i++)
-            if (flags[i] != 0) packed[i >> 3] |= (byte)(1 << (i & 7));
+            if (flags[i]) packed[i >> 3] |= (byte)(1 << (i & 7));
         return packed;
     }
 
-    private static byte[] Unpack(byte[] packed, long count)
+    private static bool[] Unpack(byte[] packed, long count)
     {
-        var flags = new byte[count];
+        var flags = new bool[count];
         for (int i = 0; i < flags.Length; i++)
-            flags[i] = (byte)((packed[i >> 3] >> (i & 7)) & 1);
+            flags[i] = ((packed[i >> 3] >> (i & 7)) & 1) != 0;
         return flags;
     }
 }

@@ -2,17 +2,6 @@ using TorchSharp.Modules;
 
 namespace Pruning.Criteria;
 
-/// <summary>A criterion with state that a checkpoint must carry (accumulated gradients, a random generator).</summary>
-public interface IStatefulCriterion : IPruningCriterion
-{
-    /// <summary>Writes the state; <see cref="LoadState"/> must read back exactly what this wrote.</summary>
-    void SaveState(BinaryWriter writer);
-
-    /// <summary>Replaces the state with one written by <see cref="SaveState"/>.</summary>
-    /// <exception cref="InvalidDataException">The state does not fit this criterion.</exception>
-    void LoadState(BinaryReader reader);
-}
-
 /// <summary>
 /// A criterion that learns from training between mask updates. The pruner calls <see cref="Observe"/> at every step,
 /// after <c>optimizer.step()</c> and the re-masking, while <c>parameter.grad</c> still holds the step's gradient;

@@ -1,4 +1,4 @@
-using TorchSharp;
+using Pruning.Configuration;
 using static TorchSharp.torch;
 
 namespace Pruning.Criteria;
@@ -16,14 +16,10 @@ public interface IPruningCriterion
     /// <param name="parameterName">The parameter's name in the model (e.g. <c>fc1.weight</c>).</param>
     /// <param name="weight">The parameter's current values; masked entries are exactly zero.</param>
     Tensor Score(string parameterName, Tensor weight);
-}
 
-/// <summary>|w|: the criterion of Zhu &amp; Gupta (2017), tfmot and <c>l1_unstructured</c>.</summary>
-public sealed class MagnitudeCriterion : IPruningCriterion
-{
-    /// <inheritdoc />
-    public Tensor Score(string parameterName, Tensor weight) => weight.abs();
-
-    /// <inheritdoc />
-    public override string ToString() => "Magnitude";
+    /// <summary>
+    /// The criterion's value identity, stored in checkpoints. The default is the type's name; a criterion with
+    /// settings (a seed, a scale) includes them.
+    /// </summary>
+    ComponentConfig Config => new(GetType().Name);
 }

@@ -7,16 +7,17 @@ namespace Pruning.Masks;
 
 /// <summary>
 /// The mask of one pruned parameter. It lives outside the module (never a Parameter, never in the state_dict), so a
-/// pruned model still loads into a plain one. The parameter is looked up by name on every use, because
-/// <c>Module.to(device)</c> replaces Parameter objects.
+/// pruned model still loads into a plain one. The parameter is passed in on every use, because
+/// <c>Module.to(device)</c> replaces Parameter objects; every tensor made for it is made on its device and in its dtype.
 /// </summary>
 internal sealed class ParameterMask : IDisposable
 {
-    private byte[]? _host;   // 1 = pruned, row-major; the authoritative copy
-    private byte[]? _spare;  // the previous mask's array, reused by the next update (large arrays are costly to allocate)
-    private Tensor? _device; // keep-mask (1 = kept) in the parameter's dtype and on its device, built lazily from _host
+    private bool[]? _keep;   // true = kept, row-major; the authoritative copy
+    private bool[]? _spare;  // the previous mask's array, reused by the next update (large arrays are costly to allocate)
+    private Tensor? _device; // keep-mask (1 = kept) in the parameter's dtype and on its device, built lazily from _keep
     private Parameter? _builtFor; // the Parameter object _device was built for
-    private Tensor? _rows;        // per row: 1 if any element of the row is kept, built lazily
+    private float[]? _rowsAlive;  // per row: 1 if any element of the row is kept, built lazily
+    private readonly Dictionary<(DeviceType, int, ScalarType), Tensor> _rows = [];
 
     public ParameterMask(string name, long[] shape)
     {
@@ -34,7 +35,7 @@ internal sealed class ParameterMask : IDisposable
     public long Count { get; }
 
     /// <summary>Whether a mask has been computed yet; before the first update nothing is pruned.</summary>
-    public bool HasMask => _host is not null;
+    public bool HasMask => _keep is not null;
 
     /// <summary>Number of pruned positions.</summary>
     public long PrunedCount { get; private set; }
@@ -45,53 +46,49 @@ internal sealed class ParameterMask : IDisposable
     /// <summary>The step of the last update, or −1.</summary>
     public long LastUpdateStep { get; set; } = -1;
 
-    /// <summary>The current flags array itself (1 = pruned), or null before the first update; do not modify.</summary>
-    public byte[]? Current => _host;
+    /// <summary>The current keep-flags, or empty before the first update; do not modify.</summary>
+    public ReadOnlyMemory<bool> Current => _keep;
 
-    /// <summary>Replaces the mask; returns (newly pruned, revived) relative to the previous one.</summary>
-    public (long NewlyPruned, long Revived) Replace(byte[] pruned)
+    /// <summary>Replaces the mask (this object takes the array); returns (newly pruned, revived) relative to the previous one.</summary>
+    public (long NewlyPruned, long Revived) Replace(bool[] keep)
     {
-        if (pruned.LongLength != Count)
-            throw new ArgumentException($"Mask for '{Name}' has {pruned.LongLength} entries, the parameter {Count}.", nameof(pruned));
-        long count = CountOnes(pruned, null);
-        long revived = _host is null ? 0 : CountOnes(_host, pruned);
+        if (keep.LongLength != Count)
+            throw new ArgumentException($"Mask for '{Name}' has {keep.LongLength} entries, the parameter {Count}.", nameof(keep));
+        long pruned = Count - CountKept(keep, null);
+        long revived = _keep is null ? 0 : CountKept(keep, _keep);
         long before = PrunedCount;
-        _spare = _host;
-        _host = pruned;
-        PrunedCount = count;
-        _device?.Dispose();
-        _device = null;
-        _builtFor = null;
-        _rows?.Dispose();
-        _rows = null;
-        return (count - before + revived, revived);
+        _spare = _keep;
+        _keep = keep;
+        PrunedCount = pruned;
+        ForgetDeviceCopies();
+        return (pruned - before + revived, revived);
     }
 
-    /// <summary>An array of <see cref="Count"/> bytes to build the next mask in (its contents are undefined).</summary>
-    public byte[] NextBuffer()
+    /// <summary>An array of <see cref="Count"/> flags to build the next mask in (its contents are undefined).</summary>
+    public bool[] NextBuffer()
     {
-        byte[] buffer = _spare ?? new byte[Count];
+        bool[] buffer = _spare ?? new bool[Count];
         _spare = null;
         return buffer;
     }
 
-    /// <summary>Counts positions set in <paramref name="flags"/> (and clear in <paramref name="unless"/>), 8 at a time.</summary>
-    private static long CountOnes(byte[] flags, byte[]? unless)
+    /// <summary>Counts positions kept in <paramref name="keep"/> (and pruned in <paramref name="unlessKept"/>), 8 at a time.</summary>
+    private static long CountKept(bool[] keep, bool[]? unlessKept)
     {
-        ReadOnlySpan<ulong> a = MemoryMarshal.Cast<byte, ulong>(flags);
-        ReadOnlySpan<ulong> b = unless is null ? default : MemoryMarshal.Cast<byte, ulong>(unless);
+        ReadOnlySpan<ulong> a = MemoryMarshal.Cast<bool, ulong>(keep.AsSpan());
+        ReadOnlySpan<ulong> b = unlessKept is null ? default : MemoryMarshal.Cast<bool, ulong>(unlessKept.AsSpan());
         long count = 0;
         for (int i = 0; i < a.Length; i++)
-            count += System.Numerics.BitOperations.PopCount(unless is null ? a[i] : a[i] & ~b[i]);
-        for (int i = a.Length * 8; i < flags.Length; i++)
-            count += unless is null ? flags[i] : flags[i] & ~unless[i] & 1;
+            count += System.Numerics.BitOperations.PopCount(unlessKept is null ? a[i] : a[i] & ~b[i]);
+        for (int i = a.Length * 8; i < keep.Length; i++)
+            count += keep[i] && (unlessKept is null || !unlessKept[i]) ? 1 : 0;
         return count;
     }
 
     /// <summary>The keep-mask (1 = kept, 0 = pruned) in the dtype and on the device of <paramref name="parameter"/>; owned by this object.</summary>
     private Tensor Keep(Parameter parameter)
     {
-        if (_host is null)
+        if (_keep is null)
             throw new InvalidOperationException($"'{Name}' has no mask yet.");
         // A Parameter never changes device or dtype in place (Module.to makes new ones), so the keep-mask built for
         // this very object is still right, without asking libtorch again.
@@ -99,24 +96,32 @@ internal sealed class ParameterMask : IDisposable
             return _device;
 
         _device?.Dispose();
+        _device = KeepTensor(parameter.dtype, parameter.device);
+        _builtFor = parameter;
+        return _device;
+    }
+
+    /// <summary>A new keep-mask tensor (1 = kept; all ones before the first update) in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
+    public Tensor KeepTensor(ScalarType dtype, Device device)
+    {
+        if (_keep is null)
+            return torch.ones(Shape, dtype, device);
         using var scope = torch.NewDisposeScope();
         Tensor keep;
-        if (parameter.device_type == DeviceType.CPU && parameter.dtype == ScalarType.Float32)
+        if (device.type == DeviceType.CPU && dtype == ScalarType.Float32)
         {
             keep = torch.empty(Shape, ScalarType.Float32);
             Span<float> values = MemoryMarshal.Cast<byte, float>(keep.bytes);
             for (int i = 0; i < values.Length; i++)
-                values[i] = 1 - _host[i];
+                values[i] = _keep[i] ? 1f : 0f;
         }
         else
         {
-            var pruned = torch.empty(Shape, ScalarType.Bool);
-            _host.AsSpan().CopyTo(pruned.bytes);
-            keep = pruned.logical_not().to(parameter.dtype, parameter.device);
+            var flags = torch.empty(Shape, ScalarType.Bool);
+            MemoryMarshal.AsBytes(_keep.AsSpan()).CopyTo(flags.bytes);
+            keep = flags.to(dtype, device);
         }
-        _device = keep.DetachFromDisposeScope();
-        _builtFor = parameter;
-        return _device;
+        return keep.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -126,7 +131,7 @@ internal sealed class ParameterMask : IDisposable
     /// </summary>
     public void Apply(Parameter parameter, OptimizerStateHygiene? hygiene)
     {
-        if (_host is null || PrunedCount == 0)
+        if (_keep is null || PrunedCount == 0)
             return;
         Tensor keep = Keep(parameter);
         parameter.mul_(keep);
@@ -139,44 +144,59 @@ internal sealed class ParameterMask : IDisposable
     /// </summary>
     public void ApplyToRows(IEnumerable<Parameter> coupled, OptimizerStateHygiene? hygiene)
     {
-        if (_host is null || PrunedCount == 0)
+        if (_keep is null || PrunedCount == 0)
             return;
-        if (_rows is null)
+        foreach (Parameter p in coupled)
+        {
+            Tensor keep = Rows(p);
+            p.mul_(keep);
+            hygiene?.Clear(p, keep);
+        }
+    }
+
+    /// <summary>Per row, 1 when any element of it is kept, in the dtype and on the device of <paramref name="parameter"/>; cached.</summary>
+    private Tensor Rows(Parameter parameter)
+    {
+        var key = (parameter.device_type, parameter.device_index, parameter.dtype);
+        if (_rows.TryGetValue(key, out Tensor? cached)) return cached;
+        if (_rowsAlive is null)
         {
             long rows = Shape.Length == 0 ? 1 : Shape[0];
             long width = Count / Math.Max(rows, 1);
-            var alive = new float[rows];
+            _rowsAlive = new float[rows];
             for (long r = 0; r < rows; r++)
-                alive[r] = _host.AsSpan((int)(r * width), (int)width).IndexOf((byte)0) >= 0 ? 1 : 0;
-            _rows = torch.tensor(alive).DetachFromDisposeScope();
+                _rowsAlive[r] = _keep.AsSpan((int)(r * width), (int)width).IndexOf(true) >= 0 ? 1 : 0;
         }
-        foreach (Parameter p in coupled)
-        {
-            Tensor keep = _rows.to(p.dtype, p.device);
-            p.mul_(keep);
-            hygiene?.Clear(p, keep);
-            if (!ReferenceEquals(keep, _rows)) keep.Dispose();
-        }
+        using var host = torch.tensor(_rowsAlive);
+        Tensor tensor = host.to(parameter.dtype, parameter.device, copy: true).DetachFromDisposeScope();
+        _rows[key] = tensor;
+        return tensor;
     }
 
     /// <summary>Positions that are masked but whose value is not exactly zero (0 when masking works).</summary>
     public long MaskedNonzero(Parameter parameter)
     {
-        if (_host is null || PrunedCount == 0)
+        if (_keep is null || PrunedCount == 0)
             return 0;
         using var scope = torch.NewDisposeScope();
-        return parameter.detach().ne(0).logical_and(Keep(parameter).eq(0)).sum().item<long>();
+        return parameter.detach().ne(Interop.Scalars.Zero).logical_and(Keep(parameter).eq(Interop.Scalars.Zero)).sum().item<long>();
     }
 
-    /// <summary>Forgets the mask (nothing pruned) and frees its device copy.</summary>
-    public void Dispose()
+    private void ForgetDeviceCopies()
     {
         _device?.Dispose();
         _device = null;
         _builtFor = null;
-        _rows?.Dispose();
-        _rows = null;
-        _host = null;
+        foreach (Tensor t in _rows.Values) t.Dispose();
+        _rows.Clear();
+        _rowsAlive = null;
+    }
+
+    /// <summary>Forgets the mask (nothing pruned) and frees its device copies.</summary>
+    public void Dispose()
+    {
+        ForgetDeviceCopies();
+        _keep = null;
         _spare = null;
         PrunedCount = 0;
         Target = double.NaN;

@@ -1,4 +1,4 @@
-using System.Globalization;
+using Pruning.Configuration;
 
 namespace Pruning.Scheduling;
 
@@ -56,6 +56,5 @@ public sealed class ConstantSparsitySchedule : PruningSchedule
     public override PruningSchedule WithFinalSparsity(double finalSparsity) => new ConstantSparsitySchedule(finalSparsity, BeginStep, Frequency, EndStep);
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"ConstantSparsity(sparsity={FinalSparsity:R}, begin={BeginStep}, end={EndStep}, frequency={Frequency})");
+    public override ComponentConfig Config => new("ConstantSparsity", ("sparsity", FinalSparsity), ("begin", BeginStep), ("end", EndStep), ("frequency", Frequency));
 }

@@ -1,4 +1,4 @@
-using System.Globalization;
+using Pruning.Configuration;
 
 namespace Pruning.Scheduling;
 
@@ -50,9 +50,6 @@ public sealed class IterativeSchedule : PruningSchedule
     /// <inheritdoc />
     public override double FinalSparsity => _stages[^1];
 
-    /// <summary>The step at which stage <paramref name="stage"/> is cut.</summary>
-    public long StageStart(int stage) => BeginStep + stage * StepsPerStage;
-
     /// <inheritdoc />
     public override bool IsUpdateStep(long step) => step >= BeginStep && step <= EndStep && (step - BeginStep) % StepsPerStage == 0;
 
@@ -87,6 +84,5 @@ public sealed class IterativeSchedule : PruningSchedule
     }
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"Iterative(stages=[{string.Join(", ", _stages.Select(s => s.ToString("R", CultureInfo.InvariantCulture)))}], begin={BeginStep}, stepsPerStage={StepsPerStage})");
+    public override ComponentConfig Config => new("Iterative", ("stages", _stages), ("begin", BeginStep), ("stepsPerStage", StepsPerStage));
 }

@@ -1,4 +1,4 @@
-using System.Globalization;
+using Pruning.Configuration;
 
 namespace Pruning.Scheduling;
 
@@ -38,5 +38,5 @@ public sealed class OneShotSchedule : PruningSchedule
     public override PruningSchedule WithFinalSparsity(double finalSparsity) => new OneShotSchedule(finalSparsity, BeginStep);
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"OneShot(sparsity={FinalSparsity:R}, step={BeginStep})");
+    public override ComponentConfig Config => new("OneShot", ("sparsity", FinalSparsity), ("step", BeginStep));
 }

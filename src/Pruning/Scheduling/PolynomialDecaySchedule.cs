@@ -1,4 +1,4 @@
-using System.Globalization;
+using Pruning.Configuration;
 
 namespace Pruning.Scheduling;
 
@@ -98,6 +98,5 @@ public sealed class PolynomialDecaySchedule : PruningSchedule
         new PolynomialDecaySchedule(Math.Min(InitialSparsity, finalSparsity), finalSparsity, BeginStep, EndStep, Frequency, Power);
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"PolynomialDecay(initial={InitialSparsity:R}, final={FinalSparsity:R}, begin={BeginStep}, end={EndStep}, frequency={Frequency}, power={Power:R})");
+    public override ComponentConfig Config => new("PolynomialDecay", ("initial", InitialSparsity), ("final", FinalSparsity), ("begin", BeginStep), ("end", EndStep), ("frequency", Frequency), ("power", Power));
 }

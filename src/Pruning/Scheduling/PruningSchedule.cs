@@ -1,3 +1,5 @@
+using Pruning.Configuration;
+
 namespace Pruning.Scheduling;
 
 /// <summary>
@@ -48,8 +50,11 @@ public abstract class PruningSchedule
     /// <exception cref="ArgumentOutOfRangeException">The value does not fit this schedule.</exception>
     public abstract PruningSchedule WithFinalSparsity(double finalSparsity);
 
-    /// <summary>A stable description that names the schedule and all its parameters; checkpoints compare it.</summary>
-    public abstract override string ToString();
+    /// <summary>The schedule's value identity: its kind and every parameter; checkpoints store and compare it.</summary>
+    public abstract ComponentConfig Config { get; }
+
+    /// <summary>The schedule and all its parameters, e.g. <c>OneShot(sparsity=0.9, step=0)</c>.</summary>
+    public override string ToString() => Config.ToString();
 
     internal static void ValidateSparsity(double value, string paramName)
     {

@@ -6,7 +6,7 @@ using System.Runtime.Intrinsics;
 namespace Pruning.Selection;
 
 /// <summary>
-/// Marks exactly k elements with the smallest scores across one or more score arrays, in O(n): a radix select over
+/// Prunes exactly k elements with the smallest scores across one or more score arrays, in O(n): a radix select over
 /// order-preserving 32-bit keys (a histogram of the high 16 bits; a marking pass that also histograms the low bits of
 /// the threshold bucket; a pass over the chunks that hold that bucket), spread over the cores in fixed chunks and
 /// allocating nothing per element.
@@ -17,57 +17,47 @@ namespace Pruning.Selection;
 /// and ties never revive a pruned weight while pruning a live one. Each array's largest element (the last among
 /// equals) is protected, so at least one element of every array always survives. Scores must be finite.
 /// </remarks>
-internal static class SmallestSelector
+internal static class RadixSelector
 {
     private const int ChunkSize = 1 << 16;
 
     /// <summary>Gives the scores of array <c>index</c>; called many times per selection, from several threads.</summary>
     public delegate ReadOnlySpan<float> ScoreSource(int index);
 
-    /// <summary>The largest k that <c>Select</c> accepts for arrays of these lengths.</summary>
-    public static long MaxSelectable(IEnumerable<long> lengths) => lengths.Sum(n => Math.Max(n - 1, 0));
-
-    /// <inheritdoc cref="MaxSelectable(IEnumerable{long})"/>
-    public static long MaxSelectable(IReadOnlyList<float[]> scores) => MaxSelectable(scores.Select(s => (long)s.Length));
-
-    /// <summary>Sets <c>pruned[a][i] = 1</c> for exactly <paramref name="k"/> elements and 0 elsewhere.</summary>
-    public static void Select(IReadOnlyList<float[]> scores, long k, IReadOnlyList<byte[]> pruned)
-    {
-        if (scores.Count != pruned.Count)
-            throw new ArgumentException("One output array per score array is required.", nameof(pruned));
-        Select(i => scores[i], k, pruned);
-    }
-
-    /// <summary>Sets <c>pruned[a][i] = 1</c> for exactly <paramref name="k"/> elements and 0 elsewhere.</summary>
+    /// <summary>
+    /// Sets <c>keep[a][i] = false</c> for exactly <paramref name="k"/> elements and true elsewhere.
+    /// </summary>
     /// <param name="scores">The scores of each array.</param>
-    /// <param name="k">How many to prune.</param>
-    /// <param name="pruned">The output flags, one array per score array.</param>
-    /// <param name="previous">The current masks (1 = pruned), if any: among equal scores, already pruned elements are
-    /// pruned first, so ties cause no churn.</param>
-    public static void Select(ScoreSource scores, long k, IReadOnlyList<byte[]> pruned, IReadOnlyList<byte[]?>? previous = null)
+    /// <param name="k">How many to prune; at most Σ (length − 1), since every array keeps one element.</param>
+    /// <param name="keep">The output flags, one array per score array.</param>
+    /// <param name="previousKeep">The current keep-flags of each array (empty = no mask yet): among equal scores,
+    /// already pruned elements are pruned first, so ties cause no churn.</param>
+    public static void Select(ScoreSource scores, long k, IReadOnlyList<bool[]> keep, IReadOnlyList<ReadOnlyMemory<bool>>? previousKeep = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(k, MaxSelectable(pruned.Select(p => (long)p.Length)));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(k, keep.Sum(p => Math.Max(p.LongLength - 1, 0)));
         var chunks = new List<(int Array, int Start, int Length)>();
-        for (int a = 0; a < pruned.Count; a++)
+        for (int a = 0; a < keep.Count; a++)
         {
-            if (pruned[a].Length != scores(a).Length)
-                throw new ArgumentException($"Output array {a} has {pruned[a].Length} elements, its scores {scores(a).Length}.", nameof(pruned));
-            Array.Clear(pruned[a]);
-            for (int start = 0; start < pruned[a].Length; start += ChunkSize)
-                chunks.Add((a, start, Math.Min(ChunkSize, pruned[a].Length - start)));
+            if (keep[a].Length != scores(a).Length)
+                throw new ArgumentException($"Output array {a} has {keep[a].Length} elements, its scores {scores(a).Length}.", nameof(keep));
+            Array.Fill(keep[a], true);
+            for (int start = 0; start < keep[a].Length; start += ChunkSize)
+                chunks.Add((a, start, Math.Min(ChunkSize, keep[a].Length - start)));
         }
         if (k == 0)
             return;
 
         ReadOnlySpan<uint> Keys(int c) => MemoryMarshal.Cast<float, uint>(scores(chunks[c].Array).Slice(chunks[c].Start, chunks[c].Length));
-        ReadOnlySpan<byte> Before(int c) => previous?[chunks[c].Array] is { } prev ? prev.AsSpan(chunks[c].Start, chunks[c].Length) : default;
-        var keep = new (uint Key, int Index)[pruned.Count];
-        Array.Fill(keep, (0u, -1));
+        ReadOnlySpan<byte> Before(int c) => previousKeep is not null && !previousKeep[chunks[c].Array].IsEmpty
+            ? MemoryMarshal.Cast<bool, byte>(previousKeep[chunks[c].Array].Span.Slice(chunks[c].Start, chunks[c].Length)) : default;
+        Span<byte> Flags(int c) => MemoryMarshal.Cast<bool, byte>(keep[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length));
+        var largest = new (uint Key, int Index)[keep.Count];
+        Array.Fill(largest, (0u, -1));
 
         // Fixed chunks dealt round-robin to a few workers, one histogram each, so the result and the work per thread
         // do not depend on the thread pool, and small tensors do not pay for threads they cannot use.
-        long total = pruned.Sum(p => (long)p.Length);
+        long total = keep.Sum(p => (long)p.Length);
         int workers = (int)Math.Clamp(total / (4L * ChunkSize), 1, Math.Min(Environment.ProcessorCount, chunks.Count));
         int[][] histograms = Enumerable.Range(0, workers).Select(_ => ArrayPool<int>.Shared.Rent(65536)).ToArray();
         try
@@ -87,9 +77,9 @@ internal static class SmallestSelector
             int[] high = Sum(histograms);
 
             for (int c = 0; c < chunks.Count; c++)
-                if (keep[chunks[c].Array].Index < 0 || chunkMax[c].Key >= keep[chunks[c].Array].Key)
-                    keep[chunks[c].Array] = chunkMax[c];
-            foreach (var (key, _) in keep.Where(e => e.Index >= 0))
+                if (largest[chunks[c].Array].Index < 0 || chunkMax[c].Key >= largest[chunks[c].Array].Key)
+                    largest[chunks[c].Array] = chunkMax[c];
+            foreach (var (key, _) in largest.Where(e => e.Index >= 0))
                 high[key >> 16]--;
             uint bucket = Locate(high, ref k);
 
@@ -102,10 +92,10 @@ internal static class SmallestSelector
                 Array.Clear(local, 0, 65536);
                 for (int c = w; c < chunks.Count; c += workers)
                 {
-                    Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-                    int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                    Span<byte> p = Flags(c);
+                    int protectedIndex = largest[chunks[c].Array].Index - chunks[c].Start;
                     inBucket[c] = MarkBelowAndCount(Keys(c), p, bucket, local, protectedIndex);
-                    if ((uint)protectedIndex < (uint)p.Length) p[protectedIndex] = 0;
+                    if ((uint)protectedIndex < (uint)p.Length) p[protectedIndex] = 1;
                 }
             });
             uint threshold = bucket << 16 | Locate(Sum(histograms), ref k);
@@ -117,18 +107,18 @@ internal static class SmallestSelector
             {
                 if (inBucket[c] == 0) continue;
                 ReadOnlySpan<uint> s = Keys(c);
-                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                Span<byte> p = Flags(c);
                 ReadOnlySpan<byte> before = Before(c);
-                int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                int protectedIndex = largest[chunks[c].Array].Index - chunks[c].Start;
                 for (int i = 0; i < s.Length; i++)
                 {
                     uint key = Key(s[i]);
                     if (key >> 16 != bucket || i == protectedIndex) continue;
                     if (key < threshold)
-                        p[i] = 1;
-                    else if (key == threshold && (before.IsEmpty ? markedTies < ties : before[i] == 1))
+                        p[i] = 0;
+                    else if (key == threshold && (before.IsEmpty ? markedTies < ties : before[i] == 0))
                     {
-                        p[i] = 1;
+                        p[i] = 0;
                         markedTies++;
                     }
                 }
@@ -138,18 +128,18 @@ internal static class SmallestSelector
             {
                 if (inBucket[c] == 0) continue;
                 ReadOnlySpan<uint> s = Keys(c);
-                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
+                Span<byte> p = Flags(c);
                 for (int i = s.Length - 1; i >= 0 && markedTies > ties; i--)
-                    if (p[i] == 1 && Key(s[i]) == threshold) { p[i] = 0; markedTies--; }
+                    if (p[i] == 0 && Key(s[i]) == threshold) { p[i] = 1; markedTies--; }
             }
             for (int c = 0; c < chunks.Count && markedTies < ties; c++)
             {
                 if (inBucket[c] == 0) continue;
                 ReadOnlySpan<uint> s = Keys(c);
-                Span<byte> p = pruned[chunks[c].Array].AsSpan(chunks[c].Start, chunks[c].Length);
-                int protectedIndex = keep[chunks[c].Array].Index - chunks[c].Start;
+                Span<byte> p = Flags(c);
+                int protectedIndex = largest[chunks[c].Array].Index - chunks[c].Start;
                 for (int i = 0; i < s.Length && markedTies < ties; i++)
-                    if (p[i] == 0 && i != protectedIndex && Key(s[i]) == threshold) { p[i] = 1; markedTies++; }
+                    if (p[i] == 1 && i != protectedIndex && Key(s[i]) == threshold) { p[i] = 0; markedTies++; }
             }
         }
         finally
@@ -196,7 +186,7 @@ internal static class SmallestSelector
         return (best, bestIndex);
     }
 
-    /// <summary>Sets p[i] = 1 where the key's high 16 bits are below <paramref name="bucket"/>, else 0; counts the low
+    /// <summary>Sets p[i] = 0 (pruned) where the key's high 16 bits are below <paramref name="bucket"/>, else 1; counts the low
     /// 16 bits of the keys in the bucket (but <paramref name="protectedIndex"/>) into <paramref name="low"/>.</summary>
     /// <returns>How many keys lie in the bucket.</returns>
     private static int MarkBelowAndCount(ReadOnlySpan<uint> s, Span<byte> p, uint bucket, int[] low, int protectedIndex)
@@ -216,7 +206,7 @@ internal static class SmallestSelector
                 var below = Vector256.Narrow(
                     Vector256.Narrow(Vector256.LessThan(b0, target), Vector256.LessThan(b1, target)),
                     Vector256.Narrow(Vector256.LessThan(b2, target), Vector256.LessThan(b3, target)));
-                (below & one).CopyTo(p.Slice(i, Width));
+                Vector256.AndNot(one, below).CopyTo(p.Slice(i, Width));
                 var equal = Vector256.Equals(b0, target) | Vector256.Equals(b1, target) | Vector256.Equals(b2, target) | Vector256.Equals(b3, target);
                 if (equal == Vector256<uint>.Zero) continue;
                 for (int j = i; j < i + Width; j++)
@@ -229,7 +219,7 @@ internal static class SmallestSelector
         for (; i < s.Length; i++)
         {
             uint key = Key(s[i]);
-            p[i] = key >> 16 < bucket ? (byte)1 : (byte)0;
+            p[i] = key >> 16 < bucket ? (byte)0 : (byte)1;
             if (key >> 16 == bucket && i != protectedIndex) { low[key & 0xFFFF]++; count++; }
         }
         return count;

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Pruning.Export;
+namespace Pruning.Interop;
 
 /// <summary>
 /// libtorch's OpenMP workers spin for a while after every parallel torch call. In a process that also runs the sparse

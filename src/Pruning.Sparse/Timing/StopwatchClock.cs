@@ -1,0 +1,18 @@
+using System.Diagnostics;
+
+namespace Pruning.Sparse.Timing;
+
+/// <summary>The real clock (<see cref="Stopwatch"/>).</summary>
+public sealed class StopwatchClock : ILatencyClock
+{
+    private StopwatchClock() { }
+
+    /// <summary>The shared instance.</summary>
+    public static StopwatchClock Instance { get; } = new();
+
+    /// <inheritdoc />
+    public long Timestamp() => Stopwatch.GetTimestamp();
+
+    /// <inheritdoc />
+    public double TicksPerMillisecond => Stopwatch.Frequency / 1000.0;
+}

@@ -1,0 +1,38 @@
+using System.Globalization;
+using System.Text;
+
+namespace Pruning.Analysis;
+
+/// <summary>The outcome of <see cref="NetAdapt.Run"/> or <see cref="ChannelNetAdapt.Run"/>.</summary>
+/// <param name="Iterations">The kept proposal of every iteration.</param>
+/// <param name="Sparsities">Per weight, its final sparsity (for channel NetAdapt, the fraction of its channels
+/// removed): ready for <see cref="ParameterOverride.FinalSparsities"/>.</param>
+/// <param name="Channels">For channel NetAdapt, the channels each layer keeps; null otherwise.</param>
+/// <param name="DenseLatencyMilliseconds">The table's estimate for the unpruned model.</param>
+/// <param name="LatencyMilliseconds">The table's estimate after the last iteration.</param>
+/// <param name="BudgetMilliseconds">The latency aimed for.</param>
+/// <param name="BudgetMet">Whether the estimate reached the budget.</param>
+public sealed record NetAdaptResult(
+    IReadOnlyList<NetAdaptIteration> Iterations,
+    IReadOnlyDictionary<string, double> Sparsities,
+    IReadOnlyDictionary<string, long>? Channels,
+    double DenseLatencyMilliseconds,
+    double LatencyMilliseconds,
+    double BudgetMilliseconds,
+    bool BudgetMet)
+{
+    /// <summary>The iteration table (latencies in µs).</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"dense latency {DenseLatencyMilliseconds * 1000:F1} µs, budget {BudgetMilliseconds * 1000:F1} µs");
+        text.AppendLine($"iter  {"layer",-20}  {(Channels is null ? "sparsity" : "channels"),8}  latency µs      metric  proposals");
+        foreach (var it in Iterations)
+        {
+            string cut = it.Channels is long c ? c.ToString(CultureInfo.InvariantCulture) : it.Sparsity.ToString("P1", CultureInfo.InvariantCulture);
+            text.AppendLine(CultureInfo.InvariantCulture, $"{it.Iteration,4}  {it.Layer,-20}  {cut,8}  {it.LatencyMilliseconds * 1000,10:F1}  {it.Metric,10:G5}  {it.ProposalsTried,9}");
+        }
+        text.Append(BudgetMet ? "budget met" : "budget NOT met: no layer can be pruned further within the measured candidates");
+        return text.ToString();
+    }
+}

@@ -1,0 +1,15 @@
+using Pruning.Criteria;
+using Pruning.Grouping;
+using Pruning.Scheduling;
+using Pruning.Selection;
+
+namespace Pruning;
+
+/// <summary>One pruned parameter as the plan has it: its schedule (override applied), bounds and coupled 1-D parameters.</summary>
+internal sealed record ResolvedParameter(string Name, long[] Shape, PruningSchedule Schedule, SparsityRange Bounds, IReadOnlyList<string> Coupled)
+{
+    public long Count { get; } = Shape.Aggregate(1L, (a, b) => a * b);
+}
+
+/// <summary>Validated <see cref="PruningOptions"/> for one model: immutable, what a <see cref="GradualPruner"/> follows.</summary>
+internal sealed record ResolvedPruning(IReadOnlyList<ResolvedParameter> Parameters, PruningScope Scope, IPruningCriterion Criterion, PruningGranularity Granularity);
