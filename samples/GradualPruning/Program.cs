@@ -63,9 +63,15 @@ internal sealed class RowRelativeMagnitude : IPruningCriterion
 {
     public Tensor Score(string parameterName, Tensor weight)
     {
-        var magnitude = weight.abs();
-        var (rowMax, _) = magnitude.max(1, keepdim: true);
-        return magnitude / (rowMax + 1e-12);
+        // Scalars held in variables until after the calls that read them (see the README's "Known issue").
+        using var epsilon = 1e-12.ToScalar();
+        using var one = 1.ToScalar();
+        using var magnitude = weight.abs();
+        var (rowMax, indices) = magnitude.max(1, keepdim: true);
+        using (indices)
+        using (rowMax)
+        using (var denominator = rowMax.add(epsilon, one))
+            return magnitude.div(denominator);
     }
 
     public override string ToString() => "RowRelativeMagnitude";

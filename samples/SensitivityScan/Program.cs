@@ -6,11 +6,13 @@
 //     channels, timed with TorchSharp, ending in a physically smaller model;
 //  4. the same on a small CNN: scans by weight and by filter → sensitivity-cnn.csv/png, uniform vs derived ratios,
 //     and NetAdapt on the sparse runtime (where sparse convolutions run as direct sparse convolutions).
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Pruning;
 using Pruning.Analysis;
 using Pruning.Export;
+using Pruning.Interop;
 using Pruning.Samples;
 using Pruning.Scheduling;
 using Pruning.Sparse;
@@ -21,30 +23,30 @@ using static TorchSharp.torch;
 
 OpenMpWaiting.MakePassive();
 
-bool quick = false, cnnPart = true;
-int seeds = 0, seed0 = 1;
-double total = 0.9;
-string data = FashionMnist.DefaultDirectory, outDir = Path.Combine("out", "sensitivity-scan");
-string? summaryJson = null;
-for (int i = 0; i < args.Length; i++)
+var quickOption = new Option<bool>("--quick") { Description = "A short run (about half a minute): fewer images, epochs, ratios and timing runs." };
+var seedsOption = new Option<int>("--seeds") { Description = "Seeds per trained configuration (default 3, or 1 with --quick)." };
+var seedOption = new Option<int>("--seed") { Description = "The first seed.", DefaultValueFactory = _ => 1 };
+var sparsityOption = new Option<double>("--sparsity") { Description = "The total sparsity the allocations aim for, in [0, 1).", DefaultValueFactory = _ => 0.9 };
+var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
+var outOption = new Option<string>("--out") { Description = "Directory for the CSV and PNG files.", DefaultValueFactory = _ => Path.Combine("out", "sensitivity-scan") };
+var summaryOption = new Option<string?>("--summary-json") { Description = "Write the results as JSON to this file." };
+var noCnnOption = new Option<bool>("--no-cnn") { Description = "Skip the CNN part." };
+var root = new RootCommand("Sensitivity scan, derived vs uniform per-layer ratios, one-shot vs iterative vs gradual, and NetAdapt, on LeNet-300-100 and a small CNN (Fashion-MNIST).")
 {
-    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
-    switch (args[i])
-    {
-        case "--quick": quick = true; break;
-        case "--seeds": seeds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--seed": seed0 = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--sparsity": total = double.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--data": data = Next(); break;
-        case "--out": outDir = Next(); break;
-        case "--summary-json": summaryJson = Next(); break;
-        case "--no-cnn": cnnPart = false; break;
-        default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N --seed N --sparsity S (0.9) --data DIR --out DIR (out/...) --summary-json FILE --no-cnn");
-            return 2;
-    }
-}
+    quickOption, seedsOption, seedOption, sparsityOption, dataOption, outOption, summaryOption, noCnnOption,
+};
+root.SetAction(parse => Run(parse.GetValue(quickOption), parse.GetValue(seedsOption), parse.GetValue(seedOption), parse.GetValue(sparsityOption),
+    parse.GetValue(dataOption)!, parse.GetValue(outOption)!, parse.GetValue(summaryOption), !parse.GetValue(noCnnOption)));
+return root.Parse(args).Invoke();
+
+static int Run(bool quick, int seeds, int seed0, double total, string data, string outDir, string? summaryJson, bool cnnPart)
+{
 if (seeds <= 0) seeds = quick ? 1 : 3;
+if (!(total >= 0 && total < 1))
+{
+    Console.Error.WriteLine($"--sparsity must be in [0, 1); got {total}.");
+    return 2;
+}
 
 FashionMnist all, test;
 try
@@ -85,7 +87,7 @@ var derivedAcc = new List<double>();
 for (int s = seed0; s < seed0 + seeds; s++)
 {
     uniformAcc.Add(TrainPruned(new PruningOptions { Schedule = schedule }, s));
-    derivedAcc.Add(TrainPruned(new PruningOptions { Schedule = schedule, SparsityOverrides = derived.ToDictionary() }, s));
+    derivedAcc.Add(TrainPruned(new PruningOptions { Schedule = schedule, Overrides = ParameterOverride.FinalSparsities(derived) }, s));
 }
 Console.WriteLine($"\n{"allocation",-28} {"per-layer sparsity (fc1 / fc2 / fc3)",-38} test accuracy ({seeds} seed(s))");
 Console.WriteLine($"{"uniform",-28} {$"{total:P1} / {total:P1} / {total:P1}",-38} {Stats(uniformAcc)}");
@@ -117,7 +119,7 @@ foreach (var (name, sched) in methods)
 summary["one_shot_vs_iterative_vs_gradual"] = methodRows;
 
 // ── 3. NetAdapt to a latency budget (batch 1, the sparse runtime's kernels) ─────────────────────────────────
-var table = LatencyTable.Measure(dense, new FeatureShape(784), [0.5, 0.7, 0.8, 0.9, 0.95, 0.98], batch: 1, runs: quick ? 15 : 41);
+var table = LatencyTable.MeasureSparse(dense, new FeatureShape(784), [0.5, 0.7, 0.8, 0.9, 0.95, 0.98], batch: 1, runs: quick ? 15 : 41);
 Console.WriteLine($"\nMeasured latency table:\n{table}");
 var adapted = Copy(dense);
 int shortTerm = quick ? 30 : 100;
@@ -149,7 +151,7 @@ Console.WriteLine($"\nNetAdapt (short-term fine-tune {shortTerm} steps per propo
 Train(adapted, train, budget, o => new GradualPruner(adapted, new PruningOptions
 {
     Schedule = new ConstantSparsitySchedule(netadapt.Sparsities.Values.Max(), 0, 100),
-    SparsityOverrides = netadapt.Sparsities.ToDictionary(),
+    Overrides = ParameterOverride.FinalSparsities(netadapt.Sparsities),
 }, o), seed0);
 double adaptedAcc = testSet.Accuracy(adapted);
 double measuredDense = RunTime(SparseExport.ToSparseModel(dense, new FeatureShape(784)));
@@ -165,7 +167,7 @@ summary["netadapt"] = new Dictionary<string, object>
 
 // ── 3b. NetAdapt with channels and TorchSharp latencies (batch 64): the model gets physically smaller ─────────────
 var channelModel = Copy(dense);
-var channelTable = ChannelLatencyTable.Measure(channelModel, [784], batch: 64, runs: quick ? 15 : 41);
+var channelTable = LatencyTable.MeasureDense(channelModel, [784], batch: 64, runs: quick ? 15 : 41);
 var channelResult = ChannelNetAdapt.Run(channelModel, channelTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt over channels (TorchSharp latency table, batch 64, {channelTable.Measured.Count} entries timed):\n{channelResult}");
 // Long-term fine-tune with the channels held (row granularity, coupled bias), then remove them for real.
@@ -176,7 +178,7 @@ Train(channelModel, train, budget, o => new GradualPruner(channelModel, new Prun
     Targets = Pruning.Targets.PruningTargets.Default.Include([.. channelStructure.Layers.Select(l => l.Weight)]),
     Granularity = Pruning.Grouping.PruningGranularity.OutputChannels(),
     Channels = channelStructure,
-    SparsityOverrides = channelStructure.Layers.ToDictionary(l => l.Weight, l => 1 - (double)channelResult.Channels[l.Producer] / l.Channels),
+    Overrides = ParameterOverride.FinalSparsities(channelResult.Sparsities),
 }, o), seed0);
 var shrunk = channelStructure.Shrink();
 double shrunkAcc = testSet.Accuracy(shrunk), channelMaskedAcc = testSet.Accuracy(channelModel);
@@ -201,7 +203,7 @@ Console.WriteLine($"After long-term fine-tuning and Shrink: {string.Join(" / ", 
     $"test accuracy {shrunkAcc:P2} (masked {channelMaskedAcc:P2}, dense {testSet.Accuracy(dense):P2}); TorchSharp at batch 64: {shrunkTorch:F3} ms vs dense {denseTorch:F3} ms ({denseTorch / shrunkTorch:F2}× faster; table estimate {channelResult.DenseLatencyMilliseconds / channelResult.LatencyMilliseconds:F2}×).");
 summary["channel_netadapt"] = new Dictionary<string, object>
 {
-    ["iterations"] = channelResult.Iterations, ["channels"] = channelResult.Channels, ["budget_met"] = channelResult.BudgetMet,
+    ["iterations"] = channelResult.Iterations, ["channels"] = channelResult.Channels!, ["budget_met"] = channelResult.BudgetMet,
     ["table_dense_ms"] = channelResult.DenseLatencyMilliseconds, ["table_final_ms"] = channelResult.LatencyMilliseconds,
     ["measured_dense_ms"] = denseTorch, ["measured_final_ms"] = shrunkTorch, ["test_accuracy"] = shrunkAcc,
 };
@@ -242,7 +244,7 @@ if (cnnPart)
     var cnnDerivedAcc = new List<double>();
     for (int s = seed0; s < seed0 + seeds; s++)
     {
-        foreach (var (options, into) in new[] { (new PruningOptions { Schedule = cnnSchedule }, cnnUniform), (new PruningOptions { Schedule = cnnSchedule, SparsityOverrides = cnnDerived.ToDictionary() }, cnnDerivedAcc) })
+        foreach (var (options, into) in new[] { (new PruningOptions { Schedule = cnnSchedule }, cnnUniform), (new PruningOptions { Schedule = cnnSchedule, Overrides = ParameterOverride.FinalSparsities(cnnDerived) }, cnnDerivedAcc) })
         {
             var model = Cnn(s);
             Train(model, cnnTrain, cnnSteps, o => new GradualPruner(model, options, o), s);
@@ -256,7 +258,7 @@ if (cnnPart)
     // NetAdapt on the sparse runtime: its latency table times the convolutions as the exported model runs them
     // (direct sparse convolution for sparse stride-1 filters).
     var cnnShape = new FeatureShape(1, 28, 28);
-    var cnnTable = LatencyTable.Measure(cnn, cnnShape, [0.5, 0.7, 0.8, 0.9, 0.95], batch: 1, runs: quick ? 15 : 41);
+    var cnnTable = LatencyTable.MeasureSparse(cnn, cnnShape, [0.5, 0.7, 0.8, 0.9, 0.95], batch: 1, runs: quick ? 15 : 41);
     Console.WriteLine($"\nCNN latency table (sparse runtime, batch 1):\n{cnnTable}");
     var cnnAdapted = Copy(cnn);
     var cnnNetAdapt = NetAdapt.Run(cnnAdapted, cnnTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
@@ -264,7 +266,7 @@ if (cnnPart)
     Train(cnnAdapted, cnnTrain, quick ? cnnStepsPerEpoch : 2 * cnnStepsPerEpoch, o => new GradualPruner(cnnAdapted, new PruningOptions
     {
         Schedule = new ConstantSparsitySchedule(cnnNetAdapt.Sparsities.Values.Max(), 0, 100),
-        SparsityOverrides = cnnNetAdapt.Sparsities.ToDictionary(),
+        Overrides = ParameterOverride.FinalSparsities(cnnNetAdapt.Sparsities),
     }, o), seed0);
     double cnnAdaptedAcc = testSet.Accuracy(cnnAdapted, asImages: true);
     SparseModel cnnDenseRuntime = SparseExport.ToSparseModel(cnn, cnnShape), cnnAdaptedRuntime = SparseExport.ToSparseModel(cnnAdapted, cnnShape);
@@ -289,6 +291,7 @@ double TrainPruned(PruningOptions options, int seed)
     var model = Mlp(seed);
     Train(model, train, trainSteps, o => new GradualPruner(model, options, o), seed);
     return testSet.Accuracy(model);
+}
 }
 
 static double[] Stages(double final) => [final * 0.5 / 0.9, final * 0.7 / 0.9, final * 0.8 / 0.9, final];

@@ -6,6 +6,7 @@ using System.Globalization;
 using System.Text.Json;
 using Pruning;
 using Pruning.Export;
+using Pruning.Interop;
 using Pruning.Samples;
 using Pruning.Scheduling;
 using Pruning.Sparse;

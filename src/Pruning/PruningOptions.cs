@@ -66,7 +66,7 @@ public sealed class PruningOptions
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"PruningOptions.Targets: {e.Message}", "options", e);
+            throw new ArgumentException($"PruningOptions.Targets: {e.Bare()}", "options", e);
         }
         foreach (var (name, value) in Overrides)
         {
@@ -77,7 +77,7 @@ public sealed class PruningOptions
             if (value.Schedule is not null && value.FinalSparsity is not null)
                 throw new ArgumentException($"PruningOptions.Overrides['{name}'] has both a schedule and a final sparsity; give it one.", "options");
             if (Scope == PruningScope.Global && (value.Schedule is not null || value.FinalSparsity is not null))
-                throw new ArgumentException($"PruningOptions.Overrides['{name}'] sets a schedule or final sparsity, which a global ranking cannot honour (it has one schedule); steer it with Bounds instead.", "options");
+                throw new ArgumentException($"PruningOptions.Overrides['{name}'] sets a schedule or final sparsity, which a global ranking (PruningScope.Global) cannot honour: it has one schedule; steer it with Bounds instead.", "options");
         }
         if (Scope == PruningScope.Global && Granularity.RunLength > 0)
             throw new ArgumentException($"{Granularity} gives every run of {Granularity.RunLength} its own budget, so it cannot share a global ranking; use PruningScope.LayerWise.", "options");
@@ -96,7 +96,7 @@ public sealed class PruningOptions
             }
             catch (ArgumentException e)
             {
-                throw new ArgumentException($"PruningOptions.Granularity: {e.Message}", "options", e);
+                throw new ArgumentException($"PruningOptions.Granularity: {e.Bare()}", "options", e);
             }
             if (schedule.FinalSparsity > Granularity.MaxSparsity + 1e-12)
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,

@@ -3,7 +3,7 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
-Pruning.Export.OpenMpWaiting.MakePassive();
+Pruning.Interop.OpenMpWaiting.MakePassive();
 if (args is ["quick", ..])
 {
     // With kernel options (--rows, --sparsity, --batch, --threads, --json …): the sparse kernels against TorchSharp.

@@ -33,7 +33,7 @@ public sealed class GradualPrunerTests
         var report = pruner.Report();
         foreach (var layer in report.Layers)
         {
-            (layer.Total - layer.Nonzero).Should().Be(GradualPruner.PrunedCount(sparsity, layer.Total), layer.Name);
+            (layer.Total - layer.Nonzero).Should().Be(MaskSelector.PrunedCount(sparsity, layer.Total), layer.Name);
             layer.MaskedNonzero.Should().Be(0);
         }
         report.Layers.Select(l => l.Name).Should().Equal("fc1.weight", "fc2.weight", "fc3.weight");
@@ -66,7 +66,7 @@ public sealed class GradualPrunerTests
         pruner.Step();
 
         var report = pruner.Report();
-        (report.Total - report.Nonzero).Should().Be(GradualPruner.PrunedCount(0.8, report.Total));
+        (report.Total - report.Nonzero).Should().Be(MaskSelector.PrunedCount(0.8, report.Total));
         report.Layers.Single(l => l.Name == "fc3.weight").Sparsity.Should().BeLessThan(0.5);
         report.Layers.Single(l => l.Name == "fc2.weight").Sparsity.Should().BeGreaterThan(0.8, "fc2 starts with the smallest weights (fan-in 32)");
         float largestPruned = 0, smallestKept = float.MaxValue;
@@ -121,7 +121,7 @@ public sealed class GradualPrunerTests
 
         pruner.Updates.Should().HaveCount(3);
         var fc1 = pruner.Updates.Select(u => u.Layers.Single(l => l.Name == "fc1.weight")).ToList();
-        fc1[0].NewlyPruned.Should().Be(GradualPruner.PrunedCount(0.2, 512));
+        fc1[0].NewlyPruned.Should().Be(MaskSelector.PrunedCount(0.2, 512));
         fc1[0].Revived.Should().Be(0);
         for (int i = 1; i < fc1.Count; i++)
             (fc1[i].NewlyPruned - fc1[i].Revived).Should().Be(fc1[i].Pruned - fc1[i - 1].Pruned);
@@ -147,7 +147,7 @@ public sealed class GradualPrunerTests
         var second = pruner.Step()!.Layers.Single(l => l.Name == "fc2.weight");
         second.Revived.Should().BeGreaterThan(0);
         second.NewlyPruned.Should().Be(second.Revived, "the target did not change");
-        second.Pruned.Should().Be(GradualPruner.PrunedCount(0.5, second.Total));
+        second.Pruned.Should().Be(MaskSelector.PrunedCount(0.5, second.Total));
         TestModels.Values(model.get_parameter("fc2.weight")!).Count(v => v == 0).Should().Be((int)(second.Pruned + second.Revived), "revived weights restart from zero");
     }
 
@@ -188,7 +188,7 @@ public sealed class GradualPrunerTests
         }
 
         updates.Should().Be(10);
-        TestModels.Values(fc1).Count(w => w == 0).Should().Be((int)GradualPruner.PrunedCount(0.8, fc1.numel()));
+        TestModels.Values(fc1).Count(w => w == 0).Should().Be((int)MaskSelector.PrunedCount(0.8, fc1.numel()));
     }
 
     [Theory]
@@ -295,7 +295,7 @@ public sealed class GradualPrunerTests
 
         TestModels.Values(model.call(x)).Should().Equal(before);
         report.Layers.Should().OnlyContain(l => l.MaskedNonzero == 0);
-        report.Layers.Sum(l => l.Total - l.Nonzero).Should().Be(report.Layers.Sum(l => GradualPruner.PrunedCount(0.75, l.Total)));
+        report.Layers.Sum(l => l.Total - l.Nonzero).Should().Be(report.Layers.Sum(l => MaskSelector.PrunedCount(0.75, l.Total)));
         model.state_dict().Keys.Should().BeEquivalentTo(TestModels.Mlp(0).state_dict().Keys);
         ((Action)(() => pruner.Step())).Should().Throw<ObjectDisposedException>();
 
@@ -329,7 +329,7 @@ public sealed class GradualPrunerTests
         var report = pruner.Report();
         report.Layers.Select(l => l.Name).Should().Equal("weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1");
         foreach (var layer in report.Layers)
-            (layer.Total - layer.Nonzero).Should().Be(GradualPruner.PrunedCount(0.9, layer.Total), layer.Name);
+            (layer.Total - layer.Nonzero).Should().Be(MaskSelector.PrunedCount(0.9, layer.Total), layer.Name);
     }
 
     [Fact]
@@ -339,7 +339,7 @@ public sealed class GradualPrunerTests
         var options = new PruningOptions
         {
             Schedule = new OneShotSchedule(0.9),
-            ScheduleOverrides = new Dictionary<string, PruningSchedule> { ["fc3.weight"] = new OneShotSchedule(0.5) },
+            Overrides = new Dictionary<string, ParameterOverride> { ["fc3.weight"] = new() { Schedule = new OneShotSchedule(0.5) } },
         };
         using var pruner = new GradualPruner(model, options);
         pruner.Step();
@@ -355,7 +355,7 @@ public sealed class GradualPrunerTests
         var options = new PruningOptions
         {
             Schedule = new PolynomialDecaySchedule(0.2, 0.8, 100, 110, 2),
-            ScheduleOverrides = new Dictionary<string, PruningSchedule> { ["fc3.weight"] = new OneShotSchedule(0.5, 105) },
+            Overrides = new Dictionary<string, ParameterOverride> { ["fc3.weight"] = new() { Schedule = new OneShotSchedule(0.5, 105) } },
         };
         using var pruner = new GradualPruner(model, options);
         var plan = pruner.Plan();
@@ -388,7 +388,7 @@ public sealed class GradualPrunerTests
         var unknown = () => new GradualPruner(model, new PruningOptions
         {
             Schedule = new OneShotSchedule(0.5),
-            ScheduleOverrides = new Dictionary<string, PruningSchedule> { ["fc9.weight"] = new OneShotSchedule(0.1) },
+            Overrides = new Dictionary<string, ParameterOverride> { ["fc9.weight"] = new() { Schedule = new OneShotSchedule(0.1) } },
         });
         unknown.Should().Throw<ArgumentException>().WithMessage("*'fc9.weight'*");
 
@@ -396,7 +396,7 @@ public sealed class GradualPrunerTests
         {
             Schedule = new OneShotSchedule(0.5),
             Scope = PruningScope.Global,
-            ScheduleOverrides = new Dictionary<string, PruningSchedule> { ["fc1.weight"] = new OneShotSchedule(0.1) },
+            Overrides = new Dictionary<string, ParameterOverride> { ["fc1.weight"] = new() { Schedule = new OneShotSchedule(0.1) } },
         });
         globalWithOverrides.Should().Throw<ArgumentException>().WithMessage("*Global*");
 

@@ -52,7 +52,7 @@ public static class SensitivityScan
             }
             catch (ArgumentException e)
             {
-                throw new ArgumentException(e.Message, nameof(options), e);
+                throw new ArgumentException(e.Bare(), nameof(options), e);
             }
         }
 

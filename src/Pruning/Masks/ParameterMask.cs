@@ -96,7 +96,7 @@ internal sealed class ParameterMask : IDisposable
             return _device;
 
         _device?.Dispose();
-        _device = KeepTensor(parameter.dtype, parameter.device);
+        _device = KeepTensor(parameter.dtype, parameter.device).DetachFromDisposeScope();
         _builtFor = parameter;
         return _device;
     }

@@ -55,14 +55,14 @@ public static class MaskSelector
         ArgumentNullException.ThrowIfNull(granularity);
         if (!Enum.IsDefined(scope)) throw new ArgumentOutOfRangeException(nameof(scope), scope, "Unknown scope.");
         if (layers.Count == 0) throw new ArgumentException("Give at least one layer to select from.", nameof(layers));
-        for (int j = 0; j < layers.Count; j++) Check(layers[j], j, granularity, keep[j]);
         if (scope == PruningScope.Global)
         {
             if (granularity.RunLength > 0)
                 throw new ArgumentException($"{granularity} gives every run of {granularity.RunLength} groups its own budget, so it cannot share a global ranking; use PruningScope.LayerWise.", nameof(scope));
-            if (layers.Any(l => l.Sparsity != layers[0].Sparsity))
-                throw new ArgumentException($"Under a global scope every layer carries the one model-wide target; got {string.Join(", ", layers.Select(l => $"'{l.Name}' {l.Sparsity}"))}.", nameof(layers));
+            if (layers.Any(l => l?.Sparsity != layers[0]?.Sparsity))
+                throw new ArgumentException($"Under a global scope every layer carries the one model-wide target; got {string.Join(", ", layers.Select(l => $"'{l?.Name}' {l?.Sparsity}"))}.", nameof(layers));
         }
+        for (int j = 0; j < layers.Count; j++) Check(layers[j], j, granularity, keep[j]);
 
         var units = new Units[layers.Count];
         try
@@ -131,7 +131,7 @@ public static class MaskSelector
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException(e.Message, "layers", e);
+            throw new ArgumentException(e.Bare(), "layers", e);
         }
     }
 

@@ -14,8 +14,8 @@ namespace Pruning.Selection;
 /// <remarks>
 /// Order is (score, previously pruned first, array index, element index): among equal scores an element that is
 /// already pruned goes first, then the earlier one, so the result is deterministic, independent of the thread count,
-/// and ties never revive a pruned weight while pruning a live one. Each array's largest element (the last among
-/// equals) is protected, so at least one element of every array always survives. Scores must be finite.
+/// and ties never revive a pruned weight while pruning a live one. Each array's largest element (among equals, the
+/// last one still kept, else the last) is protected, so at least one element of every array always survives. Scores must be finite.
 /// </remarks>
 internal static class RadixSelector
 {
@@ -79,6 +79,16 @@ internal static class RadixSelector
             for (int c = 0; c < chunks.Count; c++)
                 if (largest[chunks[c].Array].Index < 0 || chunkMax[c].Key >= largest[chunks[c].Array].Key)
                     largest[chunks[c].Array] = chunkMax[c];
+            // The survivor is the largest element in the selection's order: among equal largest scores, one that is
+            // still kept, so that keeping one never means reviving one.
+            for (int a = 0; a < largest.Length; a++)
+            {
+                ReadOnlySpan<bool> before = previousKeep is null ? default : previousKeep[a].Span;
+                if (largest[a].Index < 0 || before.IsEmpty || before[largest[a].Index]) continue;
+                ReadOnlySpan<uint> bits = MemoryMarshal.Cast<float, uint>(scores(a));
+                for (int i = bits.Length - 1; i >= 0; i--)
+                    if (before[i] && Key(bits[i]) == largest[a].Key) { largest[a] = (largest[a].Key, i); break; }
+            }
             foreach (var (key, _) in largest.Where(e => e.Index >= 0))
                 high[key >> 16]--;
             uint bucket = Locate(high, ref k);

@@ -1,6 +1,7 @@
 using Pruning.Analysis;
 using Pruning.Structure;
 using TorchSharp;
+using Pruning.Sparse.Timing;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -16,17 +17,24 @@ public class ChannelNetAdaptTests
         var model = nn.Sequential(("conv1", nn.Conv2d(1, 8, 3, padding: 1)), ("relu", nn.ReLU()), ("flat", nn.Flatten()), ("fc", nn.Linear(8 * 6 * 6, 4)));
         long reads = 0;
         var clock = new CountingClock(() => reads++);
-        var table = ChannelLatencyTable.Measure(model, [1, 6, 6], batch: 2, runs: 5, clock: clock);
-        table.Layers.Should().Equal("conv1", "fc");
-        double conv = table.Milliseconds("conv1", 1, 4);
+        var table = LatencyTable.MeasureDense(model, [1, 6, 6], batch: 2, runs: 5, clock: clock);
+        table.Layers.Should().Equal(new LatencyLayer("conv1.weight", 1, 8), new LatencyLayer("fc.weight", 8, 4));
+        reads.Should().Be(0, "nothing is timed before it is asked for");
+        double conv = table.Milliseconds(new LayerVariant("conv1.weight", 1, 4, 0));
         reads.Should().Be(10, "5 runs, a start and a stop each");
         conv.Should().Be(0.001, "the counting clock advances 1 µs per read");
-        table.Milliseconds("conv1", 1, 4).Should().Be(conv);
+        table.Milliseconds(new LayerVariant("conv1.weight", 1, 4, 0)).Should().Be(conv);
         reads.Should().Be(10, "the entry is cached");
         // A Linear behind a Flatten is timed with in-channels × H·W inputs: 3 channels → 108 features. It must not throw.
-        table.Milliseconds("fc", 3, 4).Should().BeGreaterThan(0);
-        table.Measured.Keys.Should().Contain(("fc", 3L, 4L));
+        table.Milliseconds(new LayerVariant("fc.weight", 3, 4, 0)).Should().BeGreaterThan(0);
+        table.Measured.Keys.Should().Contain(new LayerVariant("fc.weight", 3, 4, 0));
+        FluentActions.Invoking(() => table.Milliseconds(new LayerVariant("fc.weight", 9, 4, 0))).Should().Throw<ArgumentException>().WithMessage("*'fc.weight'*8→4*9→4*");
+        FluentActions.Invoking(() => table.Milliseconds(new LayerVariant("fc2.weight", 1, 1, 0))).Should().Throw<ArgumentException>().WithMessage("*'fc2.weight'*not in the latency table*");
     }
+
+    /// <summary>Latency ∝ in × out channels, for TestModels.Mlp (fc1 16→32, fc2 32→24, fc3 24→3).</summary>
+    private static LatencyTable ProductTable() =>
+        new([new("fc1.weight", 16, 32), new("fc2.weight", 32, 24), new("fc3.weight", 24, 3)], 1, measure: v => v.InChannels * v.OutChannels);
 
     private sealed class CountingClock(Action onRead) : ILatencyClock
     {
@@ -40,7 +48,7 @@ public class ChannelNetAdaptTests
     {
         var model = TestModels.Mlp(seed: 3);   // fc1 16→32, fc2 32→24, fc3 24→3
         // Latency ∝ in × out: dense 16·32 + 32·24 + 24·3 = 1352; budget 70 % = 946.4; ΔR = 135.2.
-        var table = new ChannelLatencyTable(["fc1", "fc2", "fc3"], (_, i, o) => i * o);
+        var table = ProductTable();
         var tried = new List<(string Layer, double Sparsity)>();
         var result = ChannelNetAdapt.Run(model, table, p =>
         {
@@ -50,12 +58,13 @@ public class ChannelNetAdaptTests
 
         // Iteration 1 (goal 1216.8): fc1 to 28 channels gives 1192; fc2 to 21 gives 1247, to 18 gives 1142. fc2 is kept.
         tried.Take(2).Select(t => t.Layer).Should().Equal("fc1.weight", "fc2.weight");
-        result.Iterations[0].Should().Be(new ChannelNetAdaptIteration(1, "fc2", 18, 1142, 1.0, 2));
+        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc2.weight", 0.25, 18, 1142, 1.0, 2));
         // Iteration 2 (goal 1006.8): fc2 to 12 gives 932, under the budget.
         result.Iterations.Should().HaveCount(2);
         result.Iterations[1].Channels.Should().Be(12);
         result.BudgetMet.Should().BeTrue();
-        result.Channels.Should().BeEquivalentTo(new Dictionary<string, long> { ["fc1"] = 32, ["fc2"] = 12, ["fc3"] = 3 });
+        result.Channels.Should().BeEquivalentTo(new Dictionary<string, long> { ["fc1.weight"] = 32, ["fc2.weight"] = 12, ["fc3.weight"] = 3 });
+        result.Sparsities.Should().BeEquivalentTo(new Dictionary<string, double> { ["fc1.weight"] = 0, ["fc2.weight"] = 0.5 });
 
         // The model holds the cut: 12 of fc2's 24 rows (and biases) are zero, and Shrink removes them without changing outputs.
         var w = model.get_parameter("fc2.weight")!.detach();
@@ -71,7 +80,7 @@ public class ChannelNetAdaptTests
     public void Remask_keeps_removed_channels_at_zero_during_fine_tuning()
     {
         var model = TestModels.Mlp(seed: 4);
-        var table = new ChannelLatencyTable(["fc1", "fc2", "fc3"], (_, i, o) => i * o);
+        var table = ProductTable();
         ChannelNetAdapt.Run(model, table, p =>
         {
             using (torch.no_grad()) foreach (var q in p.Model.parameters()) q.add_(0.01f);

@@ -1,5 +1,6 @@
 using Pruning.Analysis;
 using Pruning.Sparse.Layers;
+using Pruning.Sparse.Timing;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,14 +31,28 @@ public class NetAdaptTests
     {
         var model = TestModels.Mlp(seed: 1);
         // 3 layers × 2 candidates (0 and 0.5) × 3 runs, in measurement order.
-        long[] script = [10, 30, 20, /**/ 5, 7, 6, /**/ 40, 41, 42, /**/ 9, 8, 100, /**/ 3, 2, 1, /**/ 2, 2, 2];
-        var table = LatencyTable.Measure(model, new FeatureShape(16), [0.5], batch: 1, runs: 3, clock: new ScriptedClock(script));
-        table.Layers.Should().Equal("fc1.weight", "fc2.weight", "fc3.weight");
+        long[] script = [10, 30, 20, /**/ 5, 7, 6, /**/ 40, 41, 42, /**/ 9, 8, 100, /**/ 3, 2, 1, /**/ 2, 2, 2, /**/ 4, 6, 5];
+        var table = LatencyTable.MeasureSparse(model, new FeatureShape(16), [0.5], batch: 1, runs: 3, clock: new ScriptedClock(script));
+        table.Layers.Select(l => l.Name).Should().Equal("fc1.weight", "fc2.weight", "fc3.weight");
+        table.Layers[1].Should().Be(new LatencyLayer("fc2.weight", 32, 24));
         table.Candidates("fc1.weight").Should().Equal((0.0, 0.020), (0.5, 0.006));
         table.Candidates("fc2.weight").Should().Equal((0.0, 0.041), (0.5, 0.009));
         table.Candidates("fc3.weight").Should().Equal((0.0, 0.002), (0.5, 0.002));
-        table.Milliseconds("fc1.weight", 0.25).Should().BeApproximately(0.013, 1e-12);
+        table.Milliseconds("fc1.weight", 0.25).Should().Be(0.005, "a sparsity not measured yet is measured when asked for");
+        table.Measured.Should().HaveCount(7);
         table.Milliseconds(new Dictionary<string, double> { ["fc2.weight"] = 0.5 }).Should().BeApproximately(0.020 + 0.009 + 0.002, 1e-12);
+    }
+
+    [Fact]
+    public void A_table_measured_elsewhere_interpolates_between_its_sparsities_and_refuses_what_it_cannot_answer()
+    {
+        LatencyTable table = Table();
+        table.Milliseconds("fc1.weight", 0.25).Should().BeApproximately(8.0, 1e-12);
+        table.Milliseconds("fc1.weight", 0.95).Should().Be(2.0, "beyond the last measurement the last one holds");
+        FluentActions.Invoking(() => table.Milliseconds(new LayerVariant("fc1.weight", 16, 16, 0))).Should().Throw<ArgumentException>().WithMessage("*'fc1.weight'*16→16*");
+        FluentActions.Invoking(() => table.Milliseconds("fc4.weight", 0)).Should().Throw<ArgumentException>().WithMessage("*'fc4.weight'*fc1.weight, fc2.weight, fc3.weight*");
+        FluentActions.Invoking(() => new LatencyTable([new LatencyLayer("fc1.weight", 16, 32)], 1, [KeyValuePair.Create(new LayerVariant("fc1.weight", 16, 32, 0.5), 1.0)]))
+            .Should().Throw<ArgumentException>().WithMessage("*'fc1.weight'*dense*").Which.ParamName.Should().Be("measured");
     }
 
     [Fact]
@@ -58,12 +73,18 @@ public class NetAdaptTests
         ((LinearLayer)LatencyTable.WithRandomWeights(linear, 0.0, random)).Weight.NonZeros.Should().Be(70);
     }
 
-    private static LatencyTable Table() => new(new Dictionary<string, IReadOnlyList<(double, double)>>
+    /// <summary>A table measured elsewhere, for TestModels.Mlp (fc1 16→32, fc2 32→24, fc3 24→3).</summary>
+    private static LatencyTable Table()
     {
-        ["fc1.weight"] = [(0.0, 10.0), (0.5, 6.0), (0.7, 4.0), (0.9, 2.0)],
-        ["fc2.weight"] = [(0.0, 5.0), (0.5, 3.0), (0.7, 2.5), (0.9, 2.0)],
-        ["fc3.weight"] = [(0.0, 1.0), (0.5, 1.0)],
-    }, batch: 1);
+        LatencyLayer[] layers = [new("fc1.weight", 16, 32), new("fc2.weight", 32, 24), new("fc3.weight", 24, 3)];
+        var times = new Dictionary<string, (double, double)[]>
+        {
+            ["fc1.weight"] = [(0.0, 10.0), (0.5, 6.0), (0.7, 4.0), (0.9, 2.0)],
+            ["fc2.weight"] = [(0.0, 5.0), (0.5, 3.0), (0.7, 2.5), (0.9, 2.0)],
+            ["fc3.weight"] = [(0.0, 1.0), (0.5, 1.0)],
+        };
+        return new LatencyTable(layers, batch: 1, layers.SelectMany(l => times[l.Name].Select(t => KeyValuePair.Create(l.At(t.Item1), t.Item2))));
+    }
 
     [Fact]
     public void Each_iteration_proposes_the_smallest_cut_that_meets_the_step_and_keeps_the_best_metric()
@@ -79,7 +100,7 @@ public class NetAdaptTests
 
         // Dense 16 ms; budget 8; ΔR 3.2 ms. Iteration 1 goal 12.8: fc1 → 0.5 (10→6), fc2 → 0.9 cuts only 3 (to 13), the most it can.
         tried.Take(2).Should().Equal(("fc1.weight", 0.5), ("fc2.weight", 0.9));
-        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc1.weight", 0.5, 12.0, 1.0, 2));
+        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc1.weight", 0.5, null, 12.0, 1.0, 2));
         result.BudgetMet.Should().BeTrue();
         result.LatencyMilliseconds.Should().BeLessThanOrEqualTo(8.0);
         result.Sparsities["fc3.weight"].Should().Be(0, "fc3 never cuts latency");
@@ -113,7 +134,7 @@ public class NetAdaptTests
     [Fact]
     public void A_table_for_another_model_is_refused()
     {
-        var table = new LatencyTable(new Dictionary<string, IReadOnlyList<(double, double)>> { ["conv9.weight"] = [(0.0, 1.0)] }, 1);
+        var table = new LatencyTable([new LatencyLayer("conv9.weight", 3, 8)], 1, [KeyValuePair.Create(new LayerVariant("conv9.weight", 3, 8, 0), 1.0)]);
         FluentActions.Invoking(() => NetAdapt.Run(TestModels.Mlp(seed: 1), table, _ => 0)).Should().Throw<ArgumentException>().WithMessage("*'conv9.weight'*");
     }
 }

@@ -187,7 +187,7 @@ public sealed class CheckpointTests : IDisposable
         LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.5), Scope = PruningScope.Global }).Should().Throw<InvalidDataException>()
             .WithMessage("*scope LayerWise*Global*");
         LoadInto(path, options: new PruningOptions { Schedule = new OneShotSchedule(0.5), Granularity = Pruning.Grouping.PruningGranularity.OutputChannels() }).Should().Throw<InvalidDataException>()
-            .WithMessage("*granularity Element*OutputChannels(L1)*");
+            .WithMessage("*granularity Element*OutputChannels(norm=L1)*");
     }
 
     [Fact]

@@ -10,12 +10,11 @@ namespace Pruning.Tests.Grouping;
 [Collection(TorchCollection.Name)]
 public sealed class GranularityTests
 {
-    private static byte[] Select(PruningGranularity granularity, float[] scores, long[] shape, double sparsity)
+    /// <summary>Selects through the engine; returns pruned flags (1 = pruned).</summary>
+    private static byte[] Select(PruningGranularity granularity, float[] scores, long[] shape, double sparsity, bool[]? previousKeep = null)
     {
-        granularity.Validate("w", shape);
-        var pruned = new byte[scores.Length];
-        granularity.Select(scores, shape, sparsity, pruned);
-        return pruned;
+        var selected = MaskSelector.Select([new SelectionLayer("w", scores, shape) { Sparsity = sparsity, PreviousKeep = previousKeep }], granularity);
+        return selected[0].Keep.Select(k => k ? (byte)0 : (byte)1).ToArray();
     }
 
     // 4 rows of 3: row L1 norms 6, 0.6, 15, 3; L2² 14, 0.14, 77, 9; L∞ 3, 0.3, 6, 3.
@@ -158,10 +157,10 @@ public sealed class GranularityTests
     {
         var model = TestModels.Mlp(5);
         var tooSparse = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.9), Granularity = PruningGranularity.NOfM(2, 4) });
-        tooSparse.Should().Throw<ArgumentException>().WithMessage("*NOfM(2:4) prunes at most 50.0*'fc1.weight' ends at 90.0*");
+        tooSparse.Should().Throw<ArgumentException>().WithMessage("*NOfM(n=2, m=4) prunes at most 50.0*'fc1.weight' ends at 90.0*");
 
         var global = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Scope = PruningScope.Global, Granularity = PruningGranularity.NOfM(2, 4) });
-        global.Should().Throw<ArgumentException>().WithMessage("*NOfM(2:4)*cannot share a global ranking*");
+        global.Should().Throw<ArgumentException>().WithMessage("*NOfM(n=2, m=4)*cannot share a global ranking*");
 
         var untiled = () => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Granularity = PruningGranularity.Blocks(4, 4) });
         untiled.Should().Throw<ArgumentException>().WithMessage("*'fc3.weight'*");

@@ -2,14 +2,19 @@ using Pruning.Selection;
 
 namespace Pruning.Tests.Selection;
 
-public sealed class SmallestSelectorTests
+public sealed class RadixSelectorTests
 {
-    private static byte[] SelectOne(float[] scores, long k)
+    /// <summary>Runs the selector and returns pruned flags (1 = pruned), the inverse of the keep-flags it writes.</summary>
+    private static byte[][] Select(float[][] scores, long k, bool[][]? previousKeep = null)
     {
-        var pruned = new byte[scores.Length];
-        SmallestSelector.Select([scores], k, [pruned]);
-        return pruned;
+        var keep = scores.Select(s => new bool[s.Length]).ToArray();
+        RadixSelector.Select(a => scores[a], k, keep, previousKeep?.Select(p => (ReadOnlyMemory<bool>)p).ToList());
+        return keep.Select(flags => flags.Select(f => f ? (byte)0 : (byte)1).ToArray()).ToArray();
     }
+
+    private static byte[] SelectOne(float[] scores, long k) => Select([scores], k)[0];
+
+    private static long MaxSelectable(params float[][] scores) => scores.Sum(s => Math.Max(s.Length - 1, 0L));
 
     /// <summary>The plain reference: sort by (score, array, index), take the first k, sparing each array's last maximum.</summary>
     private static HashSet<(int, int)> Reference(float[][] scores, long k)
@@ -39,7 +44,7 @@ public sealed class SmallestSelectorTests
     {
         var rng = new Random(20230828 + n);
         float[] scores = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray();
-        long k = Math.Min(GradualPruner.PrunedCount(sparsity, n), SmallestSelector.MaxSelectable([scores]));
+        long k = Math.Min(MaskSelector.PrunedCount(sparsity, n), MaxSelectable(scores));
 
         byte[] pruned = SelectOne(scores, k);
 
@@ -52,7 +57,7 @@ public sealed class SmallestSelectorTests
     public void ExtremeSparsity_LeavesExactlyTheLargestWeight()
     {
         float[] scores = [0.3f, 0.9f, 0.1f, 0.5f, 0.9f, 0.2f, 0.05f];
-        byte[] pruned = SelectOne(scores, Math.Min(GradualPruner.PrunedCount(0.9999, 7), SmallestSelector.MaxSelectable([scores])));
+        byte[] pruned = SelectOne(scores, Math.Min(MaskSelector.PrunedCount(0.9999, 7), MaxSelectable(scores)));
         pruned.Should().Equal(1, 1, 1, 1, 0, 1, 1);
     }
 
@@ -66,14 +71,12 @@ public sealed class SmallestSelectorTests
     [Fact]
     public void Ties_PreferWhatIsAlreadyPruned_SoTiesNeverChurn()
     {
-        var pruned = new byte[6];
-        SmallestSelector.Select(_ => new float[] { 1, 1, 1, 1, 1, 1 }, 3, [pruned], [new byte[] { 0, 0, 1, 0, 1, 0 }]);
+        byte[] pruned = Select([[1, 1, 1, 1, 1, 1]], 3, [[true, true, false, true, false, true]])[0];
         pruned.Should().Equal([1, 0, 1, 0, 1, 0], "the two already pruned go first, then the lowest index");
 
         // Scores still come first: index 0 (score 0) goes, then the tie at 5 prefers the already pruned index 3, then
         // index 1. Index 4 was pruned but holds the largest score, and at least one weight survives.
-        pruned = new byte[5];
-        SmallestSelector.Select(_ => new float[] { 0, 5, 5, 5, 9 }, 3, [pruned], [new byte[] { 0, 0, 0, 1, 1 }]);
+        pruned = Select([[0, 5, 5, 5, 9]], 3, [[true, true, true, false, false]])[0];
         pruned.Should().Equal(1, 1, 0, 1, 0);
     }
 
@@ -103,10 +106,9 @@ public sealed class SmallestSelectorTests
             // Few distinct values force many ties across arrays.
             float[][] scores = Enumerable.Range(0, arrays)
                 .Select(_ => Enumerable.Range(0, rng.Next(1, maxLength)).Select(_ => rng.Next(-20, 20) / 4f * (rng.Next(2) == 0 ? 1 : -1)).ToArray()).ToArray();
-            long k = rng.NextInt64(0, SmallestSelector.MaxSelectable(scores) + 1);
-            var pruned = scores.Select(s => new byte[s.Length]).ToArray();
+            long k = rng.NextInt64(0, MaxSelectable(scores) + 1);
 
-            SmallestSelector.Select(scores, k, pruned);
+            byte[][] pruned = Select(scores, k);
 
             var actual = pruned.SelectMany((p, a) => p.Select((v, i) => (v, a, i))).Where(e => e.v == 1).Select(e => (e.a, e.i)).ToHashSet();
             actual.Order().Should().Equal(Reference(scores, k).Order(), $"trial {trial}, k = {k}");
@@ -118,8 +120,7 @@ public sealed class SmallestSelectorTests
     {
         float[] tiny = [1e-6f, 2e-6f, 3e-6f];
         float[] large = [5f, 6f, 7f, 8f];
-        var pruned = new[] { new byte[3], new byte[4] };
-        SmallestSelector.Select([tiny, large], 4, pruned);
+        byte[][] pruned = Select([tiny, large], 4);
         pruned[0].Should().Equal(1, 1, 0);
         pruned[1].Should().Equal(1, 1, 0, 0);
     }
