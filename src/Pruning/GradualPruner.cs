@@ -211,6 +211,10 @@ public sealed class GradualPruner : IDisposable
             {
                 throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} ends early.");
             }
+            catch (FormatException e)
+            {
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} is malformed ({e.Message}).", e);
+            }
             catch (InvalidDataException e)
             {
                 throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: {e.Message}", e);

@@ -167,6 +167,10 @@ internal static class PrunerCheckpoint
         {
             throw Bad(path, "a record ends before its data");
         }
+        catch (FormatException)
+        {
+            throw Bad(path, "a text's length is malformed");
+        }
         catch (InvalidDataException e) when (!e.Message.StartsWith("Pruning checkpoint", StringComparison.Ordinal))
         {
             throw Bad(path, e.Message);
