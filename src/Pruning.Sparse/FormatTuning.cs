@@ -38,7 +38,7 @@ public sealed record FormatTuningResult(SparseModel Model, IReadOnlyList<LayerFo
 public static class FormatTuning
 {
     /// <summary>Candidates within this fraction of the fastest count as equally fast; the smallest of them is kept.</summary>
-    public const double Tolerance = 0.03;
+    public static double Tolerance { get; } = 0.03;
 
     /// <summary>
     /// Times every Linear and Conv2d layer alone as CSR and as dense (and, for stride-1 convolutions with CSR filters,
@@ -96,7 +96,7 @@ public static class FormatTuning
                 return
                 [
                     new LinearLayer(CsrMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
-                    new LinearLayer(new DenseMatrix(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
+                    new LinearLayer(DenseMatrix.Owning(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
                 ];
             }
             case Conv2dLayer conv:
@@ -107,7 +107,7 @@ public static class FormatTuning
                 if (conv.Stride == (1, 1))
                     list.Add(new Conv2dLayer(csr, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct));
                 list.Add(new Conv2dLayer(csr, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
-                list.Add(new Conv2dLayer(new DenseMatrix(w, conv.Weight.Rows, conv.Weight.Cols), conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
+                list.Add(new Conv2dLayer(DenseMatrix.Owning(w, conv.Weight.Rows, conv.Weight.Cols), conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
                 return [.. list];
             }
             default:

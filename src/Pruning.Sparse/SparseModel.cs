@@ -6,7 +6,8 @@ namespace Pruning.Sparse;
 /// <summary>
 /// A chain of inference layers with a fixed per-sample input shape: what an exported pruned model runs on, with no
 /// TorchSharp or native library. Inputs and outputs use PyTorch's layout ([N, C, H, W], or [N, features]).
-/// Running is safe from several threads; calls on one model run one at a time.
+/// Running is safe from several threads; calls on one model run one at a time. The working buffers are allocated on
+/// the first run and reused; their size is bounded by <see cref="SparseModelOptions.MaxBufferBytes"/>.
 /// </summary>
 public sealed class SparseModel
 {
@@ -14,10 +15,14 @@ public sealed class SparseModel
     private readonly object _gate = new();
     private Buffers? _buffers;
 
-    /// <summary>Creates the model and checks that every layer accepts the previous layer's output.</summary>
-    public SparseModel(FeatureShape input, IEnumerable<SparseLayer> layers)
+    /// <summary>Creates the model and checks that every layer accepts the previous layer's output and that a run at batch 1 fits the memory budget.</summary>
+    /// <exception cref="ArgumentException">A layer does not accept its input (<paramref name="layers"/>), or a run at batch 1
+    /// needs more working memory than <paramref name="options"/> allow (<paramref name="options"/>).</exception>
+    public SparseModel(FeatureShape input, IEnumerable<SparseLayer> layers, SparseModelOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(layers);
+        Options = options ?? SparseModelOptions.Default;
+        Options.Validate();
         Layers = layers.ToArray();
         if (Layers.Count == 0) throw new ArgumentException("A model needs at least one layer.", nameof(layers));
         _shapes = new FeatureShape[Layers.Count + 1];
@@ -33,6 +38,33 @@ public sealed class SparseModel
             {
                 throw new ArgumentException($"Layer {i} ({Layers[i].Describe()}): {e.Message}", nameof(layers), e);
             }
+        }
+        long needed = BufferBytes(1);
+        if (needed > Options.MaxBufferBytes)
+            throw new ArgumentException(
+                $"A run at batch 1 needs {needed:N0} bytes of working memory (activations {_shapes.Max(s => s.Size):N0} values wide), more than the budget of {Options.MaxBufferBytes:N0} (SparseModelOptions.MaxBufferBytes).", nameof(options));
+    }
+
+    /// <summary>The limits this model keeps to.</summary>
+    public SparseModelOptions Options { get; }
+
+    /// <summary>
+    /// The working memory a run of <paramref name="batch"/> samples allocates, in bytes: two buffers as wide as the
+    /// widest activation, and the largest scratch any layer needs. <see cref="long.MaxValue"/> when it overflows.
+    /// </summary>
+    public long BufferBytes(int batch)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        try
+        {
+            long activations = checked(_shapes.Max(s => (long)s.Size) * batch);
+            long scratch = 0;
+            for (int i = 0; i < Layers.Count; i++) scratch = Math.Max(scratch, Layers[i].ScratchSize(_shapes[i], batch));
+            return checked((2 * activations + scratch) * sizeof(float));
+        }
+        catch (OverflowException)
+        {
+            return long.MaxValue;
         }
     }
 
@@ -110,11 +142,16 @@ public sealed class SparseModel
     {
         // Every buffer scales with the batch, so the largest batch seen serves all smaller ones without reallocating.
         if (_buffers is { } cached && cached.Batch >= batch) return cached;
+        long needed = BufferBytes(batch);
+        if (needed > Options.MaxBufferBytes)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch,
+                $"A batch of {batch} needs {needed:N0} bytes of working memory, more than the budget of {Options.MaxBufferBytes:N0} (SparseModelOptions.MaxBufferBytes); run smaller batches or raise the budget.");
         long activations = _shapes.Max(s => (long)s.Size) * batch;
         long scratch = 0;
         for (int i = 0; i < Layers.Count; i++) scratch = Math.Max(scratch, Layers[i].ScratchSize(_shapes[i], batch));
         if (activations > Array.MaxLength || scratch > Array.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(batch), batch, $"A batch of {batch} needs more than {Array.MaxLength} values in one buffer; run smaller batches.");
+        _buffers = null; // let the smaller buffers go before the larger ones are allocated
         _buffers = new Buffers(batch, new float[activations], new float[activations], new float[scratch]);
         return _buffers;
     }

@@ -58,7 +58,7 @@ internal static class KernelQuickMode
         Action torchDense = batch == 1
             ? () => { using var _ = xt.matmul(wt); }
             : () => { using var _ = xt.matmul(wt); };
-        Action ours = () => matrix.Multiply(x, y, batch, threads: threads, simd: simd);
+        Action ours = () => matrix.Multiply(x, y, batch, default, threads, simd);
 
         double budget = Math.Max(1, 2e9 / ((double)rows * cols * Math.Max(1, batch / 8.0)));
         int runs = (int)Math.Clamp(budget, 15, 400);

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Pruning.Sparse.Kernels;
 
 /// <summary>The vector width a kernel runs with. <see cref="SimdSupport.Best"/> picks the widest the CPU accelerates.</summary>
-public enum SimdLevel
+internal enum SimdLevel
 {
     /// <summary>Plain scalar loops; runs everywhere and is the reference the vector paths are tested against.</summary>
     Scalar,
@@ -15,7 +15,7 @@ public enum SimdLevel
 }
 
 /// <summary>What the running CPU accelerates.</summary>
-public static class SimdSupport
+internal static class SimdSupport
 {
     /// <summary>The widest level this CPU runs in hardware.</summary>
     public static SimdLevel Best { get; } =

@@ -51,7 +51,17 @@ internal sealed class WorkerPool
             Interlocked.Increment(ref _generation);
             if (Volatile.Read(ref _sleepers) > 0)
                 lock (_sleep) Monitor.PulseAll(_sleep);
-            job.Work();
+            // The caller works on the job too; a kernel that starts a job from inside this one runs it inline, like a
+            // worker would (the gate is reentrant, so without the flag it would publish a second job over this one).
+            t_insideJob = true;
+            try
+            {
+                job.Work();
+            }
+            finally
+            {
+                t_insideJob = false;
+            }
             var spin = new SpinWait();
             while (Volatile.Read(ref job.Remaining) > 0) spin.SpinOnce(sleep1Threshold: -1);
             Volatile.Write(ref _job, null);

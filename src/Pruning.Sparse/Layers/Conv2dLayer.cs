@@ -32,9 +32,15 @@ public sealed class Conv2dLayer : SparseLayer
 
     private sealed record TapTable(FeatureShape Shape, int Batch, int[] Offsets);
 
-    /// <summary>Creates the layer. <paramref name="weight"/> is the filter bank flattened to [out, in·kh·kw] (PyTorch's layout).</summary>
+    private readonly float[]? _bias;
+
+    /// <summary>
+    /// Creates the layer. <paramref name="weight"/> is the filter bank flattened to [out, in·kh·kw] (PyTorch's layout);
+    /// <paramref name="bias"/> holds one value per output channel (copied), or is empty for none.
+    /// </summary>
     /// <exception cref="ArgumentException"><paramref name="algorithm"/> is <see cref="ConvAlgorithm.Direct"/> but the weight is not CSR or the stride is not 1.</exception>
-    public Conv2dLayer(WeightMatrix weight, float[]? bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, ConvAlgorithm algorithm = ConvAlgorithm.Auto)
+    /// <exception cref="ArgumentOutOfRangeException">An extent is outside [1, 1024], or the padding is so large that some output windows see only padding.</exception>
+    public Conv2dLayer(WeightMatrix weight, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, ConvAlgorithm algorithm = ConvAlgorithm.Auto)
     {
         Weight = weight ?? throw new ArgumentNullException(nameof(weight));
         stride = stride == default ? (1, 1) : stride;
@@ -46,7 +52,10 @@ public sealed class Conv2dLayer : SparseLayer
         CheckPair(dilation, 1, nameof(dilation), "Dilation");
         if ((long)inChannels * kernel.H * kernel.W != weight.Cols)
             throw new ArgumentException($"A {inChannels}-channel {kernel.H}×{kernel.W} filter has {(long)inChannels * kernel.H * kernel.W} weights, but the weight matrix has {weight.Cols} columns.", nameof(weight));
-        Bias = CheckBias(bias, weight.Rows);
+        if (padding.H > dilation.H * (kernel.H - 1) || padding.W > dilation.W * (kernel.W - 1))
+            throw new ArgumentOutOfRangeException(nameof(padding), padding,
+                $"Padding {padding} is more than the {kernel.H}×{kernel.W} kernel (dilation {dilation}) can reach into: every output window must overlap the input, so padding may be at most dilation·(kernel − 1) = ({dilation.H * (kernel.H - 1)}, {dilation.W * (kernel.W - 1)}).");
+        _bias = CopyBias(bias, weight.Rows);
         InChannels = inChannels;
         Kernel = kernel;
         Stride = stride;
@@ -70,14 +79,14 @@ public sealed class Conv2dLayer : SparseLayer
     /// batch 1 and 16, by 1.3–5.8×, and on most shapes even at 0 %; the limit keeps files from growing (a CSR entry
     /// takes 6 bytes, a dense one 4).
     /// </summary>
-    public const double DirectMaxDensity = 0.5;
+    public static double DirectMaxDensity { get; } = 0.5;
 
     /// <summary>
     /// Builds a layer from PyTorch's filter bank [out, in, kh, kw] (row-major). <see cref="MatrixFormat.Auto"/> picks
     /// CSR + direct convolution for stride 1 at density ≤ <see cref="DirectMaxDensity"/>; otherwise
     /// <see cref="WeightMatrix.FromDense"/>'s rule, with im2col.
     /// </summary>
-    public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, float[]? bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto)
+    public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto)
     {
         if (outChannels < 1) throw new ArgumentOutOfRangeException(nameof(outChannels), outChannels, "Must be positive.");
         if (filters.Length % outChannels != 0)
@@ -102,8 +111,8 @@ public sealed class Conv2dLayer : SparseLayer
     /// <summary>Filters flattened to [out channels, in channels·kh·kw].</summary>
     public WeightMatrix Weight { get; }
 
-    /// <summary>Bias per output channel, or null.</summary>
-    public float[]? Bias { get; }
+    /// <summary>Bias per output channel; empty when the layer has none.</summary>
+    public ReadOnlySpan<float> Bias => _bias;
 
     /// <summary>Input channels.</summary>
     public int InChannels { get; }
@@ -126,10 +135,10 @@ public sealed class Conv2dLayer : SparseLayer
     public override string Describe() => $"Conv2d {InChannels}→{Weight.Rows} {Kernel.H}×{Kernel.W}/{Stride.H} ({Format(Weight)}{(Algorithm == ConvAlgorithm.Direct ? ", direct" : "")})";
 
     /// <inheritdoc />
-    public override long StoredParameters => Weight.StoredEntries + (Bias?.Length ?? 0);
+    public override long StoredParameters => Weight.StoredEntries + Bias.Length;
 
     /// <inheritdoc />
-    public override long StoredBytes => Weight.StoredBytes + (Bias?.Length ?? 0) * sizeof(float);
+    public override long StoredBytes => Weight.StoredBytes + Bias.Length * sizeof(float);
 
     /// <inheritdoc />
     public override FeatureShape OutputShape(FeatureShape input)
@@ -149,10 +158,10 @@ public sealed class Conv2dLayer : SparseLayer
         if (Algorithm == ConvAlgorithm.Direct)
         {
             (long plane, long width) = DirectExtents(input, output, batch);
-            return (long)InChannels * batch * plane + Slack + Weight.Rows * width;
+            return checked((long)InChannels * batch * plane + Slack + Weight.Rows * width);
         }
         if (IsPointwise) return 0;
-        return (long)Weight.Cols * batch * output.Plane;
+        return checked((long)Weight.Cols * batch * output.Plane);
     }
 
     /// <summary>Whole vectors of slack after the padded input, so the wide output can be rounded up to them.</summary>
@@ -167,8 +176,8 @@ public sealed class Conv2dLayer : SparseLayer
     private (long Plane, long Width) DirectExtents(FeatureShape input, FeatureShape output, int batch)
     {
         long hp = input.Height + 2L * Padding.H, wp = input.Width + 2L * Padding.W;
-        long width = (batch - 1) * hp * wp + (output.Height - 1) * wp + output.Width;
-        return (hp * wp, (width + Slack - 1) / Slack * Slack);
+        long width = checked((batch - 1) * hp * wp + (output.Height - 1) * wp + output.Width);
+        return (checked(hp * wp), checked((width + Slack - 1) / Slack * Slack));
     }
 
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
@@ -214,7 +223,7 @@ public sealed class Conv2dLayer : SparseLayer
         fixed (float* x = padded)
         fixed (int* o = offsets)
         fixed (float* y = wide)
-        fixed (float* b = Bias)
+        fixed (float* b = _bias)
             ((CsrMatrix)Weight).MultiplyShiftedCore(x, o, y, b, width, threads, Simd);
         for (int oc = 0; oc < Weight.Rows; oc++)
             for (int n = 0; n < batch; n++)

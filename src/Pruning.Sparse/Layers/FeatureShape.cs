@@ -8,16 +8,18 @@ namespace Pruning.Sparse.Layers;
 public readonly record struct FeatureShape
 {
     /// <summary>Largest extent accepted for any dimension.</summary>
-    public const int MaxExtent = 1 << 24;
+    public static int MaxExtent => 1 << 24;
 
     /// <summary>Creates a shape; every extent must be in [1, <see cref="MaxExtent"/>] and the total below 2³¹.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An extent is outside [1, <see cref="MaxExtent"/>] (names it).</exception>
+    /// <exception cref="ArgumentException">The three extents together hold 2³¹ values or more.</exception>
     public FeatureShape(int channels, int height = 1, int width = 1)
     {
         Check(channels, nameof(channels));
         Check(height, nameof(height));
         Check(width, nameof(width));
         if ((long)channels * height * width > int.MaxValue)
-            throw new ArgumentException($"A sample of {channels}×{height}×{width} values is too large.", nameof(channels));
+            throw new ArgumentException($"A sample of channels × height × width = {channels}×{height}×{width} = {(long)channels * height * width} values is too large; at most {int.MaxValue} fit one sample.");
         Channels = channels;
         Height = height;
         Width = width;

@@ -5,27 +5,29 @@ namespace Pruning.Sparse.Layers;
 /// <summary>y = W·x + b over a feature vector; W is CSR or dense (see <see cref="WeightMatrix"/>).</summary>
 public sealed class LinearLayer : SparseLayer
 {
-    /// <summary>Creates the layer; <paramref name="bias"/> (optional) holds one value per output.</summary>
-    public LinearLayer(WeightMatrix weight, float[]? bias)
+    private readonly float[]? _bias;
+
+    /// <summary>Creates the layer; <paramref name="bias"/> holds one value per output (copied), or is empty for none.</summary>
+    public LinearLayer(WeightMatrix weight, ReadOnlySpan<float> bias)
     {
         Weight = weight ?? throw new ArgumentNullException(nameof(weight));
-        Bias = CheckBias(bias, weight.Rows);
+        _bias = CopyBias(bias, weight.Rows);
     }
 
     /// <summary>Weights [outputs, inputs].</summary>
     public WeightMatrix Weight { get; }
 
-    /// <summary>Bias per output, or null.</summary>
-    public float[]? Bias { get; }
+    /// <summary>Bias per output; empty when the layer has none.</summary>
+    public ReadOnlySpan<float> Bias => _bias;
 
     /// <inheritdoc />
     public override string Describe() => $"Linear {Weight.Cols}→{Weight.Rows} ({Format(Weight)})";
 
     /// <inheritdoc />
-    public override long StoredParameters => Weight.StoredEntries + (Bias?.Length ?? 0);
+    public override long StoredParameters => Weight.StoredEntries + Bias.Length;
 
     /// <inheritdoc />
-    public override long StoredBytes => Weight.StoredBytes + (Bias?.Length ?? 0) * sizeof(float);
+    public override long StoredBytes => Weight.StoredBytes + Bias.Length * sizeof(float);
 
     /// <inheritdoc />
     public override FeatureShape OutputShape(FeatureShape input)

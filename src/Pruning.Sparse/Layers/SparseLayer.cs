@@ -37,10 +37,12 @@ public abstract class SparseLayer
             throw new ArgumentOutOfRangeException(name, value, $"{what} must be in [{min}, 1024].");
     }
 
-    internal static float[]? CheckBias(float[]? bias, int rows)
+    /// <summary>A copy of <paramref name="bias"/> (one value per output row), or null when it is empty (no bias).</summary>
+    internal static float[]? CopyBias(ReadOnlySpan<float> bias, int rows)
     {
-        if (bias is not null && bias.Length != rows)
+        if (bias.IsEmpty) return null;
+        if (bias.Length != rows)
             throw new ArgumentException($"Bias must hold {rows} values (one per output), got {bias.Length}.", nameof(bias));
-        return bias;
+        return bias.ToArray();
     }
 }

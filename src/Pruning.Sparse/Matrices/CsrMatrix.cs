@@ -9,13 +9,16 @@ namespace Pruning.Sparse.Matrices;
 public sealed class CsrMatrix : WeightMatrix
 {
     /// <summary>The most columns whose indices fit uint16.</summary>
-    public const int MaxColumnsForUInt16 = ushort.MaxValue + 1;
+    internal const int MaxColumnsForUInt16 = ushort.MaxValue + 1;
 
     private readonly int[] _rowPointers;
     private readonly ushort[]? _columns16;
     private readonly int[]? _columns32;
     private readonly float[] _values;
-    private (int Threads, int[] Bounds)? _split;
+    /// <summary>Row bounds for the last thread count used; one immutable object, published whole, so a thread never sees half of it.</summary>
+    private RowSplit? _split;
+
+    private sealed record RowSplit(int Parts, int[] Bounds);
 
     private CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, float[] values) : base(rows, cols)
     {
@@ -26,49 +29,55 @@ public sealed class CsrMatrix : WeightMatrix
     }
 
     /// <summary>
-    /// Builds a CSR matrix from its arrays, which it takes over (not copied). Every invariant is checked: row pointers
-    /// start at 0, never decrease and end at the value count; columns are in range and strictly increasing per row.
+    /// Builds a CSR matrix from copies of its arrays. Every invariant is checked: row pointers start at 0, never
+    /// decrease and end at the value count; columns are in range and strictly increasing per row.
     /// </summary>
-    public static CsrMatrix Create(int rows, int cols, int[] rowPointers, int[] columnIndices, float[] values)
+    public static CsrMatrix Create(int rows, int cols, ReadOnlySpan<int> rowPointers, ReadOnlySpan<int> columnIndices, ReadOnlySpan<float> values)
     {
-        ArgumentNullException.ThrowIfNull(columnIndices);
-        Validate(rows, cols, rowPointers, values, columnIndices.Length, j => columnIndices[j]);
+        int[] columns = columnIndices.ToArray(), pointers = rowPointers.ToArray();
+        Validate(rows, cols, pointers, values.Length, columns.Length, j => columns[j]);
         ushort[]? narrow = null;
         if (cols <= MaxColumnsForUInt16)
         {
-            narrow = new ushort[columnIndices.Length];
-            for (int j = 0; j < narrow.Length; j++) narrow[j] = (ushort)columnIndices[j];
+            narrow = new ushort[columns.Length];
+            for (int j = 0; j < narrow.Length; j++) narrow[j] = (ushort)columns[j];
         }
-        return new CsrMatrix(rows, cols, rowPointers, narrow, narrow is null ? columnIndices : null, values);
+        return new CsrMatrix(rows, cols, pointers, narrow, narrow is null ? columns : null, values.ToArray());
     }
 
-    /// <summary>As <see cref="Create(int, int, int[], int[], float[])"/>, with uint16 column indices (at most 65 536 columns).</summary>
-    public static CsrMatrix Create(int rows, int cols, int[] rowPointers, ushort[] columnIndices, float[] values)
+    /// <summary>A validated matrix over the loader's own arrays (uint16 indices), which it takes over.</summary>
+    internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, ushort[] columnIndices, float[] values)
     {
-        ArgumentNullException.ThrowIfNull(columnIndices);
         if (cols > MaxColumnsForUInt16)
             throw new ArgumentOutOfRangeException(nameof(cols), cols, $"uint16 column indices cover at most {MaxColumnsForUInt16} columns.");
-        Validate(rows, cols, rowPointers, values, columnIndices.Length, j => columnIndices[j]);
+        Validate(rows, cols, rowPointers, values.Length, columnIndices.Length, j => columnIndices[j]);
         return new CsrMatrix(rows, cols, rowPointers, columnIndices, null, values);
     }
 
-    private static void Validate(int rows, int cols, int[] rowPointers, float[] values, int columnCount, Func<int, int> column)
+    /// <summary>A validated matrix over the loader's own arrays (int32 indices), which it takes over.</summary>
+    internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, int[] columnIndices, float[] values)
     {
-        ArgumentNullException.ThrowIfNull(rowPointers);
-        ArgumentNullException.ThrowIfNull(values);
+        if (cols <= MaxColumnsForUInt16)
+            return Create(rows, cols, rowPointers, columnIndices, values);
+        Validate(rows, cols, rowPointers, values.Length, columnIndices.Length, j => columnIndices[j]);
+        return new CsrMatrix(rows, cols, rowPointers, null, columnIndices, values);
+    }
+
+    private static void Validate(int rows, int cols, int[] rowPointers, int valueCount, int columnCount, Func<int, int> column)
+    {
         if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
         if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
         if (rowPointers.Length != (long)rows + 1)
             throw new ArgumentException($"Row pointers must hold rows + 1 = {(long)rows + 1} entries, got {rowPointers.Length}.", nameof(rowPointers));
-        if (columnCount != values.Length)
-            throw new ArgumentException($"Column indices ({columnCount}) and values ({values.Length}) must have the same length.", "columnIndices");
+        if (columnCount != valueCount)
+            throw new ArgumentException($"Column indices ({columnCount}) and values ({valueCount}) must have the same length.", "columnIndices");
         if (rowPointers[0] != 0) throw new ArgumentException($"Row pointers must start at 0, got {rowPointers[0]}.", nameof(rowPointers));
-        if (rowPointers[rows] != values.Length)
-            throw new ArgumentException($"The last row pointer must equal the value count {values.Length}, got {rowPointers[rows]}.", nameof(rowPointers));
+        if (rowPointers[rows] != valueCount)
+            throw new ArgumentException($"The last row pointer must equal the value count {valueCount}, got {rowPointers[rows]}.", nameof(rowPointers));
         for (int r = 0; r < rows; r++)
         {
             int start = rowPointers[r], stop = rowPointers[r + 1];
-            if (stop < start || stop > values.Length)
+            if (stop < start || stop > valueCount)
                 throw new ArgumentException($"Row pointers must not decrease: row {r} spans [{start}, {stop}).", nameof(rowPointers));
             int previous = -1;
             for (int j = start; j < stop; j++)
@@ -123,7 +132,7 @@ public sealed class CsrMatrix : WeightMatrix
     public override long NonZeros => _values.Length;
 
     /// <summary>True when the column indices are stored as uint16.</summary>
-    public bool HasNarrowIndices => _columns16 is not null;
+    internal bool HasNarrowIndices => _columns16 is not null;
 
     /// <inheritdoc />
     public override long StoredBytes => _values.Length * (sizeof(float) + (HasNarrowIndices ? sizeof(ushort) : sizeof(int))) + _rowPointers.Length * sizeof(int);
@@ -135,10 +144,10 @@ public sealed class CsrMatrix : WeightMatrix
     public ReadOnlySpan<float> Values => _values;
 
     /// <summary>The uint16 column indices (empty when the indices are int32).</summary>
-    public ReadOnlySpan<ushort> ColumnIndices16 => _columns16;
+    internal ReadOnlySpan<ushort> ColumnIndices16 => _columns16;
 
     /// <summary>The int32 column indices (empty when the indices are uint16).</summary>
-    public ReadOnlySpan<int> ColumnIndices32 => _columns32;
+    internal ReadOnlySpan<int> ColumnIndices32 => _columns32;
 
     /// <summary>Column index of the j-th stored value.</summary>
     public int ColumnAt(int j) => _columns16 is not null ? _columns16[j] : _columns32![j];
@@ -210,9 +219,9 @@ public sealed class CsrMatrix : WeightMatrix
     /// <summary>Row ranges of equal non-zero counts for <paramref name="parts"/> threads, cached for the last count used.</summary>
     private int[] Split(int parts)
     {
-        if (_split is { } cached && cached.Threads == parts) return cached.Bounds;
+        if (Volatile.Read(ref _split) is { } cached && cached.Parts == parts) return cached.Bounds;
         int[] bounds = Parallelism.SplitByNonZeros(_rowPointers, parts);
-        _split = (parts, bounds);
+        Volatile.Write(ref _split, new RowSplit(parts, bounds));
         return bounds;
     }
 }

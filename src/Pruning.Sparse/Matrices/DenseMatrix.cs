@@ -8,15 +8,19 @@ public sealed class DenseMatrix : WeightMatrix
     private readonly float[] _values;
     private readonly long _nonZeros;
 
-    /// <summary>Wraps row-major <paramref name="values"/> (not copied) as a [rows, cols] matrix.</summary>
-    public DenseMatrix(float[] values, int rows, int cols) : base(rows, cols)
+    /// <summary>A [rows, cols] matrix holding a copy of row-major <paramref name="values"/>.</summary>
+    public DenseMatrix(ReadOnlySpan<float> values, int rows, int cols) : this(rows, cols, values.Length, values.ToArray()) { }
+
+    private DenseMatrix(int rows, int cols, long length, float[] values) : base(rows, cols)
     {
-        ArgumentNullException.ThrowIfNull(values);
-        if (values.Length != (long)rows * cols)
-            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {values.Length}.", nameof(values));
+        if (length != (long)rows * cols)
+            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {length}.", nameof(values));
         _values = values;
         foreach (float v in values) if (v != 0) _nonZeros++;
     }
+
+    /// <summary>A matrix that takes <paramref name="values"/> over (the caller must not keep or change it).</summary>
+    internal static DenseMatrix Owning(float[] values, int rows, int cols) => new(rows, cols, values.Length, values);
 
     /// <inheritdoc />
     public override MatrixFormat Format => MatrixFormat.Dense;

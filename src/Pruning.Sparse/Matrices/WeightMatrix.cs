@@ -15,16 +15,18 @@ public enum MatrixFormat
 
 /// <summary>
 /// A float32 weight matrix W [rows, cols] that multiplies feature-major inputs: y[rows, batch] = W · x[cols, batch]
-/// (+ bias per row). Batch 1 is a plain matrix-vector product. Immutable and safe to share between threads.
+/// (+ bias per row). Batch 1 is a plain matrix-vector product. Immutable (it copies what it is built from) and safe to
+/// share between threads.
 /// </summary>
 public abstract class WeightMatrix
 {
     /// <summary>
     /// <see cref="MatrixFormat.Auto"/> stores a matrix as CSR when at most this fraction of its entries is non-zero.
-    /// Measured at 4096×4096 on a 2-core AVX-512 machine against our dense kernels (README, "Sparse inference"): CSR
+    /// Measured at 4096×4096 on a 2-core AVX-512 machine against our dense kernels (docs/sparse-inference.md): CSR
     /// is faster at batch 1 from 50 % sparsity on, and at batch 64 from 60 % on; this threshold is the batched one.
+    /// A property, not a constant: it is a measured value that later versions may change.
     /// </summary>
-    public const double CsrMaxDensity = 0.40;
+    public static double CsrMaxDensity { get; } = 0.40;
 
     private protected WeightMatrix(int rows, int cols)
     {
@@ -76,7 +78,7 @@ public abstract class WeightMatrix
         return format switch
         {
             MatrixFormat.Csr => CsrMatrix.FromDense(dense, rows, cols),
-            MatrixFormat.Dense => new DenseMatrix(dense.ToArray(), rows, cols),
+            MatrixFormat.Dense => DenseMatrix.Owning(dense.ToArray(), rows, cols),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown matrix format."),
         };
     }
@@ -91,9 +93,13 @@ public abstract class WeightMatrix
     /// <summary>
     /// y = W·x (+ bias). <paramref name="x"/> is [Cols, batch] and <paramref name="y"/> is [Rows, batch], both
     /// row-major (feature-major: for batch 1 these are plain vectors). <paramref name="threads"/> 0 uses every core;
-    /// small products run on the calling thread. <paramref name="simd"/> defaults to the best the CPU has.
+    /// small products run on the calling thread. The widest vector path the CPU runs is used.
     /// </summary>
-    public unsafe void Multiply(ReadOnlySpan<float> x, Span<float> y, int batch = 1, ReadOnlySpan<float> bias = default, int threads = 0, SimdLevel? simd = null)
+    public void Multiply(ReadOnlySpan<float> x, Span<float> y, int batch = 1, ReadOnlySpan<float> bias = default, int threads = 0) =>
+        Multiply(x, y, batch, bias, threads, SimdSupport.Best);
+
+    /// <summary><see cref="Multiply(ReadOnlySpan{float}, Span{float}, int, ReadOnlySpan{float}, int)"/> at a chosen vector width (tests run every path).</summary>
+    internal unsafe void Multiply(ReadOnlySpan<float> x, Span<float> y, int batch, ReadOnlySpan<float> bias, int threads, SimdLevel simd)
     {
         if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "Batch must be positive.");
         if (x.Length != (long)Cols * batch) throw new ArgumentException($"Input must hold cols × batch = {(long)Cols * batch} values, got {x.Length}.", nameof(x));
@@ -102,9 +108,9 @@ public abstract class WeightMatrix
         fixed (float* px = x)
         fixed (float* py = y)
         fixed (float* pb = bias)
-            MultiplyCore(px, py, bias.IsEmpty ? null : pb, batch, threads, simd ?? SimdSupport.Best);
+            MultiplyCore(px, py, bias.IsEmpty ? null : pb, batch, threads, simd);
     }
 
-    /// <summary>The kernel call behind <see cref="Multiply"/>, on pinned, validated buffers.</summary>
+    /// <summary>The kernel call behind <see cref="Multiply(ReadOnlySpan{float}, Span{float}, int, ReadOnlySpan{float}, int)"/>, on pinned, validated buffers.</summary>
     internal abstract unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd);
 }

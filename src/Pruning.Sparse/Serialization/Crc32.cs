@@ -1,7 +1,7 @@
 namespace Pruning.Sparse.Serialization;
 
 /// <summary>CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), the checksum of this project's file formats.</summary>
-public static class Crc32
+internal static class Crc32
 {
     private static readonly uint[] Table = BuildTable();
 

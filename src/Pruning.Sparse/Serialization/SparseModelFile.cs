@@ -21,8 +21,10 @@ namespace Pruning.Sparse.Serialization;
 /// bias:    u8 present, then rows f32
 /// </code>
 /// The reader treats the file as untrusted: the checksum is verified before parsing, every count is checked against
-/// the bytes left before anything is allocated, and every structural rule is checked; any problem is a
-/// <see cref="SparseModelFormatException"/> naming the file.
+/// the bytes left before anything is allocated, every layer's geometry is checked (extents, padding the kernel can
+/// reach), and the model's working memory at batch 1 must fit <see cref="SparseModelOptions.MaxBufferBytes"/>
+/// before the model is returned; any problem is a <see cref="SparseModelFormatException"/> naming the file. Reading
+/// allocates at most a few times the file's size.
 /// </summary>
 public static class SparseModelFile
 {
@@ -30,10 +32,10 @@ public static class SparseModelFile
     public static ReadOnlySpan<byte> Magic => "PRNSPMDL"u8;
 
     /// <summary>The version this library writes and reads.</summary>
-    public const uint Version = 1;
+    public static uint Version => 1;
 
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
-    public const long MaxFileBytes = int.MaxValue;
+    public static long MaxFileBytes => int.MaxValue;
 
     private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6 }
 
@@ -151,24 +153,29 @@ public static class SparseModelFile
         }
     }
 
-    private static void WriteBias(BinaryWriter w, float[]? bias)
+    private static void WriteBias(BinaryWriter w, ReadOnlySpan<float> bias)
     {
-        w.Write(bias is null ? (byte)0 : (byte)1);
-        if (bias is not null) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bias.AsSpan()));
+        w.Write(bias.IsEmpty ? (byte)0 : (byte)1);
+        if (!bias.IsEmpty) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bias));
     }
 
     /// <summary>Loads the model in <paramref name="path"/>; a file that is not a valid model gives a <see cref="SparseModelFormatException"/> naming it.</summary>
-    public static SparseModel Load(string path)
+    /// <param name="path">The file.</param>
+    /// <param name="options">Limits for the loaded model (the default budget when null).</param>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="SparseModelFormatException">The file is not a valid model, or the model needs more working memory than allowed.</exception>
+    public static SparseModel Load(string path, SparseModelOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
         if (info.Length > MaxFileBytes) throw new SparseModelFormatException(path, $"it is {info.Length} bytes, more than the {MaxFileBytes} a model file may have");
-        return Read(File.ReadAllBytes(path), path);
+        return Read(File.ReadAllBytes(path), path, options);
     }
 
     /// <summary>Reads a model from <paramref name="stream"/> (at most <see cref="MaxFileBytes"/> bytes); <paramref name="source"/> names it in errors.</summary>
-    public static SparseModel Read(Stream stream, string source = "stream")
+    /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
+    public static SparseModel Read(Stream stream, string source = "stream", SparseModelOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         using var buffer = new MemoryStream();
@@ -179,11 +186,12 @@ public static class SparseModelFile
             if (buffer.Length + read > MaxFileBytes) throw new SparseModelFormatException(source, $"it is longer than the {MaxFileBytes} bytes a model file may have");
             buffer.Write(chunk, 0, read);
         }
-        return Read(buffer.ToArray(), source);
+        return Read(buffer.ToArray(), source, options);
     }
 
     /// <summary>Reads a model from its file bytes; <paramref name="source"/> names it in errors.</summary>
-    public static SparseModel Read(ReadOnlySpan<byte> bytes, string source = "bytes")
+    /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
+    public static SparseModel Read(ReadOnlySpan<byte> bytes, string source = "bytes", SparseModelOptions? options = null)
     {
         const int headerBytes = 8 + 4 + 12 + 4;
         if (bytes.Length < headerBytes + 4)
@@ -210,11 +218,15 @@ public static class SparseModelFile
             throw r.Error($"{payload.Length - r.Position} unexpected bytes follow the last layer", r.Position);
         try
         {
-            return new SparseModel(input, layers);
+            return new SparseModel(input, layers, options);
+        }
+        catch (ArgumentException e) when (e.ParamName == "options")
+        {
+            throw new SparseModelFormatException(source, $"the model it describes is too large to run: {Bare(e)}", null, e);
         }
         catch (ArgumentException e)
         {
-            throw new SparseModelFormatException(source, $"its layers do not fit together: {e.Message}", null, e);
+            throw new SparseModelFormatException(source, $"its layers do not fit together: {Bare(e)}", null, e);
         }
     }
 
@@ -263,9 +275,13 @@ public static class SparseModelFile
         }
         catch (ArgumentException e)
         {
-            throw r.Error($"layer {index} is invalid: {e.Message}", start, e);
+            throw r.Error($"layer {index} is invalid: {Bare(e)}", start, e);
         }
     }
+
+    /// <summary>The message without the "(Parameter 'x')" .NET appends: the argument was ours, not the caller's.</summary>
+    private static string Bare(ArgumentException e) =>
+        e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
 
     private static WeightMatrix ReadMatrix(ref Reader r, int index)
     {
@@ -276,7 +292,7 @@ public static class SparseModelFile
         switch ((MatrixTag)tag)
         {
             case MatrixTag.Dense:
-                return new DenseMatrix(r.Singles((long)rows * cols, $"layer {index} dense weights"), rows, cols);
+                return DenseMatrix.Owning(r.Singles((long)rows * cols, $"layer {index} dense weights"), rows, cols);
             case MatrixTag.Csr16:
             case MatrixTag.Csr32:
                 {
@@ -292,14 +308,14 @@ public static class SparseModelFile
                         if (narrow)
                         {
                             ushort[] columns = r.UInt16s(nonZeros, $"layer {index} column indices");
-                            return CsrMatrix.Create(rows, cols, rowPointers, columns, r.Singles(nonZeros, $"layer {index} values"));
+                            return CsrMatrix.Owning(rows, cols, rowPointers, columns, r.Singles(nonZeros, $"layer {index} values"));
                         }
                         int[] wide = r.Int32s(nonZeros, $"layer {index} column indices");
-                        return CsrMatrix.Create(rows, cols, rowPointers, wide, r.Singles(nonZeros, $"layer {index} values"));
+                        return CsrMatrix.Owning(rows, cols, rowPointers, wide, r.Singles(nonZeros, $"layer {index} values"));
                     }
                     catch (ArgumentException e)
                     {
-                        throw r.Error($"layer {index}'s sparse matrix is inconsistent: {e.Message}", start, e);
+                        throw r.Error($"layer {index}'s sparse matrix is inconsistent: {Bare(e)}", start, e);
                     }
                 }
             default:

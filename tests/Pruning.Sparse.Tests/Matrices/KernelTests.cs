@@ -70,7 +70,7 @@ public class KernelTests
             {
                 float[] input = batch == 1 ? Enumerable.Range(0, cols).Select(k => x[2 * k]).ToArray() : x;
                 var y = new float[rows * batch];
-                m.Multiply(input, y, batch, simd: level);
+                m.Multiply(input, y, batch, default, 0, level);
                 y.ShouldMatch(batch == 1 ? Enumerable.Range(0, rows).Select(r => expected[2 * r]).ToArray() : expected);
             }
     }
@@ -103,7 +103,7 @@ public class KernelTests
                 foreach (SimdLevel level in Reference.Levels)
                 {
                     var y = new float[rows * batch];
-                    CsrMatrix.FromDense(w, rows, cols).Multiply(x, y, batch, threads: 2, simd: level);
+                    CsrMatrix.FromDense(w, rows, cols).Multiply(x, y, batch, default, 2, level);
                     y.ShouldMatch(expected);
                 }
             }, iter: 300);
@@ -120,7 +120,7 @@ public class KernelTests
         decreasing.Should().Throw<ArgumentException>().WithMessage("*last row pointer*");
         Action badStart = () => CsrMatrix.Create(1, 4, [1, 1], new int[0], new float[0]);
         badStart.Should().Throw<ArgumentException>().WithMessage("*start at 0*");
-        Action wide16 = () => CsrMatrix.Create(1, 70_000, [0, 0], new ushort[0], new float[0]);
+        Action wide16 = () => CsrMatrix.Owning(1, 70_000, [0, 0], new ushort[0], new float[0]);
         wide16.Should().Throw<ArgumentOutOfRangeException>().WithParameterName("cols");
     }
 

@@ -108,40 +108,115 @@ public class ModelFileTests
         FluentActions.Invoking(() => SparseModelFile.Load("/no/such/model.psm")).Should().Throw<FileNotFoundException>().WithMessage("*'/no/such/model.psm'*");
     }
 
+    /// <summary>A model file written by hand: the header, then <paramref name="layers"/>, then the checksum.</summary>
+    private static byte[] Handmade(int c, int h, int w, uint count, Action<BinaryWriter> layers)
+    {
+        using var ms = new MemoryStream();
+        using (var writer = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            writer.Write("PRNSPMDL"u8); writer.Write(1u); writer.Write(c); writer.Write(h); writer.Write(w); writer.Write(count);
+            layers(writer);
+        }
+        return WithChecksum(ms.ToArray());
+    }
+
+    /// <summary>A 1×1 Conv2d, 1 → 1 channel, dense weight 1, no bias, with the given padding.</summary>
+    private static void PaddedPointwiseConv(BinaryWriter w, int padding)
+    {
+        w.Write((byte)2);
+        foreach (int v in new[] { 1, 1, 1, 1, 1, padding, padding, 1, 1 }) w.Write(v);
+        w.Write((byte)1); w.Write(1); w.Write(1); w.Write(1f);
+        w.Write((byte)0);
+    }
+
+    [Fact]
+    public void A_tiny_file_whose_padding_would_blow_up_the_activations_is_refused_before_allocating()
+    {
+        // Three 1×1 convolutions padded by 1024 on a one-value input: each adds 2048 rows and columns, so the last
+        // activation would be 6145² values (~600 MB of buffers) from a file of under 200 bytes.
+        byte[] bytes = Handmade(1, 1, 1, 3, w => { for (int i = 0; i < 3; i++) PaddedPointwiseConv(w, 1024); });
+        bytes.Length.Should().BeLessThan(200);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "padded.psm")).Should().Throw<SparseModelFormatException>()
+            .WithMessage("*'padded.psm'*layer 0 is invalid*Padding (1024, 1024)*at most dilation·(kernel − 1) = (0, 0)*");
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10, "the exception and its message are all that is allocated");
+    }
+
+    [Fact]
+    public void A_file_declaring_a_giant_activation_is_refused_by_the_memory_budget_before_allocating()
+    {
+        // A 16385×16385 single-channel input through a ReLU: 2 × 1 GiB of activation buffers, from a 46-byte file.
+        byte[] bytes = Handmade(1, 16_385, 16_385, 1, w => { w.Write((byte)3); w.Write((byte)1); w.Write(0f); });
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "giant.psm")).Should().Throw<SparseModelFormatException>()
+            .WithMessage("*'giant.psm'*too large to run*2,147,745,800 bytes*budget of 268,435,456*MaxBufferBytes*");
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10, "the exception and its message are all that is allocated");
+    }
+
+    [Fact]
+    public void The_memory_budget_is_configurable_and_bounds_the_batch_too()
+    {
+        SparseModel model = Model();
+        long perSample = model.BufferBytes(1);
+        // Two buffers as wide as conv1's 4×12×12 output, and conv1's direct-convolution scratch: the 14×14 padded input,
+        // 16 floats of slack, and 4 wide output rows of 11·14 + 12 = 166 positions rounded up to 176.
+        perSample.Should().Be(4 * (2 * 4 * 12 * 12 + (14 * 14 + 16 + 4 * 176)));
+        byte[] bytes = SparseModelFile.ToBytes(model);
+        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "small-budget.psm", new SparseModelOptions { MaxBufferBytes = perSample - 1 }))
+            .Should().Throw<SparseModelFormatException>().WithMessage("*too large to run*");
+        var tight = SparseModelFile.Read(bytes, "tight.psm", new SparseModelOptions { MaxBufferBytes = model.BufferBytes(3) });
+        tight.Run(new float[3 * 144], 3).Should().HaveCount(6);
+        FluentActions.Invoking(() => tight.Run(new float[4 * 144], 4)).Should().Throw<ArgumentOutOfRangeException>()
+            .WithMessage("*batch of 4 needs*budget*").Which.ParamName.Should().Be("batch");
+    }
+
     /// <summary>
     /// Fuzzing for a bounded time: mutated valid files (bit flips, byte overwrites, truncations, splices), half of
-    /// them with the checksum repaired so the parser itself is exercised. Loading must either succeed and run, or
-    /// fail with <see cref="SparseModelFormatException"/> — never another exception, a crash or a hang.
+    /// them with the checksum repaired so the parser itself is exercised, loaded under a 1 MiB budget. Loading must
+    /// either fail with <see cref="SparseModelFormatException"/> (never another exception, a crash or a hang), or give
+    /// a model that runs, whose file round-trips to the same model, with reading and a batch-1 run together
+    /// allocating at most a few times the file plus the budget.
     /// </summary>
     [Fact]
-    public void Fuzzed_files_load_or_fail_cleanly()
+    public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation()
     {
+        var options = new SparseModelOptions { MaxBufferBytes = 1 << 20 };
         byte[] valid = SparseModelFile.ToBytes(Model());
         var random = new Random(20261124);
         var clock = Stopwatch.StartNew();
-        int cases = 0, loaded = 0;
+        int cases = 0, loaded = 0, refusedByParser = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(4) || cases < 2000)
         {
             byte[] bytes = Mutate(valid, random);
-            if (random.Next(2) == 0 && bytes.Length > 4) bytes = WithChecksum(bytes[..^4]);
+            bool repaired = random.Next(2) == 0 && bytes.Length > 4;
+            if (repaired) bytes = WithChecksum(bytes[..^4]);
             cases++;
+            long before = GC.GetAllocatedBytesForCurrentThread();
             try
             {
-                SparseModel model = SparseModelFile.Read(bytes, "fuzz");
-                model.Run(new float[model.InputShape.Size], 1);
+                SparseModel model = SparseModelFile.Read(bytes, "fuzz", options);
+                float[] output = model.Run(new float[model.InputShape.Size], 1);
+                long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                allocated.Should().BeLessThan(4L * bytes.Length + options.MaxBufferBytes + (256 << 10), $"case {cases} allocated {allocated} bytes");
+                SparseModel again = SparseModelFile.Read(SparseModelFile.ToBytes(model), "round trip", options);
+                again.Describe().Should().Be(model.Describe(), $"case {cases} round-trips");
+                again.Run(new float[model.InputShape.Size], 1).Should().Equal(output, $"case {cases} round-trips");
                 loaded++;
             }
-            catch (SparseModelFormatException)
+            catch (SparseModelFormatException e)
             {
+                if (repaired && !e.Message.Contains("checksum")) refusedByParser++;
+                (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(4L * bytes.Length + (256 << 10), $"refusing case {cases}");
             }
-            catch (Exception e)
+            catch (Exception e) when (e is not Xunit.Sdk.XunitException)
             {
                 throw new Xunit.Sdk.XunitException($"Case {cases}: {e.GetType().Name}: {e.Message}\n{Convert.ToBase64String(bytes)}");
             }
             if (clock.Elapsed > TimeSpan.FromSeconds(20)) break;
         }
         cases.Should().BeGreaterThan(500);
-        loaded.Should().BeLessThan(cases);
+        loaded.Should().BeGreaterThan(10, "mutations of weight values with a repaired checksum are valid models");
+        refusedByParser.Should().BeGreaterThan(cases / 10, "with the checksum repaired, the parser's own checks must catch the damage");
     }
 
     private static byte[] Mutate(byte[] valid, Random random)
