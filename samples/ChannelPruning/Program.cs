@@ -15,6 +15,7 @@ using Spectre.Console;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Pruning.Optimizers;
 
 var epochs = new Option<int>("--epochs") { Description = "Training epochs per model.", DefaultValueFactory = _ => 3 };
 var ratio = new Option<double>("--channel-sparsity") { Description = "Fraction of each conv layer's channels to remove, in [0, 1).", DefaultValueFactory = _ => 0.5 };
@@ -118,7 +119,7 @@ internal static class ChannelDemo
     {
         var model = Cnn(seed);
         var channels = SequentialChannels.Analyze(model);
-        var optimizer = torch.optim.Adam(model.parameters(), 2e-3);
+        var optimizer = SafeOptim.Adam(model.parameters(), 2e-3);
         using var pruner = prune is null ? null : new GradualPruner(model, prune(channels), optimizer);
         var order = new Generator((ulong)seed);
         AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn()).Start(ctx =>

@@ -13,6 +13,7 @@ using Spectre.Console;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Pruning.Optimizers;
 
 var epochs = new Option<int>("--epochs") { Description = "Training epochs, for the pruned and the dense run alike.", DefaultValueFactory = _ => 10 };
 var finalSparsity = new Option<double>("--final-sparsity") { Description = "Target sparsity s_f of the pruned weights, in [0, 1).", DefaultValueFactory = _ => 0.9 };
@@ -162,7 +163,7 @@ internal static class Demo
     private static Result Train(Settings s, FashionMnist train, FashionMnist test, long stepsPerEpoch, PruningOptions? prune)
     {
         var model = Model(s.Seed);
-        var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+        var optimizer = SafeOptim.Adam(model.parameters(), 1e-3);
         using var pruner = prune is null ? null : new GradualPruner(model, prune, optimizer);
         var order = new Generator((ulong)s.Seed);
         string label = prune is null ? "dense " : "pruned";

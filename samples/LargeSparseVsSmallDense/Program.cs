@@ -3,36 +3,33 @@
 //   mlp  — 784-w-w-10 MLPs on Fashion-MNIST, dense at every width vs wider ones pruned to each narrower one's NNZ;
 //   cnn  — a small CNN at width multipliers (the MobileNet experiment's shape), same comparison;
 //   lstm — stacked LSTM language models on the King James Bible: dense small/medium vs a large one at 80 / 90 %.
-using System.Globalization;
+using System.CommandLine;
 using LargeSparseVsSmallDense.Experiments;
 using LargeSparseVsSmallDense.Harness;
 using Pruning.Samples;
 
-bool quick = false;
-int seeds = 3, seed0 = 1, cnnImages = 20_000, cnnEpochs = 3;
-string data = FashionMnist.DefaultDirectory, outDir = Path.Combine("out", "large-sparse-vs-small-dense");
-string? summaryJson = null, corpusFile = null;
-var experiments = new HashSet<string> { "mlp", "cnn", "lstm" };
-for (int i = 0; i < args.Length; i++)
+var quickOption = new Option<bool>("--quick") { Description = "A short run (about half a minute): one seed, small models, little data." };
+var seedsOption = new Option<int>("--seeds") { Description = "Seeds per model (1 with --quick).", DefaultValueFactory = _ => 3 };
+var seedOption = new Option<int>("--seed") { Description = "The first seed.", DefaultValueFactory = _ => 1 };
+var experimentsOption = new Option<string>("--experiments") { Description = "Comma-separated: mlp, cnn, lstm.", DefaultValueFactory = _ => "mlp,cnn,lstm" };
+var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
+var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (one verse per line)." };
+var cnnImagesOption = new Option<int>("--cnn-images") { Description = "Training images for the CNN experiment, in [1, 60000].", DefaultValueFactory = _ => 20_000 };
+var cnnEpochsOption = new Option<int>("--cnn-epochs") { Description = "Epochs for the CNN experiment.", DefaultValueFactory = _ => 3 };
+var outOption = new Option<string>("--out") { Description = "Directory for the plots.", DefaultValueFactory = _ => Path.Combine("out", "large-sparse-vs-small-dense") };
+var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per trained model to this file, as they finish." };
+var root = new RootCommand("Large-sparse vs small-dense at equal non-zeros (Zhu & Gupta 2017): MLP and CNN on Fashion-MNIST, LSTM LM on the King James Bible.")
 {
-    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
-    switch (args[i])
-    {
-        case "--quick": quick = true; break;
-        case "--seeds": seeds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--seed": seed0 = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--experiments": experiments = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(); break;
-        case "--data": data = Next(); break;
-        case "--corpus": corpusFile = Next(); break;
-        case "--cnn-images": cnnImages = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--cnn-epochs": cnnEpochs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--out": outDir = Next(); break;
-        case "--summary-json": summaryJson = Next(); break;
-        default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --quick --seeds N (3) --seed N (1) --experiments mlp,cnn,lstm --cnn-images N (20000) --cnn-epochs N (3) --data DIR --corpus FILE --out DIR (out/...) --summary-json FILE");
-            return 2;
-    }
-}
+    quickOption, seedsOption, seedOption, experimentsOption, dataOption, corpusOption, cnnImagesOption, cnnEpochsOption, outOption, summaryOption,
+};
+root.SetAction(parse => Run(parse.GetValue(quickOption), parse.GetValue(seedsOption), parse.GetValue(seedOption),
+    parse.GetValue(experimentsOption)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(),
+    parse.GetValue(dataOption)!, parse.GetValue(corpusOption), parse.GetValue(cnnImagesOption), parse.GetValue(cnnEpochsOption),
+    parse.GetValue(outOption)!, parse.GetValue(summaryOption)));
+return root.Parse(args).Invoke();
+
+static int Run(bool quick, int seeds, int seed0, HashSet<string> experiments, string data, string? corpusFile, int cnnImages, int cnnEpochs, string outDir, string? summaryJson)
+{
 if (experiments.Except(["mlp", "cnn", "lstm"]).FirstOrDefault() is { } unknown)
 {
     Console.Error.WriteLine($"Unknown experiment '{unknown}'; choose from mlp, cnn, lstm.");
@@ -107,3 +104,4 @@ foreach (var (name, title) in new[] { ("mlp", "MLP on Fashion-MNIST: dense by wi
 if (summaryJson is not null) Report.WriteJson(summaryJson, rows);
 Console.WriteLine($"Done in {clock.Elapsed.TotalMinutes:F1} min.");
 return 0;
+}

@@ -20,6 +20,7 @@ using Pruning.Sparse.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Pruning.Optimizers;
 
 OpenMpWaiting.MakePassive();
 
@@ -127,7 +128,7 @@ int shortTerm = quick ? 30 : 100;
 // step, then the validation accuracy.
 double ShortTermFineTune(NetAdaptProposal proposal)
 {
-    var optimizer = torch.optim.Adam(proposal.Model.parameters(), 5e-4);
+    var optimizer = SafeOptim.Adam(proposal.Model.parameters(), 5e-4);
     var order = new Generator(7);
     using var permutation = torch.randperm(train.Count, generator: order);
     for (long step = 0; step < shortTerm; step++)
@@ -325,7 +326,7 @@ static Sequential Copy(Sequential source)
 /// <summary>Adam (lr 1e-3), batch 128, reshuffled every pass; the pruner (if any) is made with the optimizer so its state is cleaned, and stripped at the end.</summary>
 static void Train(Sequential model, FashionMnist data, long steps, Func<optim.Optimizer, GradualPruner>? makePruner, int seed)
 {
-    var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+    var optimizer = SafeOptim.Adam(model.parameters(), 1e-3);
     using var pruner = makePruner?.Invoke(optimizer);
     bool cnn = IsCnn(model);
     model.train();

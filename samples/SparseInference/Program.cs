@@ -1,44 +1,47 @@
 // Trains LeNet-300-100 on Fashion-MNIST with gradual pruning to 90 %, exports it, and runs the exported file with the
 // standalone sparse runtime: accuracy (must equal TorchSharp's), latency at batch 1 and 64 against the same model run
 // densely by TorchSharp, and file size against the dense TorchSharp checkpoint.
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Pruning;
 using Pruning.Export;
 using Pruning.Interop;
+using Pruning.Optimizers;
 using Pruning.Samples;
 using Pruning.Scheduling;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Serialization;
+using Pruning.Sparse.Tuning;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 OpenMpWaiting.MakePassive();   // before the first torch call: libtorch's idle OpenMP threads must not spin on our cores
 
-int epochs = 3, seed = 1;
-long trainLimit = 0;
-double sparsity = 0.9;
-string data = FashionMnist.DefaultDirectory, outDir = Path.Combine("out", "sparse-inference");
-string? summaryJson = null;
-for (int i = 0; i < args.Length; i++)
+var epochsOption = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 3 };
+var sparsityOption = new Option<double>("--sparsity") { Description = "Final sparsity of the gradual pruning, in [0, 1).", DefaultValueFactory = _ => 0.9 };
+var seedOption = new Option<int>("--seed") { Description = "Seed for weights and batch order.", DefaultValueFactory = _ => 1 };
+var trainLimitOption = new Option<long>("--train-limit") { Description = "Use only the first N training images; 0 = all." };
+var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
+var outOption = new Option<string>("--out") { Description = "Directory for the exported model, the safetensors file and the dense checkpoint.", DefaultValueFactory = _ => Path.Combine("out", "sparse-inference") };
+var summaryOption = new Option<string?>("--summary-json") { Description = "Write the results as JSON to this file." };
+var root = new RootCommand("Train and prune LeNet-300-100, export it, and run the file on the sparse runtime against TorchSharp: accuracy, latency, size.")
 {
-    string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
-    switch (args[i])
-    {
-        case "--epochs": epochs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--sparsity": sparsity = double.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--seed": seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--train-limit": trainLimit = long.Parse(Next(), CultureInfo.InvariantCulture); break;
-        case "--data": data = Next(); break;
-        case "--out": outDir = Next(); break;
-        case "--summary-json": summaryJson = Next(); break;
-        default:
-            Console.Error.WriteLine($"Unknown option '{args[i]}'. Options: --epochs N (3) --sparsity S (0.9) --seed N --train-limit N --data DIR --out DIR (out/...) --summary-json FILE");
-            return 2;
-    }
+    epochsOption, sparsityOption, seedOption, trainLimitOption, dataOption, outOption, summaryOption,
+};
+root.SetAction(parse => Run(parse.GetValue(epochsOption), parse.GetValue(sparsityOption), parse.GetValue(seedOption), parse.GetValue(trainLimitOption),
+    parse.GetValue(dataOption)!, parse.GetValue(outOption)!, parse.GetValue(summaryOption)));
+return root.Parse(args).Invoke();
+
+static int Run(int epochs, double sparsity, int seed, long trainLimit, string data, string outDir, string? summaryJson)
+{
+if (epochs < 1 || !(sparsity >= 0 && sparsity < 1) || trainLimit < 0)
+{
+    Console.Error.WriteLine($"--epochs must be positive, --sparsity in [0, 1) and --train-limit ≥ 0 (got {epochs}, {sparsity}, {trainLimit}).");
+    return 2;
 }
 
 FashionMnist train, test;
@@ -58,7 +61,7 @@ Directory.CreateDirectory(outDir);
 // 1. Train and prune (the demo's recipe, shorter): cubic schedule over the middle of training, Δt = 100 steps.
 torch.manual_seed(seed);
 var model = nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
-var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+var optimizer = SafeOptim.Adam(model.parameters(), 1e-3);
 const int batchSize = 128;
 long stepsPerEpoch = (train.Count + batchSize - 1) / batchSize, total = stepsPerEpoch * epochs;
 var schedule = new PolynomialDecaySchedule(0, sparsity, beginStep: total / 10, endStep: Math.Max(total / 10 + 1, total * 7 / 10), frequency: Math.Max(1, Math.Min(100, total / 20)));
@@ -166,6 +169,7 @@ if (summaryJson is not null)
 }
 // The runtime must reproduce the TorchSharp model: same logits within 1e-4 of their range, hence the same accuracy.
 return worst <= 1e-4 && correctSparse == correctTorch ? 0 : 1;
+}
 
 static int ArgMax(ReadOnlySpan<float> v)
 {

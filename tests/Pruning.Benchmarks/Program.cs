@@ -4,6 +4,8 @@ using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 Pruning.Interop.OpenMpWaiting.MakePassive();
+if (Pruning.Benchmarks.ScalarRaceMode.Wants(args))
+    return Pruning.Benchmarks.ScalarRaceMode.Run(args);
 if (args is ["quick", ..])
 {
     // With kernel options (--rows, --sparsity, --batch, --threads, --json …): the sparse kernels against TorchSharp.
@@ -11,7 +13,7 @@ if (args is ["quick", ..])
     if (Pruning.Benchmarks.ConvQuickMode.Wants(args)) Pruning.Benchmarks.ConvQuickMode.Run(args);
     else if (Pruning.Benchmarks.KernelQuickMode.Wants(args)) Pruning.Benchmarks.KernelQuickMode.Run(args);
     else Pruning.Benchmarks.QuickMode.Run();
-    return;
+    return 0;
 }
 
 // In-process, so that the baseline and the pruned variant are measured side by side in one process (the machines
@@ -19,3 +21,4 @@ if (args is ["quick", ..])
 var config = ManualConfig.Create(DefaultConfig.Instance)
     .AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(3).WithIterationCount(15));
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config);
+return 0;

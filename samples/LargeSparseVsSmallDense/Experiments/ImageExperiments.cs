@@ -3,6 +3,7 @@ using Pruning.Samples;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Pruning.Optimizers;
 
 namespace LargeSparseVsSmallDense.Experiments;
 
@@ -54,7 +55,7 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
         var clock = System.Diagnostics.Stopwatch.StartNew();
         torch.manual_seed(seed);
         Sequential model = make();
-        var optimizer = torch.optim.Adam(model.parameters(), 1e-3);
+        var optimizer = SafeOptim.Adam(model.parameters(), 1e-3);
         var plan = new TrainingPlan(StepsPerEpoch * epochs);
         using (var pruner = Training.Pruner(model, plan, sparsity, optimizer))
         {

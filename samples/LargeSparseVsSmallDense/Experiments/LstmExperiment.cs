@@ -2,6 +2,7 @@ using LargeSparseVsSmallDense.Harness;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Pruning.Optimizers;
 
 namespace LargeSparseVsSmallDense.Experiments;
 
@@ -72,7 +73,7 @@ internal sealed class LstmExperiment(KjvCorpus corpus, LstmExperiment.Settings s
         var clock = System.Diagnostics.Stopwatch.StartNew();
         torch.manual_seed(seed);
         var model = new LstmLanguageModel(_vocabulary.Count, hidden, settings.Layers, settings.Dropout);
-        var optimizer = torch.optim.Adam(model.parameters(), 2e-3);
+        var optimizer = SafeOptim.Adam(model.parameters(), 2e-3);
         using Tensor data = Batchify(trainTokens, settings.Batch);
         long stepsPerEpoch = (data.shape[1] - 1) / settings.Steps;
         var plan = new TrainingPlan(stepsPerEpoch * settings.Epochs);

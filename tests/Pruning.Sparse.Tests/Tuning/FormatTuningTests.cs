@@ -1,3 +1,4 @@
+using Pruning.Sparse.Tuning;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
 

@@ -1,33 +1,8 @@
-using System.Globalization;
-using System.Text;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
 using Pruning.Sparse.Timing;
 
-namespace Pruning.Sparse;
-
-/// <summary>One weighted layer's measured options and the one kept.</summary>
-/// <param name="Index">The layer's position in the model.</param>
-/// <param name="Options">Each candidate's description and median time in milliseconds.</param>
-/// <param name="Chosen">The kept candidate's description.</param>
-public sealed record LayerFormatChoice(int Index, IReadOnlyList<(string Layer, double Milliseconds)> Options, string Chosen);
-
-/// <summary>The tuned model and what was measured for each weighted layer.</summary>
-public sealed record FormatTuningResult(SparseModel Model, IReadOnlyList<LayerFormatChoice> Choices)
-{
-    /// <summary>A table: layer, each candidate's time, the choice.</summary>
-    public override string ToString()
-    {
-        var text = new StringBuilder();
-        foreach (LayerFormatChoice choice in Choices)
-        {
-            text.AppendLine(CultureInfo.InvariantCulture, $"layer {choice.Index}:");
-            foreach (var (layer, ms) in choice.Options)
-                text.AppendLine(CultureInfo.InvariantCulture, $"  {(layer == choice.Chosen ? "*" : " ")} {layer,-56} {ms * 1000,10:F1} µs");
-        }
-        return text.ToString();
-    }
-}
+namespace Pruning.Sparse.Tuning;
 
 /// <summary>
 /// Picks each layer's storage and algorithm by timing them on the machine that will run the model, at the batch size
