@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Pruning.Optimizers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -32,12 +33,13 @@ internal static class TestModels
         return (torch.tensor(x, [size, inputs]), torch.tensor(y));
     }
 
+    /// <summary>The Scalar-safe optimizers (bit-identical to TorchSharp's, see SafeOptimTests), and TorchSharp's RMSprop.</summary>
     public static optim.Optimizer Optimizer(string kind, nn.Module model) => kind switch
     {
-        "sgd-momentum" => torch.optim.SGD(model.parameters(), 0.05, momentum: 0.9),
-        "nesterov" => torch.optim.SGD(model.parameters(), 0.05, momentum: 0.9, nesterov: true),
-        "adam" => torch.optim.Adam(model.parameters(), 0.01),
-        "adamw" => torch.optim.AdamW(model.parameters(), 0.01, weight_decay: 0.1),
+        "sgd-momentum" => SafeOptim.SGD(model.parameters(), 0.05, momentum: 0.9),
+        "nesterov" => SafeOptim.SGD(model.parameters(), 0.05, momentum: 0.9, nesterov: true),
+        "adam" => SafeOptim.Adam(model.parameters(), 0.01),
+        "adamw" => SafeOptim.AdamW(model.parameters(), 0.01, weight_decay: 0.1),
         "rmsprop" => torch.optim.RMSProp(model.parameters(), 0.01, momentum: 0.9),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
     };

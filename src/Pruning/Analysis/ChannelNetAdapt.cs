@@ -1,8 +1,6 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
-using Pruning.Interop;
 using Pruning.Masks;
-using Pruning.Selection;
 using Pruning.Structure;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -49,21 +47,19 @@ public static class ChannelNetAdapt
     }
 
     /// <summary>Options are channel counts below a layer's current one, in steps; a layer's mask keeps or prunes whole rows.</summary>
-    private sealed class Search : NetAdaptSearch<long>, IDisposable
+    private sealed class Search : NetAdaptSearch<long>
     {
         private static readonly IPruningCriterion Magnitude = new MagnitudeCriterion();
         private readonly Sequential _model;
         private readonly LatencyTable _table;
         private readonly SequentialChannels _structure;
         private readonly double _channelStep;
-        private readonly Dictionary<string, ParameterMask> _masks;
-        private readonly Dictionary<string, ParameterMask> _proposed = [];
 
         public Search(Sequential model, LatencyTable table, SequentialChannels structure, double channelStep)
         {
             (_model, _table, _structure, _channelStep) = (model, table, structure, channelStep);
             Kept = table.Layers.ToDictionary(l => l.Name, l => l.OutChannels);
-            _masks = structure.Layers.ToDictionary(l => l.Weight, l => new ParameterMask(l.Weight, model.get_parameter(l.Weight)!.shape));
+            foreach (ChannelLayer layer in structure.Layers) Masks[layer.Weight] = new ParameterMask(layer.Weight, model.get_parameter(layer.Weight)!.shape);
         }
 
         public Dictionary<string, long> Kept { get; }
@@ -93,55 +89,27 @@ public static class ChannelNetAdapt
         /// <summary>Zeroes all but <paramref name="keep"/> channels (smallest L1 filter norms first, already-removed ones first of all).</summary>
         protected override NetAdaptProposal Apply(string layer, long keep)
         {
-            using var scope = torch.NewDisposeScope();
-            using var noGrad = torch.no_grad();
-            Parameter weight = _model.get_parameter(layer)!;
-            ChannelLayer channels = _structure.LayerOf(layer)!;
-            Tensor scores = CriterionScores.Compute(Magnitude, layer, weight, "in channel NetAdapt");
-            var selected = MaskSelector.Select([new SelectionLayer(layer, TensorMemory.Of(scores), weight.shape)
-            {
-                Sparsity = 1 - (double)keep / channels.Channels,
-                PreviousKeep = _masks[layer].Current,
-            }], PruningGranularity.OutputChannels());
-            var proposal = new ParameterMask(layer, weight.shape);
-            proposal.Replace(selected[0].Keep);
-            if (_proposed.Remove(layer, out ParameterMask? stale)) stale.Dispose();
-            _proposed[layer] = proposal;
+            double removed = 1 - (double)keep / _structure.LayerOf(layer)!.Channels;
+            Propose(layer, ScoredMask.Select(Magnitude, layer, _model.get_parameter(layer)!, removed, PruningGranularity.OutputChannels(), Masks[layer].Current, "in channel NetAdapt"));
             Remask(layer);
-            return new NetAdaptProposal(_model, layer, 1 - (double)keep / channels.Channels, keep, () => Remask(layer));
+            return new NetAdaptProposal(_model, layer, removed, keep, () => Remask(layer));
         }
 
         /// <summary>Zeroes every removed channel: its filter, its bias, and its BatchNorm scale and shift.</summary>
         private void Remask(string proposedLayer)
         {
             using var noGrad = torch.no_grad();
-            foreach (var (name, current) in _masks)
+            foreach (string name in Masks.Keys)
             {
-                ParameterMask mask = name == proposedLayer ? _proposed[name] : current;
+                ParameterMask mask = MaskUnder(name, proposedLayer);
                 mask.Apply(_model.get_parameter(name)!, null);
                 mask.ApplyToRows(_structure.CoupledWith(name).Select(c => _model.get_parameter(c)!), null);
             }
         }
 
-        protected override void Discard(string layer, long option)
-        {
-            if (_proposed.Remove(layer, out ParameterMask? mask)) mask.Dispose();
-        }
-
-        protected override void Keep(string layer, long channels)
-        {
-            _masks[layer].Dispose();
-            _masks[layer] = _proposed[layer];
-            _proposed.Remove(layer);
-            Kept[layer] = channels;
-        }
+        protected override void Keep(string layer, long channels) => Kept[layer] = channels;
 
         protected override NetAdaptIteration Record(int iteration, string layer, long channels, double latency, double metric, int tried) =>
             new(iteration, layer, 1 - (double)channels / _table.Layer(layer).OutChannels, channels, latency, metric, tried);
-
-        public void Dispose()
-        {
-            foreach (ParameterMask mask in _masks.Values.Concat(_proposed.Values)) mask.Dispose();
-        }
     }
 }

@@ -1,10 +1,7 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
-using Pruning.Interop;
 using Pruning.Masks;
-using Pruning.Selection;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Pruning.Analysis;
@@ -42,66 +39,48 @@ public static class NetAdapt
     }
 
     /// <summary>Options are the table's measured sparsities above a layer's current one.</summary>
-    private sealed class Search(nn.Module model, LatencyTable table) : NetAdaptSearch<double>, IDisposable
+    private sealed class Search : NetAdaptSearch<double>
     {
         private static readonly IPruningCriterion Magnitude = new MagnitudeCriterion();
-        private readonly Dictionary<string, ParameterMask> _masks = table.Layers.ToDictionary(l => l.Name, l => new ParameterMask(l.Name, model.get_parameter(l.Name)!.shape));
-        private readonly Dictionary<string, ParameterMask> _proposed = [];
+        private readonly nn.Module _model;
+        private readonly LatencyTable _table;
 
-        public Dictionary<string, double> Sparsities { get; } = table.Layers.ToDictionary(l => l.Name, _ => 0.0);
+        public Search(nn.Module model, LatencyTable table)
+        {
+            (_model, _table) = (model, table);
+            foreach (LatencyLayer layer in table.Layers) Masks[layer.Name] = new ParameterMask(layer.Name, model.get_parameter(layer.Name)!.shape);
+            Sparsities = table.Layers.ToDictionary(l => l.Name, _ => 0.0);
+        }
 
-        protected override IEnumerable<string> Layers => table.Layers.Select(l => l.Name);
+        public Dictionary<string, double> Sparsities { get; }
+
+        protected override IEnumerable<string> Layers => _table.Layers.Select(l => l.Name);
 
         protected override IEnumerable<(double Option, double Latency)> Options(string layer)
         {
-            double others = table.Milliseconds(Sparsities) - table.Milliseconds(layer, Sparsities[layer]);
-            return table.Candidates(layer).Where(c => c.Sparsity > Sparsities[layer] + 1e-12).Select(c => (c.Sparsity, others + c.Milliseconds));
+            double others = _table.Milliseconds(Sparsities) - _table.Milliseconds(layer, Sparsities[layer]);
+            return _table.Candidates(layer).Where(c => c.Sparsity > Sparsities[layer] + 1e-12).Select(c => (c.Sparsity, others + c.Milliseconds));
         }
 
         /// <summary>Magnitude-prunes the layer to exactly round(s·n) zeros, already pruned weights first, keeping the other masks.</summary>
         protected override NetAdaptProposal Apply(string layer, double sparsity)
         {
-            using var scope = torch.NewDisposeScope();
-            using var noGrad = torch.no_grad();
-            Parameter weight = model.get_parameter(layer)!;
-            foreach (var (name, mask) in _masks) mask.Apply(model.get_parameter(name)!, null);
-            Tensor scores = CriterionScores.Compute(Magnitude, layer, weight, "in NetAdapt");
-            var proposal = new ParameterMask(layer, weight.shape);
-            var selected = MaskSelector.Select([new SelectionLayer(layer, TensorMemory.Of(scores), weight.shape) { Sparsity = sparsity, PreviousKeep = _masks[layer].Current }],
-                PruningGranularity.Element);
-            proposal.Replace(selected[0].Keep);
-            proposal.Apply(weight, null);
-            if (_proposed.Remove(layer, out ParameterMask? stale)) stale.Dispose();
-            _proposed[layer] = proposal;
-            return new NetAdaptProposal(model, layer, sparsity, null, () => Remask(layer));
+            using (torch.no_grad())
+                foreach (var (name, mask) in Masks) mask.Apply(_model.get_parameter(name)!, null);
+            Propose(layer, ScoredMask.Select(Magnitude, layer, _model.get_parameter(layer)!, sparsity, PruningGranularity.Element, Masks[layer].Current, "in NetAdapt"));
+            Remask(layer);
+            return new NetAdaptProposal(_model, layer, sparsity, null, () => Remask(layer));
         }
 
         private void Remask(string proposedLayer)
         {
             using var noGrad = torch.no_grad();
-            foreach (var (name, mask) in _masks)
-                (name == proposedLayer ? _proposed[name] : mask).Apply(model.get_parameter(name)!, null);
+            foreach (string name in Masks.Keys) MaskUnder(name, proposedLayer).Apply(_model.get_parameter(name)!, null);
         }
 
-        protected override void Discard(string layer, double option)
-        {
-            if (_proposed.Remove(layer, out ParameterMask? mask)) mask.Dispose();
-        }
-
-        protected override void Keep(string layer, double sparsity)
-        {
-            _masks[layer].Dispose();
-            _masks[layer] = _proposed[layer];
-            _proposed.Remove(layer);
-            Sparsities[layer] = sparsity;
-        }
+        protected override void Keep(string layer, double sparsity) => Sparsities[layer] = sparsity;
 
         protected override NetAdaptIteration Record(int iteration, string layer, double sparsity, double latency, double metric, int tried) =>
             new(iteration, layer, sparsity, null, latency, metric, tried);
-
-        public void Dispose()
-        {
-            foreach (ParameterMask mask in _masks.Values.Concat(_proposed.Values)) mask.Dispose();
-        }
     }
 }

@@ -1,8 +1,6 @@
 using System.Globalization;
 using Pruning.Criteria;
-using Pruning.Interop;
 using Pruning.Masks;
-using Pruning.Selection;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,7 +15,7 @@ namespace Pruning.Analysis;
 /// <remarks>
 /// Blind spot: each layer is probed with all others dense, so interactions between layers are not seen; pruning
 /// two tolerant layers together can hurt more than their curves add up to. Global magnitude ranking
-/// (<see cref="PruningScope.Global"/>) is the alternative that allocates across layers without this
+/// (<see cref="Selection.PruningScope.Global"/>) is the alternative that allocates across layers without this
 /// assumption (but also without looking at the metric).
 /// </remarks>
 public static class SensitivityScan
@@ -43,17 +41,16 @@ public static class SensitivityScan
         if (options.Criterion is IAccumulatingCriterion)
             throw new ArgumentException($"{options.Criterion.GetType().Name} learns from gradients during training; a sensitivity scan needs a criterion that scores the weights alone, such as MagnitudeCriterion.", nameof(options));
         double[] ratios = options.Ratios.Distinct().Order().ToArray();
-        IReadOnlyList<string> names = options.Targets.Resolve(model);
-        foreach (string name in names)
+        IReadOnlyList<string> names;
+        try
         {
-            try
-            {
+            names = options.Targets.Resolve(model);
+            foreach (string name in names)
                 options.Granularity.Validate(name, model.get_parameter(name)!.shape);
-            }
-            catch (ArgumentException e)
-            {
-                throw new ArgumentException(e.Bare(), nameof(options), e);
-            }
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException(e.Bare(), nameof(options), e);
         }
 
         double baseline = Evaluate(evaluate, model, "the baseline", null);
@@ -62,22 +59,16 @@ public static class SensitivityScan
         {
             Parameter weight = model.get_parameter(name)!;
             using Tensor saved = weight.detach().clone();
-            using var mask = new ParameterMask(name, weight.shape);
             var points = new List<(double, double)>();
             try
             {
-                using (var scope = torch.NewDisposeScope())
+                foreach (double ratio in ratios)
                 {
-                    // The weights are restored after every probe, so one scoring serves every ratio.
-                    Tensor scores = CriterionScores.Compute(options.Criterion, name, weight, "in the sensitivity scan");
-                    foreach (double ratio in ratios)
-                    {
-                        var selected = MaskSelector.Select([new SelectionLayer(name, TensorMemory.Of(scores), weight.shape) { Sparsity = ratio }], options.Granularity);
-                        mask.Replace(selected[0].Keep);
-                        using (torch.no_grad()) mask.Apply(weight, null);
-                        points.Add((ratio, Evaluate(evaluate, model, name, ratio)));
-                        Restore(weight, saved);
-                    }
+                    using (ParameterMask mask = ScoredMask.Select(options.Criterion, name, weight, ratio, options.Granularity, default, "in the sensitivity scan"))
+                    using (torch.no_grad())
+                        mask.Apply(weight, null);
+                    points.Add((ratio, Evaluate(evaluate, model, name, ratio)));
+                    Restore(weight, saved);
                 }
             }
             finally

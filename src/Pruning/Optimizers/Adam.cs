@@ -1,4 +1,3 @@
-using Pruning.Interop;
 using TorchSharp;
 using TorchSharp.Modules;
 using ParamGroup = TorchSharp.Modules.Adam.ParamGroup;
@@ -32,10 +31,9 @@ public sealed class Adam : TorchSharp.Modules.Adam
     {
         var options = (Options)group.Options;
         double beta1 = options.beta1!.Value, beta2 = options.beta2!.Value, weightDecay = options.weight_decay!.Value;
-        double eps = options.eps!.Value, lr = options.LearningRate!.Value;
         bool amsgrad = options.amsgrad!.Value, maximize = options.maximize!.Value;
-        using Scalar b1 = beta1.ToScalar(), oneMinusB1 = (1 - beta1).ToScalar(), b2 = beta2.ToScalar(), oneMinusB2 = (1 - beta2).ToScalar();
-        using Scalar epsilon = eps.ToScalar(), decay = weightDecay.ToScalar();
+        using Scalar decay = weightDecay.ToScalar();
+        using var moments = new AdamMoments(options.LearningRate!.Value, beta1, beta2, options.eps!.Value);
         foreach (Parameter param in group.Parameters)
         {
             var state = (State)_state[param.Handle];
@@ -43,28 +41,8 @@ public sealed class Adam : TorchSharp.Modules.Adam
             if (grad is null) continue;
             if (maximize) grad = -grad;
             state.step += 1;
-            double biasCorrection1 = 1 - Math.Pow(beta1, state.step);
-            double biasCorrection2 = 1 - Math.Pow(beta2, state.step);
-            if (weightDecay != 0) grad = grad.add(param, decay);
-
-            state.exp_avg.mul_(b1).add_(grad, oneMinusB1);
-            state.exp_avg_sq.mul_(b2).addcmul_(grad, grad.conj(), oneMinusB2);
-
-            using Scalar correction = Math.Sqrt(biasCorrection2).ToScalar();
-            Tensor denom;
-            if (amsgrad)
-            {
-                Tensor previous = state.max_exp_avg_sq;
-                state.max_exp_avg_sq = torch.maximum(previous, state.exp_avg_sq).DetachFromDisposeScope();
-                previous.Dispose();
-                denom = state.max_exp_avg_sq.sqrt().div(correction).add_(epsilon, Scalars.One);
-            }
-            else
-            {
-                denom = state.exp_avg_sq.sqrt().div(correction).add_(epsilon, Scalars.One);
-            }
-            using Scalar stepSize = (-(lr / biasCorrection1)).ToScalar();
-            param.addcdiv_(state.exp_avg, denom, stepSize);
+            if (weightDecay != 0) grad = grad.add(param, decay);   // L2: into the gradient
+            moments.Step(param, grad, grad.conj(), state.step, state.exp_avg, state.exp_avg_sq, ref state.max_exp_avg_sq, amsgrad);
         }
     }, closure);
 }

@@ -1,4 +1,3 @@
-using Pruning.Interop;
 using TorchSharp;
 using TorchSharp.Modules;
 using ParamGroup = TorchSharp.Modules.AdamW.ParamGroup;
@@ -28,11 +27,10 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
     public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
     {
         var options = (Options)group.Options;
-        double beta1 = options.beta1!.Value, beta2 = options.beta2!.Value, weightDecay = options.weight_decay!.Value;
-        double eps = options.eps!.Value, lr = options.LearningRate!.Value;
+        double beta1 = options.beta1!.Value, beta2 = options.beta2!.Value, lr = options.LearningRate!.Value;
         bool amsgrad = options.amsgrad!.Value, maximize = options.maximize!.Value;
-        using Scalar b1 = beta1.ToScalar(), oneMinusB1 = (1 - beta1).ToScalar(), b2 = beta2.ToScalar(), oneMinusB2 = (1 - beta2).ToScalar();
-        using Scalar epsilon = eps.ToScalar(), shrink = (1 - lr * weightDecay).ToScalar();
+        using Scalar shrink = (1 - lr * options.weight_decay!.Value).ToScalar();
+        using var moments = new AdamMoments(lr, beta1, beta2, options.eps!.Value);
         foreach (Parameter param in group.Parameters)
         {
             var state = (State)_state[param.Handle];
@@ -40,28 +38,8 @@ public sealed class AdamW : TorchSharp.Modules.AdamW
             if (grad is null) continue;
             if (maximize) grad = -grad;
             state.step += 1;
-            param.mul_(shrink);
-            double biasCorrection1 = 1 - Math.Pow(beta1, state.step);
-            double biasCorrection2 = 1 - Math.Pow(beta2, state.step);
-
-            state.exp_avg.mul_(b1).add_(grad, oneMinusB1);
-            state.exp_avg_sq.mul_(b2).addcmul_(grad, grad, oneMinusB2);
-
-            using Scalar correction = Math.Sqrt(biasCorrection2).ToScalar();
-            Tensor denom;
-            if (amsgrad)
-            {
-                Tensor previous = state.max_exp_avg_sq;
-                state.max_exp_avg_sq = torch.maximum(previous, state.exp_avg_sq).DetachFromDisposeScope();
-                previous.Dispose();
-                denom = state.max_exp_avg_sq.sqrt().div(correction).add_(epsilon, Scalars.One);
-            }
-            else
-            {
-                denom = state.exp_avg_sq.sqrt().div(correction).add_(epsilon, Scalars.One);
-            }
-            using Scalar stepSize = (-(lr / biasCorrection1)).ToScalar();
-            param.addcdiv_(state.exp_avg, denom, stepSize);
+            param.mul_(shrink);                                     // decoupled: on the weights
+            moments.Step(param, grad, grad, state.step, state.exp_avg, state.exp_avg_sq, ref state.max_exp_avg_sq, amsgrad);
         }
     }, closure);
 }

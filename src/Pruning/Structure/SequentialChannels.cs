@@ -1,3 +1,4 @@
+using Pruning.Interop;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -109,13 +110,24 @@ public sealed class SequentialChannels
     /// al. 2017). Add it to the loss so that unimportant channels' scales shrink toward zero before they are pruned.
     /// </summary>
     /// <param name="strength">λ (≥ 0); the paper uses 1e-4 to 1e-5.</param>
+    /// <returns>A scalar tensor on the BatchNorm scales' device, in the caller's dispose scope (zero when there is no BatchNorm).</returns>
     public Tensor BatchNormL1Penalty(double strength)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(strength);
-        Tensor total = torch.zeros(1);
+        using var scope = torch.NewDisposeScope();
+        Tensor? total = null;
         foreach (ChannelLayer layer in Layers.Where(l => l.BatchNorm is not null))
-            total = total + _model.get_parameter($"{layer.BatchNorm}.weight")!.abs().sum();
-        return total * strength;
+        {
+            Tensor term = _model.get_parameter($"{layer.BatchNorm}.weight")!.abs().sum();
+            total = total is null ? term : total.add(term, Scalars.One);
+        }
+        if (total is null)
+        {
+            Parameter any = _model.parameters().First();
+            return torch.zeros([], any.dtype, any.device).MoveToOuterDisposeScope();
+        }
+        using var lambda = strength.ToScalar();
+        return total.mul(lambda).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -126,6 +138,9 @@ public sealed class SequentialChannels
     public Sequential Shrink()
     {
         using var noGrad = torch.no_grad();
+        // Module parameters never join a dispose scope, so everything else made here (index tensors, selections, and
+        // the temporaries TorchSharp's own layer constructors leave behind) is disposed when this returns.
+        using var scope = torch.NewDisposeScope();
         var alive = Layers.ToDictionary(l => l.Producer, AliveChannels);
         var built = new List<(string, nn.Module<Tensor, Tensor>)>();
         long[]? incoming = null; // the channels of the previous producer that survive, as consumer input indices
@@ -169,16 +184,16 @@ public sealed class SequentialChannels
         if (layer.BatchNorm is not null)
         {
             var bn = (BatchNorm)Module(layer.BatchNorm);
-            dead = bn.weight!.eq(0).logical_and(bn.bias!.eq(0));
+            dead = bn.weight!.eq(Scalars.Zero).logical_and(bn.bias!.eq(Scalars.Zero));
         }
         else
         {
             Parameter weight = _model.get_parameter(layer.Weight)!;
-            dead = weight.reshape(weight.shape[0], -1).ne(0).any(1).logical_not();
+            dead = weight.reshape(weight.shape[0], -1).ne(Scalars.Zero).any(1).logical_not();
             if (_model.get_parameter($"{layer.Producer}.bias") is { } bias)
-                dead = dead.logical_and(bias.eq(0));
+                dead = dead.logical_and(bias.eq(Scalars.Zero));
         }
-        long[] kept = dead.logical_not().nonzero().flatten().data<long>().ToArray();
+        long[] kept = dead.logical_not().nonzero().flatten().cpu().data<long>().ToArray();
         // Keep one channel so that every layer still has an input.
         return kept.Length > 0 ? kept : [0];
     }
@@ -188,39 +203,45 @@ public sealed class SequentialChannels
 
     private static Conv2d ShrinkConv(Conv2d conv, long[]? inputs, long[]? outputs)
     {
-        Tensor weight = conv.weight!.detach();
-        if (outputs is not null) weight = weight.index_select(0, torch.tensor(outputs));
-        if (inputs is not null) weight = weight.index_select(1, torch.tensor(inputs));
         long[] padding = conv.padding ?? throw new NotSupportedException($"A Conv2d with symbolic padding ({conv.padding_type}) cannot be shrunk; give it explicit padding.");
-        var result = nn.Conv2d(weight.shape[1], weight.shape[0], (conv.kernel_size[0], conv.kernel_size[1]),
+        var result = nn.Conv2d(inputs?.Length ?? conv.in_channels, outputs?.Length ?? conv.out_channels, (conv.kernel_size[0], conv.kernel_size[1]),
             stride: (conv.stride[0], conv.stride[1]), padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]),
-            padding_mode: conv.padding_mode, bias: conv.bias is not null);
-        result.weight!.copy_(weight);
-        if (conv.bias is not null)
-            result.bias!.copy_(outputs is null ? conv.bias : conv.bias.index_select(0, torch.tensor(outputs)));
+            padding_mode: conv.padding_mode, bias: conv.bias is not null, device: conv.weight!.device, dtype: conv.weight.dtype);
+        CopySelected(conv.weight!, conv.bias, result.weight!, result.bias, inputs, outputs);
         return result;
     }
 
     private static Linear ShrinkLinear(Linear linear, long[]? inputs, long[]? outputs)
     {
-        Tensor weight = linear.weight!.detach();
-        if (outputs is not null) weight = weight.index_select(0, torch.tensor(outputs));
-        if (inputs is not null) weight = weight.index_select(1, torch.tensor(inputs));
-        var result = nn.Linear(weight.shape[1], weight.shape[0], hasBias: linear.bias is not null);
-        result.weight!.copy_(weight);
-        if (linear.bias is not null)
-            result.bias!.copy_(outputs is null ? linear.bias : linear.bias.index_select(0, torch.tensor(outputs)));
+        var result = nn.Linear(inputs?.Length ?? linear.in_features, outputs?.Length ?? linear.out_features, hasBias: linear.bias is not null,
+            device: linear.weight!.device, dtype: linear.weight.dtype);
+        CopySelected(linear.weight!, linear.bias, result.weight!, result.bias, inputs, outputs);
         return result;
+    }
+
+    /// <summary>Copies the kept rows (outputs) and columns (inputs) of a weight, and the kept bias entries, into a smaller layer's.</summary>
+    private static void CopySelected(Tensor weight, Tensor? bias, Tensor toWeight, Tensor? toBias, long[]? inputs, long[]? outputs)
+    {
+        using var scope = torch.NewDisposeScope();
+        Tensor w = weight.detach();
+        if (outputs is not null) w = w.index_select(0, torch.tensor(outputs, device: weight.device));
+        if (inputs is not null) w = w.index_select(1, torch.tensor(inputs, device: weight.device));
+        toWeight.copy_(w);
+        if (bias is not null && toBias is not null)
+            toBias.copy_(outputs is null ? bias : bias.index_select(0, torch.tensor(outputs, device: bias.device)));
     }
 
     private static nn.Module<Tensor, Tensor> ShrinkBatchNorm(BatchNorm bn, long[]? channels)
     {
         long[] keep = channels ?? Enumerable.Range(0, (int)bn.num_features).Select(c => (long)c).ToArray();
-        using var index = torch.tensor(keep);
+        Device device = (bn.weight ?? bn.running_mean)?.device ?? torch.CPU;
+        ScalarType dtype = (bn.weight ?? bn.running_mean)?.dtype ?? ScalarType.Float32;
         nn.Module<Tensor, Tensor> result = bn is BatchNorm2d
-            ? nn.BatchNorm2d(keep.Length, bn.eps, bn.momentum ?? 0.1, bn.affine, bn.track_running_stats)
-            : nn.BatchNorm1d(keep.Length, bn.eps, bn.momentum ?? 0.1, bn.affine, bn.track_running_stats);
+            ? nn.BatchNorm2d(keep.Length, bn.eps, bn.momentum ?? 0.1, bn.affine, bn.track_running_stats, device, dtype)
+            : nn.BatchNorm1d(keep.Length, bn.eps, bn.momentum ?? 0.1, bn.affine, bn.track_running_stats, device, dtype);
         var target = (BatchNorm)result;
+        using var scope = torch.NewDisposeScope();
+        using var index = torch.tensor(keep, device: device);
         if (bn.affine)
         {
             target.weight!.copy_(bn.weight!.index_select(0, index));

@@ -57,12 +57,12 @@ public sealed class PruningTargets
 
         foreach (Type type in _moduleTypes)
             if (!candidates.Any(c => type.IsAssignableFrom(c.Owner)))
-                throw new ArgumentException($"No prunable parameter is owned by a {type.Name}. Candidates: {Available()}.", "targets");
+                throw new ArgumentException($"No prunable parameter is owned by a {type.Name}. Candidates: {Available()}.", nameof(model));
         var includes = _include.Select(p => (Pattern: p, Regex: Glob(p))).ToList();
         var excludes = _exclude.Select(p => (Pattern: p, Regex: Glob(p))).ToList();
         foreach (var (pattern, regex) in includes.Concat(excludes))
             if (!candidates.Any(c => regex.IsMatch(c.Name)))
-                throw new ArgumentException($"The target pattern '{pattern}' matches no prunable parameter. Candidates: {Available()}.", "targets");
+                throw new ArgumentException($"The target pattern '{pattern}' matches no prunable parameter. Candidates: {Available()}.", nameof(model));
 
         var selected = candidates
             .Where(c => _moduleTypes.Count == 0 || _moduleTypes.Any(t => t.IsAssignableFrom(c.Owner)))
@@ -71,7 +71,7 @@ public sealed class PruningTargets
             .Select(c => c.Name)
             .ToList();
         if (selected.Count == 0)
-            throw new ArgumentException($"The target selection leaves nothing to prune. Candidates: {Available()}.", "targets");
+            throw new ArgumentException($"The target selection leaves nothing to prune. Candidates: {Available()}.", nameof(model));
         return selected;
     }
 

@@ -92,12 +92,17 @@ public sealed class CriteriaTests
 /// <summary>The custom criterion shown in the README, compiled and checked here so the README stays right.</summary>
 public sealed class RowRelativeMagnitude : IPruningCriterion
 {
-    // |w| relative to the largest |w| of its row: every output neuron keeps its own strongest inputs.
+    // |w| relative to the largest |w| of its row: every output neuron keeps its own strongest inputs (docs/training.md).
     public Tensor Score(string parameterName, Tensor weight)
     {
-        var magnitude = weight.abs();
-        var (rowMax, _) = magnitude.max(1, keepdim: true);
-        return magnitude / (rowMax + 1e-12);
+        using var epsilon = 1e-12.ToScalar();
+        using var one = 1.ToScalar();
+        using var magnitude = weight.abs();
+        var (rowMax, indices) = magnitude.max(1, keepdim: true);
+        using (indices)
+        using (rowMax)
+        using (var denominator = rowMax.add(epsilon, one))
+            return magnitude.div(denominator);
     }
 }
 

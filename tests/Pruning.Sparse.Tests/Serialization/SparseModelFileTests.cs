@@ -7,7 +7,7 @@ using Pruning.Sparse.Tests.Layers;
 
 namespace Pruning.Sparse.Tests.Serialization;
 
-public class ModelFileTests
+public class SparseModelFileTests
 {
     private static SparseModel Model() => new(new FeatureShape(1, 12, 12),
         LayerTests.SmallCnn().Layers.Append(new LinearLayer(new DenseMatrix(Reference.Random(30, 9), 3, 10), null))

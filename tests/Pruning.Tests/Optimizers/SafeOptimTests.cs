@@ -8,7 +8,7 @@ namespace Pruning.Tests.Optimizers;
 
 /// <summary>The Scalar-safe optimizers against TorchSharp's own: bit for bit, state for state, file for file.</summary>
 [Collection(TorchCollection.Name)]
-public sealed class SafeOptimizerTests : IDisposable
+public sealed class SafeOptimTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("pruning-optim-").FullName;
 

@@ -4,7 +4,7 @@ using Pruning.Sparse.Matrices;
 
 namespace Pruning.Sparse.Tests.Matrices;
 
-public class KernelTests
+public class WeightMatrixTests
 {
     public static TheoryData<int, int, double> AwkwardShapes() => new()
     {

@@ -1,7 +1,7 @@
 using Pruning.Build;
 using TorchSharp;
 
-namespace Pruning.Tests.Build;
+namespace Pruning.Tests.BuildTransitive;
 
 public sealed class LibTorchSharpGlibcxxFixTests : IDisposable
 {

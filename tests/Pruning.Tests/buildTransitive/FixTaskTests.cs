@@ -3,7 +3,7 @@ using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 using Pruning.Build;
 
-namespace Pruning.Tests.Build;
+namespace Pruning.Tests.BuildTransitive;
 
 public sealed class FixTaskTests : IDisposable
 {

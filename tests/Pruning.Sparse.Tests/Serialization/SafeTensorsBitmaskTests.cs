@@ -3,7 +3,7 @@ using Pruning.Sparse.Serialization;
 
 namespace Pruning.Sparse.Tests.Serialization;
 
-public class SafeTensorsTests
+public class SafeTensorsBitmaskTests
 {
     [Fact]
     public void Sparse_weights_are_written_in_the_compressed_tensors_bitmask_layout()

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Pruning.Tests.Grouping;
 
 [Collection(TorchCollection.Name)]
-public sealed class GranularityTests
+public sealed class PruningGranularityTests
 {
     /// <summary>Selects through the engine; returns pruned flags (1 = pruned).</summary>
     private static byte[] Select(PruningGranularity granularity, float[] scores, long[] shape, double sparsity, bool[]? previousKeep = null)
