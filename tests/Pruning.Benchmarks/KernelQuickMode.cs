@@ -110,15 +110,16 @@ internal static class KernelQuickMode
         public void Dispose() => System.Runtime.InteropServices.NativeMemory.AlignedFree(_data);
     }
 
-    private static string? Arg(string[] args, string name)
+    /// <summary>The value after <paramref name="name"/> on the command line, or null (the quick modes' options).</summary>
+    internal static string? Arg(string[] args, string name)
     {
         int i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 
-    private static int Int(string[] args, string name, int fallback) =>
+    internal static int Int(string[] args, string name, int fallback) =>
         Arg(args, name) is { } s ? int.Parse(s, CultureInfo.InvariantCulture) : fallback;
 
-    private static double Double(string[] args, string name, double fallback) =>
+    internal static double Double(string[] args, string name, double fallback) =>
         Arg(args, name) is { } s ? double.Parse(s, CultureInfo.InvariantCulture) : fallback;
 }

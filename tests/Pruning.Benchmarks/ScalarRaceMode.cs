@@ -20,9 +20,9 @@ internal static class ScalarRaceMode
 
     public static int Run(string[] args)
     {
-        string kind = Arg(args, "--optimizer") ?? "torch-adam";
-        double seconds = double.Parse(Arg(args, "--seconds") ?? "15", System.Globalization.CultureInfo.InvariantCulture);
-        int gcEvery = int.Parse(Arg(args, "--gc-every-ms") ?? "1", System.Globalization.CultureInfo.InvariantCulture);
+        string kind = KernelQuickMode.Arg(args, "--optimizer") ?? "torch-adam";
+        double seconds = KernelQuickMode.Double(args, "--seconds", 15);
+        int gcEvery = KernelQuickMode.Int(args, "--gc-every-ms", 1);
         bool prune = args.Contains("--prune");
 
         var model = BenchmarkModels.LeNet300100();
@@ -63,13 +63,7 @@ internal static class ScalarRaceMode
         }
         stop.Cancel();
         collector.Join();
-        Console.WriteLine($"survived: {kind}{(prune ? " + pruner" : "")}, {steps} steps in {clock.Elapsed.TotalSeconds:F1} s, forced GC every {gcEvery} ms, concurrent GC {System.Runtime.GCSettings.LatencyMode != System.Runtime.GCLatencyMode.Batch}");
+        Console.WriteLine($"survived: {kind}{(prune ? " + pruner" : "")}, {steps} steps in {clock.Elapsed.TotalSeconds:F1} s, {GC.CollectionCount(0)} collections, forced every {gcEvery} ms (0 = never), concurrent GC {System.Runtime.GCSettings.LatencyMode != System.Runtime.GCLatencyMode.Batch}");
         return 0;
-    }
-
-    private static string? Arg(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

@@ -112,8 +112,9 @@ internal sealed class ParameterMask : IDisposable
         {
             keep = torch.empty(Shape, ScalarType.Float32);
             Span<float> values = MemoryMarshal.Cast<byte, float>(keep.bytes);
+            ReadOnlySpan<byte> flags = MemoryMarshal.AsBytes(_keep.AsSpan()); // a bool is one byte, 0 or 1
             for (int i = 0; i < values.Length; i++)
-                values[i] = _keep[i] ? 1f : 0f;
+                values[i] = flags[i];
         }
         else
         {

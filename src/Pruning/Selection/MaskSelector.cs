@@ -86,8 +86,7 @@ public static class MaskSelector
                     else
                     {
                         Units u = units[j];
-                        long k = Math.Min(Math.Min(PrunedCount(targets[j], u.Count), u.Count - 1), PrunedCount(granularity.MaxSparsity, u.Count));
-                        RadixSelector.Select(_ => u.Scores.Span, k, [u.Keep], [u.PreviousKeep]);
+                        RadixSelector.Select(_ => u.Scores.Span, Count(granularity, targets[j], u.Count), [u.Keep], [u.PreviousKeep]);
                     }
                 }
             }
@@ -142,9 +141,8 @@ public static class MaskSelector
     /// </summary>
     private static void SelectGlobal(IReadOnlyList<SelectionLayer> layers, Units[] units, PruningGranularity granularity, double sparsity)
     {
-        long cap(Units u, double s) => Math.Min(Math.Min(PrunedCount(s, u.Count), u.Count - 1), PrunedCount(granularity.MaxSparsity, u.Count));
-        long[] low = units.Select((u, j) => cap(u, layers[j].Bounds.Min)).ToArray();
-        long[] high = units.Select((u, j) => cap(u, layers[j].Bounds.Max)).ToArray();
+        long[] low = units.Select((u, j) => Count(granularity, layers[j].Bounds.Min, u.Count)).ToArray();
+        long[] high = units.Select((u, j) => Count(granularity, layers[j].Bounds.Max, u.Count)).ToArray();
         long k = Math.Clamp(PrunedCount(sparsity, units.Sum(u => u.Count)), low.Sum(), high.Sum());
         var free = Enumerable.Range(0, units.Length).ToList();
         while (free.Count > 0)
@@ -167,13 +165,17 @@ public static class MaskSelector
         }
     }
 
+    /// <summary>How many of <paramref name="count"/> groups a target prunes: round(s·count), leaving one, within the granularity's cap.</summary>
+    private static long Count(PruningGranularity granularity, double sparsity, long count) =>
+        Math.Min(Math.Min(PrunedCount(sparsity, count), count - 1), PrunedCount(granularity.MaxSparsity, count));
+
     /// <summary>Every run of r consecutive groups prunes its own round(s·r), capped by the granularity and so that one survives.</summary>
     private static void SelectRuns(Units units, PruningGranularity granularity, double sparsity)
     {
         int run = granularity.RunLength;
         if (units.Count % run != 0)
             throw new ArgumentException($"{granularity} budgets runs of {run} groups, but the tensor has {units.Count} groups.", "layers");
-        int prune = (int)Math.Min(Math.Min(PrunedCount(sparsity, run), PrunedCount(granularity.MaxSparsity, run)), run - 1);
+        int prune = (int)Count(granularity, sparsity, run);
         ReadOnlySpan<float> scores = units.Scores.Span;
         ReadOnlySpan<bool> before = units.PreviousKeep.Span;
         int[] order = new int[run];
