@@ -3,7 +3,6 @@
 // filter pruning at the same ratio and with the dense model.
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using Pruning;
 using Pruning.Criteria;
 using Pruning.Grouping;
@@ -89,7 +88,7 @@ internal static class ChannelDemo
         if (!same)
             AnsiConsole.MarkupLine("[red]error:[/] a shrunk model classifies differently from its masked original.");
         if (summaryPath is not null)
-            File.WriteAllText(summaryPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            JsonSummary.Write(summaryPath, rows);
         return same ? 0 : 1;
     }
 

@@ -2,7 +2,6 @@
 // (2017), next to a dense baseline trained the same way.
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using Pruning;
 using Pruning.Criteria;
 using Pruning.Reporting;
@@ -152,7 +151,7 @@ internal static class Demo
                 ["total_weights"] = report.Total,
                 ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
             };
-            File.WriteAllText(s.SummaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            JsonSummary.Write(s.SummaryJson, summary);
             AnsiConsole.MarkupLineInterpolated($"Summary written to {s.SummaryJson}.");
         }
         return report.MaskedNonzero == 0 ? 0 : 1;

@@ -8,7 +8,6 @@
 //     and NetAdapt on the sparse runtime (where sparse convolutions run as direct sparse convolutions).
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using Pruning;
 using Pruning.Analysis;
 using Pruning.Export;
@@ -284,7 +283,7 @@ if (cnnPart)
 }
 
 if (summaryJson is not null)
-    File.WriteAllText(summaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true, IncludeFields = true }));
+    JsonSummary.Write(summaryJson, summary);
 return 0;
 
 double TrainPruned(PruningOptions options, int seed)

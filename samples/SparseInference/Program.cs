@@ -4,7 +4,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using Pruning;
 using Pruning.Export;
 using Pruning.Interop;
@@ -165,7 +164,7 @@ if (summaryJson is not null)
         ["max_relative_logit_difference"] = worst, ["model_bytes"] = modelBytes, ["safetensors_bytes"] = stBytes, ["dense_checkpoint_bytes"] = denseBytes,
         ["latency"] = rows, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
     };
-    File.WriteAllText(summaryJson, JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+    JsonSummary.Write(summaryJson, summary);
 }
 // The runtime must reproduce the TorchSharp model: same logits within 1e-4 of their range, hence the same accuracy.
 return worst <= 1e-4 && correctSparse == correctTorch ? 0 : 1;

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
+using Pruning.Samples;
 
 namespace LargeSparseVsSmallDense.Harness;
 
@@ -60,7 +60,7 @@ public static class Report
             ["experiment"] = r.Experiment, ["model"] = r.Model, ["width"] = r.Width, ["sparsity"] = r.Sparsity,
             ["nnz"] = r.Nnz, ["metric"] = r.Metric, ["metric_name"] = r.MetricName, ["seed"] = r.Seed,
         });
-        File.WriteAllText(path, JsonSerializer.Serialize(objects, new JsonSerializerOptions { WriteIndented = true }));
+        JsonSummary.Write(path, objects);
     }
 
     /// <summary>A PNG of metric vs NNZ: the dense family as one curve, each sparse width as its own curve.</summary>
