@@ -162,6 +162,12 @@ public sealed class CsrMatrix : WeightMatrix
         return dense;
     }
 
+    internal override void ReadRow(int row, Span<float> destination)
+    {
+        destination[..Cols].Clear();
+        for (int j = _rowPointers[row]; j < _rowPointers[row + 1]; j++) destination[ColumnAt(j)] = _values[j];
+    }
+
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
         // A gathered non-zero (batch 1) costs about as much as eight streamed dense multiply-adds.

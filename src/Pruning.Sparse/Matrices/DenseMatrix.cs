@@ -40,6 +40,8 @@ public sealed class DenseMatrix : WeightMatrix
     /// <inheritdoc />
     public override float[] ToDense() => (float[])_values.Clone();
 
+    internal override void ReadRow(int row, Span<float> destination) => _values.AsSpan(row * Cols, Cols).CopyTo(destination);
+
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, StoredEntries * batch, Rows), (Rows + 3) / 4);

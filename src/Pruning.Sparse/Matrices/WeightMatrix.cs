@@ -111,6 +111,9 @@ public abstract class WeightMatrix
             MultiplyCore(px, py, bias.IsEmpty ? null : pb, batch, threads, simd);
     }
 
+    /// <summary>Writes row <paramref name="row"/> as <see cref="Cols"/> dense values (an embedding lookup).</summary>
+    internal abstract void ReadRow(int row, Span<float> destination);
+
     /// <summary>The kernel call behind <see cref="Multiply(ReadOnlySpan{float}, Span{float}, int, ReadOnlySpan{float}, int)"/>, on pinned, validated buffers.</summary>
     internal abstract unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd);
 }

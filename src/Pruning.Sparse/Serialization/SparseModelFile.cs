@@ -42,50 +42,27 @@ public static class SparseModelFile
     private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3 }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (a temporary file, then a rename), so a crash never leaves half a file.</summary>
-    public static void Save(SparseModel model, string path)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string temporary = path + ".tmp-" + Environment.ProcessId;
-        try
-        {
-            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-                Write(model, file);
-            File.Move(temporary, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
-    }
+    public static void Save(SparseModel model, string path) => FileFrame.Save(ToBytes(model), path);
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="stream"/>.</summary>
     public static void Write(SparseModel model, Stream stream)
     {
-        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(stream);
-        byte[] bytes = ToBytes(model);
-        stream.Write(bytes);
+        stream.Write(ToBytes(model));
     }
 
     /// <summary>The file's bytes for <paramref name="model"/>.</summary>
     public static byte[] ToBytes(SparseModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var buffer = new MemoryStream();
-        using (var w = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
+        return FileFrame.Checksummed(Magic, Version, w =>
         {
-            w.Write(Magic);
-            w.Write(Version);
             w.Write(model.InputShape.Channels);
             w.Write(model.InputShape.Height);
             w.Write(model.InputShape.Width);
             w.Write((uint)model.Layers.Count);
             foreach (SparseLayer layer in model.Layers) WriteLayer(w, layer);
-        }
-        uint crc = Crc32.Compute(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
-        buffer.Write(BitConverter.IsLittleEndian ? BitConverter.GetBytes(crc) : BitConverter.GetBytes(BinaryPrimitives.ReverseEndianness(crc)));
-        return buffer.ToArray();
+        });
     }
 
     private static void WriteLayer(BinaryWriter w, SparseLayer layer)
@@ -127,9 +104,8 @@ public static class SparseModelFile
         }
     }
 
-    private static void WriteMatrix(BinaryWriter w, WeightMatrix matrix)
+    internal static void WriteMatrix(BinaryWriter w, WeightMatrix matrix)
     {
-        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Writing model files needs a little-endian machine.");
         switch (matrix)
         {
             case DenseMatrix dense:
@@ -153,7 +129,7 @@ public static class SparseModelFile
         }
     }
 
-    private static void WriteBias(BinaryWriter w, ReadOnlySpan<float> bias)
+    internal static void WriteBias(BinaryWriter w, ReadOnlySpan<float> bias)
     {
         w.Write(bias.IsEmpty ? (byte)0 : (byte)1);
         if (!bias.IsEmpty) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bias));
@@ -164,50 +140,19 @@ public static class SparseModelFile
     /// <param name="options">Limits for the loaded model (the default budget when null).</param>
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="SparseModelFormatException">The file is not a valid model, or the model needs more working memory than allowed.</exception>
-    public static SparseModel Load(string path, SparseModelOptions? options = null)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
-        if (info.Length > MaxFileBytes) throw new SparseModelFormatException(path, $"it is {info.Length} bytes, more than the {MaxFileBytes} a model file may have");
-        return Read(File.ReadAllBytes(path), path, options);
-    }
+    public static SparseModel Load(string path, SparseModelOptions? options = null) => Read(FileFrame.ReadFile(path, MaxFileBytes), path, options);
 
     /// <summary>Reads a model from <paramref name="stream"/> (at most <see cref="MaxFileBytes"/> bytes); <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
-    public static SparseModel Read(Stream stream, string source = "stream", SparseModelOptions? options = null)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int read;
-        while ((read = stream.Read(chunk)) > 0)
-        {
-            if (buffer.Length + read > MaxFileBytes) throw new SparseModelFormatException(source, $"it is longer than the {MaxFileBytes} bytes a model file may have");
-            buffer.Write(chunk, 0, read);
-        }
-        return Read(buffer.ToArray(), source, options);
-    }
+    public static SparseModel Read(Stream stream, string source = "stream", SparseModelOptions? options = null) =>
+        Read(FileFrame.ReadStream(stream, source, MaxFileBytes), source, options);
 
     /// <summary>Reads a model from its file bytes; <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
     public static SparseModel Read(ReadOnlySpan<byte> bytes, string source = "bytes", SparseModelOptions? options = null)
     {
-        const int headerBytes = 8 + 4 + 12 + 4;
-        if (bytes.Length < headerBytes + 4)
-            throw new SparseModelFormatException(source, $"it is {bytes.Length} bytes long, shorter than the smallest model file ({headerBytes + 4} bytes); it is truncated or not a model file");
-        if (!bytes[..8].SequenceEqual(Magic))
-            throw new SparseModelFormatException(source, "it does not start with \"PRNSPMDL\"", 0);
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..]);
-        if (version != Version)
-            throw new SparseModelFormatException(source, $"its format version is {version}; this library reads version {Version}", 8);
-        ReadOnlySpan<byte> payload = bytes[..^4];
-        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(bytes[^4..]);
-        uint actual = Crc32.Compute(payload);
-        if (stored != actual)
-            throw new SparseModelFormatException(source, $"its checksum does not match (stored 0x{stored:X8}, computed 0x{actual:X8}); the file is corrupted or truncated");
-
-        var r = new Reader(payload, source) { Position = 12 };
+        ReadOnlySpan<byte> payload = FileFrame.Payload(bytes, Magic, Version, FileFrame.HeaderBytes + 12 + 4 + 4, source);
+        var r = new Reader(payload, source) { Position = FileFrame.HeaderBytes };
         FeatureShape input = r.Shape("input shape");
         uint count = r.UInt32("layer count");
         if (count == 0 || count > (uint)(payload.Length - r.Position))
@@ -240,15 +185,15 @@ public static class SparseModelFile
             {
                 case LayerTag.Linear:
                     {
-                        WeightMatrix weight = ReadMatrix(ref r, index);
-                        return new LinearLayer(weight, ReadBias(ref r, index, weight.Rows));
+                        WeightMatrix weight = ReadMatrix(ref r, $"layer {index}");
+                        return new LinearLayer(weight, ReadBias(ref r, $"layer {index}", weight.Rows));
                     }
                 case LayerTag.Conv2d:
                     {
                         Span<int> p = stackalloc int[9];
                         for (int k = 0; k < p.Length; k++) p[k] = r.Int32($"layer {index} convolution parameter");
-                        WeightMatrix weight = ReadMatrix(ref r, index);
-                        float[]? bias = ReadBias(ref r, index, weight.Rows);
+                        WeightMatrix weight = ReadMatrix(ref r, $"layer {index}");
+                        float[]? bias = ReadBias(ref r, $"layer {index}", weight.Rows);
                         return new Conv2dLayer(weight, bias, p[0], (p[1], p[2]), (p[3], p[4]), (p[5], p[6]), (p[7], p[8]));
                     }
                 case LayerTag.Activation:
@@ -280,58 +225,58 @@ public static class SparseModelFile
     }
 
     /// <summary>The message without the "(Parameter 'x')" .NET appends: the argument was ours, not the caller's.</summary>
-    private static string Bare(ArgumentException e) =>
+    internal static string Bare(ArgumentException e) =>
         e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
 
-    private static WeightMatrix ReadMatrix(ref Reader r, int index)
+    internal static WeightMatrix ReadMatrix(ref Reader r, string what)
     {
         long start = r.Position;
-        byte tag = r.Byte($"layer {index} matrix format");
-        int rows = r.Int32($"layer {index} rows"), cols = r.Int32($"layer {index} columns");
-        if (rows < 1 || cols < 1) throw r.Error($"layer {index}'s matrix is {rows}×{cols}; both must be positive", start + 1);
+        byte tag = r.Byte($"{what} matrix format");
+        int rows = r.Int32($"{what} rows"), cols = r.Int32($"{what} columns");
+        if (rows < 1 || cols < 1) throw r.Error($"{what}'s matrix is {rows}×{cols}; both must be positive", start + 1);
         switch ((MatrixTag)tag)
         {
             case MatrixTag.Dense:
-                return DenseMatrix.Owning(r.Singles((long)rows * cols, $"layer {index} dense weights"), rows, cols);
+                return DenseMatrix.Owning(r.Singles((long)rows * cols, $"{what} dense weights"), rows, cols);
             case MatrixTag.Csr16:
             case MatrixTag.Csr32:
                 {
                     bool narrow = (MatrixTag)tag == MatrixTag.Csr16;
                     if (narrow && cols > CsrMatrix.MaxColumnsForUInt16)
-                        throw r.Error($"layer {index} stores uint16 column indices for {cols} columns", start);
-                    int nonZeros = r.Int32($"layer {index} non-zero count");
+                        throw r.Error($"{what} stores uint16 column indices for {cols} columns", start);
+                    int nonZeros = r.Int32($"{what} non-zero count");
                     if (nonZeros < 0 || nonZeros > (long)rows * cols)
-                        throw r.Error($"layer {index} claims {nonZeros} non-zeros in a {rows}×{cols} matrix", r.Position - 4);
-                    int[] rowPointers = r.Int32s((long)rows + 1, $"layer {index} row pointers");
+                        throw r.Error($"{what} claims {nonZeros} non-zeros in a {rows}×{cols} matrix", r.Position - 4);
+                    int[] rowPointers = r.Int32s((long)rows + 1, $"{what} row pointers");
                     try
                     {
                         if (narrow)
                         {
-                            ushort[] columns = r.UInt16s(nonZeros, $"layer {index} column indices");
-                            return CsrMatrix.Owning(rows, cols, rowPointers, columns, r.Singles(nonZeros, $"layer {index} values"));
+                            ushort[] columns = r.UInt16s(nonZeros, $"{what} column indices");
+                            return CsrMatrix.Owning(rows, cols, rowPointers, columns, r.Singles(nonZeros, $"{what} values"));
                         }
-                        int[] wide = r.Int32s(nonZeros, $"layer {index} column indices");
-                        return CsrMatrix.Owning(rows, cols, rowPointers, wide, r.Singles(nonZeros, $"layer {index} values"));
+                        int[] wide = r.Int32s(nonZeros, $"{what} column indices");
+                        return CsrMatrix.Owning(rows, cols, rowPointers, wide, r.Singles(nonZeros, $"{what} values"));
                     }
                     catch (ArgumentException e)
                     {
-                        throw r.Error($"layer {index}'s sparse matrix is inconsistent: {Bare(e)}", start, e);
+                        throw r.Error($"{what}'s sparse matrix is inconsistent: {Bare(e)}", start, e);
                     }
                 }
             default:
-                throw r.Error($"layer {index} has unknown matrix format {tag}", start);
+                throw r.Error($"{what} has unknown matrix format {tag}", start);
         }
     }
 
-    private static float[]? ReadBias(ref Reader r, int index, int rows)
+    internal static float[]? ReadBias(ref Reader r, string what, int rows)
     {
-        byte present = r.Byte($"layer {index} bias flag");
-        if (present > 1) throw r.Error($"layer {index}'s bias flag is {present}, not 0 or 1", r.Position - 1);
-        return present == 1 ? r.Singles(rows, $"layer {index} bias") : null;
+        byte present = r.Byte($"{what} bias flag");
+        if (present > 1) throw r.Error($"{what}'s bias flag is {present}, not 0 or 1", r.Position - 1);
+        return present == 1 ? r.Singles(rows, $"{what} bias") : null;
     }
 
     /// <summary>Bounds-checked little-endian reads: every length is checked against the bytes left before allocating.</summary>
-    private ref struct Reader(ReadOnlySpan<byte> data, string source)
+    internal ref struct Reader(ReadOnlySpan<byte> data, string source)
     {
         private readonly ReadOnlySpan<byte> _data = data;
         public int Position;

@@ -127,7 +127,7 @@ public static class SparseExport
     private static (int, int) Pair(long[]? values, int fallback = 1) =>
         values is null ? (fallback, fallback) : values.Length == 1 ? ((int)values[0], (int)values[0]) : ((int)values[0], (int)values[1]);
 
-    private static float[] Floats(Tensor t)
+    internal static float[] Floats(Tensor t)
     {
         using var cpu = t.detach().cpu().to_type(ScalarType.Float32).contiguous();
         return cpu.data<float>().ToArray();

@@ -1,0 +1,118 @@
+using System.Buffers.Binary;
+using Pruning.Sparse.Sequences;
+using Pruning.Sparse.Serialization;
+using Pruning.Sparse.Tests.Sequences;
+
+namespace Pruning.Sparse.Tests.Serialization;
+
+/// <summary>The sequence-model file against truncation, hostile counts and fuzzing, as the chain model's file.</summary>
+public class SequenceModelFileTests
+{
+    private static byte[] WithChecksum(byte[] payload)
+    {
+        var bytes = new byte[payload.Length + 4];
+        payload.CopyTo(bytes, 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(payload.Length), Crc32.Compute(payload));
+        return bytes;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_saved_model_loads_with_identical_parts_and_logits(bool gru)
+    {
+        SequenceModel model = SequenceModelTests.Lstm(seed: 4, gru);
+        string path = Path.Combine(Path.GetTempPath(), $"seq-{Guid.NewGuid():N}.psq");
+        try
+        {
+            SequenceModelFile.Save(model, path);
+            SequenceModel loaded = SequenceModelFile.Load(path);
+            loaded.Describe().Should().Be(model.Describe());
+            SequenceModelFile.ToBytes(loaded).Should().Equal(File.ReadAllBytes(path));
+            int[] tokens = [1, 5, 9, 2, 0, 19];
+            loaded.Run(tokens, 2, 3).Should().Equal(model.Run(tokens, 2, 3));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Every_truncation_is_refused_naming_the_source()
+    {
+        byte[] bytes = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
+        for (int length = 0; length < bytes.Length; length += Math.Max(1, bytes.Length / 200))
+            FluentActions.Invoking(() => SequenceModelFile.Read(bytes.AsSpan(0, length), "cut.psq")).Should().Throw<SparseModelFormatException>().WithMessage("*'cut.psq'*");
+        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "wrong-kind")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with \"PRNSPMDL\"*");
+    }
+
+    [Fact]
+    public void Hostile_counts_with_a_valid_checksum_are_refused_before_allocating()
+    {
+        // A layer count of 2³¹ and an embedding claiming 2²⁸ × 2²⁸ dense values, each with a correct checksum.
+        byte[] valid = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write("PRNSPSEQ"u8); w.Write(1u);
+            w.Write((byte)1); w.Write(1 << 28); w.Write(1 << 28); w.Write(new byte[64]);
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        FluentActions.Invoking(() => SequenceModelFile.Read(WithChecksum(ms.ToArray()), "huge.psq")).Should().Throw<SparseModelFormatException>()
+            .WithMessage("*ends inside the embedding dense weights*");
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10);
+    }
+
+    [Fact]
+    public void A_model_too_large_for_the_budget_is_refused_when_loaded()
+    {
+        byte[] bytes = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
+        FluentActions.Invoking(() => SequenceModelFile.Read(bytes, "small.psq", new SparseModelOptions { MaxBufferBytes = 64 }))
+            .Should().Throw<SparseModelFormatException>().WithMessage("*'small.psq'*too large to run*");
+    }
+
+    [Fact]
+    public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation()
+    {
+        var options = new SparseModelOptions { MaxBufferBytes = 1 << 20 };
+        byte[] valid = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
+        var random = new Random(20261201);
+        int loaded = 0, refusedByParser = 0;
+        for (int trial = 0; trial < 1500; trial++)
+        {
+            byte[] bytes = (byte[])valid.Clone();
+            switch (random.Next(3))
+            {
+                case 0: for (int k = random.Next(1, 4); k > 0; k--) bytes[random.Next(bytes.Length)] ^= (byte)(1 << random.Next(8)); break;
+                case 1:
+                    int[] extremes = [0, -1, 1, int.MaxValue, int.MinValue, 65_536, random.Next()];
+                    BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(random.Next(12, bytes.Length - 4)), extremes[random.Next(extremes.Length)]);
+                    break;
+                default: bytes = bytes[..random.Next(bytes.Length)]; break;
+            }
+            bool repaired = random.Next(2) == 0 && bytes.Length > 4;
+            if (repaired) bytes = WithChecksum(bytes[..^4]);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            try
+            {
+                SequenceModel model = SequenceModelFile.Read(bytes, "fuzz", options);
+                float[] logits = model.Run(new int[2], 1, 2);
+                logits.Should().HaveCount(2 * model.Outputs);
+                (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(4L * bytes.Length + options.MaxBufferBytes + (256 << 10), $"trial {trial}");
+                loaded++;
+            }
+            catch (SparseModelFormatException e)
+            {
+                if (repaired && !e.Message.Contains("checksum")) refusedByParser++;
+                (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(4L * bytes.Length + (256 << 10), $"refusing trial {trial}");
+            }
+            catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+            {
+                throw new Xunit.Sdk.XunitException($"Trial {trial}: {e.GetType().Name}: {e.Message}\n{Convert.ToBase64String(bytes)}");
+            }
+        }
+        loaded.Should().BeGreaterThan(10, "mutated weight values with a repaired checksum are valid models");
+        refusedByParser.Should().BeGreaterThan(100, "with the checksum repaired, the parser's own checks must catch the damage");
+    }
+}
