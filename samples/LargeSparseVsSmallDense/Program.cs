@@ -6,6 +6,7 @@
 using System.CommandLine;
 using LargeSparseVsSmallDense.Experiments;
 using LargeSparseVsSmallDense.Harness;
+using Pruning.Samples.Language;
 using Pruning.Samples;
 
 var quickOption = new Option<bool>("--quick") { Description = "A short run (about half a minute): one seed, small models, little data." };

@@ -1,191 +1,51 @@
-// Trains LeNet-300-100 on Fashion-MNIST with gradual pruning to 90 %, exports it, and runs the exported file with the
-// standalone sparse runtime: accuracy (must equal TorchSharp's), latency at batch 1 and 64 against the same model run
-// densely by TorchSharp, and file size against the dense TorchSharp checkpoint.
+// Prune, export, and run without TorchSharp: a model trained and pruned with the Pruning package, exported, and run
+// by the standalone sparse runtime next to TorchSharp in one process. --model mlp (the default): LeNet-300-100 on
+// Fashion-MNIST; --model lstm: the KJV word-level LSTM language model of samples/LargeSparseVsSmallDense.
 using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using Pruning;
-using Pruning.Export;
 using Pruning.Interop;
-using Pruning.Optimizers;
 using Pruning.Samples;
-using Pruning.Scheduling;
-using Pruning.Sparse;
-using Pruning.Sparse.Layers;
-using Pruning.Sparse.Serialization;
-using Pruning.Sparse.Tuning;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 OpenMpWaiting.MakePassive();   // before the first torch call: libtorch's idle OpenMP threads must not spin on our cores
 
-var epochsOption = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 3 };
-var sparsityOption = new Option<double>("--sparsity") { Description = "Final sparsity of the gradual pruning, in [0, 1).", DefaultValueFactory = _ => 0.9 };
+var modelOption = new Option<string>("--model") { Description = "mlp (LeNet-300-100 on Fashion-MNIST) or lstm (the KJV language model).", DefaultValueFactory = _ => "mlp" };
+modelOption.AcceptOnlyFromAmong("mlp", "lstm");
+var quickOption = new Option<bool>("--quick") { Description = "A short run for CI: less data, fewer epochs, a smaller language model." };
+var epochsOption = new Option<int>("--epochs") { Description = "Training epochs (mlp).", DefaultValueFactory = _ => 3 };
+var sparsityOption = new Option<double>("--sparsity") { Description = "Final sparsity of the gradual pruning, in [0, 1) (mlp; lstm runs 0, 50, 80 and 90 %).", DefaultValueFactory = _ => 0.9 };
 var seedOption = new Option<int>("--seed") { Description = "Seed for weights and batch order.", DefaultValueFactory = _ => 1 };
-var trainLimitOption = new Option<long>("--train-limit") { Description = "Use only the first N training images; 0 = all." };
-var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
-var outOption = new Option<string>("--out") { Description = "Directory for the exported model, the safetensors file and the dense checkpoint.", DefaultValueFactory = _ => Path.Combine("out", "sparse-inference") };
-var summaryOption = new Option<string?>("--summary-json") { Description = "Write the results as JSON to this file." };
-var root = new RootCommand("Train and prune LeNet-300-100, export it, and run the file on the sparse runtime against TorchSharp: accuracy, latency, size.")
+var trainLimitOption = new Option<long>("--train-limit") { Description = "Use only the first N training images; 0 = all (mlp)." };
+var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files (mlp).", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
+var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm)." };
+var outOption = new Option<string>("--out") { Description = "Directory for the exported files.", DefaultValueFactory = _ => Path.Combine("out", "sparse-inference") };
+var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per exported model to this file (an array)." };
+var root = new RootCommand("Train and prune a model, export it, and run the file on the sparse runtime against TorchSharp: metric, speed, size.")
 {
-    epochsOption, sparsityOption, seedOption, trainLimitOption, dataOption, outOption, summaryOption,
+    modelOption, quickOption, epochsOption, sparsityOption, seedOption, trainLimitOption, dataOption, corpusOption, outOption, summaryOption,
 };
-root.SetAction(parse => Run(parse.GetValue(epochsOption), parse.GetValue(sparsityOption), parse.GetValue(seedOption), parse.GetValue(trainLimitOption),
-    parse.GetValue(dataOption)!, parse.GetValue(outOption)!, parse.GetValue(summaryOption)));
+root.SetAction(parse =>
+{
+    var settings = new Settings(parse.GetValue(quickOption), parse.GetValue(epochsOption), parse.GetValue(sparsityOption), parse.GetValue(seedOption),
+        parse.GetValue(trainLimitOption), parse.GetValue(dataOption)!, parse.GetValue(corpusOption), parse.GetValue(outOption)!);
+    if (settings.Epochs < 1 || !(settings.Sparsity >= 0 && settings.Sparsity < 1) || settings.TrainLimit < 0)
+    {
+        Console.Error.WriteLine($"--epochs must be positive, --sparsity in [0, 1) and --train-limit ≥ 0 (got {settings.Epochs}, {settings.Sparsity}, {settings.TrainLimit}).");
+        return 2;
+    }
+    Directory.CreateDirectory(settings.Out);
+    var rows = new List<Dictionary<string, object>>();
+    int code;
+    try
+    {
+        code = parse.GetValue(modelOption) == "lstm" ? LstmComparison.Run(settings, rows) : MlpComparison.Run(settings, rows);
+    }
+    catch (FileNotFoundException e)
+    {
+        Console.Error.WriteLine(e.Message);
+        return 2;
+    }
+    if (parse.GetValue(summaryOption) is { } summary) JsonSummary.Write(summary, rows);
+    return code;
+});
 return root.Parse(args).Invoke();
 
-static int Run(int epochs, double sparsity, int seed, long trainLimit, string data, string outDir, string? summaryJson)
-{
-if (epochs < 1 || !(sparsity >= 0 && sparsity < 1) || trainLimit < 0)
-{
-    Console.Error.WriteLine($"--epochs must be positive, --sparsity in [0, 1) and --train-limit ≥ 0 (got {epochs}, {sparsity}, {trainLimit}).");
-    return 2;
-}
-
-FashionMnist train, test;
-try
-{
-    train = FashionMnist.Load(data, train: true);
-    test = FashionMnist.Load(data, train: false);
-}
-catch (FileNotFoundException e)
-{
-    Console.Error.WriteLine(e.Message);
-    return 2;
-}
-if (trainLimit > 0) train = train.Take(Math.Min(trainLimit, train.Count));
-Directory.CreateDirectory(outDir);
-
-// 1. Train and prune (the demo's recipe, shorter): cubic schedule over the middle of training, Δt = 100 steps.
-torch.manual_seed(seed);
-var model = nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10)));
-var optimizer = SafeOptim.Adam(model.parameters(), 1e-3);
-const int batchSize = 128;
-long stepsPerEpoch = (train.Count + batchSize - 1) / batchSize, total = stepsPerEpoch * epochs;
-var schedule = new PolynomialDecaySchedule(0, sparsity, beginStep: total / 10, endStep: Math.Max(total / 10 + 1, total * 7 / 10), frequency: Math.Max(1, Math.Min(100, total / 20)));
-var clock = Stopwatch.StartNew();
-using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = schedule }, optimizer))
-{
-    var order = new Generator((ulong)seed);
-    for (int epoch = 0; epoch < epochs; epoch++)
-    {
-        using var permutation = torch.randperm(train.Count, generator: order);
-        for (long start = 0; start < train.Count; start += batchSize)
-        {
-            using var scope = torch.NewDisposeScope();
-            var idx = permutation.narrow(0, start, Math.Min(batchSize, train.Count - start));
-            optimizer.zero_grad();
-            nn.functional.cross_entropy(model.call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
-            optimizer.step();
-            pruner.Step();
-        }
-    }
-    Console.WriteLine($"Trained {epochs} epochs in {clock.Elapsed.TotalSeconds:F0} s.");
-    Console.WriteLine(pruner.Strip());
-}
-model.eval();
-
-// 2. Export, then load the file as a device would: nothing but Pruning.Sparse is needed from here on.
-string modelPath = Path.Combine(outDir, "lenet-300-100.psm");
-string checkpointPath = Path.Combine(outDir, "lenet-300-100.dense.pt");
-string safetensorsPath = Path.Combine(outDir, "lenet-300-100.safetensors");
-SparseExport.Save(model, new FeatureShape(784), modelPath);
-SparseExport.SaveSafeTensors(model, safetensorsPath);
-model.save(checkpointPath);
-SparseModel sparse = SparseModelFile.Load(modelPath);
-Console.WriteLine();
-Console.WriteLine(sparse.Describe());
-
-// 3. Accuracy and agreement on the whole test set.
-float[] images = test.Images.data<float>().ToArray();
-long[] labels = test.Labels.data<long>().ToArray();
-int n = (int)test.Count;
-float[] logits = new float[n * 10];
-sparse.Run(images, logits, n);
-float[] reference;
-using (torch.no_grad()) reference = model.call(test.Images).data<float>().ToArray();
-int correctSparse = 0, correctTorch = 0, disagreements = 0;
-double worst = 0, scale = reference.Max(v => (double)Math.Abs(v));
-for (int i = 0; i < n; i++)
-{
-    int a = ArgMax(logits.AsSpan(i * 10, 10)), b = ArgMax(reference.AsSpan(i * 10, 10));
-    if (a == labels[i]) correctSparse++;
-    if (b == labels[i]) correctTorch++;
-    if (a != b) disagreements++;
-}
-for (int i = 0; i < logits.Length; i++) worst = Math.Max(worst, Math.Abs(logits[i] - reference[i]) / scale);
-Console.WriteLine();
-Console.WriteLine($"Test accuracy: sparse runtime {100.0 * correctSparse / n:F2} %, TorchSharp {100.0 * correctTorch / n:F2} % ({disagreements} of {n} predictions differ; largest logit difference {worst:E1} of the logit range)");
-
-// 4. Latency, side by side in this process, interleaved; medians. TorchSharp runs the same (pruned) weights densely.
-Console.WriteLine();
-Console.WriteLine($"Latency on {Environment.ProcessorCount} threads (median of interleaved runs):");
-var rows = new List<Dictionary<string, object>>();
-foreach (int batch in new[] { 1, 64 })
-{
-    using var x = test.Images.narrow(0, 0, batch).contiguous();
-    float[] input = x.data<float>().ToArray(), output = new float[batch * 10];
-    // The same model with each layer's format chosen by timing on this machine at this batch size.
-    FormatTuningResult tuning = FormatTuning.Tune(sparse, batch, runs: 41);
-    SparseModel tuned = tuning.Model;
-    float[] tunedOutput = new float[batch * 10];
-    Action ours = () => sparse.Run(input, output, batch);
-    Action oursTuned = () => tuned.Run(input, tunedOutput, batch);
-    Action dense = () => { using var _ = torch.no_grad(); using var y = model.call(x); };
-    for (int i = 0; i < 20; i++) { ours(); oursTuned(); dense(); }
-    // The order rotates every round: whichever runs right after a TorchSharp call pays for waking our kernel thread
-    // (measured: 107 µs vs 131 µs at batch 64 for the same model, by position alone).
-    Action[] variants = [ours, oursTuned, dense];
-    var times = variants.Select(_ => new List<double>()).ToArray();
-    for (int i = 0; i < 600; i++)
-        for (int k = 0; k < variants.Length; k++)
-        {
-            int v = (i + k) % variants.Length;
-            times[v].Add(Time(variants[v]));
-        }
-    double sparseMs = Median(times[0]), tunedMs = Median(times[1]), denseMs = Median(times[2]);
-    for (int i = 0; i < output.Length; i++)
-        if (Math.Abs(output[i] - tunedOutput[i]) > 1e-4 * scale) throw new InvalidOperationException($"The tuned model's output {i} differs: {tunedOutput[i]} vs {output[i]}.");
-    Console.WriteLine($"  batch {batch,2}: sparse runtime {sparseMs * 1000,8:F1} µs   tuned {tunedMs * 1000,8:F1} µs   TorchSharp dense {denseMs * 1000,8:F1} µs   → {denseMs / sparseMs:F2}× faster ({denseMs / tunedMs:F2}× tuned)");
-    Console.Write(string.Join("", tuning.ToString().Split('\n').Where(l => l.Length > 0).Select(l => $"      {l}\n")));
-    rows.Add(new() { ["batch"] = batch, ["sparse_ms"] = sparseMs, ["tuned_ms"] = tunedMs, ["dense_ms"] = denseMs, ["ratio"] = denseMs / sparseMs, ["tuned_ratio"] = denseMs / tunedMs });
-}
-
-long modelBytes = new FileInfo(modelPath).Length, denseBytes = new FileInfo(checkpointPath).Length, stBytes = new FileInfo(safetensorsPath).Length;
-Console.WriteLine();
-Console.WriteLine($"Size: sparse model file {modelBytes:N0} B, safetensors (sparse-bitmask) {stBytes:N0} B, dense TorchSharp checkpoint {denseBytes:N0} B → {(double)denseBytes / modelBytes:F2}× smaller");
-
-if (summaryJson is not null)
-{
-    var summary = new Dictionary<string, object>
-    {
-        ["sparse_accuracy"] = (double)correctSparse / n, ["torch_accuracy"] = (double)correctTorch / n, ["disagreements"] = disagreements,
-        ["max_relative_logit_difference"] = worst, ["model_bytes"] = modelBytes, ["safetensors_bytes"] = stBytes, ["dense_checkpoint_bytes"] = denseBytes,
-        ["latency"] = rows, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
-    };
-    JsonSummary.Write(summaryJson, summary);
-}
-// The runtime must reproduce the TorchSharp model: same logits within 1e-4 of their range, hence the same accuracy.
-return worst <= 1e-4 && correctSparse == correctTorch ? 0 : 1;
-}
-
-static int ArgMax(ReadOnlySpan<float> v)
-{
-    int best = 0;
-    for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
-    return best;
-}
-
-static double Time(Action action)
-{
-    var sw = Stopwatch.StartNew();
-    action();
-    return sw.Elapsed.TotalMilliseconds;
-}
-
-static double Median(List<double> values)
-{
-    values.Sort();
-    return values[values.Count / 2];
-}
+internal sealed record Settings(bool Quick, int Epochs, double Sparsity, int Seed, long TrainLimit, string Data, string? Corpus, string Out);

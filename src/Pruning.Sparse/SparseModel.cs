@@ -1,4 +1,5 @@
 using System.Text;
+using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
 
 namespace Pruning.Sparse;
@@ -161,7 +162,7 @@ public sealed class SparseModel
     {
         int c = shape.Channels, plane = shape.Plane;
         if (batch == 1) { x.CopyTo(destination); return; }
-        if (plane == 1) { Transpose(x, batch, c, destination); return; }
+        if (plane == 1) { Transposition.Transpose(x, batch, c, c, destination, batch); return; }
         for (int n = 0; n < batch; n++)
             for (int ch = 0; ch < c; ch++)
                 x.Slice((n * c + ch) * plane, plane).CopyTo(destination.Slice((ch * batch + n) * plane, plane));
@@ -172,29 +173,10 @@ public sealed class SparseModel
     {
         int c = shape.Channels, plane = shape.Plane;
         if (batch == 1) { x[..shape.Size].CopyTo(destination); return; }
-        if (plane == 1) { Transpose(x, c, batch, destination); return; }
+        if (plane == 1) { Transposition.Transpose(x, c, batch, batch, destination, c); return; }
         for (int ch = 0; ch < c; ch++)
             for (int n = 0; n < batch; n++)
                 x.Slice((ch * batch + n) * plane, plane).CopyTo(destination.Slice((n * c + ch) * plane, plane));
-    }
-
-    /// <summary>Row-major [rows, cols] → [cols, rows], in cache-sized tiles.</summary>
-    private static unsafe void Transpose(ReadOnlySpan<float> x, int rows, int cols, Span<float> destination)
-    {
-        const int tile = 16;
-        if (x.Length < (long)rows * cols || destination.Length < (long)rows * cols) throw new ArgumentException("Transpose buffers are too small.");
-        fixed (float* src = x)
-        fixed (float* dst = destination)
-            for (int r0 = 0; r0 < rows; r0 += tile)
-                for (int c0 = 0; c0 < cols; c0 += tile)
-                {
-                    int r1 = Math.Min(r0 + tile, rows), c1 = Math.Min(c0 + tile, cols);
-                    for (int r = r0; r < r1; r++)
-                    {
-                        float* row = src + (long)r * cols;
-                        for (int c = c0; c < c1; c++) dst[(long)c * rows + r] = row[c];
-                    }
-                }
     }
 
     private sealed record Buffers(int Batch, float[] A, float[] B, float[] Scratch);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using LargeSparseVsSmallDense.Experiments;
 using LargeSparseVsSmallDense.Harness;
+using Pruning.Samples.Language;
 using Pruning;
 using Pruning.Scheduling;
 using TorchSharp;
@@ -73,7 +74,7 @@ public class HarnessTests
         double evaluated = experiment.Evaluate(model, tokens);
 
         // Reference: the same 10 streams of 8 tokens, one pass, logits pulled out and scored by the harness.
-        using var data = LstmExperiment.Batchify(tokens, 10);
+        using var data = LstmLanguageModel.Batchify(tokens, 10);
         using var _ = torch.no_grad();
         var (logits, _) = model.call(data.narrow(1, 0, 7), null);
         float[] flat = logits.reshape(-1, 11).data<float>().ToArray();

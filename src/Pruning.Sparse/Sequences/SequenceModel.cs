@@ -1,4 +1,5 @@
 using System.Text;
+using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
 
 namespace Pruning.Sparse.Sequences;
@@ -121,14 +122,9 @@ public sealed class SequenceModel
             }
             Span<float> y = b.Logits.AsSpan(0, Outputs * columns);
             Decoder.Weight.Multiply(current[..(Decoder.Weight.Cols * columns)], y, columns, Decoder.Bias, threads);
-            // [outputs, steps·batch] (column t·batch + n) → [batch, steps, outputs].
-            for (int n = 0; n < batch; n++)
-                for (int t = 0; t < steps; t++)
-                {
-                    Span<float> row = logits.Slice((n * steps + t) * Outputs, Outputs);
-                    int column = t * batch + n;
-                    for (int v = 0; v < Outputs; v++) row[v] = y[v * columns + column];
-                }
+            // [outputs, steps·batch] (column t·batch + n) → [batch, steps, outputs], one step's block at a time.
+            for (int t = 0; t < steps; t++)
+                Transposition.Transpose(y[(t * batch)..], Outputs, batch, columns, logits[(t * Outputs)..], (long)steps * Outputs);
         }
     }
 

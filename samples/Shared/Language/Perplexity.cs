@@ -1,4 +1,4 @@
-namespace LargeSparseVsSmallDense.Harness;
+namespace Pruning.Samples.Language;
 
 /// <summary>Perplexity = exp(mean negative log-likelihood per predicted token), in nats.</summary>
 public static class Perplexity

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace LargeSparseVsSmallDense.Harness;
+namespace Pruning.Samples.Language;
 
 /// <summary>
 /// The King James Bible as a word-level language-modelling corpus, prepared the way Penn Treebank's LM data is:
