@@ -21,6 +21,11 @@ internal static class Transposition
         if (rows == 0 || cols == 0) return;
         if ((rows - 1) * srcPitch + cols > source.Length || (cols - 1) * dstPitch + rows > destination.Length)
             throw new ArgumentException("Transpose buffers are too small.");
+        if (cols == 1 && srcPitch == 1 && rows <= source.Length)
+        {
+            source[..rows].CopyTo(destination);   // a column vector is already its own transpose (a step at batch 1)
+            return;
+        }
         fixed (float* src = source)
         fixed (float* dst = destination)
         {

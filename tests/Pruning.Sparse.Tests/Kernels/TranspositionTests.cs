@@ -27,4 +27,13 @@ public class TranspositionTests
                     destination[c * dstPitch + r].Should().Be(source[r * srcPitch + c], $"({r}, {c}) on the {(vector ? "vector" : "scalar")} path");
         }
     }
+
+    [Fact]
+    public void A_contiguous_column_is_copied_as_it_is()
+    {
+        float[] column = Reference.Random(1000, 5);
+        var row = new float[1000];
+        Transposition.Transpose(column, 1000, 1, 1, row, 1000);
+        row.Should().Equal(column);
+    }
 }
