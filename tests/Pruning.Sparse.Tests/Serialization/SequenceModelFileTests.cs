@@ -8,14 +8,6 @@ namespace Pruning.Sparse.Tests.Serialization;
 /// <summary>The sequence-model file against truncation, hostile counts and fuzzing, as the chain model's file.</summary>
 public class SequenceModelFileTests
 {
-    private static byte[] WithChecksum(byte[] payload)
-    {
-        var bytes = new byte[payload.Length + 4];
-        payload.CopyTo(bytes, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(payload.Length), Crc32.Compute(payload));
-        return bytes;
-    }
-
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -59,7 +51,7 @@ public class SequenceModelFileTests
             w.Write((byte)1); w.Write(1 << 28); w.Write(1 << 28); w.Write(new byte[64]);
         }
         long before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => SequenceModelFile.Read(WithChecksum(ms.ToArray()), "huge.psq")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SequenceModelFile.Read(FileMutations.WithChecksum(ms.ToArray()), "huge.psq")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*ends inside the embedding dense weights*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10);
     }
@@ -81,18 +73,9 @@ public class SequenceModelFileTests
         int loaded = 0, refusedByParser = 0;
         for (int trial = 0; trial < 1500; trial++)
         {
-            byte[] bytes = (byte[])valid.Clone();
-            switch (random.Next(3))
-            {
-                case 0: for (int k = random.Next(1, 4); k > 0; k--) bytes[random.Next(bytes.Length)] ^= (byte)(1 << random.Next(8)); break;
-                case 1:
-                    int[] extremes = [0, -1, 1, int.MaxValue, int.MinValue, 65_536, random.Next()];
-                    BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(random.Next(12, bytes.Length - 4)), extremes[random.Next(extremes.Length)]);
-                    break;
-                default: bytes = bytes[..random.Next(bytes.Length)]; break;
-            }
+            byte[] bytes = FileMutations.Mutate(valid, random);
             bool repaired = random.Next(2) == 0 && bytes.Length > 4;
-            if (repaired) bytes = WithChecksum(bytes[..^4]);
+            if (repaired) bytes = FileMutations.WithChecksum(bytes[..^4]);
             long before = GC.GetAllocatedBytesForCurrentThread();
             try
             {

@@ -95,7 +95,7 @@ public class SparseModelFileTests
             w.Write("PRNSPMDL"u8); w.Write(1u); w.Write(4); w.Write(1); w.Write(1); w.Write(1u);
             w.Write((byte)1); w.Write((byte)1); w.Write(1 << 30); w.Write(1 << 30); w.Write(new byte[64]);
         }
-        byte[] bytes = WithChecksum(ms.ToArray());
+        byte[] bytes = FileMutations.WithChecksum(ms.ToArray());
         long before = GC.GetAllocatedBytesForCurrentThread();
         FluentActions.Invoking(() => SparseModelFile.Read(bytes, "hostile.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*ends inside layer 0 dense weights*");
@@ -117,7 +117,7 @@ public class SparseModelFileTests
             writer.Write("PRNSPMDL"u8); writer.Write(1u); writer.Write(c); writer.Write(h); writer.Write(w); writer.Write(count);
             layers(writer);
         }
-        return WithChecksum(ms.ToArray());
+        return FileMutations.WithChecksum(ms.ToArray());
     }
 
     /// <summary>A 1×1 Conv2d, 1 → 1 channel, dense weight 1, no bias, with the given padding.</summary>
@@ -187,9 +187,9 @@ public class SparseModelFileTests
         int cases = 0, loaded = 0, refusedByParser = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(4) || cases < 2000)
         {
-            byte[] bytes = Mutate(valid, random);
+            byte[] bytes = FileMutations.Mutate(valid, random);
             bool repaired = random.Next(2) == 0 && bytes.Length > 4;
-            if (repaired) bytes = WithChecksum(bytes[..^4]);
+            if (repaired) bytes = FileMutations.WithChecksum(bytes[..^4]);
             cases++;
             long before = GC.GetAllocatedBytesForCurrentThread();
             try
@@ -219,35 +219,4 @@ public class SparseModelFileTests
         refusedByParser.Should().BeGreaterThan(cases / 10, "with the checksum repaired, the parser's own checks must catch the damage");
     }
 
-    private static byte[] Mutate(byte[] valid, Random random)
-    {
-        byte[] bytes = (byte[])valid.Clone();
-        switch (random.Next(4))
-        {
-            case 0:
-                for (int i = random.Next(1, 4); i > 0; i--) bytes[random.Next(bytes.Length)] ^= (byte)(1 << random.Next(8));
-                return bytes;
-            case 1:
-                // Overwrite an aligned int with an extreme value: counts, extents, row pointers.
-                int at = random.Next(12, bytes.Length - 4) & ~3;
-                int[] extremes = [0, -1, 1, int.MaxValue, int.MinValue, 65_536, 65_537, random.Next()];
-                BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(at), extremes[random.Next(extremes.Length)]);
-                return bytes;
-            case 2:
-                return bytes[..random.Next(bytes.Length)];
-            default:
-                int from = random.Next(bytes.Length), to = random.Next(bytes.Length), count = random.Next(1, 64);
-                count = Math.Min(count, Math.Min(bytes.Length - from, bytes.Length - to));
-                Array.Copy(valid, from, bytes, to, count);
-                return bytes;
-        }
-    }
-
-    private static byte[] WithChecksum(byte[] payload)
-    {
-        var bytes = new byte[payload.Length + 4];
-        payload.CopyTo(bytes, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(payload.Length), Crc32.Compute(payload));
-        return bytes;
-    }
 }
