@@ -3,6 +3,7 @@ using Pruning.Checkpoints;
 using Pruning.Criteria;
 using Pruning.Interop;
 using Pruning.Masks;
+using Pruning.Reconstruction;
 using Pruning.Reporting;
 using Pruning.Selection;
 using TorchSharp;
@@ -62,6 +63,7 @@ public sealed class GradualPruner : IDisposable
                 if (!_hygiene.Tracks(Weight(p.Name)))
                     throw new ArgumentException($"The optimizer does not train '{p.Name}'. Was it created for another model, or before model.to(device)?", nameof(optimizer));
         }
+        (_plan.Criterion as ReconstructionCriterion)?.Bind(model, _plan, () => CurrentStep);
     }
 
     /// <summary>The step the next call to <see cref="Step"/> handles (0 for a new pruner).</summary>
@@ -192,7 +194,9 @@ public sealed class GradualPruner : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
-        SavedPruner saved = PrunerCheckpoint.Read(path, PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count)));
+        long maxBytes = PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count))
+            + (_plan.Criterion is ReconstructionCriterion ? ReconstructionCriterion.MaxStateBytes(_plan.Parameters.Select(p => p.Shape)) : 0);
+        SavedPruner saved = PrunerCheckpoint.Read(path, maxBytes);
         PrunerCheckpoint.Verify(saved, _plan, path);
 
         var stateful = _plan.Criterion as IStatefulCriterion;
@@ -257,6 +261,7 @@ public sealed class GradualPruner : IDisposable
     /// <summary>Releases the masks. The model keeps its current weights.</summary>
     public void Dispose()
     {
+        (_plan.Criterion as ReconstructionCriterion)?.Unbind();
         foreach (ParameterMask m in _masks) m.Dispose();
         _disposed = true;
     }
@@ -265,6 +270,8 @@ public sealed class GradualPruner : IDisposable
     private MaskUpdate UpdateMasks(List<int> due)
     {
         long step = CurrentStep;
+        if (_plan.Criterion is ReconstructionCriterion reconstruction)
+            return Reconstruct(reconstruction, due);
         string when = CriterionScores.AtStep(step);
         // Scores stay in their (CPU, float32, contiguous) tensors; the engine reads their storage in place.
         var layers = due.Select(i =>
@@ -280,7 +287,12 @@ public sealed class GradualPruner : IDisposable
         }).ToArray();
         bool[][] next = due.Select(i => _masks[i].NextBuffer()).ToArray();
         double[] targets = MaskSelector.SelectInto(layers, _plan.Granularity, _plan.Scope, next);
+        return Record(due, next, targets, step);
+    }
 
+    /// <summary>Installs the new masks of the due parameters and records the churn.</summary>
+    private MaskUpdate Record(List<int> due, bool[][] next, double[] targets, long step)
+    {
         var changes = new List<LayerMaskUpdate>(due.Count);
         for (int j = 0; j < due.Count; j++)
         {
@@ -291,6 +303,19 @@ public sealed class GradualPruner : IDisposable
             changes.Add(new LayerMaskUpdate(mask.Name, targets[j], mask.PrunedCount, mask.Count, newly, revived));
         }
         return new MaskUpdate(step, changes);
+    }
+
+    /// <summary>Lets a reconstruction criterion choose the due masks and rewrite the weights, then records the churn.</summary>
+    private MaskUpdate Reconstruct(ReconstructionCriterion criterion, List<int> due)
+    {
+        long step = CurrentStep;
+        var weights = due.Select(i =>
+        {
+            ResolvedParameter p = _plan.Parameters[i];
+            return new DueWeight(p.Name, p.Bounds.Clamp(p.Schedule.SparsityAt(step)), _masks[i].Current, _masks[i].NextBuffer());
+        }).ToList();
+        criterion.Prune(weights);
+        return Record(due, weights.Select(w => w.Keep).ToArray(), weights.Select(w => w.Target).ToArray(), step);
     }
 
     /// <summary>Zeroes the pruned weights of mask <paramref name="index"/>, and their optimizer state if asked.</summary>

@@ -46,6 +46,9 @@ public abstract class PruningSchedule
     /// <summary>The first update step after <paramref name="step"/>, or <see cref="long.MaxValue"/> when there is none.</summary>
     protected abstract long NextUpdateAfter(long step);
 
+    /// <summary>The first update step at or after <paramref name="step"/>, or <see cref="long.MaxValue"/>.</summary>
+    internal long NextUpdateFrom(long step) => IsUpdateStep(step) ? step : NextUpdateAfter(step);
+
     /// <summary>The same schedule with another final sparsity (for per-layer targets).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The value does not fit this schedule.</exception>
     public abstract PruningSchedule WithFinalSparsity(double finalSparsity);

@@ -178,17 +178,58 @@ public static class MaskSelector
         int prune = (int)Count(granularity, sparsity, run);
         ReadOnlySpan<float> scores = units.Scores.Span;
         ReadOnlySpan<bool> before = units.PreviousKeep.Span;
-        int[] order = new int[run];
         for (int start = 0; start < units.Count; start += run)
+            SelectRun(scores.Slice(start, run), before.IsEmpty ? default : before.Slice(start, run), prune, units.Keep.AsSpan(start, run));
+    }
+
+    /// <summary>
+    /// How many groups of a run of <paramref name="run"/> a target prunes under <paramref name="granularity"/>: what
+    /// <see cref="Select"/> prunes in each run. For callers that choose run by run (the OBS solver).
+    /// </summary>
+    internal static int RunCount(PruningGranularity granularity, double sparsity, int run) => (int)Count(granularity, sparsity, run);
+
+    /// <summary>
+    /// Prunes exactly <paramref name="prune"/> of one short run (N:M), by score, then already pruned, then index; the
+    /// rule <see cref="Select"/> follows in every run.
+    /// </summary>
+    internal static void SelectRun(ReadOnlySpan<float> scores, ReadOnlySpan<bool> previousKeep, int prune, Span<bool> keep)
+    {
+        int run = scores.Length;
+        Span<int> order = run <= 64 ? stackalloc int[run] : new int[run];
+        for (int j = 0; j < run; j++) order[j] = j;
+        // Insertion sort by (score, already pruned first, index): runs are short.
+        for (int j = 1; j < run; j++)
+            for (int t = j; t > 0 && Before(order[t], order[t - 1], scores, previousKeep); t--)
+                (order[t], order[t - 1]) = (order[t - 1], order[t]);
+        for (int j = 0; j < run; j++) keep[order[j]] = j >= prune;
+    }
+
+    /// <summary>
+    /// Prunes exactly <paramref name="prune"/> of the layer's groups (all of them if asked), ignoring its target and
+    /// bounds: for callers that split one tensor's exact count across parts of it (the OBS solver's column windows,
+    /// Wanda's rows). The granularity must not budget runs.
+    /// </summary>
+    internal static void SelectExactly(SelectionLayer layer, PruningGranularity granularity, long prune, bool[] keep)
+    {
+        ArgumentNullException.ThrowIfNull(granularity);
+        if (granularity.RunLength > 0) throw new ArgumentException($"{granularity} budgets runs; select it run by run.", nameof(granularity));
+        Check(layer with { Sparsity = 0 }, 0, granularity, keep);
+        Units units = granularity is ElementGranularity ? Units.Elements(layer, keep) : Units.Groups(layer, granularity);
+        try
         {
-            for (int j = 0; j < run; j++) order[j] = start + j;
-            // Insertion sort by (score, already pruned first, index): runs are short.
-            for (int j = 1; j < run; j++)
-                for (int t = j; t > 0 && Before(order[t], order[t - 1], scores, before); t--)
-                    (order[t], order[t - 1]) = (order[t - 1], order[t]);
-            for (int j = 0; j < run; j++) units.Keep[order[j]] = j >= prune;
+            if (prune >= units.Count) Array.Fill(units.Keep, false);
+            else RadixSelector.Select(_ => units.Scores.Span, Math.Max(prune, 0), [units.Keep], [units.PreviousKeep]);
+            if (units.GroupOf is int[] groupOf)
+                for (int i = 0; i < keep.Length; i++) keep[i] = units.Keep[groupOf[i]];
+        }
+        finally
+        {
+            if (units.GroupOf is not null) ArrayPool<int>.Shared.Return(units.GroupOf);
         }
     }
+
+    /// <summary>How many of a tensor's <paramref name="groups"/> a target prunes: what <see cref="Select"/> prunes layer-wise.</summary>
+    internal static long TargetCount(PruningGranularity granularity, double sparsity, long groups) => Count(granularity, sparsity, groups);
 
     /// <summary>Whether unit a is pruned before unit b: smaller score, then already pruned, then lower index.</summary>
     private static bool Before(int a, int b, ReadOnlySpan<float> scores, ReadOnlySpan<bool> previousKeep)

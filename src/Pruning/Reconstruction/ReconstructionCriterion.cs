@@ -1,0 +1,360 @@
+using Pruning.Configuration;
+using Pruning.Criteria;
+using Pruning.Grouping;
+using Pruning.Scheduling;
+using Pruning.Selection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Reconstruction;
+
+/// <summary>
+/// A criterion that uses the inputs of each layer (H = XᵀX, accumulated in float64) to choose its mask, and may
+/// rewrite the kept weights so that the layer's output changes as little as possible: <see cref="ObsCriterion"/>
+/// (OBS / SparseGPT) and <see cref="WandaCriterion"/>. Give it to <see cref="GradualPruner"/> as
+/// <see cref="PruningOptions.Criterion"/>; the pruner hands it each mask update.
+/// </summary>
+/// <remarks>
+/// <para>
+/// With a <see cref="CalibrationSet"/>, each mask update calibrates sequentially, as SparseGPT does: layers are taken
+/// in the order the model calls them, and each is calibrated on the outputs of the layers before it, as already
+/// pruned; one layer's H is in memory at a time (d_in² doubles; a stacked LSTM layer holds two). With a
+/// <see cref="OneShotSchedule"/> at step 0 and one call to <see cref="GradualPruner.Step"/>, this is one-shot pruning;
+/// later steps fine-tune with the masks held.
+/// </para>
+/// <para>
+/// Without one, H is gathered from the training forward passes of the last <see cref="WindowBatches"/> steps before
+/// each update ("calibration on the recent batches"), for every pruned layer at once (Σ d_in² doubles), and saved in
+/// the pruner's checkpoints.
+/// </para>
+/// <para>
+/// Supported weights: Linear, Conv2d with groups 1 and zero padding (inputs are the unfolded patches), and the
+/// weight_ih_lK/weight_hh_lK of unidirectional LSTM and GRU modules (inputs are the layer's input sequence and the
+/// hidden state each step starts from). Layers see their inputs only through <c>Module.call</c>. A global scope is
+/// refused: calibration prunes layer by layer, and saliencies scaled by each layer's own H do not rank across layers.
+/// </para>
+/// </remarks>
+public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
+{
+    private readonly int _windowBatches = 16;
+    private Binding? _binding;
+    private readonly Dictionary<string, InputCovariance> _windows = [];
+
+    private protected ReconstructionCriterion(CalibrationSet? calibration) => Calibration = calibration;
+
+    /// <summary>The calibration inputs, or null to calibrate on the recent training batches.</summary>
+    public CalibrationSet? Calibration { get; }
+
+    /// <summary>Without a <see cref="Calibration"/>: how many training steps before each mask update feed H.</summary>
+    /// <value>The default is 16.</value>
+    /// <exception cref="ArgumentOutOfRangeException">The value is not positive.</exception>
+    public int WindowBatches
+    {
+        get => _windowBatches;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value, nameof(WindowBatches));
+            _windowBatches = value;
+        }
+    }
+
+    /// <inheritdoc />
+    public abstract ComponentConfig Config { get; }
+
+    /// <summary>
+    /// Chooses the mask of one weight (CPU float64 [rows, columns], contiguous) from its inputs' mean covariance, and
+    /// updates the weight in place with pruned entries zero.
+    /// </summary>
+    private protected abstract void Solve(Tensor weight, Tensor meanCovariance, WeightWindows windows, double target, ReadOnlyMemory<bool> previousKeep, bool[] keep);
+
+    /// <summary>Not supported: this criterion chooses masks itself, inside <see cref="GradualPruner"/>'s mask updates.</summary>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public Tensor Score(string parameterName, Tensor weight) =>
+        throw new NotSupportedException($"{Config.Kind} chooses masks itself from calibration inputs during GradualPruner's mask updates; it gives no per-weight scores to SensitivityScan or NetAdapt. Use MagnitudeCriterion there.");
+
+    /// <summary>Attaches to the pruner's model: checks every pruned weight, and without a calibration set hooks the layers.</summary>
+    internal void Bind(nn.Module model, ResolvedPruning plan, Func<long> currentStep)
+    {
+        if (_binding is not null)
+            throw new ArgumentException($"This {Config.Kind} already serves another pruner; create one criterion per pruner.", "options");
+        if (plan.Scope == PruningScope.Global)
+            throw new ArgumentException($"{Config.Kind} calibrates and prunes layer by layer, so it cannot share a global ranking (PruningScope.Global); use PruningScope.LayerWise with per-layer FinalSparsity overrides.", "options");
+        if (Calibration is not null && Calibration.Forward is null && model is not nn.Module<Tensor, Tensor>)
+            throw new ArgumentException($"The model ({model.GetType().Name}) does not take one tensor, so the CalibrationSet needs a forward delegate that runs it on a batch.", "options");
+        IReadOnlyList<CalibrationStage> stages;
+        try
+        {
+            stages = CalibrationStage.For(model, plan.Parameters.Select(p => p.Name).ToList(), Config.Kind);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException(e.Bare(), "options", e);
+        }
+        foreach (ResolvedParameter p in plan.Parameters)
+        {
+            try
+            {
+                _ = new WeightWindows(p.Name, p.Shape, plan.Granularity);
+            }
+            catch (NotSupportedException e)
+            {
+                throw new ArgumentException($"PruningOptions.Granularity: {e.Message}", "options", e);
+            }
+        }
+        var binding = new Binding(model, plan, currentStep, stages);
+        if (Calibration is null)
+            foreach (CalibrationStage stage in stages)
+                binding.Hooks.Add(stage.Hook((input, state) => RecordWindow(stage, input, state)));
+        _binding = binding;
+    }
+
+    /// <summary>Removes the hooks; the criterion can serve another pruner afterwards.</summary>
+    internal void Unbind()
+    {
+        if (_binding is null) return;
+        foreach (IDisposable hook in _binding.Hooks) hook.Dispose();
+        _binding = null;
+    }
+
+    /// <summary>Chooses the masks of the due weights (into their Keep arrays) and rewrites the weights.</summary>
+    internal void Prune(IReadOnlyList<DueWeight> due)
+    {
+        Binding binding = _binding ?? throw new InvalidOperationException($"{Config.Kind} is not attached to a pruner.");
+        using var noGrad = torch.no_grad();
+        if (Calibration is null)
+        {
+            foreach (DueWeight d in due)
+            {
+                InputCovariance? window = _windows.GetValueOrDefault(d.Name);
+                if (window is null || window.Rows == 0)
+                    throw new InvalidOperationException($"No training forward pass reached '{d.Name}' in the {WindowBatches} steps before this mask update, so {Config.Kind} has no inputs to calibrate on. Run the model (in training mode, through Module.call) before each pruner.Step(), or give the criterion a CalibrationSet.");
+                SolveAndWrite(binding, d, window);
+                _windows.Remove(d.Name);
+                window.Dispose();
+            }
+            return;
+        }
+
+        var byName = due.ToDictionary(d => d.Name);
+        var modes = binding.Model.named_modules().Select(m => (m.module, m.module.training)).Append((binding.Model, binding.Model.training)).ToList();
+        binding.Model.eval();
+        try
+        {
+            foreach (CalibrationStage stage in ForwardOrder(binding))
+            {
+                var weights = stage.Parameters.Where(byName.ContainsKey).ToList();
+                if (weights.Count == 0) continue;
+                var covariances = weights.ToDictionary(n => n, n => new InputCovariance(n, Columns(binding, n)));
+                try
+                {
+                    using (stage.Hook((input, state) =>
+                    {
+                        stage.Record(input, state, covariances);
+                        throw new StopForward();
+                    }))
+                        RunCalibration(binding);
+                    foreach (string name in weights)
+                    {
+                        if (covariances[name].Rows == 0)
+                            throw new InvalidOperationException($"'{stage.Module}' was not called during calibration, so '{name}' has no inputs. Layers see inputs only through Module.call.");
+                        SolveAndWrite(binding, byName[name], covariances[name]);
+                    }
+                }
+                finally
+                {
+                    foreach (InputCovariance c in covariances.Values) c.Dispose();
+                }
+            }
+        }
+        finally
+        {
+            foreach (var (module, training) in modes) module.train(training);
+        }
+    }
+
+    /// <summary>The stages in the order the model first calls their modules, found with one batch.</summary>
+    private IReadOnlyList<CalibrationStage> ForwardOrder(Binding binding)
+    {
+        var first = new Dictionary<nn.Module, int>(ReferenceEqualityComparer.Instance);
+        var hooks = binding.Stages.Select(s => s.Instance).Distinct(ReferenceEqualityComparer.Instance).Cast<nn.Module>()
+            .Select(m => binding.Stages.First(s => s.Instance == m).Hook((_, _) => first.TryAdd(m, first.Count))).ToList();
+        try
+        {
+            Tensor batch = Calibration!.Batches.FirstOrDefault()
+                ?? throw new InvalidOperationException($"The CalibrationSet of {Config.Kind} holds no batches.");
+            using var scope = torch.NewDisposeScope();
+            Run(binding, batch);
+        }
+        finally
+        {
+            foreach (IDisposable h in hooks) h.Dispose();
+        }
+        var missing = binding.Stages.Where(s => !first.ContainsKey(s.Instance)).Select(s => $"'{s.Module}'").Distinct().ToList();
+        if (missing.Count > 0)
+            throw new InvalidOperationException($"{string.Join(", ", missing)} never ran on a calibration batch, so {Config.Kind} cannot calibrate them. Layers see inputs only through Module.call (call them with layer.call(x), not layer.forward(x)).");
+        return binding.Stages.OrderBy(s => first[s.Instance]).ThenBy(s => s.Layer).ToList();
+    }
+
+    private void RunCalibration(Binding binding)
+    {
+        long batches = 0;
+        foreach (Tensor batch in Calibration!.Batches)
+        {
+            if (batch is null) throw new InvalidOperationException($"The CalibrationSet of {Config.Kind} holds a null batch.");
+            using var scope = torch.NewDisposeScope();
+            try
+            {
+                Run(binding, batch);
+            }
+            catch (StopForward)
+            {
+            }
+            batches++;
+        }
+        if (batches == 0) throw new InvalidOperationException($"The CalibrationSet of {Config.Kind} holds no batches.");
+    }
+
+    private void Run(Binding binding, Tensor batch)
+    {
+        if (Calibration!.Forward is { } forward) forward(batch);
+        else ((nn.Module<Tensor, Tensor>)binding.Model).call(batch);
+    }
+
+    private void SolveAndWrite(Binding binding, DueWeight due, InputCovariance covariance)
+    {
+        using var scope = torch.NewDisposeScope();
+        Parameter parameter = binding.Weight(due.Name);
+        long[] shape = parameter.shape;
+        Tensor weight = parameter.detach().reshape(shape[0], -1).to(ScalarType.Float64, torch.CPU).contiguous().clone();
+        if (!weight.isfinite().all().item<bool>())
+            throw new InvalidOperationException($"'{due.Name}' holds NaN or infinite weights; {Config.Kind} cannot prune it.");
+        Tensor mean = covariance.Mean();
+        Solve(weight, mean, new WeightWindows(due.Name, shape, binding.Plan.Granularity), due.Target, due.PreviousKeep, due.Keep);
+        parameter.copy_(weight.reshape(shape));
+    }
+
+    private static long Columns(Binding binding, string name)
+    {
+        long[] shape = binding.Weight(name).shape;
+        return shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+    }
+
+    /// <summary>Adds a training call's inputs to the windows of the weights whose next update is near.</summary>
+    private void RecordWindow(CalibrationStage stage, Tensor input, object? state)
+    {
+        Binding? binding = _binding;
+        if (binding is null || !stage.Instance.training) return;
+        long step = binding.CurrentStep();
+        var into = new Dictionary<string, InputCovariance>();
+        foreach (string name in stage.Parameters)
+        {
+            ResolvedParameter p = binding.Plan.Parameters.First(q => q.Name == name);
+            long next = p.Schedule.NextUpdateFrom(step);
+            if (next == long.MaxValue || next - step >= WindowBatches) continue;
+            if (!_windows.TryGetValue(name, out InputCovariance? window))
+                _windows[name] = window = new InputCovariance(name, Columns(binding, name));
+            into[name] = window;
+        }
+        if (into.Count == 0) return;
+        using var noGrad = torch.no_grad();
+        stage.Record(input, state, into);
+    }
+
+    /// <inheritdoc />
+    public void SaveState(BinaryWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        var entries = _windows.Where(w => w.Value.Rows > 0).OrderBy(w => w.Key, StringComparer.Ordinal).ToList();
+        writer.Write(entries.Count);
+        foreach (var (name, window) in entries)
+        {
+            writer.Write(name);
+            writer.Write(window.Rows);
+            writer.Write(window.Columns);
+            using var host = window.Sum!.cpu().contiguous();
+            writer.Write(host.bytes);
+        }
+    }
+
+    /// <inheritdoc />
+    public void LoadState(BinaryReader reader, IReadOnlyDictionary<string, Tensor> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        ArgumentNullException.ThrowIfNull(parameters);
+        long Remaining() => reader.BaseStream.Length - reader.BaseStream.Position;
+        int entries = reader.ReadInt32();
+        if (entries < 0 || entries > parameters.Count)
+            throw new InvalidDataException($"{Config}: the saved state claims {entries} input windows; the pruner has {parameters.Count} parameters.");
+        var loaded = new Dictionary<string, InputCovariance>();
+        try
+        {
+            for (int e = 0; e < entries; e++)
+            {
+                string name = reader.ReadString();
+                if (!parameters.TryGetValue(name, out Tensor? parameter))
+                    throw new InvalidDataException($"{Config}: the saved state names '{name}', which is not a pruned parameter.");
+                if (loaded.ContainsKey(name))
+                    throw new InvalidDataException($"{Config}: the saved state holds '{name}' twice.");
+                long rows = reader.ReadInt64(), columns = reader.ReadInt64();
+                long expected = parameter.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+                if (rows <= 0 || columns != expected)
+                    throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are malformed ({rows} rows of {columns} columns; the weight takes {expected}).");
+                if (columns * columns * 8 > Remaining())
+                    throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are truncated.");
+                var host = torch.empty([columns, columns], ScalarType.Float64);
+                reader.BaseStream.ReadExactly(host.bytes);
+                var window = new InputCovariance(name, columns);
+                window.Restore(host.device == parameter.device ? host : MoveTo(host, parameter.device), rows);
+                loaded[name] = window;
+            }
+        }
+        catch
+        {
+            foreach (InputCovariance w in loaded.Values) w.Dispose();
+            throw;
+        }
+        foreach (InputCovariance w in _windows.Values) w.Dispose();
+        _windows.Clear();
+        foreach (var (name, window) in loaded) _windows[name] = window;
+    }
+
+    /// <summary>The most bytes <see cref="SaveState"/> writes for these parameters: bounds what a checkpoint may hold.</summary>
+    internal static long MaxStateBytes(IEnumerable<long[]> shapes) =>
+        4 + shapes.Sum(s => { long d = s.Skip(1).Aggregate(1L, (a, b) => a * b); return 1024 + 16 + d * d * 8; });
+
+    private static Tensor MoveTo(Tensor host, Device device)
+    {
+        using (host) return host.to(device);
+    }
+
+    /// <summary>Removes the hooks and releases the gathered inputs.</summary>
+    public void Dispose()
+    {
+        Unbind();
+        foreach (InputCovariance w in _windows.Values) w.Dispose();
+        _windows.Clear();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Config.ToString();
+
+    /// <summary>Thrown from a calibration hook once the calibrated layer has its inputs: the rest of the forward is not needed.</summary>
+    private sealed class StopForward : Exception;
+
+    private sealed class Binding(nn.Module model, ResolvedPruning plan, Func<long> currentStep, IReadOnlyList<CalibrationStage> stages)
+    {
+        public nn.Module Model { get; } = model;
+        public ResolvedPruning Plan { get; } = plan;
+        public Func<long> CurrentStep { get; } = currentStep;
+        public IReadOnlyList<CalibrationStage> Stages { get; } = stages;
+        public List<IDisposable> Hooks { get; } = [];
+
+        public Parameter Weight(string name) => Model.get_parameter(name)
+            ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
+    }
+}
+
+/// <summary>One weight a mask update is due for: its target (clamped into its bounds), current mask, and the array the new mask goes to.</summary>
+internal sealed record DueWeight(string Name, double Target, ReadOnlyMemory<bool> PreviousKeep, bool[] Keep);
