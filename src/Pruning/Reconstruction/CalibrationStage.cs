@@ -90,6 +90,10 @@ internal abstract partial class CalibrationStage
             throw new ArgumentException(refuse($"its Conv2d pads with {conv.padding_mode}; only zero padding can be calibrated."), "parameters");
     }
 
+    /// <summary>For tests: layer <paramref name="layer"/>'s input sequence and step-start hidden states, [T, B, ·].</summary>
+    internal static (Tensor LayerInput, Tensor Hidden) GateInputs(nn.Module module, int layer, Tensor input, object? state = null) =>
+        RecurrentStage.Run(module, layer, input, state);
+
     [GeneratedRegex(@"^weight_(ih|hh)_l(\d+)$")]
     private static partial Regex RecurrentWeight();
 
@@ -178,7 +182,7 @@ internal abstract partial class CalibrationStage
         public override void Record(Tensor input, object? state, IReadOnlyDictionary<string, InputCovariance> into)
         {
             using var scope = torch.NewDisposeScope();
-            var (layerInput, hidden) = GateInputs(Instance, Layer, input, state);
+            var (layerInput, hidden) = Run(Instance, Layer, input, state);
             foreach (string name in Parameters.Where(into.ContainsKey))
                 into[name].Add(name.Contains(".weight_ih_", StringComparison.Ordinal) || name.StartsWith("weight_ih_", StringComparison.Ordinal)
                     ? layerInput.reshape(-1, layerInput.shape[^1])
@@ -190,7 +194,7 @@ internal abstract partial class CalibrationStage
         /// input sequence of <paramref name="layer"/> [T, B, in] and the hidden state each of its steps starts from
         /// [T, B, hidden]. Dropout between layers is not applied (calibration runs the model in evaluation mode).
         /// </summary>
-        internal static (Tensor LayerInput, Tensor Hidden) GateInputs(nn.Module module, int layer, Tensor input, object? state)
+        internal static (Tensor LayerInput, Tensor Hidden) Run(nn.Module module, int layer, Tensor input, object? state)
         {
             bool lstm = module is LSTM;
             FieldInfo field = (lstm ? LstmBatchFirst : GruBatchFirst)

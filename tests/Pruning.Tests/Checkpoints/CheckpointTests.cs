@@ -104,6 +104,26 @@ public sealed class CheckpointTests : IDisposable
             values.Should().Equal(expected[name], name);
     }
 
+    [Theory]
+    [InlineData("obs")]
+    [InlineData("wanda")]
+    public void Resume_InTheMiddleOfACalibrationWindow_IsBitIdentical(string criterion)
+    {
+        // Updates at 4, 10, 16, 22; each calibrates on the inputs of its last 4 training steps. Stopping at step 15
+        // cuts the window of step 16 after two of its steps, so H must come back from the checkpoint.
+        PruningOptions Make() => new()
+        {
+            Schedule = new PolynomialDecaySchedule(0.1, 0.8, 4, 22, 6),
+            Criterion = criterion == "obs" ? new Pruning.Reconstruction.ObsCriterion { WindowBatches = 4 } : new Pruning.Reconstruction.WandaCriterion { WindowBatches = 4 },
+        };
+        using var runs = StraightAndResumed(Make, "adam", total: 30, stopAt: 15, seed: 52);
+
+        var expected = Snapshot(runs.Straight);
+        foreach (var (name, values) in Snapshot(runs.Resumed))
+            values.Should().Equal(expected[name], name);
+        runs.ResumedPruner.Report().Should().BeEquivalentTo(runs.StraightPruner.Report());
+    }
+
     [Fact]
     public void Resume_WithAnIterativeSchedule_IsBitIdentical()
     {
