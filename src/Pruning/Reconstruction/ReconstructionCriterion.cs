@@ -137,88 +137,21 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
         }
 
         var byName = due.ToDictionary(d => d.Name);
-        var modes = binding.Model.named_modules().Select(m => (m.module, m.module.training)).Append((binding.Model, binding.Model.training)).ToList();
-        binding.Model.eval();
-        try
+        using var calibration = new SequentialCalibration(binding.Model, Calibration, Config.Kind);
+        foreach (CalibrationStage stage in calibration.Order(binding.Stages))
         {
-            foreach (CalibrationStage stage in ForwardOrder(binding))
-            {
-                var weights = stage.Parameters.Where(byName.ContainsKey).ToList();
-                if (weights.Count == 0) continue;
-                var covariances = weights.ToDictionary(n => n, n => new InputCovariance(n, Columns(binding, n)));
-                try
-                {
-                    using (stage.Hook((input, state) =>
-                    {
-                        stage.Record(input, state, covariances);
-                        throw new StopForward();
-                    }))
-                        RunCalibration(binding);
-                    foreach (string name in weights)
-                    {
-                        if (covariances[name].Rows == 0)
-                            throw new InvalidOperationException($"'{stage.Module}' was not called during calibration, so '{name}' has no inputs. Layers see inputs only through Module.call.");
-                        SolveAndWrite(binding, byName[name], covariances[name]);
-                    }
-                }
-                finally
-                {
-                    foreach (InputCovariance c in covariances.Values) c.Dispose();
-                }
-            }
-        }
-        finally
-        {
-            foreach (var (module, training) in modes) module.train(training);
-        }
-    }
-
-    /// <summary>The stages in the order the model first calls their modules, found with one batch.</summary>
-    private IReadOnlyList<CalibrationStage> ForwardOrder(Binding binding)
-    {
-        var first = new Dictionary<nn.Module, int>(ReferenceEqualityComparer.Instance);
-        var hooks = binding.Stages.Select(s => s.Instance).Distinct(ReferenceEqualityComparer.Instance).Cast<nn.Module>()
-            .Select(m => binding.Stages.First(s => s.Instance == m).Hook((_, _) => first.TryAdd(m, first.Count))).ToList();
-        try
-        {
-            Tensor batch = Calibration!.Batches.FirstOrDefault()
-                ?? throw new InvalidOperationException($"The CalibrationSet of {Config.Kind} holds no batches.");
-            using var scope = torch.NewDisposeScope();
-            Run(binding, batch);
-        }
-        finally
-        {
-            foreach (IDisposable h in hooks) h.Dispose();
-        }
-        var missing = binding.Stages.Where(s => !first.ContainsKey(s.Instance)).Select(s => $"'{s.Module}'").Distinct().ToList();
-        if (missing.Count > 0)
-            throw new InvalidOperationException($"{string.Join(", ", missing)} never ran on a calibration batch, so {Config.Kind} cannot calibrate them. Layers see inputs only through Module.call (call them with layer.call(x), not layer.forward(x)).");
-        return binding.Stages.OrderBy(s => first[s.Instance]).ThenBy(s => s.Layer).ToList();
-    }
-
-    private void RunCalibration(Binding binding)
-    {
-        long batches = 0;
-        foreach (Tensor batch in Calibration!.Batches)
-        {
-            if (batch is null) throw new InvalidOperationException($"The CalibrationSet of {Config.Kind} holds a null batch.");
-            using var scope = torch.NewDisposeScope();
+            var weights = stage.Parameters.Where(byName.ContainsKey).ToList();
+            if (weights.Count == 0) continue;
+            var covariances = calibration.Collect(stage, weights, n => Columns(binding, n));
             try
             {
-                Run(binding, batch);
+                foreach (string name in weights) SolveAndWrite(binding, byName[name], covariances[name]);
             }
-            catch (StopForward)
+            finally
             {
+                foreach (InputCovariance c in covariances.Values) c.Dispose();
             }
-            batches++;
         }
-        if (batches == 0) throw new InvalidOperationException($"The CalibrationSet of {Config.Kind} holds no batches.");
-    }
-
-    private void Run(Binding binding, Tensor batch)
-    {
-        if (Calibration!.Forward is { } forward) forward(batch);
-        else ((nn.Module<Tensor, Tensor>)binding.Model).call(batch);
     }
 
     private void SolveAndWrite(Binding binding, DueWeight due, InputCovariance covariance)
@@ -339,9 +272,6 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
 
     /// <inheritdoc />
     public override string ToString() => Config.ToString();
-
-    /// <summary>Thrown from a calibration hook once the calibrated layer has its inputs: the rest of the forward is not needed.</summary>
-    private sealed class StopForward : Exception;
 
     private sealed class Binding(nn.Module model, ResolvedPruning plan, Func<long> currentStep, IReadOnlyList<CalibrationStage> stages)
     {
