@@ -49,6 +49,9 @@ public sealed class SequentialChannels
         Layers = layers;
     }
 
+    /// <summary>The model this structure was analyzed from.</summary>
+    internal Sequential Model => _model;
+
     /// <summary>The layers whose channels can be pruned, in order (the last Conv2d/Linear, the model's output, is not one).</summary>
     public IReadOnlyList<ChannelLayer> Layers { get; }
 
