@@ -1,0 +1,140 @@
+// One-shot pruning without retraining, and after a short fine-tune: magnitude, Wanda (|W|·‖X‖, per output row) and
+// OBS/SparseGPT (saliency w²/[H⁻¹]_qq with the OBS update of the kept weights) on LeNet-300-100 and the conv-BN CNN
+// (Fashion-MNIST) and the 2-layer KJV LSTM language model, at 50/70/80/90 % and 2:4, over several calibration seeds.
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Pruning;
+using Pruning.Criteria;
+using Pruning.Grouping;
+using Pruning.Interop;
+using Pruning.Reconstruction;
+using Pruning.Samples;
+using Pruning.Samples.Language;
+using Pruning.Scheduling;
+using TorchSharp;
+
+OpenMpWaiting.MakePassive();
+
+var modelOption = new Option<string>("--model") { Description = "mlp, cnn, lstm, or all.", DefaultValueFactory = _ => "all" };
+modelOption.AcceptOnlyFromAmong("mlp", "cnn", "lstm", "all");
+var quickOption = new Option<bool>("--quick") { Description = "A short run for CI: small models and data, 70 % and 2:4, one seed, a few fine-tuning steps." };
+var seedsOption = new Option<int>("--seeds") { Description = "Calibration (and fine-tuning order) seeds per setting.", DefaultValueFactory = _ => 3 };
+var samplesOption = new Option<int>("--calibration-samples") { Description = "Calibration samples: images (mlp, cnn) or 35-token windows (lstm).", DefaultValueFactory = _ => 512 };
+var fineTuneOption = new Option<int>("--finetune-steps") { Description = "Fine-tuning steps after each one-shot pruning (0: none).", DefaultValueFactory = _ => 300 };
+var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
+var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm)." };
+var outOption = new Option<string>("--out") { Description = "Directory for the cached dense models and the plots.", DefaultValueFactory = _ => Path.Combine("out", "one-shot") };
+var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per evaluated model to this file (an array)." };
+var root = new RootCommand("One-shot pruning with magnitude, Wanda and OBS/SparseGPT, without and with a short fine-tune.")
+{
+    modelOption, quickOption, seedsOption, samplesOption, fineTuneOption, dataOption, corpusOption, outOption, summaryOption,
+};
+root.SetAction(parse =>
+{
+    bool quick = parse.GetValue(quickOption);
+    int seeds = quick ? 1 : parse.GetValue(seedsOption), samples = quick ? 128 : parse.GetValue(samplesOption);
+    int fineTuneSteps = quick ? 10 : parse.GetValue(fineTuneOption);
+    if (seeds < 1 || samples < 1 || fineTuneSteps < 0)
+    {
+        Console.Error.WriteLine($"--seeds and --calibration-samples must be positive and --finetune-steps ≥ 0 (got {seeds}, {samples}, {fineTuneSteps}).");
+        return 2;
+    }
+    string outDir = parse.GetValue(outOption)!;
+    Directory.CreateDirectory(outDir);
+    string which = parse.GetValue(modelOption)!;
+    var tasks = new List<ModelTask>();
+    try
+    {
+        if (which is "mlp" or "cnn" or "all")
+        {
+            FashionMnist train = FashionMnist.Load(parse.GetValue(dataOption)!, train: true), test = FashionMnist.Load(parse.GetValue(dataOption)!, train: false);
+            if (quick) (train, test) = (train.Take(5_000), test.Take(2_000));
+            if (which is "mlp" or "all") tasks.Add(new ImageTask("mlp", train, test, quick ? 1 : 5));
+            if (which is "cnn" or "all") tasks.Add(new ImageTask("cnn", train, test, quick ? 1 : 3));
+        }
+        if (which is "lstm" or "all")
+        {
+            KjvCorpus corpus = parse.GetValue(corpusOption) is { } file ? KjvCorpus.Parse(File.ReadLines(file)) : KjvCorpus.LoadFromBibleCommand();
+            var vocabulary = Vocabulary.Build(corpus.Train, 10_000);
+            long[] train = vocabulary.Encode(corpus.Train), test = vocabulary.Encode(corpus.Test);
+            train = train[..(int)(train.Length * (quick ? 0.03 : 0.25))];
+            test = test[..Math.Min(test.Length, quick ? 5_000 : 40_000)];
+            tasks.Add(new LanguageTask(train, test, vocabulary.Count, quick ? 64 : 256, quick ? 1 : 2));
+        }
+    }
+    catch (FileNotFoundException e)
+    {
+        Console.Error.WriteLine(e.Message);
+        return 2;
+    }
+
+    (string Label, double Sparsity, PruningGranularity Granularity)[] patterns = quick
+        ? [("70%", 0.7, PruningGranularity.Element), ("2:4", 0.5, PruningGranularity.NOfM(2, 4))]
+        : [("50%", 0.5, PruningGranularity.Element), ("70%", 0.7, PruningGranularity.Element), ("80%", 0.8, PruningGranularity.Element),
+           ("90%", 0.9, PruningGranularity.Element), ("2:4", 0.5, PruningGranularity.NOfM(2, 4))];
+    string[] methods = ["magnitude", "wanda", "obs"];
+    var rows = new List<Result>();
+    int failures = 0;
+    foreach (ModelTask task in tasks)
+    {
+        task.TrainDense(Path.Combine(outDir, $"dense-{task.Name}{(quick ? "-quick" : "")}.bin"));
+        foreach (var (label, sparsity, granularity) in patterns)
+            foreach (string method in methods)
+                for (int seed = 1; seed <= seeds; seed++)
+                {
+                    var model = task.CopyOfDense();
+                    IPruningCriterion criterion = method switch
+                    {
+                        "magnitude" => new MagnitudeCriterion(),
+                        "wanda" => new WandaCriterion(task.Calibration(model, samples, seed)),
+                        _ => new ObsCriterion(task.Calibration(model, samples, seed)),
+                    };
+                    using var pruner = new GradualPruner(model, new PruningOptions
+                    {
+                        Schedule = new OneShotSchedule(sparsity), Criterion = criterion, Granularity = granularity, Targets = task.Targets,
+                    });
+                    var clock = Stopwatch.StartNew();
+                    pruner.Step();
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    double achieved = pruner.Report().Sparsity;
+                    foreach (string name in pruner.ParameterNames)
+                    {
+                        using var mask = pruner.Mask(name);
+                        long pruned = mask.numel() - mask.count_nonzero().item<long>();
+                        long expected = Pruning.Selection.MaskSelector.PrunedCount(sparsity, mask.numel());
+                        if (pruned != expected)
+                        {
+                            Console.Error.WriteLine($"{task.Name} {label} {method}: '{name}' has {pruned} pruned weights, not the exact {expected}.");
+                            failures++;
+                        }
+                    }
+                    long covariance = method == "magnitude" ? 0 : pruner.ParameterNames.Max(n => Columns(model, n) * Columns(model, n) * 8);
+                    double metric = task.Evaluate(model);
+                    rows.Add(new Result(task, method, label, sparsity, granularity.RunLength > 0, samples, false, metric, seed, seconds, achieved, covariance));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{task.Name} {label,-4} {method,-9} seed {seed}: {task.MetricName} {metric:F4} (pruned in {seconds:F2} s, sparsity {achieved:P2})"));
+                    if (fineTuneSteps > 0)
+                    {
+                        task.FineTune(model, pruner, fineTuneSteps, seed);
+                        double tuned = task.Evaluate(model);
+                        rows.Add(new Result(task, method, label, sparsity, granularity.RunLength > 0, samples, true, tuned, seed, seconds, pruner.Report().Sparsity, covariance));
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"",-24} after {fineTuneSteps} fine-tuning steps: {tuned:F4}"));
+                    }
+                    (criterion as IDisposable)?.Dispose();
+                }
+    }
+
+    Report.Table(rows);
+    foreach (ModelTask task in tasks)
+    {
+        string png = Path.Combine(outDir, $"one-shot-{task.Name}.png");
+        Report.Plot(rows.Where(r => r.Task == task).ToList(), png);
+        Console.WriteLine($"plot: {png}");
+    }
+    if (parse.GetValue(summaryOption) is { } summary) JsonSummary.Write(summary, rows.Select(r => r.ToJson()).ToList());
+    return failures == 0 ? 0 : 1;
+});
+return root.Parse(args).Invoke();
+
+static long Columns(torch.nn.Module model, string parameter) => model.get_parameter(parameter)!.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
