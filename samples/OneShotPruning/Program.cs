@@ -109,7 +109,7 @@ root.SetAction(parse =>
                             failures++;
                         }
                     }
-                    long covariance = method == "magnitude" ? 0 : pruner.ParameterNames.Max(n => Columns(model, n) * Columns(model, n) * 8);
+                    long covariance = method == "magnitude" ? 0 : pruner.ParameterNames.Max(n => Columns(model, n) * (method == "obs" ? Columns(model, n) : 1) * 8);
                     double metric = task.Evaluate(model);
                     rows.Add(new Result(task, method, label, sparsity, granularity.RunLength > 0, samples, false, metric, seed, seconds, achieved, covariance));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

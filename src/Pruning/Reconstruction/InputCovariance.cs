@@ -5,18 +5,23 @@ using static TorchSharp.torch;
 namespace Pruning.Reconstruction;
 
 /// <summary>
-/// H = XᵀX of one weight's inputs, summed in float64 over calibration rows: the one statistic OBS, SparseGPT, Wanda
-/// and least-squares channel pruning need. Memory is d² doubles for d inputs (a 1,200-input layer: 11.5 MB).
+/// H = XᵀX of one weight's inputs, summed in float64 over calibration rows: the one statistic OBS/SparseGPT and
+/// least-squares channel pruning need. Memory is d² doubles for d inputs (a 1,200-input layer: 11.5 MB). Wanda needs
+/// only the diagonal (each input's Σx²), d doubles.
 /// </summary>
 internal sealed class InputCovariance : IDisposable
 {
     private Tensor? _sum;
 
-    public InputCovariance(string name, long columns)
+    public InputCovariance(string name, long columns, bool diagonalOnly = false)
     {
         Name = name;
         Columns = columns;
+        DiagonalOnly = diagonalOnly;
     }
+
+    /// <summary>Whether only diag(XᵀX) is kept ([d] instead of [d, d]).</summary>
+    public bool DiagonalOnly { get; }
 
     /// <summary>The weight this is for, for messages.</summary>
     public string Name { get; }
@@ -34,7 +39,7 @@ internal sealed class InputCovariance : IDisposable
             throw new InvalidOperationException($"The inputs recorded for '{Name}' have shape [{string.Join(", ", inputs.shape)}]; the weight takes {Columns} inputs.");
         using var scope = torch.NewDisposeScope();
         Tensor x = inputs.detach().to(ScalarType.Float64);
-        Tensor product = x.t().mm(x);
+        Tensor product = DiagonalOnly ? x.square().sum(dim: 0) : x.t().mm(x);
         if (_sum is null)
             _sum = product.DetachFromDisposeScope();
         else
@@ -50,10 +55,10 @@ internal sealed class InputCovariance : IDisposable
         Rows = rows;
     }
 
-    /// <summary>The sum XᵀX (float64, on the inputs' device), or null before any rows; owned by this object.</summary>
+    /// <summary>The sum XᵀX (float64, on the inputs' device; its diagonal alone when <see cref="DiagonalOnly"/>), or null before any rows; owned by this object.</summary>
     public Tensor? Sum => _sum;
 
-    /// <summary>XᵀX / rows on the CPU, a new tensor the caller disposes.</summary>
+    /// <summary>XᵀX / rows (or its diagonal) on the CPU, a new tensor the caller disposes.</summary>
     /// <exception cref="InvalidOperationException">No rows were recorded.</exception>
     public Tensor Mean()
     {

@@ -63,10 +63,14 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
     public abstract ComponentConfig Config { get; }
 
     /// <summary>
-    /// Chooses the mask of one weight (CPU float64 [rows, columns], contiguous) from its inputs' mean covariance, and
-    /// updates the weight in place with pruned entries zero.
+    /// Chooses the mask of one weight (CPU float64 [rows, columns], contiguous) from its inputs' mean covariance
+    /// ([columns, columns], or its diagonal [columns] when <see cref="NeedsFullCovariance"/> is false), and updates the
+    /// weight in place with pruned entries zero.
     /// </summary>
     private protected abstract void Solve(Tensor weight, Tensor meanCovariance, WeightWindows windows, double target, ReadOnlyMemory<bool> previousKeep, bool[] keep);
+
+    /// <summary>Whether <see cref="Solve"/> needs all of XᵀX (OBS) or only its diagonal (Wanda: d doubles per layer, not d²).</summary>
+    private protected virtual bool NeedsFullCovariance => true;
 
     /// <summary>Not supported: this criterion chooses masks itself, inside <see cref="GradualPruner"/>'s mask updates.</summary>
     /// <exception cref="NotSupportedException">Always.</exception>
@@ -142,7 +146,7 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
         {
             var weights = stage.Parameters.Where(byName.ContainsKey).ToList();
             if (weights.Count == 0) continue;
-            var covariances = calibration.Collect(stage, weights, n => Columns(binding, n));
+            var covariances = calibration.Collect(stage, weights, n => Columns(binding, n), !NeedsFullCovariance);
             try
             {
                 foreach (string name in weights) SolveAndWrite(binding, byName[name], covariances[name]);
@@ -186,7 +190,7 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
             long next = p.Schedule.NextUpdateFrom(step);
             if (next == long.MaxValue || next - step >= WindowBatches) continue;
             if (!_windows.TryGetValue(name, out InputCovariance? window))
-                _windows[name] = window = new InputCovariance(name, Columns(binding, name));
+                _windows[name] = window = new InputCovariance(name, Columns(binding, name), !NeedsFullCovariance);
             into[name] = window;
         }
         if (into.Count == 0) return;
@@ -205,6 +209,7 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
             writer.Write(name);
             writer.Write(window.Rows);
             writer.Write(window.Columns);
+            writer.Write(window.DiagonalOnly);
             using var host = window.Sum!.cpu().contiguous();
             writer.Write(host.bytes);
         }
@@ -230,14 +235,16 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
                 if (loaded.ContainsKey(name))
                     throw new InvalidDataException($"{Config}: the saved state holds '{name}' twice.");
                 long rows = reader.ReadInt64(), columns = reader.ReadInt64();
+                bool diagonal = reader.ReadBoolean();
                 long expected = parameter.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
-                if (rows <= 0 || columns != expected)
-                    throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are malformed ({rows} rows of {columns} columns; the weight takes {expected}).");
-                if (columns * columns * 8 > Remaining())
+                if (rows <= 0 || columns != expected || diagonal == NeedsFullCovariance)
+                    throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are malformed ({rows} rows of {columns} columns, {(diagonal ? "diagonal" : "full")}; the weight takes {expected}).");
+                long[] shape = diagonal ? [columns] : [columns, columns];
+                if (shape.Aggregate(8L, (a, b) => a * b) > Remaining())
                     throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are truncated.");
-                var host = torch.empty([columns, columns], ScalarType.Float64);
+                var host = torch.empty(shape, ScalarType.Float64);
                 reader.BaseStream.ReadExactly(host.bytes);
-                var window = new InputCovariance(name, columns);
+                var window = new InputCovariance(name, columns, diagonal);
                 window.Restore(host.device == parameter.device ? host : MoveTo(host, parameter.device), rows);
                 loaded[name] = window;
             }
@@ -254,7 +261,7 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
 
     /// <summary>The most bytes <see cref="SaveState"/> writes for these parameters: bounds what a checkpoint may hold.</summary>
     internal static long MaxStateBytes(IEnumerable<long[]> shapes) =>
-        4 + shapes.Sum(s => { long d = s.Skip(1).Aggregate(1L, (a, b) => a * b); return 1024 + 16 + d * d * 8; });
+        4 + shapes.Sum(s => { long d = s.Skip(1).Aggregate(1L, (a, b) => a * b); return 1024 + 17 + d * d * 8; });
 
     private static Tensor MoveTo(Tensor host, Device device)
     {

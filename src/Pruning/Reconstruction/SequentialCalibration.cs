@@ -56,9 +56,9 @@ internal sealed class SequentialCalibration : IDisposable
     /// The input covariance of each of <paramref name="weights"/> (of <paramref name="stage"/>) over the whole set;
     /// each batch stops at the stage's module. The caller disposes the results.
     /// </summary>
-    public Dictionary<string, InputCovariance> Collect(CalibrationStage stage, IReadOnlyList<string> weights, Func<string, long> columns)
+    public Dictionary<string, InputCovariance> Collect(CalibrationStage stage, IReadOnlyList<string> weights, Func<string, long> columns, bool diagonalOnly = false)
     {
-        var covariances = weights.ToDictionary(n => n, n => new InputCovariance(n, columns(n)));
+        var covariances = weights.ToDictionary(n => n, n => new InputCovariance(n, columns(n), diagonalOnly));
         try
         {
             using var noGrad = torch.no_grad();

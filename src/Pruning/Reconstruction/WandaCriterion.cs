@@ -25,10 +25,12 @@ public sealed class WandaCriterion : ReconstructionCriterion
     /// <inheritdoc />
     public override ComponentConfig Config => new("Wanda", ("window", WindowBatches), ("calibration", Calibration is null ? "training" : "set"));
 
+    private protected override bool NeedsFullCovariance => false;
+
     private protected override void Solve(Tensor weight, Tensor meanCovariance, WeightWindows windows, double target, ReadOnlyMemory<bool> previousKeep, bool[] keep)
     {
         using var scope = torch.NewDisposeScope();
-        Tensor scores = weight.abs().mul(meanCovariance.diagonal().clamp_min(Scalars.Zero).sqrt().unsqueeze(0)).to(ScalarType.Float32).contiguous();
+        Tensor scores = weight.abs().mul(meanCovariance.clamp_min(Scalars.Zero).sqrt().unsqueeze(0)).to(ScalarType.Float32).contiguous();
         float[] all = scores.data<float>().ToArray();
         int rows = windows.Rows, columns = windows.Columns;
         if (windows.Granularity.RunLength > 0)

@@ -98,6 +98,7 @@ internal sealed class WeightWindows
     /// <summary>How many groups lie in the window (rows [r0, r1), columns [c0, c1)); windows must hold whole groups.</summary>
     public long GroupsIn(int r0, int r1, int c0, int c1)
     {
+        if (Granularity is ElementGranularity) return (long)(r1 - r0) * (c1 - c0);
         var seen = new HashSet<int>();
         for (int r = r0; r < r1; r++)
             for (int c = c0; c < c1; c++) seen.Add(_groupOf[r * Columns + c]);
@@ -107,6 +108,13 @@ internal sealed class WeightWindows
     /// <summary>How many groups of columns [c0, c1) (all rows) <paramref name="keep"/> prunes.</summary>
     public long PrunedGroupsIn(bool[] keep, int c0, int c1)
     {
+        if (Granularity is ElementGranularity)
+        {
+            long pruned = 0;
+            for (int r = 0; r < Rows; r++)
+                for (int c = c0; c < c1; c++) pruned += keep[r * Columns + c] ? 0 : 1;
+            return pruned;
+        }
         var seen = new HashSet<int>();
         for (int r = 0; r < Rows; r++)
             for (int c = c0; c < c1; c++)
