@@ -26,9 +26,10 @@ var dataOption = new Option<string>("--data") { Description = "Directory with th
 var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm)." };
 var outOption = new Option<string>("--out") { Description = "Directory for the cached dense models and the plots.", DefaultValueFactory = _ => Path.Combine("out", "one-shot") };
 var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per evaluated model to this file (an array)." };
+var fromOption = new Option<string?>("--from-summary") { Description = "Print the table and draw the plots of an earlier run's --summary-json file, without training." };
 var root = new RootCommand("One-shot pruning with magnitude, Wanda and OBS/SparseGPT, without and with a short fine-tune.")
 {
-    modelOption, quickOption, seedsOption, samplesOption, fineTuneOption, dataOption, corpusOption, outOption, summaryOption,
+    modelOption, quickOption, seedsOption, samplesOption, fineTuneOption, dataOption, corpusOption, outOption, summaryOption, fromOption,
 };
 root.SetAction(parse =>
 {
@@ -42,6 +43,18 @@ root.SetAction(parse =>
     }
     string outDir = parse.GetValue(outOption)!;
     Directory.CreateDirectory(outDir);
+    if (parse.GetValue(fromOption) is { } earlier)
+    {
+        if (!File.Exists(earlier))
+        {
+            Console.Error.WriteLine($"--from-summary: no file '{earlier}'.");
+            return 2;
+        }
+        var saved = Result.Read(earlier);
+        Report.Table(saved);
+        Plots(saved, outDir);
+        return 0;
+    }
     string which = parse.GetValue(modelOption)!;
     var tasks = new List<ModelTask>();
     try
@@ -111,14 +124,14 @@ root.SetAction(parse =>
                     }
                     long covariance = method == "magnitude" ? 0 : pruner.ParameterNames.Max(n => Columns(model, n) * (method == "obs" ? Columns(model, n) : 1) * 8);
                     double metric = task.Evaluate(model);
-                    rows.Add(new Result(task, method, label, sparsity, granularity.RunLength > 0, samples, false, metric, seed, seconds, achieved, covariance));
+                    rows.Add(new Result(task.Name, task.MetricName, task.HigherIsBetter, method, label, sparsity, granularity.RunLength > 0, samples, false, metric, seed, seconds, achieved, covariance));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{task.Name} {label,-4} {method,-9} seed {seed}: {task.MetricName} {metric:F4} (pruned in {seconds:F2} s, sparsity {achieved:P2})"));
                     if (fineTuneSteps > 0)
                     {
                         task.FineTune(model, pruner, fineTuneSteps, seed);
                         double tuned = task.Evaluate(model);
-                        rows.Add(new Result(task, method, label, sparsity, granularity.RunLength > 0, samples, true, tuned, seed, seconds, pruner.Report().Sparsity, covariance));
+                        rows.Add(new Result(task.Name, task.MetricName, task.HigherIsBetter, method, label, sparsity, granularity.RunLength > 0, samples, true, tuned, seed, seconds, pruner.Report().Sparsity, covariance));
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"",-24} after {fineTuneSteps} fine-tuning steps: {tuned:F4}"));
                     }
                     (criterion as IDisposable)?.Dispose();
@@ -126,15 +139,20 @@ root.SetAction(parse =>
     }
 
     Report.Table(rows);
-    foreach (ModelTask task in tasks)
-    {
-        string png = Path.Combine(outDir, $"one-shot-{task.Name}.png");
-        Report.Plot(rows.Where(r => r.Task == task).ToList(), png);
-        Console.WriteLine($"plot: {png}");
-    }
+    Plots(rows, outDir);
     if (parse.GetValue(summaryOption) is { } summary) JsonSummary.Write(summary, rows.Select(r => r.ToJson()).ToList());
     return failures == 0 ? 0 : 1;
 });
 return root.Parse(args).Invoke();
+
+static void Plots(IReadOnlyList<Result> rows, string outDir)
+{
+    foreach (var model in rows.GroupBy(r => r.Model))
+    {
+        string png = Path.Combine(outDir, $"one-shot-{model.Key}.png");
+        Report.Plot(model.ToList(), png);
+        Console.WriteLine($"plot: {png}");
+    }
+}
 
 static long Columns(torch.nn.Module model, string parameter) => model.get_parameter(parameter)!.shape.Skip(1).Aggregate(1L, (a, b) => a * b);

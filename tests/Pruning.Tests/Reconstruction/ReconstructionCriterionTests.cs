@@ -81,6 +81,28 @@ public sealed class ReconstructionCriterionTests
     }
 
     [Fact]
+    public void Per_layer_overrides_and_bounds_set_each_layers_exact_count_and_strip_keeps_the_zeros()
+    {
+        var model = TrainedMlp(12);
+        using var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(0.8),
+            Criterion = new ObsCriterion(new CalibrationSet(Inputs(13, 4))),
+            Overrides = new Dictionary<string, ParameterOverride>
+            {
+                ["fc3.weight"] = new() { FinalSparsity = 0.3 },
+                ["fc2.weight"] = new() { Bounds = new SparsityRange(0, 0.6) },
+            },
+        });
+        pruner.Step();
+        var report = pruner.Strip();
+        var pruned = report.Layers.ToDictionary(l => l.Name, l => l.Total - l.Nonzero);
+        pruned["fc1.weight"].Should().Be(MaskSelector.PrunedCount(0.8, 32 * 16));
+        pruned["fc2.weight"].Should().Be(MaskSelector.PrunedCount(0.6, 24 * 32));
+        pruned["fc3.weight"].Should().Be(MaskSelector.PrunedCount(0.3, 3 * 24));
+    }
+
+    [Fact]
     public void Sequential_calibration_solves_each_layer_on_the_outputs_of_the_pruned_layers_before_it()
     {
         var dense = TrainedMlp(4);
