@@ -64,17 +64,7 @@ public static class ChannelNetAdapt
 
         public Dictionary<string, long> Kept { get; }
 
-        public double Latency(IReadOnlyDictionary<string, long> channels)
-        {
-            double total = 0;
-            for (int i = 0; i < _table.Layers.Count; i++)
-            {
-                LatencyLayer layer = _table.Layers[i];
-                long inChannels = i > 0 ? channels[_table.Layers[i - 1].Name] : layer.InChannels;
-                total += _table.Milliseconds(new LayerVariant(layer.Name, inChannels, channels[layer.Name], 0));
-            }
-            return total;
-        }
+        public double Latency(IReadOnlyDictionary<string, long> channels) => _table.ChannelMilliseconds(channels);
 
         protected override IEnumerable<string> Layers => _structure.Layers.Select(l => l.Weight);
 

@@ -115,6 +115,22 @@ public sealed class LatencyTable
         return _layers.Sum(l => Milliseconds(l.At(sparsities.TryGetValue(l.Name, out double s) ? s : 0)));
     }
 
+    /// <summary>
+    /// The estimate for a chain whose layers keep <paramref name="kept"/> output channels (layers not named keep all):
+    /// each layer is looked up at the previous layer's kept channels as its input and its own as its output.
+    /// </summary>
+    internal double ChannelMilliseconds(IReadOnlyDictionary<string, long> kept)
+    {
+        double total = 0;
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            LatencyLayer layer = _layers[i];
+            long inChannels = i > 0 ? kept.GetValueOrDefault(_layers[i - 1].Name, _layers[i - 1].OutChannels) : layer.InChannels;
+            total += Milliseconds(new LayerVariant(layer.Name, inChannels, kept.GetValueOrDefault(layer.Name, layer.OutChannels), 0));
+        }
+        return total;
+    }
+
     /// <summary>The sparsities measured for the unpruned-channel <paramref name="layer"/>, ascending, with their latencies.</summary>
     public IReadOnlyList<(double Sparsity, double Milliseconds)> Candidates(string layer)
     {

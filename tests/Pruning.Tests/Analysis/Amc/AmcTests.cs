@@ -1,0 +1,176 @@
+using Pruning.Analysis;
+using Pruning.Analysis.Amc;
+using Pruning.Structure;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Tests.Analysis.Amc;
+
+[Collection(TorchCollection.Name)]
+public sealed class AmcTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("pruning-amc-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static Sequential Cnn(int seed)
+    {
+        torch.manual_seed(seed);
+        return nn.Sequential(
+            ("conv1", nn.Conv2d(1, 8, 3, padding: 1)), ("bn1", nn.BatchNorm2d(8)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(8, 16, 3, padding: 1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("flat", nn.Flatten()), ("fc", nn.Linear(16 * 2 * 2, 3)));
+    }
+
+    /// <summary>The per-layer sparsity the model holds now (the synthetic rewards read it).</summary>
+    private static double[] Sparsities(nn.Module model, params string[] names) =>
+        names.Select(n =>
+        {
+            Tensor w = model.get_parameter(n)!;
+            return 1 - w.count_nonzero().item<long>() / (double)w.numel();
+        }).ToArray();
+
+    [Fact]
+    public void The_state_of_a_3_layer_model_is_encoded_as_computed_by_hand()
+    {
+        var model = TestModels.Mlp(1); // fc1 16→32 (512 weights), fc2 32→24 (768), fc3 24→3 (72)
+        using var environment = new AmcEnvironment(model, new AmcOptions { Budget = 1 });
+        environment.Layers.Select(l => l.Weight).Should().Equal("fc1.weight", "fc2.weight", "fc3.weight");
+
+        float[] s0 = environment.State(0, [0, 0, 0]);
+        s0.Should().Equal([0f, 0f, 0f, 1f, 0f, 0f, (float)((512 - 72) / 696.0), 0f, (float)(840 / 1352.0), 0f],
+            (a, b) => Math.Abs(a - b) < 1e-6f);
+        float[] s1 = environment.State(1, [256, 0, 0]);  // fc1 at 50 %
+        s1.Should().Equal([0.5f, 0f, 1f, (float)(21 / 29.0), 0f, 0f, 1f, (float)(256 / 1352.0), (float)(72 / 1352.0), 0.5f],
+            (a, b) => Math.Abs(a - b) < 1e-6f);
+        float[] s2 = environment.State(2, [256, 384, 0]);
+        s2[7].Should().BeApproximately(640f / 1352, 1e-6f);
+        s2[8].Should().Be(0);
+        s2[9].Should().BeApproximately(0.5f, 1e-6f);
+        environment.State(3, [256, 384, 36]).Should().OnlyContain(v => v == 0, "the terminal state");
+    }
+
+    [Theory]
+    [InlineData(AmcMode.Fine)]
+    [InlineData(AmcMode.Channel)]
+    public void The_action_clip_keeps_every_random_policy_within_the_budget(AmcMode mode)
+    {
+        nn.Module model = mode == AmcMode.Fine ? TestModels.Mlp(2) : Cnn(2);
+        var random = new Random(3);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            double budget = 0.25 + 0.75 * random.NextDouble();
+            using var environment = new AmcEnvironment(model, new AmcOptions
+            {
+                Mode = mode, Resource = mode == AmcMode.Fine ? AmcResource.NonZeros : AmcResource.Flops, Budget = budget, InputShape = [1, 8, 8],
+            });
+            var pruned = new long[environment.Layers.Count];
+            for (int t = 0; t < pruned.Length; t++) pruned[t] = environment.Clip(t, random.NextDouble(), pruned);
+            environment.Resource(pruned).Should().BeLessThanOrEqualTo(budget * environment.Dense * (1 + 1e-12), $"trial {trial}, budget {budget}");
+            for (int t = 0; t < pruned.Length; t++) pruned[t].Should().BeInRange(environment.MinUnits[t], environment.MaxUnits[t]);
+        }
+    }
+
+    [Fact]
+    public void Channel_flops_count_what_the_shrunk_model_computes()
+    {
+        var model = Cnn(4);
+        using var environment = new AmcEnvironment(model, new AmcOptions { Mode = AmcMode.Channel, Resource = AmcResource.Flops, Budget = 1, InputShape = [1, 8, 8] });
+        // Dense MACs: conv1 9·64·1·8, conv2 9·16·8·16, fc 4·16·3. Keeping 5 of 8 and 10 of 16 channels:
+        environment.Dense.Should().Be(9 * 64 * 1 * 8 + 9 * 16 * 8 * 16 + 4 * 16 * 3);
+        environment.Resource([3, 6]).Should().Be(9 * 64 * 1 * 5 + 9 * 16 * 5 * 10 + 4 * 10 * 3);
+    }
+
+    [Fact]
+    public void The_replay_buffer_keeps_the_latest_transitions_and_the_soft_update_blends_by_tau()
+    {
+        var buffer = new ReplayBuffer(3);
+        for (int i = 0; i < 5; i++) buffer.Add(new Transition([i], i, i, [i + 1], false));
+        buffer.Count.Should().Be(3);
+        buffer.InOrder().Select(t => t.Action).Should().Equal(2f, 3f, 4f);
+        buffer.Sample(50, new AmcRandom(1)).Select(t => t.Action).Should().OnlyContain(a => a >= 2 && a <= 4).And.Contain([2f, 3f, 4f]);
+
+        using var agent = new DdpgAgent(2, 4, 1e-3, 1e-3, tau: 0.25, discount: 1, seed: 5);
+        Tensor source = agent.Actor.parameters().First(), target = agent.ActorTarget.parameters().First();
+        using (torch.no_grad()) { source.fill_(2.0); target.fill_(10.0); }
+        agent.SoftUpdate(agent.Actor, agent.ActorTarget);
+        target.data<float>().ToArray().Should().OnlyContain(v => Math.Abs(v - (0.75f * 10 + 0.25f * 2)) < 1e-6f);
+    }
+
+    [Fact]
+    public void The_agent_learns_a_known_optimum_of_a_synthetic_reward()
+    {
+        // Reward peaked at ratios [0.2, 0.8, 0.5], no budget pressure: after the 100 random warm-up episodes the policy
+        // must move there; random actions average 0.5 each.
+        double[] optimum = [0.2, 0.8, 0.5];
+        var model = TestModels.Mlp(6);
+        var result = AmcSearch.Run(model, m => 1 - Sparsities(m, "fc1.weight", "fc2.weight", "fc3.weight").Zip(optimum).Sum(p => (p.First - p.Second) * (p.First - p.Second)),
+            new AmcOptions { Budget = 1, Episodes = 300, WarmupEpisodes = 100, Seed = 7 });
+        var late = result.Episodes.TakeLast(30).ToList();
+        for (int t = 0; t < 3; t++)
+            late.Average(e => e.Ratios[t]).Should().BeApproximately(optimum[t], 0.1, $"layer {t}'s ratio over the last 30 episodes");
+        late.Average(e => e.Reward).Should().BeGreaterThan(result.Episodes.Take(100).Average(e => e.Reward) + 0.1);
+        result.Best.Ratios.Zip(optimum).Should().OnlyContain(p => Math.Abs(p.First - p.Second) < 0.1);
+        TestModels.Values(model.get_parameter("fc1.weight")!).Should().NotContain(0f, "the model is restored after the search");
+    }
+
+    [Fact]
+    public void A_search_resumed_from_its_checkpoint_is_bit_identical()
+    {
+        double[] optimum = [0.3, 0.6, 0.4];
+        double Evaluate(nn.Module m) => 1 - Sparsities(m, "fc1.weight", "fc2.weight", "fc3.weight").Zip(optimum).Sum(p => Math.Abs(p.First - p.Second));
+        AmcOptions Options(string? path) => new() { Budget = 0.6, Episodes = 40, WarmupEpisodes = 10, Seed = 8, Hidden = 32, CheckpointPath = path, CheckpointEvery = 5 };
+        var straight = AmcSearch.Run(TestModels.Mlp(9), Evaluate, Options(null));
+
+        string path = Path.Combine(_dir, "search.amc");
+        var crash = () => AmcSearch.Run(TestModels.Mlp(9), Evaluate, Options(path), e => { if (e.Episode == 22) throw new OperationCanceledException("stop"); });
+        crash.Should().Throw<OperationCanceledException>();
+        var resumed = AmcSearch.Run(TestModels.Mlp(9), Evaluate, Options(path));
+
+        resumed.Episodes.Should().HaveCount(40);
+        for (int e = 0; e < 40; e++)
+        {
+            resumed.Episodes[e].Ratios.Should().Equal(straight.Episodes[e].Ratios, $"episode {e}");
+            resumed.Episodes[e].Reward.Should().Be(straight.Episodes[e].Reward);
+        }
+        resumed.Ratios.Should().Equal(straight.Ratios);
+        straight.Episodes.Should().OnlyContain(e => e.Resource <= 0.6 + 1e-12);
+    }
+
+    [Fact]
+    public void Bad_input_is_refused_naming_what_is_wrong()
+    {
+        var mlp = TestModels.Mlp(10);
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.001, MaxRatio = 0.9 }))
+            .Should().Throw<ArgumentException>().WithMessage("*Budget*unreachable*");
+        FluentActions.Invoking(() => AmcSearch.Run(nn.Sequential(("relu", nn.ReLU())), _ => 1, new AmcOptions { Budget = 0.5 }))
+            .Should().Throw<ArgumentException>().WithMessage("*Targets*");
+        FluentActions.Invoking(() => AmcSearch.Run(nn.LSTM(4, 4), _ => 1, new AmcOptions { Budget = 0.5, Mode = AmcMode.Channel, Resource = AmcResource.Flops, InputShape = [4] }))
+            .Should().Throw<ArgumentException>().WithMessage("*Sequential*LSTM*");
+        FluentActions.Invoking(() => AmcSearch.Run(nn.Sequential(("emb", nn.Embedding(4, 4)), ("fc", nn.Linear(4, 2))), _ => 1,
+                new AmcOptions { Budget = 0.5, Mode = AmcMode.Channel, Resource = AmcResource.Flops, InputShape = [1] }))
+            .Should().Throw<ArgumentException>().WithMessage("*'emb'*");
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Resource = AmcResource.Latency }))
+            .Should().Throw<ArgumentException>().WithMessage("*Latency*required*");
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Mode = AmcMode.Channel, Resource = AmcResource.NonZeros, InputShape = [16] }))
+            .Should().Throw<ArgumentException>().WithMessage("*NonZeros*channel*");
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 1.5 }))
+            .Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Budget*");
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => double.NaN, new AmcOptions { Budget = 0.5, Episodes = 2, WarmupEpisodes = 1 }))
+            .Should().Throw<InvalidOperationException>().WithMessage("*NaN*");
+
+        string path = Path.Combine(_dir, "other.amc");
+        AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Episodes = 3, WarmupEpisodes = 1, Hidden = 8, CheckpointPath = path });
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.4, Episodes = 3, WarmupEpisodes = 1, Hidden = 8, CheckpointPath = path }))
+            .Should().Throw<InvalidDataException>().WithMessage("*another search*");
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes[bytes.Length / 2] ^= 0x40;
+        File.WriteAllBytes(path, bytes);
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Episodes = 3, WarmupEpisodes = 1, Hidden = 8, CheckpointPath = path }))
+            .Should().Throw<InvalidDataException>().WithMessage($"*{path}*checksum*");
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 3)]);
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Episodes = 3, WarmupEpisodes = 1, Hidden = 8, CheckpointPath = path }))
+            .Should().Throw<InvalidDataException>().WithMessage("*truncated*");
+    }
+}
