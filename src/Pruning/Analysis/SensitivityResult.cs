@@ -72,18 +72,23 @@ public sealed class SensitivityResult
             double mid = (low + high) / 2;
             if (Total(mid) >= totalSparsity) high = mid; else low = mid;
         }
-        var result = Layers.ToDictionary(l => l.Name, l => SparsityAt(l, high));
-        // Bisection lands at or just above the target; trim the excess off the layer with the most room to give.
-        double excess = (Total(high) - totalSparsity) * size;
-        if (excess > 0)
-        {
-            var layer = Layers.Where(l => result[l.Name] > 0).OrderByDescending(l => result[l.Name] * l.Size).First();
-            result[layer.Name] = Math.Max(0, result[layer.Name] - excess / layer.Size);
-        }
-        return result;
+        // In whole weights: the pruner prunes round(s·n) per layer, so the ratios are made counts that add up to exactly
+        // round(total·size) (largest remainders first), and each ratio is count/n, which the pruner rounds back to count.
+        var exact = Layers.Select(l => SparsityAt(l, high) * l.Size).ToArray();
+        var counts = exact.Select(Math.Floor).Select(c => (long)c).ToArray();
+        long missing = Selection.MaskSelector.PrunedCount(totalSparsity, size) - counts.Sum();
+        int[] order = Enumerable.Range(0, Layers.Count).OrderByDescending(i => exact[i] - counts[i]).ThenBy(i => i).ToArray();
+        for (int pass = 0; missing != 0 && pass < 4; pass++)
+            foreach (int i in order)
+            {
+                if (missing == 0) break;
+                if (missing > 0 && counts[i] < Layers[i].Size - 1) { counts[i]++; missing--; }
+                else if (missing < 0 && counts[i] > 0) { counts[i]--; missing++; }
+            }
+        return Layers.Select((l, i) => (l.Name, Sparsity: (double)counts[i] / l.Size)).ToDictionary(p => p.Name, p => p.Sparsity);
     }
 
-    /// <summary>Per-layer sparsities for a budget of non-zero weights over the probed layers.</summary>
+    /// <summary>Per-layer sparsities for a budget of non-zero weights over the probed layers (exactly that many survive).</summary>
     public IReadOnlyDictionary<string, double> SparsitiesForNonZeros(long nonZeros)
     {
         long size = Layers.Sum(l => l.Size);

@@ -90,4 +90,21 @@ public class SensitivityScanTests
         Synthetic().SparsitiesForNonZeros(200).Values.Should().Equal(s.Values, (p, q) => Math.Abs(p - q) < 1e-9);
         FluentActions.Invoking(() => Synthetic().SparsitiesForTotal(0.85)).Should().Throw<BudgetNotMetException>().WithMessage("*cannot be met*80.00 %*");
     }
+
+    [Theory]
+    [InlineData(0.3)]
+    [InlineData(0.437)]
+    [InlineData(0.71)]
+    public void A_total_budget_is_exact_in_whole_weights_once_the_pruner_rounds_each_layer(double total)
+    {
+        // Layers of 101 and 303 weights: s·n is rarely whole, and rounding each layer on its own would miss the total.
+        var result = new SensitivityResult(0.9, MetricDirection.HigherIsBetter,
+        [
+            new LayerSensitivity("a", 101, [(0.2, 0.9), (0.4, 0.89), (0.6, 0.88), (0.8, 0.85)]),
+            new LayerSensitivity("b", 303, [(0.2, 0.89), (0.4, 0.85), (0.6, 0.7), (0.8, 0.5)]),
+        ]);
+        var s = result.SparsitiesForTotal(total);
+        long pruned = Pruning.Selection.MaskSelector.PrunedCount(s["a"], 101) + Pruning.Selection.MaskSelector.PrunedCount(s["b"], 303);
+        pruned.Should().Be(Pruning.Selection.MaskSelector.PrunedCount(total, 404));
+    }
 }

@@ -30,8 +30,7 @@ internal sealed class AmcEnvironment : IDisposable
     private readonly nn.Module _model;
     private readonly AmcOptions _options;
     private readonly SequentialChannels? _channels;
-    private readonly List<(string Weight, long UnitFlops)> _chain = []; // channel mode: every Conv2d/Linear, in order, with MACs per in×out channel
-    private readonly Dictionary<string, long> _chainInputs = [];       // channel mode: each layer's input channels
+    private IReadOnlyList<ChannelCost.Layer> _chain = []; // channel mode: every Conv2d/Linear, in order
     private readonly Dictionary<string, Tensor> _dense;
     private readonly double[,] _static;
 
@@ -39,7 +38,7 @@ internal sealed class AmcEnvironment : IDisposable
     {
         _model = model;
         _options = options;
-        Layers = options.Mode == AmcMode.Fine ? FineLayers(model, options) : ChannelLayers(model, options, out _channels, _chain);
+        Layers = options.Mode == AmcMode.Fine ? FineLayers(model, options) : ChannelLayers(model, options, out _channels, out _chain);
         if (Layers.Count == 0) throw new ArgumentException("The model has no layer to search.", nameof(model));
         MaxUnits = Layers.Select(l => Math.Min(Quantize(l, options.EffectiveMaxRatio), l.Units - 1)).ToArray();
         MinUnits = Layers.Select((l, i) => Math.Min(Quantize(l, options.MinRatio), MaxUnits[i])).ToArray();
@@ -84,17 +83,7 @@ internal sealed class AmcEnvironment : IDisposable
                 return _options.Latency!.Milliseconds(Layers.Select((l, t) => (l.Weight, (double)pruned[t] / l.Units)).ToDictionary(p => p.Weight, p => p.Item2));
             default:
                 var kept = Layers.Select((l, t) => (l.Weight, l.Units - pruned[t])).ToDictionary(p => p.Weight, p => p.Item2);
-                if (_options.Resource == AmcResource.Latency) return _options.Latency!.ChannelMilliseconds(kept);
-                double flops = 0;
-                long previous = -1;
-                foreach (var (weight, unit) in _chain)
-                {
-                    long inKept = previous;
-                    long outKept = kept.TryGetValue(weight, out long k) ? k : OutChannels(weight);
-                    flops += (double)unit * (inKept < 0 ? InChannels(weight) : inKept) * outKept;
-                    previous = outKept;
-                }
-                return flops;
+                return _options.Resource == AmcResource.Latency ? _options.Latency!.ChannelMilliseconds(kept) : ChannelCost.Macs(_chain, kept);
         }
     }
 
@@ -167,10 +156,6 @@ internal sealed class AmcEnvironment : IDisposable
         }
     }
 
-    private long OutChannels(string weight) => _model.get_parameter(weight)!.shape[0];
-
-    private long InChannels(string weight) => _chainInputs[weight];
-
     private static IReadOnlyList<AmcLayer> FineLayers(nn.Module model, AmcOptions options)
     {
         IReadOnlyList<string> names;
@@ -195,55 +180,26 @@ internal sealed class AmcEnvironment : IDisposable
         }).ToList();
     }
 
-    private IReadOnlyList<AmcLayer> ChannelLayers(nn.Module model, AmcOptions options, out SequentialChannels? channels, List<(string, long)> chain)
+    private static IReadOnlyList<AmcLayer> ChannelLayers(nn.Module model, AmcOptions options, out SequentialChannels? channels, out IReadOnlyList<ChannelCost.Layer> chain)
     {
         if (model is not Sequential sequential)
             throw new ArgumentException($"Channel mode searches a Sequential chain (SequentialChannels); the model is a {model.GetType().Name}.", nameof(model));
+        SequentialChannels structure;
         try
         {
-            channels = SequentialChannels.Analyze(sequential);
+            structure = SequentialChannels.Analyze(sequential);
         }
         catch (NotSupportedException e)
         {
             throw new ArgumentException($"Channel mode cannot search this model: {e.Message}", nameof(model), e);
         }
-        // One forward pass of one sample gives each layer's output size: MACs per (input channel × output channel).
-        var flops = new Dictionary<string, (long Unit, long Kernel, long Stride, bool Conv, long In, long Out)>();
-        using (torch.no_grad())
-        using (var scope = torch.NewDisposeScope())
-        {
-            Tensor x = torch.zeros([1, .. options.InputShape!]);
-            long previous = -1;
-            foreach (var (name, child) in sequential.named_children())
-            {
-                Tensor y = ((nn.Module<Tensor, Tensor>)child).call(x);
-                string weight = $"{name}.weight";
-                switch (child)
-                {
-                    case Conv2d conv:
-                        long k = conv.kernel_size[0] * conv.kernel_size[1];
-                        flops[weight] = (k * y.shape[2] * y.shape[3], k, conv.stride[0], true, conv.in_channels, conv.out_channels);
-                        chain.Add((weight, k * y.shape[2] * y.shape[3]));
-                        _chainInputs[weight] = conv.in_channels;
-                        previous = conv.out_channels;
-                        break;
-                    case Linear linear:
-                        long inChannels = previous > 0 && linear.in_features % previous == 0 ? previous : linear.in_features;
-                        long perChannel = linear.in_features / inChannels;
-                        flops[weight] = (perChannel, 1, 1, false, inChannels, linear.out_features);
-                        chain.Add((weight, perChannel));
-                        _chainInputs[weight] = inChannels;
-                        previous = linear.out_features;
-                        break;
-                }
-                x = y;
-            }
-        }
-        var structure = channels;
+        channels = structure;
+        var geometry = ChannelCost.Geometry(sequential, options.InputShape!);
+        chain = geometry;
         return structure.Layers.Select(l =>
         {
-            var f = flops[l.Weight];
-            return new AmcLayer(l.Weight, f.Conv, f.In, f.Out, f.Kernel, f.Stride, (double)f.Unit * f.In * f.Out, l.Channels);
+            ChannelCost.Layer g = geometry.First(c => c.Weight == l.Weight);
+            return new AmcLayer(l.Weight, g.Conv, g.InChannels, g.OutChannels, g.Kernel, g.Stride, (double)g.UnitMacs * g.InChannels * g.OutChannels, l.Channels);
         }).ToList();
     }
 
