@@ -23,10 +23,11 @@ var episodesOption = new Option<int>("--episodes") { Description = "AMC episodes
 var fineTuneOption = new Option<int>("--finetune-steps") { Description = "Fine-tuning steps after each method's ratios are applied.", DefaultValueFactory = _ => 1500 };
 var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
 var outOption = new Option<string>("--out") { Description = "Directory for the dense model, the episode logs (CSV) and the reward/budget plots (PNG).", DefaultValueFactory = _ => Path.Combine("out", "auto-ratios") };
+var noRecalibrationOption = new Option<bool>("--no-recalibration") { Description = "Score the searches' candidates without re-estimating BatchNorm statistics first (the paper's setting)." };
 var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per final model to this file (an array)." };
 var root = new RootCommand("AMC against uniform, sensitivity, NetAdapt and global ratios on the Fashion-MNIST CNN, by channels (FLOPs) and by weights (non-zeros).")
 {
-    quickOption, seedsOption, episodesOption, fineTuneOption, dataOption, outOption, summaryOption,
+    quickOption, seedsOption, episodesOption, fineTuneOption, dataOption, outOption, summaryOption, noRecalibrationOption,
 };
 root.SetAction(parse =>
 {
@@ -56,7 +57,12 @@ root.SetAction(parse =>
     FashionMnist train = all.Take(quick ? 8_000 : all.Count - validCount), valid = all.Slice(all.Count - validCount, validCount);
     if (quick) test = test.Take(2_000);
     FashionMnist searchSplit = valid.Take(quick ? 500 : 2_000);
-    double Validate(TorchSharp.torch.nn.Module m) => Cnn.Accuracy(m, searchSplit);
+    // The searches' metric: validation accuracy after re-estimating BatchNorm statistics on 20 training batches
+    // (--no-recalibration: as the paper, the pruned model as it is).
+    bool recalibrate = !parse.GetValue(noRecalibrationOption);
+    double Validate(TorchSharp.torch.nn.Module m) => recalibrate
+        ? Cnn.WithRecalibratedBatchNorm(m, train, 20, x => Cnn.Accuracy(x, searchSplit))
+        : Cnn.Accuracy(m, searchSplit);
 
     string cache = Path.Combine(outDir, $"dense-cnn{(quick ? "-quick" : "")}.bin");
     var dense = Cnn.Build(1);
