@@ -39,4 +39,24 @@ internal static class Measure
             }
         return times.Select(Median).ToArray();
     }
+
+    /// <summary>
+    /// Medians of single calls timed in blocks: every round runs each variant (order rotating) untimed for
+    /// <paramref name="warmupMs"/>, then times its calls for <paramref name="blockMs"/>. For ONNX Runtime, whose intra-op
+    /// workers keep spinning for tens of milliseconds after a call and would slow whatever ran right after it.
+    /// </summary>
+    public static double[] Blocks(IReadOnlyList<Action> variants, int rounds, double warmupMs = 50, double blockMs = 30)
+    {
+        var times = variants.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < rounds; round++)
+            for (int k = 0; k < variants.Count; k++)
+            {
+                int v = (round + k) % variants.Count;
+                var clock = Stopwatch.StartNew();
+                do variants[v](); while (clock.Elapsed.TotalMilliseconds < warmupMs);
+                clock.Restart();
+                for (int calls = 0; calls < 3 || clock.Elapsed.TotalMilliseconds < blockMs; calls++) times[v].Add(Time(variants[v]));
+            }
+        return times.Select(Median).ToArray();
+    }
 }

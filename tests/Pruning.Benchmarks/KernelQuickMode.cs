@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.Intrinsics;
+using Pruning.Benchmarks.Baselines;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Matrices;
 using TorchSharp;
@@ -8,14 +9,20 @@ using static TorchSharp.torch;
 namespace Pruning.Benchmarks;
 
 /// <summary>
-/// <c>-- quick --rows R --cols C --sparsity S --batch B --threads T [--format auto|csr|dense] [--json]</c>: our kernel
-/// against TorchSharp's dense matmul on the same matrix, in one process, at the same thread count, interleaved;
-/// medians after warm-up. Without sizes it runs the issue's grid (4096², 90 % and 50 %, batch 1 and 64).
+/// <c>-- quick --rows R --cols C --sparsity S --batch B --threads T [--format auto|csr|dense] [--cache warm|cold|both]
+/// [--baselines torchsharp,ours-dense,openblas,onnxruntime] [--json]</c>: our kernel against every dense baseline on the
+/// same matrix, in one process, at the same thread count. Without sizes it runs the issue's grid (4096², 90 % and
+/// 50 %, batch 1 and 64). "warm": one matrix, repeated (it stays in cache when it fits); "cold": each variant cycles
+/// through copies whose total is at least 4× the last-level cache. Variants run in interleaved blocks: each block first
+/// runs its variant untimed for 50 ms (ONNX Runtime's and OpenBLAS's workers keep spinning after a call and would slow
+/// whatever runs next), then times single calls for 20 ms; the order rotates every round; medians.
 /// Also measures a plain streaming read, the bandwidth ceiling for SpMV.
 /// </summary>
 internal static class KernelQuickMode
 {
-    public static bool Wants(string[] args) => args.Any(a => a is "--rows" or "--cols" or "--sparsity" or "--batch" or "--threads" or "--json" or "--format" or "--kernels" or "--simd");
+    public static bool Wants(string[] args) => args.Any(a => a is "--rows" or "--cols" or "--sparsity" or "--batch" or "--threads" or "--json" or "--format" or "--kernels" or "--simd" or "--cache" or "--baselines");
+
+    private static readonly string[] AllBaselines = ["torchsharp", "ours-dense", "openblas", "onnxruntime"];
 
     public static void Run(string[] args)
     {
@@ -23,55 +30,176 @@ internal static class KernelQuickMode
         bool json = args.Contains("--json");
         var format = Enum.Parse<MatrixFormat>(Arg(args, "--format") ?? "Auto", ignoreCase: true);
         SimdLevel simd = Arg(args, "--simd") is { } level ? Enum.Parse<SimdLevel>(level, ignoreCase: true) : SimdSupport.Best;
+        string[] caches = (Arg(args, "--cache") ?? "both") switch
+        {
+            "both" => ["warm", "cold"],
+            "warm" => ["warm"],
+            "cold" => ["cold"],
+            var other => throw new ArgumentException($"--cache must be warm, cold or both, not '{other}'."),
+        };
+        string[] baselines = (Arg(args, "--baselines") ?? string.Join(",", AllBaselines)).Split(',', StringSplitOptions.RemoveEmptyEntries);
+        if (baselines.FirstOrDefault(b => !AllBaselines.Contains(b)) is { } unknown)
+            throw new ArgumentException($"--baselines: unknown baseline '{unknown}'; known: {string.Join(", ", AllBaselines)}.");
+        if (baselines.Contains("openblas") && !OpenBlas.Available)
+        {
+            Console.Error.WriteLine("OpenBLAS is not installed (sudo apt-get install libopenblas0-pthread); measuring without it.");
+            baselines = baselines.Where(b => b != "openblas").ToArray();
+        }
+        long llc = LastLevelCacheBytes();
         using var stream = new StreamingRead(threads);
+        if (!json) Console.WriteLine($"{threads} threads, {SimdSupport.Best} (measuring {simd}), last-level cache {llc >> 20} MiB; cold = copies totalling ≥ {4 * llc >> 20} MiB per variant");
 
         var shapes = Arg(args, "--rows") is null
             ? new[] { (4096, 4096, 0.9, 1), (4096, 4096, 0.9, 64), (4096, 4096, 0.5, 1), (4096, 4096, 0.5, 64) }
             : new[] { (Int(args, "--rows", 4096), Int(args, "--cols", 4096), Double(args, "--sparsity", 0.9), Int(args, "--batch", 1)) };
         foreach (var (rows, cols, sparsity, batch) in shapes)
+            foreach (string cache in caches)
+            {
+                var m = Measure(rows, cols, sparsity, batch, threads, format, simd, cache, llc, baselines, stream);
+                string name = m.Format == MatrixFormat.Csr ? "csr" : "dense";
+                double gbps = m.Bytes / m.SparseMs / 1e6, bytesPerNnz = (double)m.Bytes / Math.Max(1, m.NonZeros);
+                foreach (var (baseline, ms) in m.Baselines)
+                {
+                    string line = FormattableString.Invariant(
+                        $"{{\"kernel\":\"{m.Kernel}\",\"format\":\"{name}\",\"cache\":\"{cache}\",\"baseline\":\"{baseline}\",\"rows\":{rows},\"cols\":{cols},\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"copies\":{m.Copies},\"sparse_ms\":{m.SparseMs:F4},\"baseline_ms\":{ms:F4},\"dense_ms\":{ms:F4},\"ratio\":{ms / m.SparseMs:F3},\"gbps\":{gbps:F3},\"bytes_per_nnz\":{bytesPerNnz:F3},\"stream_gbps\":{m.StreamGBps:F3},\"llc_bytes\":{llc}}}");
+                    if (json) Console.WriteLine(line);
+                }
+                if (json) continue;
+                var fastest = m.Baselines.MinBy(b => b.Ms);
+                Console.WriteLine(FormattableString.Invariant(
+                    $"{rows}×{cols} {sparsity:P0} batch {batch} {cache} ({m.Copies} cop{(m.Copies == 1 ? "y" : "ies")}): {m.Kernel} {m.SparseMs:F3} ms, {gbps:F1} GB/s ({gbps / m.StreamGBps:P0} of a streaming read, {m.StreamGBps:F1} GB/s), {bytesPerNnz:F2} B/nnz"));
+                foreach (var (baseline, ms) in m.Baselines)
+                    Console.WriteLine(FormattableString.Invariant($"    {baseline,-12} {ms,9:F3} ms → {ms / m.SparseMs,6:F2}×{(baseline == fastest.Name ? "   (fastest dense)" : "")}"));
+            }
+    }
+
+    internal readonly record struct Result(string Kernel, MatrixFormat Format, int Copies, double SparseMs, (string Name, double Ms)[] Baselines,
+        long Bytes, long NonZeros, double StreamGBps);
+
+    internal static unsafe Result Measure(int rows, int cols, double sparsity, int batch, int threads, MatrixFormat format, SimdLevel simd,
+        string cache, long llc, IReadOnlyList<string> baselines, StreamingRead? stream = null)
+    {
+        torch.set_num_threads(threads);
+        if (OpenBlas.Available) OpenBlas.Threads(threads);
+        var random = new Random(42);
+        float[] NewDense()
         {
-            var m = Measure(rows, cols, sparsity, batch, threads, format, simd, stream);
-            string line = FormattableString.Invariant(
-                $"{{\"kernel\":\"{m.Kernel}\",\"rows\":{rows},\"cols\":{cols},\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"sparse_ms\":{m.SparseMs:F4},\"dense_ms\":{m.DenseMs:F4},\"ratio\":{m.DenseMs / m.SparseMs:F3},\"gbps\":{m.Bytes / m.SparseMs / 1e6:F3},\"bytes_per_nnz\":{(double)m.Bytes / Math.Max(1, m.NonZeros):F3},\"stream_gbps\":{m.StreamGBps:F3}}}");
-            Console.WriteLine(json ? line : $"{rows}×{cols} {sparsity:P0} batch {batch}: {m.Kernel} {m.SparseMs:F3} ms vs TorchSharp dense {m.DenseMs:F3} ms → {m.DenseMs / m.SparseMs:F2}×; {m.Bytes / m.SparseMs / 1e6:F2} GB/s ({m.Bytes / m.SparseMs / 1e6 / m.StreamGBps:P0} of a streaming read measured alongside, {m.StreamGBps:F1} GB/s), {(double)m.Bytes / Math.Max(1, m.NonZeros):F2} B/nnz");
+            var dense = GC.AllocateUninitializedArray<float>(rows * cols, pinned: true);
+            for (long i = 0; i < dense.Length; i++)
+                dense[i] = random.NextDouble() < sparsity ? 0f : (float)(random.NextDouble() * 2 - 1);
+            return dense;
+        }
+        int Copies(long bytes) => cache == "warm" ? 1 : (int)Math.Max(1, (4 * llc + bytes - 1) / bytes);
+
+        // The sparse copies, and as many dense sources as the dense baselines need (each copy a different matrix).
+        var matrices = new List<WeightMatrix>();
+        var sources = new List<float[]>();
+        float[] first = NewDense();
+        matrices.Add(WeightMatrix.FromDense(first, rows, cols, format));
+        sources.Add(first);
+        int sparseCopies = Copies(matrices[0].StoredBytes), denseCopies = Copies((long)rows * cols * sizeof(float));
+        while (matrices.Count < sparseCopies || sources.Count < denseCopies)
+        {
+            float[] dense = NewDense();
+            if (matrices.Count < sparseCopies) matrices.Add(WeightMatrix.FromDense(dense, rows, cols, format));
+            if (sources.Count < denseCopies) sources.Add(dense);
+        }
+        var x = GC.AllocateUninitializedArray<float>(cols * batch, pinned: true);
+        for (long i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
+        var y = GC.AllocateUninitializedArray<float>(rows * batch, pinned: true);
+
+        var disposables = new List<IDisposable>();
+        var variants = new List<(string Name, Action Run)>();
+        static Action Cycle<T>(IReadOnlyList<T> copies, Action<T> run)
+        {
+            int next = 0;
+            return () => run(copies[next++ % copies.Count]);
+        }
+        variants.Add(("ours", Cycle(matrices, m => m.Multiply(x, y, batch, default, threads, simd))));
+        foreach (string baseline in baselines)
+            switch (baseline)
+            {
+                case "ours-dense":
+                    variants.Add((baseline, Cycle(sources.Select(d => WeightMatrix.FromDense(d, rows, cols, MatrixFormat.Dense)).ToArray(),
+                        m => m.Multiply(x, y, batch, default, threads, simd))));
+                    break;
+                case "torchsharp":
+                {
+                    // TorchSharp's natural layout: a batch of rows [batch, cols] times Wᵀ (for batch 1, a matrix-vector product).
+                    var xt = torch.tensor(x, [batch, cols]);
+                    var weights = sources.Select(d => torch.tensor(d, [rows, cols])).ToArray();
+                    var transposed = weights.Select(w => w.t()).ToArray();
+                    disposables.Add(xt);
+                    disposables.AddRange(weights);
+                    disposables.AddRange(transposed);
+                    variants.Add((baseline, Cycle(transposed, wt => { using var _ = xt.matmul(wt); })));
+                    break;
+                }
+                case "openblas":
+                    variants.Add((baseline, Cycle(sources, d =>
+                    {
+                        fixed (float* w = d, px = x, py = y) OpenBlas.Linear(w, rows, cols, px, py, batch);
+                    })));
+                    break;
+                case "onnxruntime":
+                {
+                    var sessions = sources.Select(d => new OrtLinear(d, rows, cols, batch, threads)).ToArray();
+                    disposables.AddRange(sessions);
+                    variants.Add((baseline, Cycle(sessions, s => s.Run())));
+                    break;
+                }
+            }
+
+        try
+        {
+            var times = Blocks(variants.Select(v => v.Run).ToArray(), rounds: 12, warmupMs: 50, blockMs: 20, stream, out double streamGBps);
+            string kernel = matrices[0].Format == MatrixFormat.Csr ? (batch == 1 ? "csr-spmv" : "csr-spmm") : (batch == 1 ? "dense-gemv" : "dense-gemm");
+            return new Result(kernel, matrices[0].Format, Math.Max(sparseCopies, 1), times[0],
+                variants.Skip(1).Select((v, i) => (v.Name, times[i + 1])).ToArray(), matrices[0].StoredBytes, matrices[0].NonZeros, streamGBps);
+        }
+        finally
+        {
+            foreach (var d in disposables) d.Dispose();
         }
     }
 
-    internal readonly record struct Result(string Kernel, double SparseMs, double DenseMs, long Bytes, long NonZeros, double StreamGBps);
-
-    internal static Result Measure(int rows, int cols, double sparsity, int batch, int threads, MatrixFormat format, SimdLevel simd, StreamingRead? stream = null)
+    /// <summary>
+    /// Per variant, the median time of one call: rounds of blocks, the order rotating every round; each block runs its
+    /// variant untimed for <paramref name="warmupMs"/>, then times single calls for <paramref name="blockMs"/> (at least 3).
+    /// </summary>
+    private static double[] Blocks(Action[] variants, int rounds, double warmupMs, double blockMs, StreamingRead? stream, out double streamGBps)
     {
-        torch.set_num_threads(threads);
-        var random = new Random(42);
-        var dense = new float[(long)rows * cols];
-        for (long i = 0; i < dense.Length; i++)
-            dense[i] = random.NextDouble() < sparsity ? 0f : (float)(random.NextDouble() * 2 - 1);
-        WeightMatrix matrix = WeightMatrix.FromDense(dense, rows, cols, format);
-        var x = new float[(long)cols * batch];
-        for (long i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
-        var y = new float[(long)rows * batch];
-
-        using var w = torch.tensor(dense, [rows, cols]);
-        // TorchSharp's natural layout: a batch of rows [batch, cols] times Wᵀ (for batch 1, a matrix-vector product).
-        using var xt = torch.tensor(x, [cols, batch]).t().contiguous();
-        using var wt = w.t();
-        Action torchDense = batch == 1
-            ? () => { using var _ = xt.matmul(wt); }
-            : () => { using var _ = xt.matmul(wt); };
-        Action ours = () => matrix.Multiply(x, y, batch, default, threads, simd);
-
-        double budget = Math.Max(1, 2e9 / ((double)rows * cols * Math.Max(1, batch / 8.0)));
-        int runs = (int)Math.Clamp(budget, 15, 400);
-        for (int i = 0; i < 5; i++) { torchDense(); ours(); }
-        var s = new List<double>(); var d = new List<double>(); var g = new List<double>();
-        for (int i = 0; i < runs; i++)
+        var times = variants.Select(_ => new List<double>()).ToArray();
+        var bandwidth = new List<double>();
+        for (int round = 0; round < rounds; round++)
         {
-            s.Add(QuickMode.Time(ours));
-            d.Add(QuickMode.Time(torchDense));
-            if (stream is not null && i % 8 == 0) g.Add(stream.GBps());
+            for (int k = 0; k < variants.Length; k++)
+            {
+                int v = (round + k) % variants.Length;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                do variants[v](); while (clock.Elapsed.TotalMilliseconds < warmupMs);
+                clock.Restart();
+                for (int calls = 0; calls < 3 || clock.Elapsed.TotalMilliseconds < blockMs; calls++) times[v].Add(QuickMode.Time(variants[v]));
+            }
+            if (stream is not null) bandwidth.Add(stream.GBps());
         }
-        string kernel = matrix.Format == MatrixFormat.Csr ? (batch == 1 ? "csr-spmv" : "csr-spmm") : (batch == 1 ? "dense-gemv" : "dense-gemm");
-        return new Result(kernel, QuickMode.Median(s), QuickMode.Median(d), matrix.StoredBytes, matrix.NonZeros, g.Count > 0 ? QuickMode.Median(g) : double.NaN);
+        streamGBps = bandwidth.Count > 0 ? QuickMode.Median(bandwidth) : double.NaN;
+        return times.Select(t => QuickMode.Median(t)).ToArray();
+    }
+
+    /// <summary>The last-level cache of CPU 0 as Linux reports it (32 MiB when it cannot be read).</summary>
+    internal static long LastLevelCacheBytes()
+    {
+        long best = 0;
+        foreach (string dir in Directory.Exists("/sys/devices/system/cpu/cpu0/cache") ? Directory.GetDirectories("/sys/devices/system/cpu/cpu0/cache", "index*") : [])
+        {
+            string file = Path.Combine(dir, "size");
+            if (!File.Exists(file)) continue;
+            string text = File.ReadAllText(file).Trim();
+            long scale = text.EndsWith('K') ? 1024 : text.EndsWith('M') ? 1 << 20 : 1;
+            if (long.TryParse(text.TrimEnd('K', 'M'), out long value)) best = Math.Max(best, value * scale);
+        }
+        return best > 0 ? best : 32L << 20;
     }
 
     /// <summary>

@@ -23,16 +23,16 @@ internal static unsafe class CsrKernels
 
     /// <summary>y[r] = bias[r] + Σ values·x[column] for rows [first, end) (batch 1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Spmv<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
-        where TIndex : unmanaged
+    public static void Spmv<TIndex, TValues>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, float* y, float* bias, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues
     {
         if (level != SimdLevel.Scalar && SimdSupport.HasGather) SpmvGather(rowPointers, columns, values, x, y, bias, first, end);
         else SpmvScalar(rowPointers, columns, values, x, y, bias, first, end);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmvScalar<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
-        where TIndex : unmanaged
+    private static void SpmvScalar<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, float* x, float* y, float* bias, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues
     {
         for (int r = first; r < end; r++)
         {
@@ -40,19 +40,20 @@ internal static unsafe class CsrKernels
             int j = rowPointers[r], stop = rowPointers[r + 1];
             for (; j + 3 < stop; j += 4)
             {
-                s0 += values[j] * x[Column(columns, j)];
-                s1 += values[j + 1] * x[Column(columns, j + 1)];
-                s2 += values[j + 2] * x[Column(columns, j + 2)];
-                s3 += values[j + 3] * x[Column(columns, j + 3)];
+                s0 += values.At(j) * x[Column(columns, j)];
+                s1 += values.At(j + 1) * x[Column(columns, j + 1)];
+                s2 += values.At(j + 2) * x[Column(columns, j + 2)];
+                s3 += values.At(j + 3) * x[Column(columns, j + 3)];
             }
-            for (; j < stop; j++) s0 += values[j] * x[Column(columns, j)];
-            y[r] = (bias == null ? 0 : bias[r]) + ((s0 + s1) + (s2 + s3));
+            for (; j < stop; j++) s0 += values.At(j) * x[Column(columns, j)];
+            float sum = (s0 + s1) + (s2 + s3);
+            y[r] = (bias == null ? 0 : bias[r]) + (values.Scaled ? values.Scale(r) * sum : sum);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmvGather<TIndex>(int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int first, int end)
-        where TIndex : unmanaged
+    private static void SpmvGather<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, float* x, float* y, float* bias, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues
     {
         for (int r = first; r < end; r++)
         {
@@ -60,24 +61,24 @@ internal static unsafe class CsrKernels
             Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
             for (; j + 16 <= stop; j += 16)
             {
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(values + j), Avx2.GatherVector256(x, Columns8(columns, j), 4), a0);
-                a1 = Fma.MultiplyAdd(Avx.LoadVector256(values + j + 8), Avx2.GatherVector256(x, Columns8(columns, j + 8), 4), a1);
+                a0 = Fma.MultiplyAdd(values.Load8(j), Avx2.GatherVector256(x, Columns8(columns, j), 4), a0);
+                a1 = Fma.MultiplyAdd(values.Load8(j + 8), Avx2.GatherVector256(x, Columns8(columns, j + 8), 4), a1);
             }
             if (j + 8 <= stop)
             {
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(values + j), Avx2.GatherVector256(x, Columns8(columns, j), 4), a0);
+                a0 = Fma.MultiplyAdd(values.Load8(j), Avx2.GatherVector256(x, Columns8(columns, j), 4), a0);
                 j += 8;
             }
             float s = Vector256.Sum(a0 + a1);
-            for (; j < stop; j++) s += values[j] * x[Column(columns, j)];
-            y[r] = (bias == null ? 0 : bias[r]) + s;
+            for (; j < stop; j++) s += values.At(j) * x[Column(columns, j)];
+            y[r] = (bias == null ? 0 : bias[r]) + (values.Scaled ? values.Scale(r) * s : s);
         }
     }
 
     /// <summary>y[r, :] = bias[r] + Σ values·x[column, :] for rows [first, end), batch ≥ 1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Spmm<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, float* y, float* bias, int batch, int first, int end)
-        where TIndex : unmanaged =>
+    public static void Spmm<TIndex, TValues>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, float* y, float* bias, int batch, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues =>
         Spmm(level, rowPointers, columns, values, x, new StridedRows(batch), y, bias, batch, first, end);
 
     /// <summary>
@@ -86,32 +87,34 @@ internal static unsafe class CsrKernels
     /// input, with one offset per (channel, ky, kx) (see <see cref="Layers.Conv2dLayer"/>), and needs no im2col.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void SpmmShifted<TIndex>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, int* offsets, float* y, float* bias, int width, int first, int end)
-        where TIndex : unmanaged =>
+    public static void SpmmShifted<TIndex, TValues>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, int* offsets, float* y, float* bias, int width, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues =>
         Spmm(level, rowPointers, columns, values, x, new ShiftedRows(offsets), y, bias, width, first, end);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Spmm<TIndex, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, float* values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
-        where TIndex : unmanaged where TRows : struct, IColumnRows
+    private static void Spmm<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         switch (level)
         {
-            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
-            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
+            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
+            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
             default: SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, 0, first, end); break;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmVector<TL, TVec, TIndex, TRows>(int* rowPointers, TIndex* columns, float* values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
-        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TRows : struct, IColumnRows
+    private static void SpmmVector<TL, TVec, TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         int n = TL.Count;
         int vectorEnd = batch - batch % n;
         for (int r = first; r < end; r++)
         {
             int start = rowPointers[r], stop = rowPointers[r + 1];
-            TVec b0 = TL.Broadcast(bias == null ? 0 : bias[r]);
+            // Unscaled values accumulate onto the bias; scaled ones from zero, then sum·scale + bias at the store.
+            TVec bv = TL.Broadcast(bias == null ? 0 : bias[r]), sv = TL.Broadcast(values.Scale(r));
+            TVec b0 = values.Scaled ? TL.Broadcast(0) : bv;
             float* yr = y + (long)r * batch;
             int b = 0;
             // Eight accumulators across the batch: each non-zero costs one broadcast and eight loads + FMAs.
@@ -120,7 +123,7 @@ internal static unsafe class CsrKernels
                 TVec a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0;
                 for (int j = start; j < stop; j++)
                 {
-                    TVec w = TL.Broadcast(values[j]);
+                    TVec w = TL.Broadcast(values.At(j));
                     float* xr = x + rows.Offset(Column(columns, j)) + b;
                     a0 = TL.MulAdd(w, TL.Load(xr), a0);
                     a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
@@ -131,22 +134,25 @@ internal static unsafe class CsrKernels
                     a6 = TL.MulAdd(w, TL.Load(xr + 6 * n), a6);
                     a7 = TL.MulAdd(w, TL.Load(xr + 7 * n), a7);
                 }
-                TL.Store(yr + b, a0); TL.Store(yr + b + n, a1); TL.Store(yr + b + 2 * n, a2); TL.Store(yr + b + 3 * n, a3);
-                TL.Store(yr + b + 4 * n, a4); TL.Store(yr + b + 5 * n, a5); TL.Store(yr + b + 6 * n, a6); TL.Store(yr + b + 7 * n, a7);
+                Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
+                Put<TL, TVec, TValues>(yr + b + 2 * n, a2, sv, bv); Put<TL, TVec, TValues>(yr + b + 3 * n, a3, sv, bv);
+                Put<TL, TVec, TValues>(yr + b + 4 * n, a4, sv, bv); Put<TL, TVec, TValues>(yr + b + 5 * n, a5, sv, bv);
+                Put<TL, TVec, TValues>(yr + b + 6 * n, a6, sv, bv); Put<TL, TVec, TValues>(yr + b + 7 * n, a7, sv, bv);
             }
             for (; b + 4 * n <= batch; b += 4 * n)
             {
                 TVec a0 = b0, a1 = b0, a2 = b0, a3 = b0;
                 for (int j = start; j < stop; j++)
                 {
-                    TVec w = TL.Broadcast(values[j]);
+                    TVec w = TL.Broadcast(values.At(j));
                     float* xr = x + rows.Offset(Column(columns, j)) + b;
                     a0 = TL.MulAdd(w, TL.Load(xr), a0);
                     a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
                     a2 = TL.MulAdd(w, TL.Load(xr + 2 * n), a2);
                     a3 = TL.MulAdd(w, TL.Load(xr + 3 * n), a3);
                 }
-                TL.Store(yr + b, a0); TL.Store(yr + b + n, a1); TL.Store(yr + b + 2 * n, a2); TL.Store(yr + b + 3 * n, a3);
+                Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
+                Put<TL, TVec, TValues>(yr + b + 2 * n, a2, sv, bv); Put<TL, TVec, TValues>(yr + b + 3 * n, a3, sv, bv);
             }
             // One vector of the batch: two accumulators over alternate non-zeros hide the FMA latency.
             for (; b < vectorEnd; b += n)
@@ -155,20 +161,26 @@ internal static unsafe class CsrKernels
                 int j = start;
                 for (; j + 1 < stop; j += 2)
                 {
-                    a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
-                    a1 = TL.MulAdd(TL.Broadcast(values[j + 1]), TL.Load(x + rows.Offset(Column(columns, j + 1)) + b), a1);
+                    a0 = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
+                    a1 = TL.MulAdd(TL.Broadcast(values.At(j + 1)), TL.Load(x + rows.Offset(Column(columns, j + 1)) + b), a1);
                 }
-                if (j < stop) a0 = TL.MulAdd(TL.Broadcast(values[j]), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
-                TL.Store(yr + b, TL.Add(a0, a1));
+                if (j < stop) a0 = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
+                Put<TL, TVec, TValues>(yr + b, TL.Add(a0, a1), sv, bv);
             }
         }
         if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, vectorEnd, first, end);
     }
 
+    /// <summary>Stores an accumulator: as it is (it started at the bias), or scaled and biased.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put<TL, TVec, TValues>(float* destination, TVec sum, TVec scale, TVec bias)
+        where TL : struct, ILanes<TVec> where TVec : struct where TValues : struct, ICsrValues =>
+        TL.Store(destination, default(TValues).Scaled ? TL.MulAdd(sum, scale, bias) : sum);
+
     /// <summary>The batch columns [fromColumn, batch) one at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmTail<TIndex, TRows>(int* rowPointers, TIndex* columns, float* values, float* x, TRows rows, float* y, float* bias, int batch, int fromColumn, int first, int end)
-        where TIndex : unmanaged where TRows : struct, IColumnRows
+    private static void SpmmTail<TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int fromColumn, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         for (int r = first; r < end; r++)
         {
@@ -176,9 +188,9 @@ internal static unsafe class CsrKernels
             float b0 = bias == null ? 0 : bias[r];
             for (int b = fromColumn; b < batch; b++)
             {
-                float s = b0;
-                for (int j = start; j < stop; j++) s += values[j] * x[rows.Offset(Column(columns, j)) + b];
-                y[(long)r * batch + b] = s;
+                float s = values.Scaled ? 0 : b0;
+                for (int j = start; j < stop; j++) s += values.At(j) * x[rows.Offset(Column(columns, j)) + b];
+                y[(long)r * batch + b] = values.Scaled ? b0 + values.Scale(r) * s : s;
             }
         }
     }

@@ -28,7 +28,13 @@ public abstract class SparseLayer
     internal abstract void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads);
 
     internal static string Format(Matrices.WeightMatrix weight) =>
-        weight.Format == Matrices.MatrixFormat.Csr ? $"CSR, {weight.Sparsity:P1} sparse" : $"dense, {weight.Sparsity:P1} zeros";
+        weight.Format switch
+        {
+            Matrices.MatrixFormat.Csr => $"CSR, {weight.Sparsity:P1} sparse",
+            Matrices.MatrixFormat.CsrFloat16 => $"CSR fp16, {weight.Sparsity:P1} sparse",
+            Matrices.MatrixFormat.CsrInt8 => $"CSR int8, {weight.Sparsity:P1} sparse",
+            _ => $"dense, {weight.Sparsity:P1} zeros",
+        };
 
     /// <summary>Throws unless both extents of <paramref name="value"/> are in [<paramref name="min"/>, 1024].</summary>
     internal static void CheckPair((int H, int W) value, int min, string name, string what)

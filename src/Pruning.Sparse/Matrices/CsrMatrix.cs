@@ -3,8 +3,11 @@ using Pruning.Sparse.Kernels;
 namespace Pruning.Sparse.Matrices;
 
 /// <summary>
-/// Compressed sparse rows: float32 values, column indices as uint16 when the matrix has at most 65 536 columns
-/// (6 bytes per non-zero) and int32 otherwise, and int32 row pointers. Columns are strictly increasing within a row.
+/// Compressed sparse rows: column indices as uint16 when the matrix has at most 65 536 columns and int32 otherwise,
+/// int32 row pointers, and values as float32 (<see cref="MatrixFormat.Csr"/>: 6 bytes per non-zero with uint16
+/// indices), IEEE half (<see cref="MatrixFormat.CsrFloat16"/>: 4 bytes) or int8 with one float32 scale per row
+/// (<see cref="MatrixFormat.CsrInt8"/>: 3 bytes). Columns are strictly increasing within a row. The kernels decode
+/// compressed values in registers; at batch 1 they are bound by the bytes read, so fewer bytes run faster.
 /// </summary>
 public sealed class CsrMatrix : WeightMatrix
 {
@@ -14,18 +17,55 @@ public sealed class CsrMatrix : WeightMatrix
     private readonly int[] _rowPointers;
     private readonly ushort[]? _columns16;
     private readonly int[]? _columns32;
-    private readonly float[] _values;
+    private readonly StoredValues _values;
     /// <summary>Row bounds for the last thread count used; one immutable object, published whole, so a thread never sees half of it.</summary>
     private RowSplit? _split;
 
     private sealed record RowSplit(int Parts, int[] Bounds);
 
-    private CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, float[] values) : base(rows, cols)
+    /// <summary>The values in exactly one encoding: float32; half bits; or int8 with a scale per row.</summary>
+    internal sealed record StoredValues(float[]? Float32, ushort[]? Float16, sbyte[]? Int8, float[]? Scales)
+    {
+        public int Count => Float32?.Length ?? Float16?.Length ?? Int8!.Length;
+
+        public MatrixFormat Format => Float32 is not null ? MatrixFormat.Csr : Float16 is not null ? MatrixFormat.CsrFloat16 : MatrixFormat.CsrInt8;
+
+        public int BytesPerValue => Float32 is not null ? sizeof(float) : Float16 is not null ? sizeof(ushort) : sizeof(sbyte);
+
+        public float At(int row, int j) =>
+            Float32 is not null ? Float32[j] : Float16 is not null ? Float16Values.Decode(Float16[j]) : Scales![row] * Int8![j];
+
+        /// <summary>Checks what the kernels rely on: one encoding, counts that agree, halves finite, q ≠ −128, scales finite and ≥ 0.</summary>
+        public void Validate(int rows)
+        {
+            int encodings = (Float32 is null ? 0 : 1) + (Float16 is null ? 0 : 1) + (Int8 is null ? 0 : 1);
+            if (encodings != 1) throw new ArgumentException("Exactly one value encoding must be given.", "values");
+            if ((Int8 is null) != (Scales is null)) throw new ArgumentException("int8 values need one scale per row, and only they do.", "values");
+            if (Scales is not null)
+            {
+                if (Scales.Length != rows) throw new ArgumentException($"int8 values need {rows} row scales, got {Scales.Length}.", "values");
+                for (int r = 0; r < rows; r++)
+                    if (!float.IsFinite(Scales[r]) || Scales[r] < 0) throw new ArgumentException($"Row {r}'s scale {Scales[r]} is not a finite, non-negative number.", "values");
+                for (int j = 0; j < Int8!.Length; j++)
+                    if (Int8[j] == sbyte.MinValue) throw new ArgumentException($"int8 value {j} is −128; the symmetric encoding uses [−127, 127].", "values");
+            }
+            if (Float16 is not null)
+                for (int j = 0; j < Float16.Length; j++)
+                    if ((Float16[j] & 0x7c00) == 0x7c00) throw new ArgumentException($"Half value {j} (bits 0x{Float16[j]:x4}) is infinite or NaN.", "values");
+        }
+    }
+
+    private CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, StoredValues values) : base(rows, cols)
     {
         _rowPointers = rowPointers;
         _columns16 = columns16;
         _columns32 = columns32;
         _values = values;
+    }
+
+    private CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, float[] values)
+        : this(rows, cols, rowPointers, columns16, columns32, new StoredValues(values, null, null, null))
+    {
     }
 
     /// <summary>
@@ -46,21 +86,24 @@ public sealed class CsrMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays (uint16 indices), which it takes over.</summary>
-    internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, ushort[] columnIndices, float[] values)
+    internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, ushort[] columnIndices, StoredValues values)
     {
         if (cols > MaxColumnsForUInt16)
             throw new ArgumentOutOfRangeException(nameof(cols), cols, $"uint16 column indices cover at most {MaxColumnsForUInt16} columns.");
-        Validate(rows, cols, rowPointers, values.Length, columnIndices.Length, j => columnIndices[j]);
+        values.Validate(rows);
+        Validate(rows, cols, rowPointers, values.Count, columnIndices.Length, j => columnIndices[j]);
         return new CsrMatrix(rows, cols, rowPointers, columnIndices, null, values);
     }
 
     /// <summary>A validated matrix over the loader's own arrays (int32 indices), which it takes over.</summary>
-    internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, int[] columnIndices, float[] values)
+    internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, int[] columnIndices, StoredValues values)
     {
-        if (cols <= MaxColumnsForUInt16)
-            return Create(rows, cols, rowPointers, columnIndices, values);
-        Validate(rows, cols, rowPointers, values.Length, columnIndices.Length, j => columnIndices[j]);
-        return new CsrMatrix(rows, cols, rowPointers, null, columnIndices, values);
+        values.Validate(rows);
+        Validate(rows, cols, rowPointers, values.Count, columnIndices.Length, j => columnIndices[j]);
+        if (cols > MaxColumnsForUInt16) return new CsrMatrix(rows, cols, rowPointers, null, columnIndices, values);
+        var narrow = new ushort[columnIndices.Length];
+        for (int j = 0; j < narrow.Length; j++) narrow[j] = (ushort)columnIndices[j];
+        return new CsrMatrix(rows, cols, rowPointers, narrow, null, values);
     }
 
     private static void Validate(int rows, int cols, int[] rowPointers, int valueCount, int columnCount, Func<int, int> column)
@@ -92,9 +135,20 @@ public sealed class CsrMatrix : WeightMatrix
         }
     }
 
-    /// <summary>Compresses row-major <paramref name="dense"/> values, keeping every non-zero entry (and no zero).</summary>
-    public static CsrMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols)
+    /// <summary>Compresses row-major <paramref name="dense"/> values, keeping every non-zero entry (and no zero), as float32.</summary>
+    public static CsrMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols) => Compress(dense, rows, cols, MatrixFormat.Csr);
+
+    /// <summary>
+    /// Compresses row-major <paramref name="dense"/> values, keeping every non-zero entry, with the values in
+    /// <paramref name="format"/>: <see cref="MatrixFormat.Csr"/> (float32, exact), <see cref="MatrixFormat.CsrFloat16"/>
+    /// (rounded to the nearest half: relative error at most 2⁻¹¹ for |w| ≥ 6.1·10⁻⁵, absolute at most 2⁻²⁵ below;
+    /// |w| > 65 504 is refused) or <see cref="MatrixFormat.CsrInt8"/> (q = round(w / s), s = max |w| of the row / 127:
+    /// absolute error at most s / 2 per value). An entry that rounds to zero stays stored, so the structure never changes.
+    /// </summary>
+    public static CsrMatrix Compress(ReadOnlySpan<float> dense, int rows, int cols, MatrixFormat format)
     {
+        if (format is not (MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8))
+            throw new ArgumentOutOfRangeException(nameof(format), format, "A CSR matrix stores its values as Csr (float32), CsrFloat16 or CsrInt8.");
         if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
         if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
         if (dense.Length != (long)rows * cols)
@@ -119,29 +173,77 @@ public sealed class CsrMatrix : WeightMatrix
             }
             rowPointers[r + 1] = j;
         }
-        return new CsrMatrix(rows, cols, rowPointers, columns16, columns32, values);
+        return new CsrMatrix(rows, cols, rowPointers, columns16, columns32, Encode(values, rowPointers, format));
+    }
+
+    private static StoredValues Encode(float[] values, int[] rowPointers, MatrixFormat format)
+    {
+        switch (format)
+        {
+            case MatrixFormat.CsrFloat16:
+            {
+                var half = new ushort[values.Length];
+                for (int j = 0; j < values.Length; j++)
+                {
+                    if (!float.IsFinite(values[j]) || Math.Abs(values[j]) > (float)Half.MaxValue)
+                        throw new ArgumentException($"Value {values[j]} (stored entry {j}) cannot be stored as a half: it is beyond ±65 504 or not finite.", "dense");
+                    half[j] = BitConverter.HalfToUInt16Bits((Half)values[j]);
+                }
+                return new StoredValues(null, half, null, null);
+            }
+            case MatrixFormat.CsrInt8:
+            {
+                int rows = rowPointers.Length - 1;
+                var q = new sbyte[values.Length];
+                var scales = new float[rows];
+                for (int r = 0; r < rows; r++)
+                {
+                    float max = 0;
+                    for (int j = rowPointers[r]; j < rowPointers[r + 1]; j++)
+                    {
+                        if (!float.IsFinite(values[j])) throw new ArgumentException($"Value {values[j]} (row {r}) is not finite.", "dense");
+                        max = Math.Max(max, Math.Abs(values[j]));
+                    }
+                    float scale = max / 127f;
+                    scales[r] = scale;
+                    for (int j = rowPointers[r]; j < rowPointers[r + 1]; j++)
+                        q[j] = scale == 0 ? (sbyte)0 : (sbyte)Math.Clamp(MathF.Round(values[j] / scale, MidpointRounding.ToEven), -127, 127);
+                }
+                return new StoredValues(null, null, q, scales);
+            }
+            default:
+                return new StoredValues(values, null, null, null);
+        }
     }
 
     /// <inheritdoc />
-    public override MatrixFormat Format => MatrixFormat.Csr;
+    public override MatrixFormat Format => _values.Format;
 
     /// <inheritdoc />
-    public override long StoredEntries => _values.Length;
+    public override long StoredEntries => _values.Count;
 
     /// <inheritdoc />
-    public override long NonZeros => _values.Length;
+    public override long NonZeros => _values.Count;
 
     /// <summary>True when the column indices are stored as uint16.</summary>
     internal bool HasNarrowIndices => _columns16 is not null;
 
     /// <inheritdoc />
-    public override long StoredBytes => _values.Length * (sizeof(float) + (HasNarrowIndices ? sizeof(ushort) : sizeof(int))) + _rowPointers.Length * sizeof(int);
+    public override long StoredBytes => (long)_values.Count * (_values.BytesPerValue + (HasNarrowIndices ? sizeof(ushort) : sizeof(int)))
+        + _rowPointers.Length * sizeof(int) + (_values.Scales?.Length ?? 0) * sizeof(float);
 
     /// <summary>Row pointers: row r's entries are [RowPointers[r], RowPointers[r + 1]).</summary>
     public ReadOnlySpan<int> RowPointers => _rowPointers;
 
-    /// <summary>The non-zero values, row by row.</summary>
-    public ReadOnlySpan<float> Values => _values;
+    /// <summary>The float32 values, row by row, of a <see cref="MatrixFormat.Csr"/> matrix (<see cref="ValueAt"/> decodes any format).</summary>
+    /// <exception cref="InvalidOperationException">The values are stored compressed.</exception>
+    public ReadOnlySpan<float> Values => _values.Float32 ?? throw new InvalidOperationException($"This matrix stores its values as {Format}; use ValueAt to decode them.");
+
+    /// <summary>The j-th stored value (of row <paramref name="row"/>), decoded to float32.</summary>
+    public float ValueAt(int row, int j) => _values.At(row, j);
+
+    /// <summary>The stored values in their encoding (the file writer's view).</summary>
+    internal StoredValues Stored => _values;
 
     /// <summary>The uint16 column indices (empty when the indices are int32).</summary>
     internal ReadOnlySpan<ushort> ColumnIndices16 => _columns16;
@@ -158,14 +260,14 @@ public sealed class CsrMatrix : WeightMatrix
         var dense = new float[(long)Rows * Cols];
         for (int r = 0; r < Rows; r++)
             for (int j = _rowPointers[r]; j < _rowPointers[r + 1]; j++)
-                dense[(long)r * Cols + ColumnAt(j)] = _values[j];
+                dense[(long)r * Cols + ColumnAt(j)] = _values.At(r, j);
         return dense;
     }
 
     internal override void ReadRow(int row, Span<float> destination)
     {
         destination[..Cols].Clear();
-        for (int j = _rowPointers[row]; j < _rowPointers[row + 1]; j++) destination[ColumnAt(j)] = _values[j];
+        for (int j = _rowPointers[row]; j < _rowPointers[row + 1]; j++) destination[ColumnAt(j)] = _values.At(row, j);
     }
 
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
@@ -185,12 +287,12 @@ public sealed class CsrMatrix : WeightMatrix
     /// <summary>A kernel over a range of rows, for either column index width.</summary>
     private unsafe interface IRowRangeKernel
     {
-        void Run<TIndex>(int* rowPointers, TIndex* columns, float* values, int first, int end) where TIndex : unmanaged;
+        void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues;
     }
 
     private readonly unsafe struct Product(SimdLevel simd, float* x, float* y, float* bias, int batch) : IRowRangeKernel
     {
-        public void Run<TIndex>(int* rowPointers, TIndex* columns, float* values, int first, int end) where TIndex : unmanaged
+        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues
         {
             if (batch == 1) CsrKernels.Spmv(simd, rowPointers, columns, values, x, y, bias, first, end);
             else CsrKernels.Spmm(simd, rowPointers, columns, values, x, y, bias, batch, first, end);
@@ -199,7 +301,7 @@ public sealed class CsrMatrix : WeightMatrix
 
     private readonly unsafe struct ShiftedProduct(SimdLevel simd, float* x, int* offsets, float* y, float* bias, int width) : IRowRangeKernel
     {
-        public void Run<TIndex>(int* rowPointers, TIndex* columns, float* values, int first, int end) where TIndex : unmanaged =>
+        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues =>
             CsrKernels.SpmmShifted(simd, rowPointers, columns, values, x, offsets, y, bias, width, first, end);
     }
 
@@ -208,18 +310,33 @@ public sealed class CsrMatrix : WeightMatrix
     {
         int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
         fixed (int* rp = _rowPointers)
-        fixed (float* v = _values)
+        fixed (float* v32 = _values.Float32)
+        fixed (ushort* v16 = _values.Float16)
+        fixed (sbyte* v8 = _values.Int8)
+        fixed (float* scales = _values.Scales)
         fixed (ushort* c16 = _columns16)
         fixed (int* c32 = _columns32)
         {
-            nint prp = (nint)rp, pv = (nint)v, pc16 = (nint)c16, pc32 = (nint)c32;
+            nint prp = (nint)rp, pv32 = (nint)v32, pv16 = (nint)v16, pv8 = (nint)v8, ps = (nint)scales, pc16 = (nint)c16, pc32 = (nint)c32;
+            MatrixFormat encoding = Format;
             bool narrow = HasNarrowIndices;
             Parallelism.Run(bounds, (first, end) =>
             {
-                if (narrow) kernel.Run((int*)prp, (ushort*)pc16, (float*)pv, first, end);
-                else kernel.Run((int*)prp, (int*)pc32, (float*)pv, first, end);
+                switch (encoding)
+                {
+                    case MatrixFormat.CsrFloat16: Run(kernel, narrow, prp, pc16, pc32, new Float16Values((ushort*)pv16), first, end); break;
+                    case MatrixFormat.CsrInt8: Run(kernel, narrow, prp, pc16, pc32, new Int8Values((sbyte*)pv8, (float*)ps), first, end); break;
+                    default: Run(kernel, narrow, prp, pc16, pc32, new Float32Values((float*)pv32), first, end); break;
+                }
             });
         }
+    }
+
+    private static unsafe void Run<TKernel, TValues>(TKernel kernel, bool narrow, nint rowPointers, nint columns16, nint columns32, TValues values, int first, int end)
+        where TKernel : struct, IRowRangeKernel where TValues : struct, ICsrValues
+    {
+        if (narrow) kernel.Run((int*)rowPointers, (ushort*)columns16, values, first, end);
+        else kernel.Run((int*)rowPointers, (int*)columns32, values, first, end);
     }
 
     /// <summary>Row ranges of equal non-zero counts for <paramref name="parts"/> threads, cached for the last count used.</summary>

@@ -11,6 +11,10 @@ public enum MatrixFormat
     Csr,
     /// <summary>Row-major float32.</summary>
     Dense,
+    /// <summary>CSR with IEEE half values (4 bytes per non-zero with uint16 indices): about 3 significant digits per weight.</summary>
+    CsrFloat16,
+    /// <summary>CSR with int8 values and a float32 scale per row (3 bytes per non-zero with uint16 indices).</summary>
+    CsrInt8,
 }
 
 /// <summary>
@@ -61,8 +65,9 @@ public abstract class WeightMatrix
     public abstract float[] ToDense();
 
     /// <summary>
-    /// Builds a matrix from row-major <paramref name="dense"/> values; <see cref="MatrixFormat.Auto"/> picks CSR or
-    /// dense by density (<see cref="CsrMaxDensity"/>).
+    /// Builds a matrix from row-major <paramref name="dense"/> values; <see cref="MatrixFormat.Auto"/> picks float32 CSR
+    /// or dense by density (<see cref="CsrMaxDensity"/>); it never changes a value, so the compressed formats are only
+    /// used when asked for (or chosen by <see cref="Tuning.FormatTuning"/> among the formats it is allowed).
     /// </summary>
     public static WeightMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, MatrixFormat format = MatrixFormat.Auto)
     {
@@ -77,7 +82,7 @@ public abstract class WeightMatrix
         }
         return format switch
         {
-            MatrixFormat.Csr => CsrMatrix.FromDense(dense, rows, cols),
+            MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8 => CsrMatrix.Compress(dense, rows, cols, format),
             MatrixFormat.Dense => DenseMatrix.Owning(dense.ToArray(), rows, cols),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown matrix format."),
         };

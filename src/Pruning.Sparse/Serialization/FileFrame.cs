@@ -72,18 +72,20 @@ internal static class FileFrame
     }
 
     /// <summary>
-    /// Checks the size, magic, version and checksum and returns everything before the checksum; the body starts at
-    /// <see cref="HeaderBytes"/>. <paramref name="smallest"/> is the size of the smallest valid file.
+    /// Checks the size, magic, version (from 1 to <paramref name="newest"/>) and checksum and returns everything before
+    /// the checksum; the body starts at <see cref="HeaderBytes"/>. <paramref name="smallest"/> is the size of the
+    /// smallest valid file; <paramref name="version"/> is the file's version.
     /// </summary>
-    public static ReadOnlySpan<byte> Payload(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> magic, uint version, int smallest, string source)
+    public static ReadOnlySpan<byte> Payload(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> magic, uint newest, int smallest, string source, out uint version)
     {
         if (bytes.Length < smallest)
             throw new SparseModelFormatException(source, $"it is {bytes.Length} bytes long, shorter than the smallest model file ({smallest} bytes); it is truncated or not a model file");
         if (!bytes[..8].SequenceEqual(magic))
             throw new SparseModelFormatException(source, $"it does not start with \"{Encoding.ASCII.GetString(magic)}\"", 0);
         uint found = BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..]);
-        if (found != version)
-            throw new SparseModelFormatException(source, $"its format version is {found}; this library reads version {version}", 8);
+        if (found < 1 || found > newest)
+            throw new SparseModelFormatException(source, $"its format version is {found}; this library reads versions 1 to {newest}", 8);
+        version = found;
         ReadOnlySpan<byte> payload = bytes[..^4];
         uint stored = BinaryPrimitives.ReadUInt32LittleEndian(bytes[^4..]);
         uint actual = Crc32.Compute(payload);

@@ -12,15 +12,19 @@ namespace Pruning.Sparse.Serialization;
 /// "PRNSPSEQ"  u32 version(1)  embedding-matrix  u32 layer count  layer*  decoder-matrix  decoder-bias  u32 crc32
 /// layer:   u8 kind (1 LSTM, 2 GRU), weight_ih matrix, bias_ih, weight_hh matrix, bias_hh
 /// </code>
-/// Matrices and biases are stored as in <see cref="SparseModelFile"/> (dense, or CSR with uint16 or int32 columns).
+/// Matrices and biases are stored as in <see cref="SparseModelFile"/> (dense, or CSR with uint16 or int32 columns and
+/// float32, half or int8 values; the compressed values need version 2).
 /// </summary>
 public static class SequenceModelFile
 {
     /// <summary>The file's first 8 bytes.</summary>
     public static ReadOnlySpan<byte> Magic => "PRNSPSEQ"u8;
 
-    /// <summary>The version this library writes and reads.</summary>
-    public static uint Version => 1;
+    /// <summary>
+    /// The newest version this library reads and writes: 2 adds compressed CSR values. A model without them is written
+    /// as version 1, which older readers accept.
+    /// </summary>
+    public static uint Version => 2;
 
     private enum LayerTag : byte { Lstm = 1, Gru = 2 }
 
@@ -31,7 +35,8 @@ public static class SequenceModelFile
     public static byte[] ToBytes(SequenceModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return FileFrame.Checksummed(Magic, Version, w =>
+        WeightMatrix[] matrices = [model.Embedding.Table, .. model.Layers.SelectMany(l => new[] { l.WeightIh, l.WeightHh }), model.Decoder.Weight];
+        return FileFrame.Checksummed(Magic, SparseModelFile.VersionFor(matrices), w =>
         {
             SparseModelFile.WriteMatrix(w, model.Embedding.Table);
             w.Write((uint)model.Layers.Count);
@@ -57,8 +62,8 @@ public static class SequenceModelFile
     /// <exception cref="SparseModelFormatException">The bytes are not a valid sequence model, or it needs more working memory than allowed.</exception>
     public static SequenceModel Read(ReadOnlySpan<byte> bytes, string source = "bytes", SparseModelOptions? options = null)
     {
-        ReadOnlySpan<byte> payload = FileFrame.Payload(bytes, Magic, Version, FileFrame.HeaderBytes + 9 + 4 + 9 + 1 + 4, source);
-        var r = new SparseModelFile.Reader(payload, source) { Position = FileFrame.HeaderBytes };
+        ReadOnlySpan<byte> payload = FileFrame.Payload(bytes, Magic, Version, FileFrame.HeaderBytes + 9 + 4 + 9 + 1 + 4, source, out uint version);
+        var r = new SparseModelFile.Reader(payload, source) { Position = FileFrame.HeaderBytes, Version = version };
         var embedding = new EmbeddingLayer(SparseModelFile.ReadMatrix(ref r, "the embedding"));
         uint count = r.UInt32("layer count");
         if (count == 0 || count > (uint)(payload.Length - r.Position))

@@ -8,7 +8,7 @@ namespace Pruning.Sparse.Serialization;
 /// <summary>
 /// The model file: little-endian, versioned, with a CRC-32 over everything before it.
 /// <code>
-/// "PRNSPMDL"  u32 version(1)  i32 C, H, W (input)  u32 layer count  layer*  u32 crc32
+/// "PRNSPMDL"  u32 version (1, or 2 when a matrix has compressed values)  i32 C, H, W (input)  u32 layer count  layer*  u32 crc32
 /// layer:   u8 kind, then
 ///   1 Linear     matrix, bias
 ///   2 Conv2d     i32 in-channels, kh, kw, sh, sw, ph, pw, dh, dw, matrix, bias
@@ -16,8 +16,11 @@ namespace Pruning.Sparse.Serialization;
 ///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 count-include-pad
 ///   5 Flatten
 ///   6 GlobalAvgPool2d
-/// matrix:  u8 format (1 dense, 2 CSR uint16, 3 CSR int32), i32 rows, cols;
-///          dense: rows·cols f32 | CSR: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
+/// matrix:  u8 format, i32 rows, cols, then
+///          1 dense: rows·cols f32
+///          2 CSR uint16 / 3 CSR int32: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
+///          4 / 5 (version 2): the same with nnz u16 half values (finite)
+///          6 / 7 (version 2): the same with rows f32 row scales (finite, ≥ 0), then nnz i8 values (−127…127)
 /// bias:    u8 present, then rows f32
 /// </code>
 /// The reader treats the file as untrusted: the checksum is verified before parsing, every count is checked against
@@ -31,15 +34,22 @@ public static class SparseModelFile
     /// <summary>The file's first 8 bytes.</summary>
     public static ReadOnlySpan<byte> Magic => "PRNSPMDL"u8;
 
-    /// <summary>The version this library writes and reads.</summary>
-    public static uint Version => 1;
+    /// <summary>
+    /// The newest version this library reads and writes: 2 adds compressed CSR values (<see cref="MatrixFormat.CsrFloat16"/>,
+    /// <see cref="MatrixFormat.CsrInt8"/>). A model without them is written as version 1, which older readers accept.
+    /// </summary>
+    public static uint Version => 2;
+
+    /// <summary>The oldest version that holds these matrices.</summary>
+    internal static uint VersionFor(IEnumerable<WeightMatrix> matrices) =>
+        matrices.Any(m => m.Format is MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8) ? 2u : 1u;
 
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public static long MaxFileBytes => int.MaxValue;
 
     private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6 }
 
-    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3 }
+    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7 }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (a temporary file, then a rename), so a crash never leaves half a file.</summary>
     public static void Save(SparseModel model, string path) => FileFrame.Save(ToBytes(model), path);
@@ -55,7 +65,8 @@ public static class SparseModelFile
     public static byte[] ToBytes(SparseModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return FileFrame.Checksummed(Magic, Version, w =>
+        var matrices = model.Layers.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
+        return FileFrame.Checksummed(Magic, VersionFor(matrices), w =>
         {
             w.Write(model.InputShape.Channels);
             w.Write(model.InputShape.Height);
@@ -115,15 +126,30 @@ public static class SparseModelFile
                 w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(dense.Values));
                 break;
             case CsrMatrix csr:
-                w.Write((byte)(csr.HasNarrowIndices ? MatrixTag.Csr16 : MatrixTag.Csr32));
+            {
+                CsrMatrix.StoredValues stored = csr.Stored;
+                MatrixTag tag = csr.Format switch
+                {
+                    MatrixFormat.CsrFloat16 => csr.HasNarrowIndices ? MatrixTag.Csr16Half : MatrixTag.Csr32Half,
+                    MatrixFormat.CsrInt8 => csr.HasNarrowIndices ? MatrixTag.Csr16Int8 : MatrixTag.Csr32Int8,
+                    _ => csr.HasNarrowIndices ? MatrixTag.Csr16 : MatrixTag.Csr32,
+                };
+                w.Write((byte)tag);
                 w.Write(csr.Rows);
                 w.Write(csr.Cols);
-                w.Write(csr.Values.Length);
+                w.Write(stored.Count);
                 w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.RowPointers));
                 if (csr.HasNarrowIndices) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.ColumnIndices16));
                 else w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.ColumnIndices32));
-                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(csr.Values));
+                if (stored.Float32 is { } f32) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f32.AsSpan()));
+                else if (stored.Float16 is { } f16) w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f16.AsSpan()));
+                else
+                {
+                    w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(stored.Scales.AsSpan()));
+                    w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(stored.Int8.AsSpan()));
+                }
                 break;
+            }
             default:
                 throw new NotSupportedException($"The model file cannot hold a {matrix.GetType().Name}.");
         }
@@ -151,8 +177,8 @@ public static class SparseModelFile
     /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
     public static SparseModel Read(ReadOnlySpan<byte> bytes, string source = "bytes", SparseModelOptions? options = null)
     {
-        ReadOnlySpan<byte> payload = FileFrame.Payload(bytes, Magic, Version, FileFrame.HeaderBytes + 12 + 4 + 4, source);
-        var r = new Reader(payload, source) { Position = FileFrame.HeaderBytes };
+        ReadOnlySpan<byte> payload = FileFrame.Payload(bytes, Magic, Version, FileFrame.HeaderBytes + 12 + 4 + 4, source, out uint version);
+        var r = new Reader(payload, source) { Position = FileFrame.HeaderBytes, Version = version };
         FeatureShape input = r.Shape("input shape");
         uint count = r.UInt32("layer count");
         if (count == 0 || count > (uint)(payload.Length - r.Position))
@@ -238,25 +264,29 @@ public static class SparseModelFile
         {
             case MatrixTag.Dense:
                 return DenseMatrix.Owning(r.Singles((long)rows * cols, $"{what} dense weights"), rows, cols);
-            case MatrixTag.Csr16:
-            case MatrixTag.Csr32:
+            case MatrixTag.Csr16 or MatrixTag.Csr32 or MatrixTag.Csr16Half or MatrixTag.Csr32Half or MatrixTag.Csr16Int8 or MatrixTag.Csr32Int8:
                 {
-                    bool narrow = (MatrixTag)tag == MatrixTag.Csr16;
+                    var kind = (MatrixTag)tag;
+                    if (kind > MatrixTag.Csr32 && r.Version < 2)
+                        throw r.Error($"{what} has compressed values (format {tag}), which a version-{r.Version} file cannot hold", start);
+                    bool narrow = kind is MatrixTag.Csr16 or MatrixTag.Csr16Half or MatrixTag.Csr16Int8;
                     if (narrow && cols > CsrMatrix.MaxColumnsForUInt16)
                         throw r.Error($"{what} stores uint16 column indices for {cols} columns", start);
                     int nonZeros = r.Int32($"{what} non-zero count");
                     if (nonZeros < 0 || nonZeros > (long)rows * cols)
                         throw r.Error($"{what} claims {nonZeros} non-zeros in a {rows}×{cols} matrix", r.Position - 4);
                     int[] rowPointers = r.Int32s((long)rows + 1, $"{what} row pointers");
+                    ushort[]? columns16 = narrow ? r.UInt16s(nonZeros, $"{what} column indices") : null;
+                    int[]? columns32 = narrow ? null : r.Int32s(nonZeros, $"{what} column indices");
+                    CsrMatrix.StoredValues values = kind switch
+                    {
+                        MatrixTag.Csr16Half or MatrixTag.Csr32Half => new(null, r.UInt16s(nonZeros, $"{what} half values"), null, null),
+                        MatrixTag.Csr16Int8 or MatrixTag.Csr32Int8 => Int8(ref r, rows, nonZeros, what),
+                        _ => new(r.Singles(nonZeros, $"{what} values"), null, null, null),
+                    };
                     try
                     {
-                        if (narrow)
-                        {
-                            ushort[] columns = r.UInt16s(nonZeros, $"{what} column indices");
-                            return CsrMatrix.Owning(rows, cols, rowPointers, columns, r.Singles(nonZeros, $"{what} values"));
-                        }
-                        int[] wide = r.Int32s(nonZeros, $"{what} column indices");
-                        return CsrMatrix.Owning(rows, cols, rowPointers, wide, r.Singles(nonZeros, $"{what} values"));
+                        return narrow ? CsrMatrix.Owning(rows, cols, rowPointers, columns16!, values) : CsrMatrix.Owning(rows, cols, rowPointers, columns32!, values);
                     }
                     catch (ArgumentException e)
                     {
@@ -266,6 +296,12 @@ public static class SparseModelFile
             default:
                 throw r.Error($"{what} has unknown matrix format {tag}", start);
         }
+    }
+
+    private static CsrMatrix.StoredValues Int8(ref Reader r, int rows, int nonZeros, string what)
+    {
+        float[] scales = r.Singles(rows, $"{what} row scales");
+        return new(null, null, r.SBytes(nonZeros, $"{what} int8 values"), scales);
     }
 
     internal static float[]? ReadBias(ref Reader r, string what, int rows)
@@ -280,6 +316,8 @@ public static class SparseModelFile
     {
         private readonly ReadOnlySpan<byte> _data = data;
         public int Position;
+        /// <summary>The file's format version (what it may contain).</summary>
+        public uint Version;
 
         public SparseModelFormatException Error(string problem, long offset, Exception? inner = null) => new(source, problem, offset, inner);
 
@@ -308,6 +346,7 @@ public static class SparseModelFile
         public float[] Singles(long count, string what) => Array<float>(count, 4, what);
         public int[] Int32s(long count, string what) => Array<int>(count, 4, what);
         public ushort[] UInt16s(long count, string what) => Array<ushort>(count, 2, what);
+        public sbyte[] SBytes(long count, string what) => Array<sbyte>(count, 1, what);
 
         private T[] Array<T>(long count, int size, string what) where T : unmanaged
         {

@@ -15,22 +15,40 @@ public static class FormatTuning
     /// <summary>Candidates within this fraction of the fastest count as equally fast; the smallest of them is kept.</summary>
     public static double Tolerance { get; } = 0.03;
 
+    /// <summary>The formats <see cref="Tune(SparseModel, int, int, int)"/> chooses among: the exact ones, float32 CSR and dense.</summary>
+    public static IReadOnlyList<MatrixFormat> ExactFormats { get; } = [MatrixFormat.Csr, MatrixFormat.Dense];
+
+    /// <summary>Every format: the exact ones and the compressed CSR values (half, int8 with row scales), which round the weights.</summary>
+    public static IReadOnlyList<MatrixFormat> AllFormats { get; } = [MatrixFormat.Csr, MatrixFormat.CsrFloat16, MatrixFormat.CsrInt8, MatrixFormat.Dense];
+
     /// <summary>
     /// Times every Linear and Conv2d layer alone as CSR and as dense (and, for stride-1 convolutions with CSR filters,
     /// by direct convolution and by im2col), interleaved, median of <paramref name="runs"/> after warm-up, and returns
-    /// a model that uses the fastest of each. Other layers are kept as they are.
+    /// a model that uses the fastest of each. Other layers are kept as they are. The tuned model computes the same function.
     /// </summary>
     /// <param name="model">The model to tune.</param>
     /// <param name="batch">The batch size the model will run at.</param>
     /// <param name="runs">Timed runs per candidate.</param>
     /// <param name="threads">Threads the model will run with (0 = every core).</param>
     public static FormatTuningResult Tune(SparseModel model, int batch = 1, int runs = 31, int threads = 0) =>
-        Tune(model, batch, runs, threads, null);
+        Tune(model, ExactFormats, batch, runs, threads, null);
 
-    /// <summary><see cref="Tune(SparseModel, int, int, int)"/> with an injectable timer (tests): candidate model → milliseconds.</summary>
-    internal static FormatTuningResult Tune(SparseModel model, int batch, int runs, int threads, Func<SparseModel, double>? time)
+    /// <summary>
+    /// <see cref="Tune(SparseModel, int, int, int)"/> choosing among <paramref name="formats"/> (e.g. <see cref="AllFormats"/>:
+    /// compressed values move fewer bytes and run faster where a layer is bound by memory, and round each weight, see
+    /// <see cref="CsrMatrix.Compress"/>). Among candidates within <see cref="Tolerance"/> of the fastest, the smallest is kept.
+    /// Check the tuned model's accuracy when rounding formats are allowed.
+    /// </summary>
+    public static FormatTuningResult Tune(SparseModel model, IReadOnlyList<MatrixFormat> formats, int batch = 1, int runs = 31, int threads = 0) =>
+        Tune(model, formats, batch, runs, threads, null);
+
+    /// <summary><see cref="Tune(SparseModel, IReadOnlyList{MatrixFormat}, int, int, int)"/> with an injectable timer (tests): candidate model → milliseconds.</summary>
+    internal static FormatTuningResult Tune(SparseModel model, IReadOnlyList<MatrixFormat> formats, int batch, int runs, int threads, Func<SparseModel, double>? time)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(formats);
+        if (formats.Count == 0 || formats.Any(f => f == MatrixFormat.Auto || !Enum.IsDefined(f)) || formats.Distinct().Count() != formats.Count)
+            throw new ArgumentException($"The formats must be distinct, concrete formats (not Auto); got [{string.Join(", ", formats)}].", nameof(formats));
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(threads);
@@ -41,7 +59,7 @@ public static class FormatTuning
         for (int i = 0; i < model.Layers.Count; i++)
         {
             SparseLayer layer = model.Layers[i];
-            SparseLayer[] candidates = Candidates(layer);
+            SparseLayer[] candidates = Candidates(layer, formats);
             if (candidates.Length <= 1)
             {
                 layers.Add(layer);
@@ -61,28 +79,26 @@ public static class FormatTuning
         return new FormatTuningResult(new SparseModel(model.InputShape, layers), choices);
     }
 
-    private static SparseLayer[] Candidates(SparseLayer layer)
+    private static SparseLayer[] Candidates(SparseLayer layer, IReadOnlyList<MatrixFormat> formats)
     {
         switch (layer)
         {
             case LinearLayer linear:
             {
                 float[] w = linear.Weight.ToDense();
-                return
-                [
-                    new LinearLayer(CsrMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
-                    new LinearLayer(DenseMatrix.Owning(w, linear.Weight.Rows, linear.Weight.Cols), linear.Bias),
-                ];
+                return formats.Select(f => (SparseLayer)new LinearLayer(WeightMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols, f), linear.Bias)).ToArray();
             }
             case Conv2dLayer conv:
             {
                 float[] w = conv.Weight.ToDense();
-                var csr = CsrMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols);
                 var list = new List<SparseLayer>();
-                if (conv.Stride == (1, 1))
-                    list.Add(new Conv2dLayer(csr, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct));
-                list.Add(new Conv2dLayer(csr, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
-                list.Add(new Conv2dLayer(DenseMatrix.Owning(w, conv.Weight.Rows, conv.Weight.Cols), conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
+                foreach (MatrixFormat format in formats)
+                {
+                    WeightMatrix matrix = WeightMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols, format);
+                    if (matrix is CsrMatrix && conv.Stride == (1, 1))
+                        list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct));
+                    list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
+                }
                 return [.. list];
             }
             default:

@@ -27,7 +27,7 @@ public static class SparseExport
     {
         ArgumentNullException.ThrowIfNull(model);
         var layers = new List<SparseLayer>();
-        Pending? pending = null;
+        FoldableLayer? pending = null;
         using var _ = torch.no_grad();
         foreach (var (name, module) in Chain(model, ""))
         {
@@ -38,19 +38,15 @@ public static class SparseExport
                 pending.Fold(bn, name);
                 continue;
             }
-            if (pending is not null) { layers.Add(pending.Build(format)); pending = null; }
+            if (pending is not null) { layers.Add(Build(pending, format)); pending = null; }
             switch (module)
             {
                 case Linear linear:
-                    pending = new Pending(name, Floats(linear.weight!), linear.bias is null ? null : Floats(linear.bias), (int)linear.weight!.shape[0], null);
+                    pending = FoldableLayer.From(name, linear);
                     break;
                 case Conv2d conv:
                     if (conv.groups != 1) throw new NotSupportedException($"Conv2d '{name}' has groups = {conv.groups}; only groups = 1 is supported.");
-                    if (conv.padding_mode != PaddingModes.Zeros) throw new NotSupportedException($"Conv2d '{name}' pads with {conv.padding_mode}; only zero padding is supported.");
-                    long[] padding = conv.padding ?? throw new NotSupportedException($"Conv2d '{name}' uses symbolic padding ({conv.padding_type}); give it explicit padding.");
-                    pending = new Pending(name, Floats(conv.weight!), conv.bias is null ? null : Floats(conv.bias), (int)conv.weight!.shape[0],
-                        ((int)conv.weight.shape[1], ((int)conv.kernel_size[0], (int)conv.kernel_size[1]), ((int)conv.stride[0], (int)conv.stride[1]),
-                         ((int)padding[0], (int)padding[1]), ((int)conv.dilation[0], (int)conv.dilation[1])));
+                    pending = FoldableLayer.From(name, conv);
                     break;
                 case ReLU: layers.Add(new ActivationLayer(ActivationKind.ReLU)); break;
                 case LeakyReLU leaky: layers.Add(new ActivationLayer(ActivationKind.LeakyReLU, (float)leaky.negative_slope)); break;
@@ -81,7 +77,7 @@ public static class SparseExport
                     throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, ReLU, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }
-        if (pending is not null) layers.Add(pending.Build(format));
+        if (pending is not null) layers.Add(Build(pending, format));
         return new SparseModel(input, layers);
     }
 
@@ -111,7 +107,13 @@ public static class SparseExport
     internal static IReadOnlyList<string> WeightNames(nn.Module model) =>
         Chain(model, "").Where(c => c.Module is Linear or Conv2d).Select(c => $"{c.Name}.weight").ToArray();
 
-    private static IEnumerable<(string Name, nn.Module Module)> Chain(nn.Module module, string prefix)
+    private static SparseLayer Build(FoldableLayer layer, MatrixFormat format) =>
+        layer.Conv is { } c
+            ? Conv2dLayer.FromDense(layer.Weight, layer.Rows, layer.Bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format)
+            : new LinearLayer(WeightMatrix.FromDense(layer.Weight, layer.Rows, layer.Weight.Length / layer.Rows, format), layer.Bias);
+
+    /// <summary>The modules of a Sequential chain, nested Sequentials flattened, with their dotted names.</summary>
+    internal static IEnumerable<(string Name, nn.Module Module)> Chain(nn.Module module, string prefix)
     {
         if (module is not Sequential)
             throw new NotSupportedException($"Only Sequential models can be exported; '{(prefix.Length == 0 ? "the model" : prefix)}' is a {module.GetType().Name}.");
@@ -131,41 +133,5 @@ public static class SparseExport
     {
         using var cpu = t.detach().cpu().to_type(ScalarType.Float32).contiguous();
         return cpu.data<float>().ToArray();
-    }
-
-    /// <summary>A Linear or Conv2d whose BatchNorm (if any) has not been seen yet.</summary>
-    private sealed class Pending(string name, float[] weight, float[]? bias, int rows,
-        (int InChannels, (int, int) Kernel, (int, int) Stride, (int, int) Padding, (int, int) Dilation)? conv)
-    {
-        private float[]? _bias = bias;
-        private bool _folded;
-
-        /// <summary>Folds y = γ·(x − μ)/√(σ² + ε) + β into the weights and bias: scaling a row keeps its zeros.</summary>
-        public void Fold(BatchNorm bn, string bnName)
-        {
-            if (_folded) throw new NotSupportedException($"BatchNorm '{bnName}' follows another BatchNorm after '{name}'; only one can be folded.");
-            if (bn.num_features != rows) throw new NotSupportedException($"BatchNorm '{bnName}' has {bn.num_features} features but '{name}' has {rows} outputs.");
-            if (bn.running_mean is null || bn.running_var is null)
-                throw new NotSupportedException($"BatchNorm '{bnName}' does not track running statistics, so it cannot be folded for inference.");
-            float[] mean = Floats(bn.running_mean), variance = Floats(bn.running_var);
-            float[]? gamma = bn.weight is null ? null : Floats(bn.weight);
-            float[]? beta = bn.bias is null ? null : Floats(bn.bias);
-            int perRow = weight.Length / rows;
-            _bias ??= new float[rows];
-            for (int r = 0; r < rows; r++)
-            {
-                double scale = (gamma?[r] ?? 1.0) / Math.Sqrt(variance[r] + bn.eps);
-                for (int k = 0; k < perRow; k++) weight[r * perRow + k] = (float)(weight[r * perRow + k] * scale);
-                _bias[r] = (float)((_bias[r] - mean[r]) * scale + (beta?[r] ?? 0.0));
-            }
-            _folded = true;
-        }
-
-        public SparseLayer Build(MatrixFormat format)
-        {
-            return conv is { } c
-                ? Conv2dLayer.FromDense(weight, rows, _bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format)
-                : new LinearLayer(WeightMatrix.FromDense(weight, rows, weight.Length / rows, format), _bias);
-        }
     }
 }

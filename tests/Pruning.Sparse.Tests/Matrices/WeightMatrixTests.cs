@@ -120,7 +120,7 @@ public class WeightMatrixTests
         decreasing.Should().Throw<ArgumentException>().WithMessage("*last row pointer*");
         Action badStart = () => CsrMatrix.Create(1, 4, [1, 1], new int[0], new float[0]);
         badStart.Should().Throw<ArgumentException>().WithMessage("*start at 0*");
-        Action wide16 = () => CsrMatrix.Owning(1, 70_000, [0, 0], new ushort[0], new float[0]);
+        Action wide16 = () => CsrMatrix.Owning(1, 70_000, [0, 0], new ushort[0], new CsrMatrix.StoredValues(new float[0], null, null, null));
         wide16.Should().Throw<ArgumentOutOfRangeException>().WithParameterName("cols");
     }
 

@@ -81,8 +81,8 @@ public class SparseModelFileTests
         other[0] = (byte)'X';
         FluentActions.Invoking(() => SparseModelFile.Read(other, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with*");
         byte[] newer = (byte[])bytes.Clone();
-        newer[8] = 2;
-        FluentActions.Invoking(() => SparseModelFile.Read(newer, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*version is 2*reads version 1*");
+        newer[8] = 3;
+        FluentActions.Invoking(() => SparseModelFile.Read(newer, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*version is 3*reads versions 1 to 2*");
     }
 
     [Fact]
@@ -177,12 +177,74 @@ public class SparseModelFileTests
     /// a model that runs, whose file round-trips to the same model, with reading and a batch-1 run together
     /// allocating at most a few times the file plus the budget.
     /// </summary>
+    /// <summary><see cref="Model"/> with its CSR layers' values compressed (half, then int8, alternately).</summary>
+    internal static SparseModel CompressedModel()
+    {
+        SparseModel model = Model();
+        int k = 0;
+        WeightMatrix Compress(WeightMatrix w) => w is CsrMatrix
+            ? CsrMatrix.Compress(w.ToDense(), w.Rows, w.Cols, k++ % 2 == 0 ? MatrixFormat.CsrFloat16 : MatrixFormat.CsrInt8)
+            : w;
+        var layers = model.Layers.Select(l => l switch
+        {
+            LinearLayer linear => new LinearLayer(Compress(linear.Weight), linear.Bias),
+            Conv2dLayer conv => new Conv2dLayer(Compress(conv.Weight), conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, conv.Algorithm),
+            _ => l,
+        }).ToList();
+        k.Should().BeGreaterThan(1, "the test model has at least two CSR layers to compress");
+        return new SparseModel(model.InputShape, layers);
+    }
+
     [Fact]
-    public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation()
+    public void Compressed_values_round_trip_bit_for_bit_in_a_version_2_file_and_exact_models_stay_version_1()
+    {
+        SparseModel model = CompressedModel();
+        byte[] bytes = SparseModelFile.ToBytes(model);
+        BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)).Should().Be(2u);
+        BinaryPrimitives.ReadUInt32LittleEndian(SparseModelFile.ToBytes(Model()).AsSpan(8)).Should().Be(1u, "a file without compressed values stays readable by version-1 readers");
+        SparseModel loaded = SparseModelFile.Read(bytes);
+        loaded.Describe().Should().Be(model.Describe());
+        loaded.Describe().Should().Contain("CSR fp16").And.Contain("CSR int8");
+        SparseModelFile.ToBytes(loaded).Should().Equal(bytes);
+        float[] x = Reference.Random(2 * 144, 5);
+        loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
+
+        // The same bytes labelled version 1 are refused: version 1 cannot hold compressed values.
+        byte[] old = (byte[])bytes.Clone();
+        old[8] = 1;
+        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
+            .WithMessage("*compressed values*version-1 file cannot hold*");
+    }
+
+    [Theory]
+    [InlineData(4, "*infinite or NaN*")]    // a half that is +∞
+    [InlineData(6, "*−128*")]               // an int8 value outside the symmetric range
+    [InlineData(7, "*scale*not a finite*")] // a NaN row scale
+    public void Compressed_values_the_kernels_cannot_take_are_refused(int tag, string message)
+    {
+        // One 1×2 Linear, both entries stored, with a valid checksum.
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write("PRNSPMDL"u8); w.Write(2u); w.Write(2); w.Write(1); w.Write(1); w.Write(1u);
+            w.Write((byte)1); w.Write((byte)(tag == 7 ? 6 : tag)); w.Write(1); w.Write(2); w.Write(2);
+            w.Write(0); w.Write(2); w.Write((ushort)0); w.Write((ushort)1);
+            if (tag == 4) { w.Write((ushort)0x3c00); w.Write((ushort)0x7c00); }
+            else { w.Write(tag == 7 ? float.NaN : 0.5f); w.Write((sbyte)1); w.Write(tag == 6 ? sbyte.MinValue : (sbyte)3); }
+            w.Write((byte)0);
+        }
+        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(ms.ToArray()), "bad.psm")).Should().Throw<SparseModelFormatException>()
+            .WithMessage("'bad.psm'*").WithMessage(message);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation(bool compressed)
     {
         var options = new SparseModelOptions { MaxBufferBytes = 1 << 20 };
-        byte[] valid = SparseModelFile.ToBytes(Model());
-        var random = new Random(20261124);
+        byte[] valid = SparseModelFile.ToBytes(compressed ? CompressedModel() : Model());
+        var random = new Random(compressed ? 20261201 : 20261124);
         var clock = Stopwatch.StartNew();
         int cases = 0, loaded = 0, refusedByParser = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(4) || cases < 2000)

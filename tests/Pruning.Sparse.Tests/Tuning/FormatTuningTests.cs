@@ -27,7 +27,7 @@ public class FormatTuningTests
             LinearLayer { Weight: CsrMatrix } => 1.0,
             _ => 5.0,
         };
-        FormatTuningResult result = FormatTuning.Tune(model, batch: 3, runs: 1, threads: 1, Timer);
+        FormatTuningResult result = FormatTuning.Tune(model, FormatTuning.ExactFormats, batch: 3, runs: 1, threads: 1, Timer);
 
         var conv = result.Model.Layers[0].Should().BeOfType<Conv2dLayer>().Subject;
         conv.Weight.Format.Should().Be(MatrixFormat.Dense);
@@ -48,7 +48,7 @@ public class FormatTuningTests
     {
         // CSR at 70 % sparsity stores 0.3·6 B = 1.8 B per weight against 4 B dense: within the tolerance it wins.
         SparseModel model = Model();
-        FormatTuningResult result = FormatTuning.Tune(model, 1, 1, 1, alone => alone.Layers[0] switch
+        FormatTuningResult result = FormatTuning.Tune(model, FormatTuning.ExactFormats, 1, 1, 1, alone => alone.Layers[0] switch
         {
             LinearLayer { Weight: DenseMatrix } => 1.0,
             LinearLayer => 1.0 + FormatTuning.Tolerance / 2,

@@ -1,0 +1,279 @@
+using Google.Protobuf;
+using Onnx;
+using Pruning.Sparse.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Export;
+
+/// <summary>
+/// Writes a pruned TorchSharp model as an ONNX file for ONNX Runtime and other ONNX tools: dense weights with the
+/// pruned zeros in place, or the smaller model <see cref="Structure.SequentialChannels.Shrink"/> leaves after channel
+/// pruning (which any dense runtime runs faster). The model must be a Sequential chain (nested Sequentials are
+/// flattened) of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,
+/// SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout and Identity; anything else
+/// is refused with its name. The graph's batch dimension is symbolic. Export after <see cref="GradualPruner.Strip"/>
+/// (or with the masks applied) so pruned weights are exact zeros; the model is read, never changed.
+/// </summary>
+public static class OnnxExport
+{
+    /// <summary>Writes the ONNX file. <paramref name="input"/> is one sample's shape, e.g. (1, 28, 28) or (784).</summary>
+    public static void Save(nn.Module model, FeatureShape input, string path, OnnxExportOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        byte[] bytes = ToBytes(model, input, options);
+        string temporary = path + ".tmp";
+        File.WriteAllBytes(temporary, bytes);
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    /// <summary>The ONNX file's bytes (a serialized ModelProto), e.g. for <c>new InferenceSession(bytes)</c>.</summary>
+    public static byte[] ToBytes(nn.Module model, FeatureShape input, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new OnnxExportOptions();
+        options.Validate();
+        using var _ = torch.no_grad();
+        var graph = new GraphBuilder(options, input);
+        FoldableLayer? pending = null;
+        foreach (var (name, module) in SparseExport.Chain(model, ""))
+        {
+            if (module is BatchNorm bn && pending is not null && options.FoldBatchNorm)
+            {
+                pending.Fold(bn, name);
+                continue;
+            }
+            if (pending is not null) { graph.Weighted(pending); pending = null; }
+            switch (module)
+            {
+                case Linear linear: pending = FoldableLayer.From(name, linear); break;
+                case Conv2d conv: pending = FoldableLayer.From(name, conv); break;
+                case BatchNorm norm: graph.BatchNorm(name, norm); break;
+                default: graph.Other(name, module); break;
+            }
+        }
+        if (pending is not null) graph.Weighted(pending);
+        return graph.Finish(model.GetType().Name).ToByteArray();
+    }
+
+    /// <summary>Builds the graph node by node, tracking the current tensor's name and rank.</summary>
+    private sealed class GraphBuilder
+    {
+        private readonly OnnxExportOptions _options;
+        private readonly GraphProto _graph = new() { Name = "pruned" };
+        private readonly HashSet<string> _names = [];
+        private string _current;
+        private int _rank;
+
+        public GraphBuilder(OnnxExportOptions options, FeatureShape input)
+        {
+            _options = options;
+            _current = Unique(options.InputName);
+            _names.Add(options.OutputName);
+            long[] dims = input.IsVector ? [input.Channels] : [input.Channels, input.Height, input.Width];
+            _rank = dims.Length + 1;
+            _graph.Input.Add(Value(options.InputName, dims));
+        }
+
+        /// <summary>Linear as Gemm (on a batch of vectors) or MatMul + Add (on higher ranks); Conv2d as Conv.</summary>
+        public void Weighted(FoldableLayer layer)
+        {
+            if (layer.Conv is { } c)
+            {
+                if (_rank != 4) throw new NotSupportedException($"Conv2d '{layer.Name}' receives a rank-{_rank} tensor; a Conv2d needs (batch, channels, height, width).");
+                string w = Initializer($"{layer.Name}.weight", layer.Weight, [layer.Rows, c.InChannels / c.Groups, c.Kernel.H, c.Kernel.W]);
+                List<string> inputs = [_current, w];
+                if (layer.Bias is { } b) inputs.Add(Initializer($"{layer.Name}.bias", b, [layer.Rows]));
+                Node("Conv", layer.Name, inputs,
+                    Ints("kernel_shape", c.Kernel.H, c.Kernel.W), Ints("strides", c.Stride.H, c.Stride.W),
+                    Ints("pads", c.Padding.H, c.Padding.W, c.Padding.H, c.Padding.W), Ints("dilations", c.Dilation.H, c.Dilation.W),
+                    Int("group", c.Groups));
+                return;
+            }
+            if (_rank == 2)
+            {
+                string w = Initializer($"{layer.Name}.weight", layer.Weight, [layer.Rows, layer.Columns]);
+                List<string> inputs = [_current, w];
+                if (layer.Bias is { } b) inputs.Add(Initializer($"{layer.Name}.bias", b, [layer.Rows]));
+                Node("Gemm", layer.Name, inputs, Int("transB", 1));
+                return;
+            }
+            // y = x·Wᵀ on the last dimension, as torch's linear does for any rank.
+            var transposed = new float[layer.Weight.Length];
+            for (int r = 0; r < layer.Rows; r++)
+                for (int k = 0; k < layer.Columns; k++) transposed[k * layer.Rows + r] = layer.Weight[r * layer.Columns + k];
+            string wt = Initializer($"{layer.Name}.weight_t", transposed, [layer.Columns, layer.Rows]);
+            Node("MatMul", layer.Bias is null ? layer.Name : $"{layer.Name}.matmul", [_current, wt]);
+            if (layer.Bias is { } bias) Node("Add", layer.Name, [_current, Initializer($"{layer.Name}.bias", bias, [layer.Rows])]);
+        }
+
+        public void BatchNorm(string name, BatchNorm bn)
+        {
+            if (_rank < 2) throw new NotSupportedException($"BatchNorm '{name}' receives a rank-{_rank} tensor.");
+            BatchNormValues v = BatchNormValues.From(bn, name);
+            long n = bn.num_features;
+            Node("BatchNormalization", name,
+                [_current, Initializer($"{name}.weight", v.Gamma, [n]), Initializer($"{name}.bias", v.Beta, [n]),
+                 Initializer($"{name}.running_mean", v.Mean, [n]), Initializer($"{name}.running_var", v.Variance, [n])],
+                Float("epsilon", (float)v.Epsilon));
+        }
+
+        public void Other(string name, nn.Module module)
+        {
+            switch (module)
+            {
+                case ReLU: Node("Relu", name, [_current]); break;
+                case ReLU6:
+                    Node("Clip", name, [_current, Initializer($"{name}.min", [0f], []), Initializer($"{name}.max", [6f], [])]);
+                    break;
+                case LeakyReLU leaky: Node("LeakyRelu", name, [_current], Float("alpha", (float)leaky.negative_slope)); break;
+                case ELU elu: Node("Elu", name, [_current], Float("alpha", (float)elu.alpha)); break;
+                case Tanh: Node("Tanh", name, [_current]); break;
+                case Sigmoid: Node("Sigmoid", name, [_current]); break;
+                case SiLU:
+                {
+                    string x = _current;
+                    Node("Sigmoid", $"{name}.sigmoid", [x]);
+                    Node("Mul", name, [x, _current]);
+                    break;
+                }
+                case Softmax softmax: Node("Softmax", name, [_current], Int("axis", Axis(name, softmax.dim))); break;
+                case LogSoftmax logSoftmax: Node("LogSoftmax", name, [_current], Int("axis", Axis(name, logSoftmax.dim))); break;
+                case MaxPool2d max:
+                {
+                    RequireImage(name);
+                    (long kh, long kw) = Pair(max.kernel_size, 1);
+                    (long sh, long sw) = max.stride is null ? (kh, kw) : Pair(max.stride, 1);
+                    (long ph, long pw) = Pair(max.padding, 0);
+                    (long dh, long dw) = Pair(max.dilation, 1);
+                    Node("MaxPool", name, [_current], Ints("kernel_shape", kh, kw), Ints("strides", sh, sw),
+                        Ints("pads", ph, pw, ph, pw), Ints("dilations", dh, dw), Int("ceil_mode", max.ceil_mode ? 1 : 0));
+                    break;
+                }
+                case AvgPool2d avg:
+                {
+                    RequireImage(name);
+                    if (avg.divisor_override is not null) throw new NotSupportedException($"AvgPool2d '{name}' overrides the divisor; ONNX's AveragePool cannot.");
+                    (long kh, long kw) = Pair(avg.kernel_size, 1);
+                    (long sh, long sw) = avg.stride is null ? (kh, kw) : Pair(avg.stride, 1);
+                    (long ph, long pw) = Pair(avg.padding, 0);
+                    Node("AveragePool", name, [_current], Ints("kernel_shape", kh, kw), Ints("strides", sh, sw),
+                        Ints("pads", ph, pw, ph, pw), Int("ceil_mode", avg.ceil_mode ? 1 : 0), Int("count_include_pad", avg.count_include_pad ? 1 : 0));
+                    break;
+                }
+                case AdaptiveAvgPool2d adaptive:
+                    RequireImage(name);
+                    if (adaptive.output_size.Any(v => v != 1))
+                        throw new NotSupportedException($"AdaptiveAvgPool2d '{name}' has output size [{string.Join(", ", adaptive.output_size)}]; only 1 (global average pooling) is supported.");
+                    Node("GlobalAveragePool", name, [_current]);
+                    break;
+                case Flatten flatten:
+                    if (flatten.start_dim != 1 || (flatten.end_dim != -1 && flatten.end_dim != _rank - 1))
+                        throw new NotSupportedException($"Flatten '{name}' flattens dims {flatten.start_dim}..{flatten.end_dim}; only 1..-1 is supported.");
+                    Node("Flatten", name, [_current], Int("axis", 1));
+                    _rank = 2;
+                    break;
+                case Dropout or Dropout2d or Identity:
+                    break;
+                default:
+                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported to ONNX; supported: Linear, Conv2d, BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid, SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
+            }
+        }
+
+        public ModelProto Finish(string modelType)
+        {
+            if (_graph.Node.Count == 0) Node("Identity", "identity", [_current]);
+            NodeProto last = _graph.Node[^1];
+            last.Output[0] = _options.OutputName;
+            _graph.Output.Add(new ValueInfoProto
+            {
+                Name = _options.OutputName,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+            });
+            var model = new ModelProto
+            {
+                IrVersion = IrVersion(_options.Opset),
+                ProducerName = "Pruning",
+                ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
+                DocString = $"{modelType} exported by Pruning.Export.OnnxExport",
+                Graph = _graph,
+            };
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = _options.Opset });
+            return model;
+        }
+
+        /// <summary>The IR version released with the opset (ONNX 1.8 → opset 13, IR 7; 1.16 → opset 21, IR 10).</summary>
+        private static long IrVersion(int opset) => opset switch { 13 => 7, <= 18 => 8, <= 20 => 9, _ => 10 };
+
+        private void Node(string op, string name, IEnumerable<string> inputs, params AttributeProto[] attributes)
+        {
+            var node = new NodeProto { OpType = op, Name = name };
+            node.Input.AddRange(inputs);
+            _current = Unique(name);
+            node.Output.Add(_current);
+            node.Attribute.AddRange(attributes);
+            _graph.Node.Add(node);
+        }
+
+        private string Initializer(string name, float[] values, long[] dims)
+        {
+            string unique = Unique(name);
+            var tensor = new TensorProto { Name = unique, DataType = (int)TensorProto.Types.DataType.Float };
+            tensor.Dims.AddRange(dims);
+            var bytes = new byte[values.Length * sizeof(float)];
+            for (int i = 0; i < values.Length; i++)
+                System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * sizeof(float)), values[i]);
+            tensor.RawData = ByteString.CopyFrom(bytes);
+            _graph.Initializer.Add(tensor);
+            return unique;
+        }
+
+        private string Unique(string name)
+        {
+            string candidate = name;
+            for (int i = 1; !_names.Add(candidate); i++) candidate = $"{name}_{i}";
+            return candidate;
+        }
+
+        private void RequireImage(string name)
+        {
+            if (_rank != 4) throw new NotSupportedException($"Module '{name}' pools over height and width, but it receives a rank-{_rank} tensor.");
+        }
+
+        private long Axis(string name, long dim)
+        {
+            long axis = dim < 0 ? dim + _rank : dim;
+            if (axis < 0 || axis >= _rank) throw new NotSupportedException($"Module '{name}' works on dim {dim} of a rank-{_rank} tensor.");
+            return axis;
+        }
+
+        private static ValueInfoProto Value(string name, long[] featureDims)
+        {
+            var shape = new TensorShapeProto();
+            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "batch" });
+            foreach (long d in featureDims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+            return new ValueInfoProto
+            {
+                Name = name,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
+            };
+        }
+
+        private static (long, long) Pair(long[]? values, long fallback) =>
+            values is null || values.Length == 0 ? (fallback, fallback) : values.Length == 1 ? (values[0], values[0]) : (values[0], values[1]);
+
+        private static AttributeProto Int(string name, long value) =>
+            new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+        private static AttributeProto Float(string name, float value) =>
+            new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+
+        private static AttributeProto Ints(string name, params long[] values)
+        {
+            var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+            attribute.Ints.AddRange(values);
+            return attribute;
+        }
+    }
+}
