@@ -9,9 +9,10 @@ using static TorchSharp.torch;
 namespace Pruning.Benchmarks;
 
 /// <summary>
-/// <c>-- quick --rows R --cols C --sparsity S --batch B --threads T [--format auto|csr|dense] [--cache warm|cold|both]
+/// <c>-- quick --rows R --cols C --sparsity S --batch B --threads T [--format auto,csrfloat16,csrint8] [--cache warm|cold|both]
 /// [--baselines torchsharp,ours-dense,openblas,onnxruntime] [--json]</c>: our kernel against every dense baseline on the
-/// same matrix, in one process, at the same thread count. Without sizes it runs the issue's grid (4096², 90 % and
+/// same matrix, in one process, at the same thread count; each of our formats (comma-separated; auto = fp32 CSR or
+/// dense by density, csrfloat16 and csrint8 = compressed values) is one more variant. Without sizes it runs the issue's grid (4096², 90 % and
 /// 50 %, batch 1 and 64). "warm": one matrix, repeated (it stays in cache when it fits); "cold": each variant cycles
 /// through copies whose total is at least 4× the last-level cache. Variants run in interleaved blocks: each block first
 /// runs its variant untimed for 50 ms (ONNX Runtime's and OpenBLAS's workers keep spinning after a call and would slow
@@ -28,7 +29,8 @@ internal static class KernelQuickMode
     {
         int threads = Int(args, "--threads", Environment.ProcessorCount);
         bool json = args.Contains("--json");
-        var format = Enum.Parse<MatrixFormat>(Arg(args, "--format") ?? "Auto", ignoreCase: true);
+        MatrixFormat[] formats = (Arg(args, "--format") ?? "auto,csrfloat16,csrint8").Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(f => Enum.Parse<MatrixFormat>(f.Replace("-", ""), ignoreCase: true)).ToArray();
         SimdLevel simd = Arg(args, "--simd") is { } level ? Enum.Parse<SimdLevel>(level, ignoreCase: true) : SimdSupport.Best;
         string[] caches = (Arg(args, "--cache") ?? "both") switch
         {
@@ -55,28 +57,45 @@ internal static class KernelQuickMode
         foreach (var (rows, cols, sparsity, batch) in shapes)
             foreach (string cache in caches)
             {
-                var m = Measure(rows, cols, sparsity, batch, threads, format, simd, cache, llc, baselines, stream);
-                string name = m.Format == MatrixFormat.Csr ? "csr" : "dense";
-                double gbps = m.Bytes / m.SparseMs / 1e6, bytesPerNnz = (double)m.Bytes / Math.Max(1, m.NonZeros);
-                foreach (var (baseline, ms) in m.Baselines)
+                Result result = Measure(rows, cols, sparsity, batch, threads, formats, simd, cache, llc, baselines, stream);
+                var fastest = result.Baselines.MinBy(b => b.Ms);
+                if (!json)
                 {
-                    string line = FormattableString.Invariant(
-                        $"{{\"kernel\":\"{m.Kernel}\",\"format\":\"{name}\",\"cache\":\"{cache}\",\"baseline\":\"{baseline}\",\"rows\":{rows},\"cols\":{cols},\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"copies\":{m.Copies},\"sparse_ms\":{m.SparseMs:F4},\"baseline_ms\":{ms:F4},\"dense_ms\":{ms:F4},\"ratio\":{ms / m.SparseMs:F3},\"gbps\":{gbps:F3},\"bytes_per_nnz\":{bytesPerNnz:F3},\"stream_gbps\":{m.StreamGBps:F3},\"llc_bytes\":{llc}}}");
-                    if (json) Console.WriteLine(line);
+                    Console.WriteLine(FormattableString.Invariant($"{rows}×{cols} {sparsity:P0} batch {batch} {cache} (streaming read {result.StreamGBps:F1} GB/s)"));
+                    foreach (var (baseline, ms) in result.Baselines)
+                        Console.WriteLine(FormattableString.Invariant($"    {baseline,-12} {ms,9:F3} ms{(baseline == fastest.Name ? "   (fastest dense)" : "")}"));
                 }
-                if (json) continue;
-                var fastest = m.Baselines.MinBy(b => b.Ms);
-                Console.WriteLine(FormattableString.Invariant(
-                    $"{rows}×{cols} {sparsity:P0} batch {batch} {cache} ({m.Copies} cop{(m.Copies == 1 ? "y" : "ies")}): {m.Kernel} {m.SparseMs:F3} ms, {gbps:F1} GB/s ({gbps / m.StreamGBps:P0} of a streaming read, {m.StreamGBps:F1} GB/s), {bytesPerNnz:F2} B/nnz"));
-                foreach (var (baseline, ms) in m.Baselines)
-                    Console.WriteLine(FormattableString.Invariant($"    {baseline,-12} {ms,9:F3} ms → {ms / m.SparseMs,6:F2}×{(baseline == fastest.Name ? "   (fastest dense)" : "")}"));
+                foreach (Ours m in result.Ours)
+                {
+                    double gbps = m.Bytes / m.Ms / 1e6, bytesPerNnz = (double)m.Bytes / Math.Max(1, m.NonZeros);
+                    if (!json)
+                    {
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"    {m.Kernel,-16} {m.Ms,9:F3} ms → {fastest.Ms / m.Ms,6:F2}× the fastest dense; {gbps:F1} GB/s ({gbps / result.StreamGBps:P0} of the streaming read), {bytesPerNnz:F2} B/nnz, {m.Copies} cop{(m.Copies == 1 ? "y" : "ies")}"));
+                        continue;
+                    }
+                    foreach (var (baseline, ms) in result.Baselines)
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"{{\"kernel\":\"{m.Kernel}\",\"format\":\"{m.Format}\",\"cache\":\"{cache}\",\"baseline\":\"{baseline}\",\"rows\":{rows},\"cols\":{cols},\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"copies\":{m.Copies},\"sparse_ms\":{m.Ms:F4},\"baseline_ms\":{ms:F4},\"dense_ms\":{ms:F4},\"ratio\":{ms / m.Ms:F3},\"fastest_baseline\":{(baseline == fastest.Name ? "true" : "false")},\"gbps\":{gbps:F3},\"bytes_per_nnz\":{bytesPerNnz:F3},\"stream_gbps\":{result.StreamGBps:F3},\"llc_bytes\":{llc}}}"));
+                }
             }
     }
 
-    internal readonly record struct Result(string Kernel, MatrixFormat Format, int Copies, double SparseMs, (string Name, double Ms)[] Baselines,
-        long Bytes, long NonZeros, double StreamGBps);
+    /// <summary>One of our formats: its kernel name, JSON format name, median time, bytes read and copies cycled.</summary>
+    internal readonly record struct Ours(string Kernel, string Format, double Ms, long Bytes, long NonZeros, int Copies);
 
-    internal static unsafe Result Measure(int rows, int cols, double sparsity, int batch, int threads, MatrixFormat format, SimdLevel simd,
+    internal readonly record struct Result(Ours[] Ours, (string Name, double Ms)[] Baselines, double StreamGBps);
+
+    /// <summary>The JSON name of a stored format.</summary>
+    internal static string Name(MatrixFormat format) => format switch
+    {
+        MatrixFormat.Csr => "csr",
+        MatrixFormat.CsrFloat16 => "csr-fp16",
+        MatrixFormat.CsrInt8 => "csr-int8",
+        _ => "dense",
+    };
+
+    internal static unsafe Result Measure(int rows, int cols, double sparsity, int batch, int threads, IReadOnlyList<MatrixFormat> formats, SimdLevel simd,
         string cache, long llc, IReadOnlyList<string> baselines, StreamingRead? stream = null)
     {
         torch.set_num_threads(threads);
@@ -91,37 +110,37 @@ internal static class KernelQuickMode
         }
         int Copies(long bytes) => cache == "warm" ? 1 : (int)Math.Max(1, (4 * llc + bytes - 1) / bytes);
 
-        // The sparse copies, and as many dense sources as the dense baselines need (each copy a different matrix).
-        var matrices = new List<WeightMatrix>();
-        var sources = new List<float[]>();
-        float[] first = NewDense();
-        matrices.Add(WeightMatrix.FromDense(first, rows, cols, format));
-        sources.Add(first);
-        int sparseCopies = Copies(matrices[0].StoredBytes), denseCopies = Copies((long)rows * cols * sizeof(float));
-        while (matrices.Count < sparseCopies || sources.Count < denseCopies)
+        // Per format, as many copies (each a different matrix) as its size needs; the dense sources double as the
+        // dense baselines' copies.
+        var sources = new List<float[]> { NewDense() };
+        var matrices = formats.Select(f => new List<WeightMatrix> { WeightMatrix.FromDense(sources[0], rows, cols, f) }).ToArray();
+        int[] copies = matrices.Select(m => Copies(m[0].StoredBytes)).ToArray();
+        int denseCopies = Copies((long)rows * cols * sizeof(float));
+        for (int k = 1; k < Math.Max(copies.Max(), denseCopies); k++)
         {
             float[] dense = NewDense();
-            if (matrices.Count < sparseCopies) matrices.Add(WeightMatrix.FromDense(dense, rows, cols, format));
-            if (sources.Count < denseCopies) sources.Add(dense);
+            for (int f = 0; f < formats.Count; f++)
+                if (k < copies[f]) matrices[f].Add(WeightMatrix.FromDense(dense, rows, cols, formats[f]));
+            if (k < denseCopies) sources.Add(dense);
         }
         var x = GC.AllocateUninitializedArray<float>(cols * batch, pinned: true);
         for (long i = 0; i < x.Length; i++) x[i] = (float)(random.NextDouble() * 2 - 1);
         var y = GC.AllocateUninitializedArray<float>(rows * batch, pinned: true);
 
         var disposables = new List<IDisposable>();
-        var variants = new List<(string Name, Action Run)>();
-        static Action Cycle<T>(IReadOnlyList<T> copies, Action<T> run)
+        var variants = new List<Action>();
+        static Action Cycle<T>(IReadOnlyList<T> items, Action<T> run)
         {
             int next = 0;
-            return () => run(copies[next++ % copies.Count]);
+            return () => run(items[next++ % items.Count]);
         }
-        variants.Add(("ours", Cycle(matrices, m => m.Multiply(x, y, batch, default, threads, simd))));
+        foreach (var list in matrices) variants.Add(Cycle(list, m => m.Multiply(x, y, batch, default, threads, simd)));
         foreach (string baseline in baselines)
             switch (baseline)
             {
                 case "ours-dense":
-                    variants.Add((baseline, Cycle(sources.Select(d => WeightMatrix.FromDense(d, rows, cols, MatrixFormat.Dense)).ToArray(),
-                        m => m.Multiply(x, y, batch, default, threads, simd))));
+                    variants.Add(Cycle(sources.Select(d => WeightMatrix.FromDense(d, rows, cols, MatrixFormat.Dense)).ToArray(),
+                        m => m.Multiply(x, y, batch, default, threads, simd)));
                     break;
                 case "torchsharp":
                 {
@@ -132,30 +151,35 @@ internal static class KernelQuickMode
                     disposables.Add(xt);
                     disposables.AddRange(weights);
                     disposables.AddRange(transposed);
-                    variants.Add((baseline, Cycle(transposed, wt => { using var _ = xt.matmul(wt); })));
+                    variants.Add(Cycle(transposed, wt => { using var _ = xt.matmul(wt); }));
                     break;
                 }
                 case "openblas":
-                    variants.Add((baseline, Cycle(sources, d =>
+                    variants.Add(Cycle(sources, d =>
                     {
                         fixed (float* w = d, px = x, py = y) OpenBlas.Linear(w, rows, cols, px, py, batch);
-                    })));
+                    }));
                     break;
                 case "onnxruntime":
                 {
                     var sessions = sources.Select(d => new OrtLinear(d, rows, cols, batch, threads)).ToArray();
                     disposables.AddRange(sessions);
-                    variants.Add((baseline, Cycle(sessions, s => s.Run())));
+                    variants.Add(Cycle(sessions, s => s.Run()));
                     break;
                 }
             }
 
         try
         {
-            var times = Blocks(variants.Select(v => v.Run).ToArray(), rounds: 12, warmupMs: 50, blockMs: 20, stream, out double streamGBps);
-            string kernel = matrices[0].Format == MatrixFormat.Csr ? (batch == 1 ? "csr-spmv" : "csr-spmm") : (batch == 1 ? "dense-gemv" : "dense-gemm");
-            return new Result(kernel, matrices[0].Format, Math.Max(sparseCopies, 1), times[0],
-                variants.Skip(1).Select((v, i) => (v.Name, times[i + 1])).ToArray(), matrices[0].StoredBytes, matrices[0].NonZeros, streamGBps);
+            double[] times = Blocks([.. variants], rounds: 12, warmupMs: 50, blockMs: 20, stream, out double streamGBps);
+            var ours = matrices.Select((list, f) =>
+            {
+                WeightMatrix m = list[0];
+                string name = Name(m.Format);
+                string kernel = m.Format == MatrixFormat.Dense ? (batch == 1 ? "dense-gemv" : "dense-gemm") : $"{name}-{(batch == 1 ? "spmv" : "spmm")}";
+                return new Ours(kernel, name, times[f], m.StoredBytes, m.NonZeros, copies[f]);
+            }).ToArray();
+            return new Result(ours, baselines.Select((b, i) => (b, times[formats.Count + i])).ToArray(), streamGBps);
         }
         finally
         {
@@ -167,7 +191,7 @@ internal static class KernelQuickMode
     /// Per variant, the median time of one call: rounds of blocks, the order rotating every round; each block runs its
     /// variant untimed for <paramref name="warmupMs"/>, then times single calls for <paramref name="blockMs"/> (at least 3).
     /// </summary>
-    private static double[] Blocks(Action[] variants, int rounds, double warmupMs, double blockMs, StreamingRead? stream, out double streamGBps)
+    internal static double[] Blocks(Action[] variants, int rounds, double warmupMs, double blockMs, StreamingRead? stream, out double streamGBps)
     {
         var times = variants.Select(_ => new List<double>()).ToArray();
         var bandwidth = new List<double>();

@@ -11,7 +11,9 @@ if (args is ["quick", ..])
     // With kernel options (--rows, --sparsity, --batch, --threads, --json …): the sparse kernels against TorchSharp.
     // --conv: one Conv2d layer, im2col against direct sparse convolution, and TorchSharp's conv2d.
     // --obs: one-shot OBS/SparseGPT, Wanda and magnitude on one d×d Linear (--dims 300,1200,2400 --rows 1024).
+    // --models lenet,cnn,mlp4096: whole models, the sparse runtime against ONNX Runtime (dense and channel-shrunk).
     if (Pruning.Benchmarks.ObsQuickMode.Wants(args)) Pruning.Benchmarks.ObsQuickMode.Run(args);
+    else if (Pruning.Benchmarks.ModelsQuickMode.Wants(args)) Pruning.Benchmarks.ModelsQuickMode.Run(args);
     else if (Pruning.Benchmarks.ConvQuickMode.Wants(args)) Pruning.Benchmarks.ConvQuickMode.Run(args);
     else if (Pruning.Benchmarks.KernelQuickMode.Wants(args)) Pruning.Benchmarks.KernelQuickMode.Run(args);
     else Pruning.Benchmarks.QuickMode.Run();

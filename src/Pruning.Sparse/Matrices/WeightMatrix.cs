@@ -15,6 +15,12 @@ public enum MatrixFormat
     CsrFloat16,
     /// <summary>CSR with int8 values and a float32 scale per row (3 bytes per non-zero with uint16 indices).</summary>
     CsrInt8,
+    /// <summary>Block-sparse rows with 1×4 blocks (four consecutive inputs of one output): see <see cref="BsrMatrix"/>.</summary>
+    Bsr1x4,
+    /// <summary>Block-sparse rows with 4×1 blocks (one input of four consecutive outputs).</summary>
+    Bsr4x1,
+    /// <summary>Block-sparse rows with 4×4 blocks.</summary>
+    Bsr4x4,
 }
 
 /// <summary>
@@ -84,6 +90,7 @@ public abstract class WeightMatrix
         {
             MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8 => CsrMatrix.Compress(dense, rows, cols, format),
             MatrixFormat.Dense => DenseMatrix.Owning(dense.ToArray(), rows, cols),
+            MatrixFormat.Bsr1x4 or MatrixFormat.Bsr4x1 or MatrixFormat.Bsr4x4 => BsrMatrix.FromDense(dense, rows, cols, BsrMatrix.ShapeOf(format)),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown matrix format."),
         };
     }

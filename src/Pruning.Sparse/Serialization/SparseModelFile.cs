@@ -21,6 +21,8 @@ namespace Pruning.Sparse.Serialization;
 ///          2 CSR uint16 / 3 CSR int32: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
 ///          4 / 5 (version 2): the same with nnz u16 half values (finite)
 ///          6 / 7 (version 2): the same with rows f32 row scales (finite, ≥ 0), then nnz i8 values (−127…127)
+///          8 BSR uint16 / 9 BSR int32 (version 2): u8 R, u8 C, i32 blocks, (rows/R+1) i32 block row pointers,
+///                      blocks u16|i32 block columns, blocks·R·C f32 values
 /// bias:    u8 present, then rows f32
 /// </code>
 /// The reader treats the file as untrusted: the checksum is verified before parsing, every count is checked against
@@ -36,20 +38,21 @@ public static class SparseModelFile
 
     /// <summary>
     /// The newest version this library reads and writes: 2 adds compressed CSR values (<see cref="MatrixFormat.CsrFloat16"/>,
-    /// <see cref="MatrixFormat.CsrInt8"/>). A model without them is written as version 1, which older readers accept.
+    /// <see cref="MatrixFormat.CsrInt8"/>) and block-sparse matrices (<see cref="BsrMatrix"/>). A model without them is
+    /// written as version 1, which older readers accept.
     /// </summary>
     public static uint Version => 2;
 
     /// <summary>The oldest version that holds these matrices.</summary>
     internal static uint VersionFor(IEnumerable<WeightMatrix> matrices) =>
-        matrices.Any(m => m.Format is MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8) ? 2u : 1u;
+        matrices.Any(m => m.Format is not (MatrixFormat.Csr or MatrixFormat.Dense)) ? 2u : 1u;
 
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public static long MaxFileBytes => int.MaxValue;
 
     private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6 }
 
-    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7 }
+    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9 }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (a temporary file, then a rename), so a crash never leaves half a file.</summary>
     public static void Save(SparseModel model, string path) => FileFrame.Save(ToBytes(model), path);
@@ -148,6 +151,21 @@ public static class SparseModelFile
                     w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(stored.Scales.AsSpan()));
                     w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(stored.Int8.AsSpan()));
                 }
+                break;
+            }
+            case BsrMatrix bsr:
+            {
+                bool narrow = bsr.Cols / bsr.Block.C <= CsrMatrix.MaxColumnsForUInt16;
+                w.Write((byte)(narrow ? MatrixTag.Bsr16 : MatrixTag.Bsr32));
+                w.Write(bsr.Rows);
+                w.Write(bsr.Cols);
+                w.Write((byte)bsr.Block.R);
+                w.Write((byte)bsr.Block.C);
+                w.Write(bsr.Blocks);
+                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bsr.BlockRowPointers));
+                for (int j = 0; j < bsr.Blocks; j++)
+                    if (narrow) w.Write((ushort)bsr.BlockColumnAt(j)); else w.Write(bsr.BlockColumnAt(j));
+                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bsr.Values));
                 break;
             }
             default:
@@ -291,6 +309,33 @@ public static class SparseModelFile
                     catch (ArgumentException e)
                     {
                         throw r.Error($"{what}'s sparse matrix is inconsistent: {Bare(e)}", start, e);
+                    }
+                }
+            case MatrixTag.Bsr16 or MatrixTag.Bsr32:
+                {
+                    if (r.Version < 2) throw r.Error($"{what} is block-sparse (format {tag}), which a version-{r.Version} file cannot hold", start);
+                    int blockRowsIn = r.Byte($"{what} block rows"), blockColsIn = r.Byte($"{what} block columns");
+                    if (!BsrMatrix.Shapes.Contains((blockRowsIn, blockColsIn)) || !BsrMatrix.Fits(rows, cols, (blockRowsIn, blockColsIn)))
+                        throw r.Error($"{what} has {blockRowsIn}×{blockColsIn} blocks, which are not a supported shape or do not tile its {rows}×{cols} matrix", start);
+                    int blocks = r.Int32($"{what} block count");
+                    long most = (long)(rows / blockRowsIn) * (cols / blockColsIn);
+                    if (blocks < 0 || blocks > most) throw r.Error($"{what} claims {blocks} blocks where at most {most} fit", r.Position - 4);
+                    int[] pointers = r.Int32s(rows / blockRowsIn + 1L, $"{what} block row pointers");
+                    int[] columns;
+                    if ((MatrixTag)tag == MatrixTag.Bsr16)
+                    {
+                        if (cols / blockColsIn > CsrMatrix.MaxColumnsForUInt16) throw r.Error($"{what} stores uint16 block columns for {cols / blockColsIn} block columns", start);
+                        columns = Array.ConvertAll(r.UInt16s(blocks, $"{what} block columns"), c => (int)c);
+                    }
+                    else columns = r.Int32s(blocks, $"{what} block columns");
+                    float[] values = r.Singles((long)blocks * blockRowsIn * blockColsIn, $"{what} block values");
+                    try
+                    {
+                        return BsrMatrix.Owning(rows, cols, (blockRowsIn, blockColsIn), pointers, columns, values);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw r.Error($"{what}'s block-sparse matrix is inconsistent: {Bare(e)}", start, e);
                     }
                 }
             default:

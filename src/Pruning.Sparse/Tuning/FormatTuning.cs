@@ -15,11 +15,16 @@ public static class FormatTuning
     /// <summary>Candidates within this fraction of the fastest count as equally fast; the smallest of them is kept.</summary>
     public static double Tolerance { get; } = 0.03;
 
-    /// <summary>The formats <see cref="Tune(SparseModel, int, int, int)"/> chooses among: the exact ones, float32 CSR and dense.</summary>
-    public static IReadOnlyList<MatrixFormat> ExactFormats { get; } = [MatrixFormat.Csr, MatrixFormat.Dense];
+    /// <summary>
+    /// The formats <see cref="Tune(SparseModel, int, int, int)"/> chooses among: those that keep every weight exactly
+    /// (float32 CSR, block-sparse 1×4, 4×1 and 4×4 where the layer's shape tiles, dense).
+    /// </summary>
+    public static IReadOnlyList<MatrixFormat> ExactFormats { get; } =
+        [MatrixFormat.Csr, MatrixFormat.Bsr1x4, MatrixFormat.Bsr4x1, MatrixFormat.Bsr4x4, MatrixFormat.Dense];
 
     /// <summary>Every format: the exact ones and the compressed CSR values (half, int8 with row scales), which round the weights.</summary>
-    public static IReadOnlyList<MatrixFormat> AllFormats { get; } = [MatrixFormat.Csr, MatrixFormat.CsrFloat16, MatrixFormat.CsrInt8, MatrixFormat.Dense];
+    public static IReadOnlyList<MatrixFormat> AllFormats { get; } =
+        [MatrixFormat.Csr, MatrixFormat.CsrFloat16, MatrixFormat.CsrInt8, MatrixFormat.Bsr1x4, MatrixFormat.Bsr4x1, MatrixFormat.Bsr4x4, MatrixFormat.Dense];
 
     /// <summary>
     /// Times every Linear and Conv2d layer alone as CSR and as dense (and, for stride-1 convolutions with CSR filters,
@@ -86,13 +91,14 @@ public static class FormatTuning
             case LinearLayer linear:
             {
                 float[] w = linear.Weight.ToDense();
-                return formats.Select(f => (SparseLayer)new LinearLayer(WeightMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols, f), linear.Bias)).ToArray();
+                return formats.Where(f => Fits(f, linear.Weight))
+                    .Select(f => (SparseLayer)new LinearLayer(WeightMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols, f), linear.Bias)).ToArray();
             }
             case Conv2dLayer conv:
             {
                 float[] w = conv.Weight.ToDense();
                 var list = new List<SparseLayer>();
-                foreach (MatrixFormat format in formats)
+                foreach (MatrixFormat format in formats.Where(f => Fits(f, conv.Weight)))
                 {
                     WeightMatrix matrix = WeightMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols, format);
                     if (matrix is CsrMatrix && conv.Stride == (1, 1))
@@ -105,6 +111,10 @@ public static class FormatTuning
                 return [layer];
         }
     }
+
+    /// <summary>Block formats only where the layer's shape tiles into their blocks.</summary>
+    private static bool Fits(MatrixFormat format, WeightMatrix weight) =>
+        format is not (MatrixFormat.Bsr1x4 or MatrixFormat.Bsr4x1 or MatrixFormat.Bsr4x4) || BsrMatrix.Fits(weight.Rows, weight.Cols, BsrMatrix.ShapeOf(format));
 
     /// <summary>Every candidate alone on the same random input, round-robin, medians (see <see cref="LatencyTimer"/>).</summary>
     private static double[] Measure(SparseModel[] candidates, int batch, int runs, int threads, Random random)

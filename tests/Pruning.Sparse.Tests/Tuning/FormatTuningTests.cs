@@ -27,7 +27,7 @@ public class FormatTuningTests
             LinearLayer { Weight: CsrMatrix } => 1.0,
             _ => 5.0,
         };
-        FormatTuningResult result = FormatTuning.Tune(model, FormatTuning.ExactFormats, batch: 3, runs: 1, threads: 1, Timer);
+        FormatTuningResult result = FormatTuning.Tune(model, [MatrixFormat.Csr, MatrixFormat.Dense], batch: 3, runs: 1, threads: 1, Timer);
 
         var conv = result.Model.Layers[0].Should().BeOfType<Conv2dLayer>().Subject;
         conv.Weight.Format.Should().Be(MatrixFormat.Dense);
@@ -48,7 +48,7 @@ public class FormatTuningTests
     {
         // CSR at 70 % sparsity stores 0.3·6 B = 1.8 B per weight against 4 B dense: within the tolerance it wins.
         SparseModel model = Model();
-        FormatTuningResult result = FormatTuning.Tune(model, FormatTuning.ExactFormats, 1, 1, 1, alone => alone.Layers[0] switch
+        FormatTuningResult result = FormatTuning.Tune(model, [MatrixFormat.Csr, MatrixFormat.Dense], 1, 1, 1, alone => alone.Layers[0] switch
         {
             LinearLayer { Weight: DenseMatrix } => 1.0,
             LinearLayer => 1.0 + FormatTuning.Tolerance / 2,
@@ -69,5 +69,37 @@ public class FormatTuningTests
         FluentActions.Invoking(() => FormatTuning.Tune(model, batch: 0)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("batch");
         FluentActions.Invoking(() => FormatTuning.Tune(model, runs: 0)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("runs");
         FluentActions.Invoking(() => FormatTuning.Tune(null!)).Should().Throw<ArgumentNullException>();
+    }
+
+    [Fact]
+    public void Every_allowed_format_that_fits_is_a_candidate_and_the_rounding_ones_only_when_allowed()
+    {
+        SparseModel model = Model();
+        var seen = new List<string>();
+        double Timer(SparseModel alone)
+        {
+            seen.Add(alone.Layers[0].Describe());
+            return alone.Layers[0] switch
+            {
+                LinearLayer { Weight.Format: MatrixFormat.CsrInt8 } => 1.0,   // int8 "fastest" for the linear layer
+                Conv2dLayer { Weight.Format: MatrixFormat.Bsr4x1 } => 1.0,    // 4×1 blocks for the convolution (4 filters tile)
+                _ => 2.0,
+            };
+        }
+        FormatTuningResult all = FormatTuning.Tune(model, FormatTuning.AllFormats, 1, 1, 1, Timer);
+        all.Model.Layers[0].Should().BeOfType<Conv2dLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Bsr4x1);
+        all.Model.Layers[3].Should().BeOfType<LinearLayer>().Which.Weight.Format.Should().Be(MatrixFormat.CsrInt8);
+        // conv (4×18): CSR ×3 value encodings × (direct, im2col) + BSR 4×1 + dense; 1×4 and 4×4 do not tile 18 columns.
+        all.Choices[0].Options.Should().HaveCount(8);
+        // linear (5×144): CSR ×3, BSR 1×4 (5 rows rule out 4×1 and 4×4), dense.
+        all.Choices[1].Options.Should().HaveCount(5);
+
+        FormatTuningResult exact = FormatTuning.Tune(model, FormatTuning.ExactFormats, 1, 1, 1, Timer);
+        exact.Model.Layers.OfType<LinearLayer>().Single().Weight.Format.Should().NotBe(MatrixFormat.CsrInt8, "rounding formats are used only when allowed");
+        float[] x = Reference.Random(2 * 6 * 6, 17);
+        exact.Model.Run(x, 1).ShouldMatch(model.Run(x, 1));
+
+        FluentActions.Invoking(() => FormatTuning.Tune(model, [MatrixFormat.Auto])).Should().Throw<ArgumentException>().WithParameterName("formats");
+        FluentActions.Invoking(() => FormatTuning.Tune(model, [])).Should().Throw<ArgumentException>().WithParameterName("formats");
     }
 }

@@ -1,0 +1,183 @@
+using System.Globalization;
+using Microsoft.ML.OnnxRuntime;
+using Pruning.Export;
+using Pruning.Grouping;
+using Pruning.Scheduling;
+using Pruning.Sparse;
+using Pruning.Sparse.Layers;
+using Pruning.Sparse.Matrices;
+using Pruning.Structure;
+using Pruning.Targets;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Benchmarks;
+
+/// <summary>
+/// <c>-- quick --models [lenet,cnn,mlp4096] [--sparsity 0.9] [--threads 2] [--json]</c>: whole models, the sparse runtime
+/// against ONNX Runtime, at batch 1 and 64, in one process. Each model is pruned one-shot by magnitude (latency does
+/// not depend on training) and exported three ways: our file (fp32 CSR by <c>Auto</c>, and with fp16 values), the
+/// same weights dense in ONNX (zeros in place: what ORT runs), and the channel-shrunk model with about as many
+/// weights as the sparse one has non-zeros (output channels of every layer but the last removed by L2 norm, then
+/// <see cref="SequentialChannels.Shrink"/>): what ORT can actually speed up. ORT: preallocated, bound OrtValues,
+/// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode.
+/// </summary>
+internal static class ModelsQuickMode
+{
+    public static bool Wants(string[] args) => args.Contains("--models");
+
+    public static void Run(string[] args)
+    {
+        int threads = KernelQuickMode.Int(args, "--threads", Environment.ProcessorCount);
+        double sparsity = KernelQuickMode.Double(args, "--sparsity", 0.9);
+        bool json = args.Contains("--json");
+        string list = KernelQuickMode.Arg(args, "--models") is { } l && !l.StartsWith("--", StringComparison.Ordinal) ? l : "lenet,cnn,mlp4096";
+        torch.set_num_threads(threads);
+        foreach (string name in list.Split(','))
+        {
+            var (model, input) = Build(name);
+            Measure(name, model, input, sparsity, threads, json);
+        }
+    }
+
+    private static (Sequential Model, long[] Input) Build(string name)
+    {
+        torch.manual_seed(1);
+        return name switch
+        {
+            "lenet" => (nn.Sequential(("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10))), [784]),
+            "mlp4096" => (nn.Sequential(("fc1", nn.Linear(4096, 4096)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(4096, 4096)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(4096, 10))), [4096]),
+            "cnn" => (nn.Sequential(
+                ("conv1", nn.Conv2d(1, 16, 3, padding: 1)), ("bn1", nn.BatchNorm2d(16)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+                ("conv2", nn.Conv2d(16, 32, 3, padding: 1)), ("bn2", nn.BatchNorm2d(32)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+                ("conv3", nn.Conv2d(32, 64, 3, padding: 1)), ("bn3", nn.BatchNorm2d(64)), ("relu3", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(1)),
+                ("flat", nn.Flatten()), ("fc", nn.Linear(64, 10))), [1, 28, 28]),
+            _ => throw new ArgumentException($"--models: unknown model '{name}'; known: lenet, cnn, mlp4096."),
+        };
+    }
+
+    private static void Measure(string name, Sequential model, long[] input, double sparsity, int threads, bool json)
+    {
+        model.eval();
+        var shape = input.Length == 1 ? new FeatureShape((int)input[0]) : new FeatureShape((int)input[0], (int)input[1], (int)input[2]);
+        long weights = Weights(model);
+
+        // The channel-shrunk model first, from a copy of the dense weights.
+        Sequential shrunk = Shrunk(name, model, weights, sparsity, out double channelSparsity);
+        using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(sparsity) }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        SparseModel ours = SparseExport.ToSparseModel(model, shape);
+        SparseModel half = SparseExport.ToSparseModel(model, shape, MatrixFormat.CsrFloat16);
+        using var ortDense = new OrtModel(OnnxExport.ToBytes(model, shape), input, threads);
+        using var ortShrunk = new OrtModel(OnnxExport.ToBytes(shrunk, shape), input, threads);
+        long nonZeros = ours.Layers.Sum(l => l switch { LinearLayer linear => linear.Weight.NonZeros, Conv2dLayer conv => conv.Weight.NonZeros, _ => 0 });
+
+        foreach (int batch in new[] { 1, 64 })
+        {
+            var random = new Random(batch);
+            float[] x = Enumerable.Range(0, (int)(shape.Size * batch)).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            float[] y = new float[ours.OutputShape.Size * batch];
+            Action[] variants =
+            [
+                () => ours.Run(x, y, batch, threads),
+                () => half.Run(x, y, batch, threads),
+                ortDense.Prepared(x, batch),
+                ortShrunk.Prepared(x, batch),
+            ];
+            double[] ms = KernelQuickMode.Blocks(variants, rounds: 12, warmupMs: 50, blockMs: 30, stream: null, out _);
+            string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk"];
+            if (json)
+            {
+                for (int v = 0; v < names.Length; v++)
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"{{\"model\":\"{name}\",\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"variant\":\"{names[v]}\",\"ms\":{ms[v]:F5},\"ratio_vs_onnxruntime_dense\":{ms[2] / ms[v]:F3},\"weights\":{weights},\"non_zeros\":{nonZeros},\"shrunk_weights\":{Weights(shrunk)},\"channel_sparsity\":{channelSparsity:F3}}}"));
+                continue;
+            }
+            Console.WriteLine(FormattableString.Invariant(
+                $"{name} at {sparsity:P0} ({nonZeros:N0} of {weights:N0} weights; shrunk model {Weights(shrunk):N0} weights, {channelSparsity:P0} of channels removed), batch {batch}, {threads} threads:"));
+            for (int v = 0; v < names.Length; v++)
+                Console.WriteLine(FormattableString.Invariant($"    {names[v],-20} {ms[v] * 1000,10:F1} µs   ({ms[2] / ms[v]:F2}× ONNX Runtime dense)"));
+        }
+    }
+
+    /// <summary>Weights of the Linear and Conv2d layers (no biases, no BatchNorm).</summary>
+    private static long Weights(Sequential model) =>
+        model.named_parameters().Where(p => p.name.EndsWith(".weight", StringComparison.Ordinal) && p.parameter.dim() >= 2).Sum(p => p.parameter.numel());
+
+    /// <summary>
+    /// A copy of <paramref name="model"/> with the same fraction of output channels removed from every layer but the
+    /// last, the fraction chosen (by bisection on the shapes) so that it keeps about as many weights as the sparse model.
+    /// </summary>
+    private static Sequential Shrunk(string name, Sequential model, long weights, double sparsity, out double channelSparsity)
+    {
+        var (copy, _) = Build(name);
+        copy.load_state_dict(model.state_dict());
+        copy.eval();
+        var channels = SequentialChannels.Analyze(copy);
+        double low = 0, high = 1;
+        for (int i = 0; i < 40; i++)
+        {
+            double keep = (low + high) / 2;
+            if (KeptWeights(copy, channels, keep) > (1 - sparsity) * weights) high = keep; else low = keep;
+        }
+        channelSparsity = 1 - low;
+        using (var pruner = new GradualPruner(copy, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(channelSparsity),
+            Targets = PruningTargets.Default.Include([.. channels.Layers.Select(l => l.Weight)]),
+            Granularity = PruningGranularity.OutputChannels(),
+            Channels = channels,
+        }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        return channels.Shrink();
+    }
+
+    /// <summary>Weights left when every channel layer keeps the fraction <paramref name="keep"/> of its outputs (rounded as the pruner rounds).</summary>
+    private static double KeptWeights(Sequential model, SequentialChannels channels, double keep)
+    {
+        var keptOut = channels.Layers.ToDictionary(l => l.Producer, l => Math.Max(1, l.Channels - (long)Math.Round(l.Channels * (1 - keep))) / (double)l.Channels);
+        double total = 0, inputFraction = 1;
+        foreach (var (child, module) in model.named_children())
+        {
+            if (module is not (Linear or Conv2d)) continue;
+            long count = ((Tensor)module.named_parameters().First(p => p.name == "weight").parameter).numel();
+            double outFraction = keptOut.TryGetValue(child, out double f) ? f : 1;
+            total += count * outFraction * inputFraction;
+            inputFraction = outFraction;
+        }
+        return total;
+    }
+
+    /// <summary>An ONNX model in ONNX Runtime with preallocated, bound input and output values per batch size.</summary>
+    private sealed class OrtModel(byte[] onnx, long[] input, int threads) : IDisposable
+    {
+        private readonly InferenceSession _session = new(onnx, new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        private readonly RunOptions _run = new();
+        private readonly List<IDisposable> _owned = [];
+
+        public Action Prepared(float[] x, int batch)
+        {
+            var inputValue = OrtValue.CreateTensorValueFromMemory(x, [batch, .. input]);
+            var output = OrtValue.CreateTensorValueFromMemory(new float[batch * 10], [batch, 10]);
+            var binding = _session.CreateIoBinding();
+            binding.BindInput(_session.InputNames[0], inputValue);
+            binding.BindOutput(_session.OutputNames[0], output);
+            _owned.AddRange([binding, inputValue, output]);
+            return () => _session.RunWithBinding(_run, binding);
+        }
+
+        public void Dispose()
+        {
+            foreach (var o in _owned) o.Dispose();
+            _run.Dispose();
+            _session.Dispose();
+        }
+    }
+}
