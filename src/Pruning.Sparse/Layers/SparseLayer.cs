@@ -35,6 +35,8 @@ public abstract class SparseLayer
             Matrices.MatrixFormat.CsrInt8 => $"CSR int8, {weight.Sparsity:P1} sparse",
             Matrices.MatrixFormat.Bsr1x4 or Matrices.MatrixFormat.Bsr4x1 or Matrices.MatrixFormat.Bsr4x4 =>
                 $"BSR {((Matrices.BsrMatrix)weight).Block.R}×{((Matrices.BsrMatrix)weight).Block.C}, {weight.Sparsity:P1} sparse",
+            Matrices.MatrixFormat.Nm2of4 or Matrices.MatrixFormat.Nm4of8 =>
+                $"{((Matrices.NmMatrix)weight).N}:{((Matrices.NmMatrix)weight).M}, {weight.Sparsity:P1} sparse",
             _ => $"dense, {weight.Sparsity:P1} zeros",
         };
 

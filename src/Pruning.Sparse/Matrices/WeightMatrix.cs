@@ -21,6 +21,10 @@ public enum MatrixFormat
     Bsr4x1,
     /// <summary>Block-sparse rows with 4×4 blocks.</summary>
     Bsr4x4,
+    /// <summary>2:4 semi-structured: two values of every four inputs, positions packed (see <see cref="NmMatrix"/>).</summary>
+    Nm2of4,
+    /// <summary>4:8 semi-structured: four values of every eight inputs.</summary>
+    Nm4of8,
 }
 
 /// <summary>
@@ -91,6 +95,7 @@ public abstract class WeightMatrix
             MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8 => CsrMatrix.Compress(dense, rows, cols, format),
             MatrixFormat.Dense => DenseMatrix.Owning(dense.ToArray(), rows, cols),
             MatrixFormat.Bsr1x4 or MatrixFormat.Bsr4x1 or MatrixFormat.Bsr4x4 => BsrMatrix.FromDense(dense, rows, cols, BsrMatrix.ShapeOf(format)),
+            MatrixFormat.Nm2of4 or MatrixFormat.Nm4of8 => NmMatrix.FromDense(dense, rows, cols, NmMatrix.PatternOf(format)),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown matrix format."),
         };
     }

@@ -23,6 +23,7 @@ namespace Pruning.Sparse.Serialization;
 ///          6 / 7 (version 2): the same with rows f32 row scales (finite, ≥ 0), then nnz i8 values (−127…127)
 ///          8 BSR uint16 / 9 BSR int32 (version 2): u8 R, u8 C, i32 blocks, (rows/R+1) i32 block row pointers,
 ///                      blocks u16|i32 block columns, blocks·R·C f32 values
+///          10 N:M (version 2): u8 N, u8 M, rows·cols/M position words (u8 for 2:4, u16 for 4:8), rows·cols/M·N f32 values
 /// bias:    u8 present, then rows f32
 /// </code>
 /// The reader treats the file as untrusted: the checksum is verified before parsing, every count is checked against
@@ -38,7 +39,7 @@ public static class SparseModelFile
 
     /// <summary>
     /// The newest version this library reads and writes: 2 adds compressed CSR values (<see cref="MatrixFormat.CsrFloat16"/>,
-    /// <see cref="MatrixFormat.CsrInt8"/>) and block-sparse matrices (<see cref="BsrMatrix"/>). A model without them is
+    /// <see cref="MatrixFormat.CsrInt8"/>), block-sparse (<see cref="BsrMatrix"/>) and N:M (<see cref="NmMatrix"/>) matrices. A model without them is
     /// written as version 1, which older readers accept.
     /// </summary>
     public static uint Version => 2;
@@ -52,7 +53,7 @@ public static class SparseModelFile
 
     private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6 }
 
-    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9 }
+    private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9, NOfM = 10 }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (a temporary file, then a rename), so a crash never leaves half a file.</summary>
     public static void Save(SparseModel model, string path) => FileFrame.Save(ToBytes(model), path);
@@ -168,6 +169,15 @@ public static class SparseModelFile
                 w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bsr.Values));
                 break;
             }
+            case NmMatrix nm:
+                w.Write((byte)MatrixTag.NOfM);
+                w.Write(nm.Rows);
+                w.Write(nm.Cols);
+                w.Write((byte)nm.N);
+                w.Write((byte)nm.M);
+                w.Write(nm.Positions);
+                w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(nm.Values));
+                break;
             default:
                 throw new NotSupportedException($"The model file cannot hold a {matrix.GetType().Name}.");
         }
@@ -338,6 +348,24 @@ public static class SparseModelFile
                         throw r.Error($"{what}'s block-sparse matrix is inconsistent: {Bare(e)}", start, e);
                     }
                 }
+            case MatrixTag.NOfM:
+                {
+                    if (r.Version < 2) throw r.Error($"{what} is N:M sparse (format {tag}), which a version-{r.Version} file cannot hold", start);
+                    int n = r.Byte($"{what} N"), m = r.Byte($"{what} M");
+                    if (!NmMatrix.Patterns.Contains((n, m)) || cols % m != 0)
+                        throw r.Error($"{what} is {n}:{m} sparse, which is not a supported pattern or does not tile its {cols} columns", start);
+                    long groups = (long)rows * (cols / m);
+                    byte[] positions = r.Bytes(groups * NmMatrix.WordBytes(m), $"{what} position words");
+                    float[] values = r.Singles(groups * n, $"{what} N:M values");
+                    try
+                    {
+                        return NmMatrix.Owning(rows, cols, (n, m), positions, values);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw r.Error($"{what}'s N:M matrix is inconsistent: {Bare(e)}", start, e);
+                    }
+                }
             default:
                 throw r.Error($"{what} has unknown matrix format {tag}", start);
         }
@@ -392,6 +420,7 @@ public static class SparseModelFile
         public int[] Int32s(long count, string what) => Array<int>(count, 4, what);
         public ushort[] UInt16s(long count, string what) => Array<ushort>(count, 2, what);
         public sbyte[] SBytes(long count, string what) => Array<sbyte>(count, 1, what);
+        public byte[] Bytes(long count, string what) => Array<byte>(count, 1, what);
 
         private T[] Array<T>(long count, int size, string what) where T : unmanaged
         {

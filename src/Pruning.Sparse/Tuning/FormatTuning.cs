@@ -17,14 +17,16 @@ public static class FormatTuning
 
     /// <summary>
     /// The formats <see cref="Tune(SparseModel, int, int, int)"/> chooses among: those that keep every weight exactly
-    /// (float32 CSR, block-sparse 1×4, 4×1 and 4×4 where the layer's shape tiles, dense).
+    /// (float32 CSR, block-sparse 1×4, 4×1 and 4×4 where the layer's shape tiles, 2:4 and 4:8 where its zeros follow
+    /// the pattern, dense).
     /// </summary>
     public static IReadOnlyList<MatrixFormat> ExactFormats { get; } =
-        [MatrixFormat.Csr, MatrixFormat.Bsr1x4, MatrixFormat.Bsr4x1, MatrixFormat.Bsr4x4, MatrixFormat.Dense];
+        [MatrixFormat.Csr, MatrixFormat.Bsr1x4, MatrixFormat.Bsr4x1, MatrixFormat.Bsr4x4, MatrixFormat.Nm2of4, MatrixFormat.Nm4of8, MatrixFormat.Dense];
 
     /// <summary>Every format: the exact ones and the compressed CSR values (half, int8 with row scales), which round the weights.</summary>
     public static IReadOnlyList<MatrixFormat> AllFormats { get; } =
-        [MatrixFormat.Csr, MatrixFormat.CsrFloat16, MatrixFormat.CsrInt8, MatrixFormat.Bsr1x4, MatrixFormat.Bsr4x1, MatrixFormat.Bsr4x4, MatrixFormat.Dense];
+        [MatrixFormat.Csr, MatrixFormat.CsrFloat16, MatrixFormat.CsrInt8, MatrixFormat.Bsr1x4, MatrixFormat.Bsr4x1, MatrixFormat.Bsr4x4,
+         MatrixFormat.Nm2of4, MatrixFormat.Nm4of8, MatrixFormat.Dense];
 
     /// <summary>
     /// Times every Linear and Conv2d layer alone as CSR and as dense (and, for stride-1 convolutions with CSR filters,
@@ -91,14 +93,14 @@ public static class FormatTuning
             case LinearLayer linear:
             {
                 float[] w = linear.Weight.ToDense();
-                return formats.Where(f => Fits(f, linear.Weight))
+                return formats.Where(f => Fits(f, linear.Weight, w))
                     .Select(f => (SparseLayer)new LinearLayer(WeightMatrix.FromDense(w, linear.Weight.Rows, linear.Weight.Cols, f), linear.Bias)).ToArray();
             }
             case Conv2dLayer conv:
             {
                 float[] w = conv.Weight.ToDense();
                 var list = new List<SparseLayer>();
-                foreach (MatrixFormat format in formats.Where(f => Fits(f, conv.Weight)))
+                foreach (MatrixFormat format in formats.Where(f => Fits(f, conv.Weight, w)))
                 {
                     WeightMatrix matrix = WeightMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols, format);
                     if (matrix is CsrMatrix && conv.Stride == (1, 1))
@@ -112,9 +114,13 @@ public static class FormatTuning
         }
     }
 
-    /// <summary>Block formats only where the layer's shape tiles into their blocks.</summary>
-    private static bool Fits(MatrixFormat format, WeightMatrix weight) =>
-        format is not (MatrixFormat.Bsr1x4 or MatrixFormat.Bsr4x1 or MatrixFormat.Bsr4x4) || BsrMatrix.Fits(weight.Rows, weight.Cols, BsrMatrix.ShapeOf(format));
+    /// <summary>Block formats only where the layer's shape tiles into their blocks; N:M only where its zeros follow the pattern.</summary>
+    private static bool Fits(MatrixFormat format, WeightMatrix weight, float[] dense) => format switch
+    {
+        MatrixFormat.Bsr1x4 or MatrixFormat.Bsr4x1 or MatrixFormat.Bsr4x4 => BsrMatrix.Fits(weight.Rows, weight.Cols, BsrMatrix.ShapeOf(format)),
+        MatrixFormat.Nm2of4 or MatrixFormat.Nm4of8 => NmMatrix.Fits(dense, weight.Rows, weight.Cols, NmMatrix.PatternOf(format)),
+        _ => true,
+    };
 
     /// <summary>Every candidate alone on the same random input, round-robin, medians (see <see cref="LatencyTimer"/>).</summary>
     private static double[] Measure(SparseModel[] candidates, int batch, int runs, int threads, Random random)
