@@ -10,7 +10,7 @@ namespace Pruning.Benchmarks;
 
 /// <summary>
 /// <c>-- quick --rows R --cols C --sparsity S --batch B --threads T [--format auto,csrfloat16,csrint8] [--cache warm|cold|both]
-/// [--baselines torchsharp,ours-dense,openblas,onnxruntime] [--json]</c>: our kernel against every dense baseline on the
+/// [--baselines torchsharp,ours-dense,openblas,onnxruntime,mkl-csr] [--json]</c>: our kernel against every dense baseline on the
 /// same matrix, in one process, at the same thread count; each of our formats (comma-separated; auto = fp32 CSR or
 /// dense by density, csrfloat16 and csrint8 = compressed values) is one more variant. Without sizes it runs the grid (4096², 90 % and
 /// 50 %, batch 1 and 64). "warm": one matrix, repeated (it stays in cache when it fits); "cold": each variant cycles
@@ -23,7 +23,10 @@ internal static class KernelQuickMode
 {
     public static bool Wants(string[] args) => args.Any(a => a is "--rows" or "--cols" or "--sparsity" or "--batch" or "--threads" or "--json" or "--format" or "--kernels" or "--simd" or "--cache" or "--baselines");
 
-    private static readonly string[] AllBaselines = ["torchsharp", "ours-dense", "openblas", "onnxruntime"];
+    private static readonly string[] AllBaselines = ["torchsharp", "ours-dense", "openblas", "onnxruntime", "mkl-csr"];
+
+    /// <summary>The sparse peer: not a dense baseline, so never "the fastest dense".</summary>
+    private const string MklCsrBaseline = "mkl-csr";
 
     public static void Run(string[] args)
     {
@@ -47,6 +50,11 @@ internal static class KernelQuickMode
             Console.Error.WriteLine("OpenBLAS is not installed (sudo apt-get install libopenblas0-pthread); measuring without it.");
             baselines = baselines.Where(b => b != "openblas").ToArray();
         }
+        if (baselines.Contains(MklCsrBaseline) && !MklCsr.Available)
+        {
+            Console.Error.WriteLine("libtorch_cpu.so (MKL) was not found next to the benchmark; measuring without mkl-csr.");
+            baselines = baselines.Where(b => b != MklCsrBaseline).ToArray();
+        }
         long llc = LastLevelCacheBytes();
         using var stream = new StreamingRead(threads);
         if (!json) Console.WriteLine($"{threads} threads, {SimdSupport.Best} (measuring {simd}), last-level cache {llc >> 20} MiB; cold = copies totalling ≥ {4 * llc >> 20} MiB per variant");
@@ -58,7 +66,7 @@ internal static class KernelQuickMode
             foreach (string cache in caches)
             {
                 Result result = Measure(rows, cols, sparsity, batch, threads, formats, simd, cache, llc, baselines, stream);
-                var fastest = result.Baselines.MinBy(b => b.Ms);
+                var fastest = result.Baselines.Where(b => b.Name != MklCsrBaseline).MinBy(b => b.Ms);
                 if (!json)
                 {
                     Console.WriteLine(FormattableString.Invariant($"{rows}×{cols} {sparsity:P0} batch {batch} {cache} (streaming read {result.StreamGBps:F1} GB/s)"));
@@ -165,6 +173,19 @@ internal static class KernelQuickMode
                     var sessions = sources.Select(d => new OrtLinear(d, rows, cols, batch, threads)).ToArray();
                     disposables.AddRange(sessions);
                     variants.Add(Cycle(sessions, s => s.Run()));
+                    break;
+                }
+                case MklCsrBaseline:
+                {
+                    // MKL's CSR of the same matrices as our fp32 CSR copies (or of the dense sources when none was asked for).
+                    int csr = Array.FindIndex(matrices, list => list[0].Format == MatrixFormat.Csr);
+                    var mkl = (csr >= 0 ? matrices[csr].Cast<CsrMatrix>() : sources.Select(d => CsrMatrix.FromDense(d, rows, cols))).Select(m => new MklCsr(m)).ToArray();
+                    disposables.AddRange(mkl);
+                    MklCsr.Threads(threads);
+                    variants.Add(Cycle(mkl, m =>
+                    {
+                        fixed (float* px = x, py = y) m.Multiply(px, py, batch);
+                    }));
                     break;
                 }
             }

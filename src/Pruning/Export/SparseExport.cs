@@ -19,7 +19,8 @@ public static class SparseExport
 {
     /// <summary>
     /// Builds the inference model. <paramref name="input"/> is one sample's shape, e.g. (1, 28, 28) or (784).
-    /// <paramref name="format"/> chooses each weight's storage; <see cref="MatrixFormat.Auto"/> uses CSR only where it is
+    /// <paramref name="format"/> chooses every weight's storage (a block or N:M format must fit every layer; a layer it
+    /// does not fit is named); <see cref="MatrixFormat.Auto"/> uses CSR only where it is
     /// sparse enough to be faster: at most <see cref="WeightMatrix.CsrMaxDensity"/> non-zero for Linear and strided
     /// Conv2d, at most <see cref="Conv2dLayer.DirectMaxDensity"/> for stride-1 Conv2d (run by direct sparse convolution).
     /// </summary>
@@ -107,10 +108,19 @@ public static class SparseExport
     internal static IReadOnlyList<string> WeightNames(nn.Module model) =>
         Chain(model, "").Where(c => c.Module is Linear or Conv2d).Select(c => $"{c.Name}.weight").ToArray();
 
-    private static SparseLayer Build(FoldableLayer layer, MatrixFormat format) =>
-        layer.Conv is { } c
-            ? Conv2dLayer.FromDense(layer.Weight, layer.Rows, layer.Bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format)
-            : new LinearLayer(WeightMatrix.FromDense(layer.Weight, layer.Rows, layer.Weight.Length / layer.Rows, format), layer.Bias);
+    private static SparseLayer Build(FoldableLayer layer, MatrixFormat format)
+    {
+        try
+        {
+            return layer.Conv is { } c
+                ? Conv2dLayer.FromDense(layer.Weight, layer.Rows, layer.Bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format)
+                : new LinearLayer(WeightMatrix.FromDense(layer.Weight, layer.Rows, layer.Weight.Length / layer.Rows, format), layer.Bias);
+        }
+        catch (ArgumentException e) when (e.ParamName is "block" or "pattern" or "dense")
+        {
+            throw new ArgumentException($"Layer '{layer.Name}' cannot be stored as {format}: {SparseModelFile.Bare(e)}", nameof(format), e);
+        }
+    }
 
     /// <summary>The modules of a Sequential chain, nested Sequentials flattened, with their dotted names.</summary>
     internal static IEnumerable<(string Name, nn.Module Module)> Chain(nn.Module module, string prefix)

@@ -1,4 +1,5 @@
 using Pruning.Export;
+using Pruning.Grouping;
 using Pruning.Scheduling;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
@@ -134,5 +135,33 @@ public class SparseExportTests
         {
             File.Delete(path);
         }
+    }
+
+    [Fact]
+    public void What_block_and_n_of_m_granularities_train_exports_to_their_formats_without_fill_in()
+    {
+        var blocks = TestModels.Mlp(seed: 8);
+        using (var pruner = new GradualPruner(blocks, new PruningOptions { Schedule = new OneShotSchedule(0.75), Granularity = PruningGranularity.Blocks(1, 4) }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        SparseModel bsr = SparseExport.ToSparseModel(blocks, new FeatureShape(16), MatrixFormat.Bsr1x4);
+        bsr.Layers.OfType<LinearLayer>().Should().OnlyContain(l => l.Weight is BsrMatrix && l.Weight.StoredEntries == l.Weight.NonZeros);
+        ShouldMatchTorch(bsr, blocks, TestModels.Batch(2, size: 9).X);
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(blocks, new FeatureShape(16), MatrixFormat.Bsr4x1)).Should().Throw<ArgumentException>()
+            .WithParameterName("format").WithMessage("Layer 'fc3' cannot be stored as Bsr4x1: A 3×24 matrix does not split into 4×1 blocks*");
+
+        var nm = TestModels.Mlp(seed: 9);
+        using (var pruner = new GradualPruner(nm, new PruningOptions { Schedule = new OneShotSchedule(0.5), Granularity = PruningGranularity.NOfM(2, 4) }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        SparseModel twoOfFour = SparseExport.ToSparseModel(nm, new FeatureShape(16), MatrixFormat.Nm2of4);
+        twoOfFour.Layers.OfType<LinearLayer>().Should().OnlyContain(l => l.Weight is NmMatrix);
+        ShouldMatchTorch(twoOfFour, nm, TestModels.Batch(3, size: 9).X);
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(blocks, new FeatureShape(16), MatrixFormat.Nm2of4)).Should().Throw<ArgumentException>()
+            .WithParameterName("format").WithMessage("Layer 'fc1' cannot be stored as Nm2of4: Row *more than 2 non-zeros*");
     }
 }
