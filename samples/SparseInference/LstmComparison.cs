@@ -55,6 +55,9 @@ internal static class LstmComparison
             double torchPerplexity = model.Perplexity(test, Steps);
             double runtimePerplexity = RuntimePerplexity(sparse, test);
             double difference = Math.Abs(runtimePerplexity - torchPerplexity) / torchPerplexity;
+            // Compressed values: every matrix (embedding, LSTM, decoder) as CSR with half or int8 values.
+            double halfPerplexity = RuntimePerplexity(SequenceExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.CsrFloat16), test);
+            double int8Perplexity = RuntimePerplexity(SequenceExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.CsrInt8), test);
             var speed = new Dictionary<int, (double Ours, double Dense, double Theirs)>();
             foreach (int batch in new[] { 1, 16, 64 }) speed[batch] = TokensPerSecond(model, sparse, denseRuntime, batch, vocabulary.Count);
             int[] prompt = KjvCorpus.Words(Prompt).Select(w => vocabulary[w]).ToArray();
@@ -65,6 +68,7 @@ internal static class LstmComparison
             Console.WriteLine();
             Console.WriteLine($"── {sparsity:P0} sparse ── {sparse.Describe().Split('\n')[^1]}, file {new FileInfo(path).Length:N0} B");
             Console.WriteLine($"test perplexity: sparse runtime {runtimePerplexity:F4}, TorchSharp {torchPerplexity:F4} (relative difference {difference:E1}; tolerance {Tolerance:E0})");
+            Console.WriteLine($"  with compressed values: fp16 {halfPerplexity:F4} ({(halfPerplexity / runtimePerplexity - 1) * 100:+0.000;-0.000} %), int8 {int8Perplexity:F4} ({(int8Perplexity / runtimePerplexity - 1) * 100:+0.000;-0.000} %)");
             foreach (var (batch, (o, d, t)) in speed)
                 Console.WriteLine($"  batch {batch,2}: sparse runtime {o,10:N0} tokens/s   runtime, dense weights {d,10:N0}   TorchSharp dense {t,10:N0}   → {o / t:F2}× TorchSharp, {o / d:F2}× dense runtime");
             Console.WriteLine($"  greedy from \"{Prompt}\" ({(identical ? "identical tokens" : "TOKENS DIFFER")}):");
@@ -74,6 +78,7 @@ internal static class LstmComparison
             {
                 ["model"] = "lstm", ["sparsity"] = sparsity, ["metric_name"] = "perplexity",
                 ["torchsharp_metric"] = torchPerplexity, ["runtime_metric"] = runtimePerplexity,
+                ["fp16_metric"] = halfPerplexity, ["int8_metric"] = int8Perplexity,
                 ["batch1_speedup"] = speed[1].Ours / speed[1].Theirs, ["batch16_speedup"] = speed[16].Ours / speed[16].Theirs,
                 ["batch64_speedup"] = speed[64].Ours / speed[64].Theirs, ["greedy_identical"] = identical,
                 ["batch1_speedup_vs_dense_runtime"] = speed[1].Ours / speed[1].Dense,
