@@ -21,7 +21,7 @@ namespace Pruning.Benchmarks;
 /// </summary>
 internal static class KernelQuickMode
 {
-    public static bool Wants(string[] args) => args.Any(a => a is "--rows" or "--cols" or "--sparsity" or "--batch" or "--threads" or "--json" or "--format" or "--kernels" or "--simd" or "--cache" or "--baselines");
+    public static bool Wants(string[] args) => args.Any(a => a is "--rows" or "--cols" or "--sparsity" or "--batch" or "--threads" or "--json" or "--format" or "--kernels" or "--simd" or "--cache" or "--baselines" or "--structure");
 
     private static readonly string[] AllBaselines = ["torchsharp", "ours-dense", "openblas", "onnxruntime", "mkl-csr"];
 
@@ -32,7 +32,16 @@ internal static class KernelQuickMode
     {
         int threads = Int(args, "--threads", Environment.ProcessorCount);
         bool json = args.Contains("--json");
-        MatrixFormat[] formats = (Arg(args, "--format") ?? "auto,csrfloat16,csrint8").Split(',', StringSplitOptions.RemoveEmptyEntries)
+        // --structure: where the zeros are. unstructured (default), blocks4x1 (whole R×C blocks, as Blocks(r, c) prunes) or
+        // nm2of4 / nm4of8 (N of every M consecutive inputs; the sparsity is then 1 − N/M).
+        string structure = Arg(args, "--structure") ?? "unstructured";
+        (int R, int C)? block = structure.StartsWith("blocks", StringComparison.Ordinal)
+            ? (int.Parse(structure[6..].Split('x')[0], CultureInfo.InvariantCulture), int.Parse(structure[6..].Split('x')[1], CultureInfo.InvariantCulture)) : null;
+        (int N, int M)? pattern = structure switch { "nm2of4" => (2, 4), "nm4of8" => (4, 8), _ => null };
+        if (block is null && pattern is null && structure != "unstructured")
+            throw new ArgumentException($"--structure must be unstructured, blocksRxC (1x4, 4x1, 4x4) or nm2of4/nm4of8, not '{structure}'.");
+        string defaultFormats = block is { } b ? $"auto,bsr{b.R}x{b.C}" : pattern is { } p ? $"auto,nm{p.N}of{p.M}" : "auto,csrfloat16,csrint8";
+        MatrixFormat[] formats = (Arg(args, "--format") ?? defaultFormats).Split(',', StringSplitOptions.RemoveEmptyEntries)
             .Select(f => Enum.Parse<MatrixFormat>(f.Replace("-", ""), ignoreCase: true)).ToArray();
         SimdLevel simd = Arg(args, "--simd") is { } level ? Enum.Parse<SimdLevel>(level, ignoreCase: true) : SimdSupport.Best;
         string[] caches = (Arg(args, "--cache") ?? "both") switch
@@ -62,14 +71,15 @@ internal static class KernelQuickMode
         var shapes = Arg(args, "--rows") is null
             ? new[] { (4096, 4096, 0.9, 1), (4096, 4096, 0.9, 64), (4096, 4096, 0.5, 1), (4096, 4096, 0.5, 64) }
             : new[] { (Int(args, "--rows", 4096), Int(args, "--cols", 4096), Double(args, "--sparsity", 0.9), Int(args, "--batch", 1)) };
+        if (pattern is { } nm) shapes = shapes.Select(sh => (sh.Item1, sh.Item2, 1.0 - (double)nm.N / nm.M, sh.Item4)).Distinct().ToArray();
         foreach (var (rows, cols, sparsity, batch) in shapes)
             foreach (string cache in caches)
             {
-                Result result = Measure(rows, cols, sparsity, batch, threads, formats, simd, cache, llc, baselines, stream);
+                Result result = Measure(rows, cols, sparsity, batch, threads, formats, simd, cache, llc, baselines, stream, block, pattern);
                 var fastest = result.Baselines.Where(b => b.Name != MklCsrBaseline).MinBy(b => b.Ms);
                 if (!json)
                 {
-                    Console.WriteLine(FormattableString.Invariant($"{rows}×{cols} {sparsity:P0} batch {batch} {cache} (streaming read {result.StreamGBps:F1} GB/s)"));
+                    Console.WriteLine(FormattableString.Invariant($"{rows}×{cols} {sparsity:P0} {structure} batch {batch} {cache} (streaming read {result.StreamGBps:F1} GB/s)"));
                     foreach (var (baseline, ms) in result.Baselines)
                         Console.WriteLine(FormattableString.Invariant($"    {baseline,-12} {ms,9:F3} ms{(baseline == fastest.Name ? "   (fastest dense)" : "")}"));
                 }
@@ -84,7 +94,7 @@ internal static class KernelQuickMode
                     }
                     foreach (var (baseline, ms) in result.Baselines)
                         Console.WriteLine(FormattableString.Invariant(
-                            $"{{\"kernel\":\"{m.Kernel}\",\"format\":\"{m.Format}\",\"cache\":\"{cache}\",\"baseline\":\"{baseline}\",\"rows\":{rows},\"cols\":{cols},\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"copies\":{m.Copies},\"sparse_ms\":{m.Ms:F4},\"baseline_ms\":{ms:F4},\"dense_ms\":{ms:F4},\"ratio\":{ms / m.Ms:F3},\"fastest_baseline\":{(baseline == fastest.Name ? "true" : "false")},\"gbps\":{gbps:F3},\"bytes_per_nnz\":{bytesPerNnz:F3},\"stream_gbps\":{result.StreamGBps:F3},\"llc_bytes\":{llc}}}"));
+                            $"{{\"kernel\":\"{m.Kernel}\",\"format\":\"{m.Format}\",\"cache\":\"{cache}\",\"structure\":\"{structure}\",\"baseline\":\"{baseline}\",\"rows\":{rows},\"cols\":{cols},\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"copies\":{m.Copies},\"sparse_ms\":{m.Ms:F4},\"baseline_ms\":{ms:F4},\"dense_ms\":{ms:F4},\"ratio\":{ms / m.Ms:F3},\"fastest_baseline\":{(baseline == fastest.Name ? "true" : "false")},\"gbps\":{gbps:F3},\"bytes_per_nnz\":{bytesPerNnz:F3},\"stream_gbps\":{result.StreamGBps:F3},\"llc_bytes\":{llc}}}"));
                 }
             }
     }
@@ -100,11 +110,16 @@ internal static class KernelQuickMode
         MatrixFormat.Csr => "csr",
         MatrixFormat.CsrFloat16 => "csr-fp16",
         MatrixFormat.CsrInt8 => "csr-int8",
+        MatrixFormat.Bsr1x4 => "bsr1x4",
+        MatrixFormat.Bsr4x1 => "bsr4x1",
+        MatrixFormat.Bsr4x4 => "bsr4x4",
+        MatrixFormat.Nm2of4 => "nm2of4",
+        MatrixFormat.Nm4of8 => "nm4of8",
         _ => "dense",
     };
 
     internal static unsafe Result Measure(int rows, int cols, double sparsity, int batch, int threads, IReadOnlyList<MatrixFormat> formats, SimdLevel simd,
-        string cache, long llc, IReadOnlyList<string> baselines, StreamingRead? stream = null)
+        string cache, long llc, IReadOnlyList<string> baselines, StreamingRead? stream = null, (int R, int C)? block = null, (int N, int M)? pattern = null)
     {
         torch.set_num_threads(threads);
         if (OpenBlas.Available) OpenBlas.Threads(threads);
@@ -112,8 +127,31 @@ internal static class KernelQuickMode
         float[] NewDense()
         {
             var dense = GC.AllocateUninitializedArray<float>(rows * cols, pinned: true);
-            for (long i = 0; i < dense.Length; i++)
-                dense[i] = random.NextDouble() < sparsity ? 0f : (float)(random.NextDouble() * 2 - 1);
+            if (pattern is { } nm)
+            {
+                // N random non-zeros in every group of M.
+                Span<int> order = stackalloc int[nm.M];
+                for (long g = 0; g < dense.Length / nm.M; g++)
+                {
+                    for (int k = 0; k < nm.M; k++) order[k] = k;
+                    random.Shuffle(order);
+                    for (int k = 0; k < nm.M; k++) dense[g * nm.M + order[k]] = k < nm.N ? (float)(random.NextDouble() * 2 - 1) : 0f;
+                }
+            }
+            else if (block is { } b)
+            {
+                for (int br = 0; br < rows / b.R; br++)
+                    for (int bc = 0; bc < cols / b.C; bc++)
+                    {
+                        bool zero = random.NextDouble() < sparsity;
+                        for (int i = 0; i < b.R; i++)
+                            for (int k = 0; k < b.C; k++)
+                                dense[(long)(br * b.R + i) * cols + bc * b.C + k] = zero ? 0f : (float)(random.NextDouble() * 2 - 1);
+                    }
+            }
+            else
+                for (long i = 0; i < dense.Length; i++)
+                    dense[i] = random.NextDouble() < sparsity ? 0f : (float)(random.NextDouble() * 2 - 1);
             return dense;
         }
         int Copies(long bytes) => cache == "warm" ? 1 : (int)Math.Max(1, (4 * llc + bytes - 1) / bytes);

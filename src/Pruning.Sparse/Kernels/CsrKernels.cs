@@ -95,11 +95,50 @@ internal static unsafe class CsrKernels
     private static void Spmm<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
         where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
+        if (typeof(TValues) != typeof(Float32Values) && level != SimdLevel.Scalar && SimdSupport.HasGather)
+        {
+            SpmmDecoded(level, rowPointers, columns, values, x, rows, y, bias, batch, first, end);
+            return;
+        }
         switch (level)
         {
             case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
             case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
             default: SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, 0, first, end); break;
+        }
+    }
+
+    /// <summary>Each thread's buffer for one decoded row (grown to the longest row it has met; at most the matrix's columns).</summary>
+    [ThreadStatic]
+    private static float[]? t_decodedRow;
+
+    /// <summary>
+    /// Compressed values in the batched kernel: each row's values are decoded once, eight at a time in registers (and
+    /// scaled), into a small per-thread buffer, and the float32 kernel runs on it. Decoding per non-zero inside the
+    /// kernel would repeat it for every batch chunk and cost a scalar decode per broadcast.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SpmmDecoded<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+        where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
+    {
+        for (int r = first; r < end; r++)
+        {
+            int start = rowPointers[r], count = rowPointers[r + 1] - start;
+            float[] buffer = t_decodedRow is { } b && b.Length >= count ? b : (t_decodedRow = new float[Math.Max(count, 256)]);
+            fixed (float* decoded = buffer)
+            {
+                Vector256<float> scale = Vector256.Create(values.Scale(r));
+                int k = 0;
+                for (; k + 8 <= count; k += 8)
+                {
+                    Vector256<float> v = values.Load8(start + k);
+                    (values.Scaled ? v * scale : v).Store(decoded + k);
+                }
+                for (; k < count; k++) decoded[k] = values.Scaled ? values.Scale(r) * values.At(start + k) : values.At(start + k);
+                var plain = new Float32Values(decoded - start);
+                if (level == SimdLevel.Vector512) SpmmVector<Lanes512, Vector512<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, bias, batch, r, r + 1);
+                else SpmmVector<Lanes256, Vector256<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, bias, batch, r, r + 1);
+            }
         }
     }
 

@@ -19,7 +19,8 @@ internal static unsafe class NmKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Spmv(SimdLevel level, int n, int m, int groups, byte* positions, float* values, float* x, float* y, float* bias, int first, int end)
     {
-        if (level != SimdLevel.Scalar && SimdSupport.HasGather && n == 2 && m == 4 && groups % 4 == 0) { Spmv24Gather(groups, positions, values, x, y, bias, first, end); return; }
+        if (level != SimdLevel.Scalar && SimdSupport.HasGather && n == 2 && m == 4 && groups % 4 == 0) { Spmv24(groups, positions, values, x, y, bias, first, end); return; }
+        if (level != SimdLevel.Scalar && SimdSupport.HasGather && n == 4 && m == 8 && groups % 2 == 0) { Spmv48(groups, positions, values, x, y, bias, first, end); return; }
         int bits = m == 4 ? 2 : m == 8 ? 3 : 4, mask = m - 1;
         for (int r = first; r < end; r++)
         {
@@ -42,29 +43,78 @@ internal static unsafe class NmKernels
         }
     }
 
-    /// <summary>2:4 at batch 1: four groups (eight values) per step, their columns decoded in registers, one AVX2 gather.</summary>
+    /// <summary>
+    /// 2:4 at batch 1 without a gather: four groups (eight values) per step. The 16 inputs they cover are two contiguous
+    /// loads; a lane permute picks each value's input (its position plus 4 for the odd group of each half) and a blend
+    /// joins the halves. Contiguous loads run at bandwidth; a gather would cost a load per value.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Spmv24Gather(int groups, byte* positions, float* values, float* x, float* y, float* bias, int first, int end)
+    private static void Spmv24(int groups, byte* positions, float* values, float* x, float* y, float* bias, int first, int end)
     {
-        // Lane k of 8 takes group k/2's position (k even: bits 0-1, odd: bits 2-3) and adds the group's base column.
+        // Lane k of 8 takes group k/2's position (k even: bits 0-1, odd: bits 2-3).
         Vector256<int> shift = Vector256.Create(0, 2, 0, 2, 0, 2, 0, 2);
         Vector256<int> groupOf = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
+        Vector256<int> half = Vector256.Create(0, 0, 4, 4, 0, 0, 4, 4);
         Vector256<int> three = Vector256.Create(3);
         for (int r = first; r < end; r++)
         {
             byte* p = positions + (long)r * groups;
             float* v = values + (long)r * groups * 2;
-            Vector256<float> acc = Vector256<float>.Zero;
-            for (int g = 0; g < groups; g += 4)
+            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+            int g = 0;
+            for (; g + 8 <= groups; g += 8)
             {
-                Vector128<int> four = Sse41.ConvertToVector128Int32(p + g);   // reads exactly the four groups' bytes
-                Vector256<int> words = Avx2.PermuteVar8x32(Vector256.Create(four, four), groupOf);
-                Vector256<int> within = Avx2.And(Avx2.ShiftRightLogicalVariable(words.AsUInt32(), shift.AsUInt32()).AsInt32(), three);
-                Vector256<int> columns = Avx2.Add(Avx2.ShiftLeftLogical(Avx2.Add(groupOf, Vector256.Create(g)), 2), within);
-                acc = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 2), Avx2.GatherVector256(x, columns, 4), acc);
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 2), Pick24(p + g, x + g * 4, shift, groupOf, half, three), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 2 + 8), Pick24(p + g + 4, x + g * 4 + 16, shift, groupOf, half, three), a1);
             }
-            y[r] = (bias == null ? 0 : bias[r]) + Vector256.Sum(acc);
+            for (; g < groups; g += 4)
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 2), Pick24(p + g, x + g * 4, shift, groupOf, half, three), a0);
+            y[r] = (bias == null ? 0 : bias[r]) + Vector256.Sum(a0 + a1);
         }
+    }
+
+    /// <summary>4:8 at batch 1, the same way: two groups (eight values) per step, each group's eight inputs one load.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Spmv48(int groups, byte* positions, float* values, float* x, float* y, float* bias, int first, int end)
+    {
+        Vector256<int> shift = Vector256.Create(0, 3, 6, 9, 0, 3, 6, 9);
+        Vector256<int> seven = Vector256.Create(7);
+        for (int r = first; r < end; r++)
+        {
+            ushort* p = (ushort*)positions + (long)r * groups;
+            float* v = values + (long)r * groups * 4;
+            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
+            int g = 0;
+            for (; g + 4 <= groups; g += 4)
+            {
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 4), Pick48(p + g, x + g * 8, shift, seven), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 4 + 8), Pick48(p + g + 2, x + g * 8 + 16, shift, seven), a1);
+            }
+            for (; g < groups; g += 2)
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(v + g * 4), Pick48(p + g, x + g * 8, shift, seven), a0);
+            y[r] = (bias == null ? 0 : bias[r]) + Vector256.Sum(a0 + a1);
+        }
+    }
+
+    /// <summary>The eight inputs two 4:8 groups select, from the 16 they cover.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Pick48(ushort* words, float* x, Vector256<int> shift, Vector256<int> seven)
+    {
+        Vector256<int> spread = Vector256.Create(Vector128.Create((int)words[0]), Vector128.Create((int)words[1]));
+        Vector256<int> lane = Avx2.And(Avx2.ShiftRightLogicalVariable(spread.AsUInt32(), shift.AsUInt32()).AsInt32(), seven);
+        Vector256<float> low = Avx2.PermuteVar8x32(Avx.LoadVector256(x), lane), high = Avx2.PermuteVar8x32(Avx.LoadVector256(x + 8), lane);
+        return Avx.Blend(low, high, 0b1111_0000);
+    }
+
+    /// <summary>The eight inputs four 2:4 groups select, from the 16 they cover.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Pick24(byte* words, float* x, Vector256<int> shift, Vector256<int> groupOf, Vector256<int> half, Vector256<int> three)
+    {
+        Vector128<int> four = Sse41.ConvertToVector128Int32(words);   // reads exactly the four groups' bytes
+        Vector256<int> spread = Avx2.PermuteVar8x32(Vector256.Create(four, four), groupOf);
+        Vector256<int> lane = Avx2.Add(Avx2.And(Avx2.ShiftRightLogicalVariable(spread.AsUInt32(), shift.AsUInt32()).AsInt32(), three), half);
+        Vector256<float> low = Avx2.PermuteVar8x32(Avx.LoadVector256(x), lane), high = Avx2.PermuteVar8x32(Avx.LoadVector256(x + 8), lane);
+        return Avx.Blend(low, high, 0b1111_0000);
     }
 
     /// <summary>y[r, :] = bias[r] + Σ values·x[column, :] for rows [first, end), batch ≥ 1, vectorized across the batch.</summary>
