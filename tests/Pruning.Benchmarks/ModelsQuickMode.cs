@@ -37,7 +37,7 @@ internal static class ModelsQuickMode
         foreach (string name in list.Split(','))
         {
             var (model, input) = Build(name);
-            Measure(name, model, input, sparsity, threads, json);
+            Measure(name, model, input, sparsity, threads, json, args);
         }
     }
 
@@ -57,7 +57,7 @@ internal static class ModelsQuickMode
         };
     }
 
-    private static void Measure(string name, Sequential model, long[] input, double sparsity, int threads, bool json)
+    private static void Measure(string name, Sequential model, long[] input, double sparsity, int threads, bool json, string[] args)
     {
         model.eval();
         var shape = input.Length == 1 ? new FeatureShape((int)input[0]) : new FeatureShape((int)input[0], (int)input[1], (int)input[2]);
@@ -89,6 +89,7 @@ internal static class ModelsQuickMode
                 ortShrunk.Prepared(x, batch),
             ];
             double[] ms = KernelQuickMode.Blocks(variants, rounds: 12, warmupMs: 50, blockMs: 30, stream: null, out _);
+            if (args.Contains("--layers")) PerLayer(ours, batch, threads);
             string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk"];
             if (json)
             {
@@ -101,6 +102,30 @@ internal static class ModelsQuickMode
                 $"{name} at {sparsity:P0} ({nonZeros:N0} of {weights:N0} weights; shrunk model {Weights(shrunk):N0} weights, {channelSparsity:P0} of channels removed), batch {batch}, {threads} threads:"));
             for (int v = 0; v < names.Length; v++)
                 Console.WriteLine(FormattableString.Invariant($"    {names[v],-20} {ms[v] * 1000,10:F1} µs   ({ms[2] / ms[v]:F2}× ONNX Runtime dense)"));
+        }
+    }
+
+    /// <summary>Every layer of <paramref name="model"/> timed alone at its input shape (median of 41 after warm-up).</summary>
+    private static void PerLayer(SparseModel model, int batch, int threads)
+    {
+        FeatureShape shape = model.InputShape;
+        foreach (SparseLayer layer in model.Layers)
+        {
+            var alone = new SparseModel(shape, [layer]);
+            var x = new float[shape.Size * batch];
+            new Random(1).NextBytes(new byte[1]);
+            for (int i = 0; i < x.Length; i++) x[i] = (i % 7) * 0.1f - 0.3f;
+            var y = new float[alone.OutputShape.Size * batch];
+            var times = new List<double>();
+            for (int i = 0; i < 50; i++)
+            {
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                alone.Run(x, y, batch, threads);
+                if (i >= 9) times.Add(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+            }
+            times.Sort();
+            Console.WriteLine(FormattableString.Invariant($"      {layer.Describe(),-60} {shape} → {alone.OutputShape}: {times[times.Count / 2],9:F1} µs"));
+            shape = alone.OutputShape;
         }
     }
 

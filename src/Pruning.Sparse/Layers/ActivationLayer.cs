@@ -39,25 +39,40 @@ public sealed class ActivationLayer : SparseLayer
 
     internal override bool InPlace => true;
 
-    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         int n = shape.Size * batch;
-        ReadOnlySpan<float> x = input[..n];
-        Span<float> y = output[..n];
-        switch (Kind)
+        if (input.Length < n || output.Length < n) throw new ArgumentException("The buffers are smaller than the shape.", nameof(input));
+        // Element-wise, in contiguous slices across the kernel threads (ReLU is a memory pass; tanh and sigmoid cost more per element).
+        long work = Kind is ActivationKind.Tanh or ActivationKind.Sigmoid ? 8L * n : n;
+        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, work, Math.Max(1, n / 64)), Math.Max(1, n / 64));
+        var bounds = new int[parts + 1];
+        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)n * k / parts);
+        fixed (float* px = input, py = output)
+        {
+            nint src = (nint)px, dst = (nint)py;
+            ActivationKind kind = Kind;
+            float slope = Slope;
+            Kernels.Parallelism.Run(bounds, (first, end) => Apply(kind, slope, (float*)src, (float*)dst, first, end));
+        }
+    }
+
+    private static unsafe void Apply(ActivationKind kind, float slope, float* x, float* y, int first, int end)
+    {
+        switch (kind)
         {
             case ActivationKind.ReLU:
                 {
-                    int i = 0;
+                    int i = first;
                     if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
-                        for (; i + 8 <= n; i += 8)
-                            System.Runtime.Intrinsics.Vector256.StoreUnsafe(System.Runtime.Intrinsics.Vector256.Max(System.Runtime.Intrinsics.Vector256.Create(x.Slice(i, 8)), System.Runtime.Intrinsics.Vector256<float>.Zero), ref System.Runtime.InteropServices.MemoryMarshal.GetReference(y), (nuint)i);
-                    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0f;
+                        for (; i + 8 <= end; i += 8)
+                            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Max(System.Runtime.Intrinsics.Vector256.Load(x + i), System.Runtime.Intrinsics.Vector256<float>.Zero), y + i);
+                    for (; i < end; i++) y[i] = x[i] > 0 ? x[i] : 0f;
                     break;
                 }
-            case ActivationKind.Tanh: for (int i = 0; i < n; i++) y[i] = MathF.Tanh(x[i]); break;
-            case ActivationKind.Sigmoid: for (int i = 0; i < n; i++) y[i] = 1f / (1f + MathF.Exp(-x[i])); break;
-            default: for (int i = 0; i < n; i++) y[i] = x[i] >= 0 ? x[i] : Slope * x[i]; break;
+            case ActivationKind.Tanh: for (int i = first; i < end; i++) y[i] = MathF.Tanh(x[i]); break;
+            case ActivationKind.Sigmoid: for (int i = first; i < end; i++) y[i] = 1f / (1f + MathF.Exp(-x[i])); break;
+            default: for (int i = first; i < end; i++) y[i] = x[i] >= 0 ? x[i] : slope * x[i]; break;
         }
     }
 }

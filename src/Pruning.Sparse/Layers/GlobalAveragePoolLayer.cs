@@ -9,14 +9,26 @@ public sealed class GlobalAveragePoolLayer : SparseLayer
     /// <inheritdoc />
     public override FeatureShape OutputShape(FeatureShape input) => new(input.Channels, 1, 1);
 
-    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         int plane = shape.Plane, planes = shape.Channels * batch;
-        for (int p = 0; p < planes; p++)
+        if (input.Length < (long)plane * planes || output.Length < planes) throw new ArgumentException("The buffers are smaller than the shapes.", nameof(input));
+        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, (long)plane * planes, planes), planes);
+        var bounds = new int[parts + 1];
+        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)planes * k / parts);
+        fixed (float* px = input, py = output)
         {
-            double sum = 0;
-            foreach (float v in input.Slice(p * plane, plane)) sum += v;
-            output[p] = (float)(sum / plane);
+            nint src = (nint)px, dst = (nint)py;
+            Kernels.Parallelism.Run(bounds, (first, end) =>
+            {
+                for (int p = first; p < end; p++)
+                {
+                    float* v = (float*)src + (long)p * plane;
+                    double sum = 0;
+                    for (int i = 0; i < plane; i++) sum += v[i];
+                    ((float*)dst)[p] = (float)(sum / plane);
+                }
+            });
         }
     }
 }

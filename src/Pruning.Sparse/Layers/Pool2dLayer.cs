@@ -56,32 +56,64 @@ public sealed class Pool2dLayer : SparseLayer
         return new FeatureShape(input.Channels, (int)h, (int)w);
     }
 
-    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         FeatureShape outShape = OutputShape(shape);
         int h = shape.Height, w = shape.Width, ho = outShape.Height, wo = outShape.Width;
         int planes = shape.Channels * batch;
-        for (int p = 0; p < planes; p++)
+        if (input.Length < (long)planes * h * w || output.Length < (long)planes * ho * wo)
+            throw new ArgumentException("The buffers are smaller than the pooled shapes.", nameof(input));
+        // Planes are independent: they are split across the kernel threads (each output costs about a kernel's area of reads).
+        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, (long)planes * ho * wo * Kernel.H * Kernel.W, planes), planes);
+        var bounds = new int[parts + 1];
+        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)planes * k / parts);
+        fixed (float* px = input, py = output)
         {
-            ReadOnlySpan<float> src = input.Slice(p * h * w, h * w);
-            Span<float> dst = output.Slice(p * ho * wo, ho * wo);
-            for (int oy = 0; oy < ho; oy++)
-                for (int ox = 0; ox < wo; ox++)
-                {
-                    int y0 = oy * Stride.H - Padding.H, x0 = ox * Stride.W - Padding.W;
-                    int y1 = Math.Min(y0 + Kernel.H, h), x1 = Math.Min(x0 + Kernel.W, w);
-                    int padded = (Math.Min(y0 + Kernel.H, h + Padding.H) - y0) * (Math.Min(x0 + Kernel.W, w + Padding.W) - x0);
-                    y0 = Math.Max(y0, 0);
-                    x0 = Math.Max(x0, 0);
-                    float acc = Kind == PoolKind.Max ? float.NegativeInfinity : 0f;
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++)
-                        {
-                            float v = src[iy * w + ix];
-                            acc = Kind == PoolKind.Max ? (v > acc || float.IsNaN(v) ? v : acc) : acc + v;
-                        }
-                    dst[oy * wo + ox] = Kind == PoolKind.Max ? acc : acc / (CountIncludePad ? padded : (y1 - y0) * (x1 - x0));
-                }
+            nint src = (nint)px, dst = (nint)py;
+            Kernels.Parallelism.Run(bounds, (first, end) =>
+            {
+                for (int p = first; p < end; p++)
+                    Plane((float*)src + (long)p * h * w, (float*)dst + (long)p * ho * wo, h, w, ho, wo);
+            });
         }
+    }
+
+    /// <summary>One plane. Max propagates NaN, as PyTorch's max pooling does.</summary>
+    private unsafe void Plane(float* src, float* dst, int h, int w, int ho, int wo)
+    {
+        if (Kind == PoolKind.Max && Kernel == (2, 2) && Stride == (2, 2) && Padding == (0, 0))
+        {
+            // The common 2×2/2 case: two input rows per output row, no bounds to clip.
+            for (int oy = 0; oy < ho; oy++)
+            {
+                float* a = src + 2 * oy * w, b = a + w, o = dst + oy * wo;
+                for (int ox = 0; ox < wo; ox++)
+                    o[ox] = MathF.Max(MathF.Max(a[2 * ox], a[2 * ox + 1]), MathF.Max(b[2 * ox], b[2 * ox + 1]));
+            }
+            return;
+        }
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+            {
+                int y0 = oy * Stride.H - Padding.H, x0 = ox * Stride.W - Padding.W;
+                int y1 = Math.Min(y0 + Kernel.H, h), x1 = Math.Min(x0 + Kernel.W, w);
+                int padded = (Math.Min(y0 + Kernel.H, h + Padding.H) - y0) * (Math.Min(x0 + Kernel.W, w + Padding.W) - x0);
+                y0 = Math.Max(y0, 0);
+                x0 = Math.Max(x0, 0);
+                if (Kind == PoolKind.Max)
+                {
+                    float acc = float.NegativeInfinity;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) acc = MathF.Max(acc, src[iy * w + ix]);
+                    dst[oy * wo + ox] = acc;
+                }
+                else
+                {
+                    float acc = 0f;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) acc += src[iy * w + ix];
+                    dst[oy * wo + ox] = acc / (CountIncludePad ? padded : (y1 - y0) * (x1 - x0));
+                }
+            }
     }
 }
