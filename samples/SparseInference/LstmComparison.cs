@@ -68,7 +68,7 @@ internal static class LstmComparison
             Console.WriteLine();
             Console.WriteLine($"── {sparsity:P0} sparse ── {sparse.Describe().Split('\n')[^1]}, file {new FileInfo(path).Length:N0} B");
             Console.WriteLine($"test perplexity: sparse runtime {runtimePerplexity:F4}, TorchSharp {torchPerplexity:F4} (relative difference {difference:E1}; tolerance {Tolerance:E0})");
-            Console.WriteLine($"  with compressed values: fp16 {halfPerplexity:F4} ({(halfPerplexity / runtimePerplexity - 1) * 100:+0.000;-0.000} %), int8 {int8Perplexity:F4} ({(int8Perplexity / runtimePerplexity - 1) * 100:+0.000;-0.000} %)");
+            Console.WriteLine($"  with compressed values: fp16 {halfPerplexity:F4} ({(halfPerplexity / runtimePerplexity - 1) * 100:+0.000;-0.000;0.000} %), int8 {int8Perplexity:F4} ({(int8Perplexity / runtimePerplexity - 1) * 100:+0.000;-0.000;0.000} %)");
             foreach (var (batch, (o, d, t)) in speed)
                 Console.WriteLine($"  batch {batch,2}: sparse runtime {o,10:N0} tokens/s   runtime, dense weights {d,10:N0}   TorchSharp dense {t,10:N0}   → {o / t:F2}× TorchSharp, {o / d:F2}× dense runtime");
             Console.WriteLine($"  greedy from \"{Prompt}\" ({(identical ? "identical tokens" : "TOKENS DIFFER")}):");

@@ -237,14 +237,30 @@ public class SparseModelFileTests
             .WithMessage("'bad.psm'*").WithMessage(message);
     }
 
+    /// <summary>A small model with a block-sparse and an N:M layer.</summary>
+    internal static SparseModel StructuredModel()
+    {
+        float[] blocks = Reference.Sparse(12, 8, 0.0, 3);
+        for (int r = 4; r < 8; r++) for (int c = 0; c < 8; c++) blocks[r * 8 + c] = 0;   // one whole 4-row block row empty
+        float[] nm = new float[4 * 12];
+        for (int g = 0; g < nm.Length / 4; g++) { nm[g * 4 + g % 4] = 0.5f + g; nm[g * 4 + (g + 2) % 4] = -1f; }
+        return new SparseModel(new FeatureShape(8),
+        [
+            new LinearLayer(BsrMatrix.FromDense(blocks, 12, 8, (4, 1)), Reference.Random(12, 4)),
+            new ActivationLayer(ActivationKind.ReLU),
+            new LinearLayer(NmMatrix.FromDense(nm, 4, 12, (2, 4)), default),
+        ]);
+    }
+
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation(bool compressed)
+    [InlineData("exact")]
+    [InlineData("compressed")]
+    [InlineData("structured")]
+    public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation(string kind)
     {
         var options = new SparseModelOptions { MaxBufferBytes = 1 << 20 };
-        byte[] valid = SparseModelFile.ToBytes(compressed ? CompressedModel() : Model());
-        var random = new Random(compressed ? 20261201 : 20261124);
+        byte[] valid = SparseModelFile.ToBytes(kind switch { "compressed" => CompressedModel(), "structured" => StructuredModel(), _ => Model() });
+        var random = new Random(kind.Length * 20261201);
         var clock = Stopwatch.StartNew();
         int cases = 0, loaded = 0, refusedByParser = 0;
         while (clock.Elapsed < TimeSpan.FromSeconds(4) || cases < 2000)
