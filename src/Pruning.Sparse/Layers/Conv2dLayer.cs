@@ -210,25 +210,48 @@ public sealed class Conv2dLayer : SparseLayer
         Span<float> padded = scratch[..(paddedSize + Slack)];
         Span<float> wide = scratch.Slice(paddedSize + Slack, Weight.Rows * width);
         padded[paddedSize..].Clear();
-        if (Padding == (0, 0))
-            input[..paddedSize].CopyTo(padded);
-        else
-        {
-            padded[..paddedSize].Clear();
-            for (int p = 0; p < InChannels * batch; p++)
-                for (int y = 0; y < h; y++)
-                    input.Slice((p * h + y) * w, w).CopyTo(padded.Slice(p * plane + (y + Padding.H) * wp + Padding.W, w));
-        }
         int[] offsets = TapOffsets(shape, batch, plane, wp);
+        int rows = Weight.Rows, planes = InChannels * batch;
+        (int H, int W) pad = Padding;
+        fixed (float* src = input)
         fixed (float* x = padded)
         fixed (int* o = offsets)
         fixed (float* y = wide)
         fixed (float* b = _bias)
+        fixed (float* dst = output)
+        {
+            nint pSrc = (nint)src, pX = (nint)x, pY = (nint)y, pDst = (nint)dst;
+            // Padding and compaction are plain copies, split across the kernel threads by planes and by output channels.
+            Kernels.Parallelism.Run(Even(planes, threads, (long)planes * plane), (first, end) =>
+            {
+                for (int p = first; p < end; p++)
+                {
+                    float* from = (float*)pSrc + (long)p * h * w, to = (float*)pX + (long)p * plane;
+                    if (pad == (0, 0)) { new Span<float>(from, h * w).CopyTo(new Span<float>(to, plane)); continue; }
+                    new Span<float>(to, plane).Clear();
+                    for (int row = 0; row < h; row++)
+                        new Span<float>(from + row * w, w).CopyTo(new Span<float>(to + (row + pad.H) * wp + pad.W, w));
+                }
+            });
             ((CsrMatrix)Weight).MultiplyShiftedCore(x, o, y, b, width, threads, Simd);
-        for (int oc = 0; oc < Weight.Rows; oc++)
-            for (int n = 0; n < batch; n++)
-                for (int oy = 0; oy < ho; oy++)
-                    wide.Slice(oc * width + n * plane + oy * wp, wo).CopyTo(output.Slice(((oc * batch + n) * ho + oy) * wo, wo));
+            Kernels.Parallelism.Run(Even(rows, threads, (long)rows * batch * ho * wo), (first, end) =>
+            {
+                for (int oc = first; oc < end; oc++)
+                    for (int n = 0; n < batch; n++)
+                        for (int oy = 0; oy < ho; oy++)
+                            new Span<float>((float*)pY + (long)oc * width + n * plane + oy * wp, wo)
+                                .CopyTo(new Span<float>((float*)pDst + ((long)(oc * batch + n) * ho + oy) * wo, wo));
+            });
+        }
+    }
+
+    /// <summary>Bounds that split <paramref name="count"/> equal items across the threads <paramref name="work"/> justifies.</summary>
+    private static int[] Even(int count, int threads, long work)
+    {
+        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, work, count), count);
+        var bounds = new int[parts + 1];
+        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)count * k / parts);
+        return bounds;
     }
 
     /// <summary>Offset into the padded input of each filter tap (c, ky, kx), cached for the last shape and batch.</summary>
