@@ -21,9 +21,11 @@ public enum ConvAlgorithm
 }
 
 /// <summary>
-/// 2-D convolution (groups = 1) over a filter bank W [out channels, in channels·kh·kw], computed by im2col + matrix
-/// product or by direct sparse convolution (<see cref="ConvAlgorithm"/>). A 1×1 convolution with stride 1 and no
-/// padding is a plain matrix product either way.
+/// 2-D convolution over a filter bank W [out channels, in channels / groups · kh·kw] (PyTorch's layout), computed by
+/// im2col + matrix product or by direct sparse convolution (<see cref="ConvAlgorithm"/>). A 1×1 convolution with
+/// stride 1 and no padding is a plain matrix product either way. With <see cref="Groups"/> &gt; 1 (depthwise when it
+/// equals the channels) each group's slice of input channels, contiguous in the runtime's [C, N, H, W] layout, is
+/// convolved with its own rows of W into its slice of output channels.
 /// </summary>
 public sealed class Conv2dLayer : SparseLayer
 {
@@ -34,18 +36,50 @@ public sealed class Conv2dLayer : SparseLayer
 
     private readonly float[]? _bias;
 
+    /// <summary>One single-group layer per group when <see cref="Groups"/> &gt; 1; null otherwise.</summary>
+    private readonly Conv2dLayer[]? _groups;
+
     /// <summary>
-    /// Creates the layer. <paramref name="weight"/> is the filter bank flattened to [out, in·kh·kw] (PyTorch's layout);
-    /// <paramref name="bias"/> holds one value per output channel (copied), or is empty for none.
+    /// Creates the layer. <paramref name="weight"/> is the filter bank flattened to [out, in / groups · kh·kw] (PyTorch's
+    /// layout); <paramref name="bias"/> holds one value per output channel (copied), or is empty for none.
+    /// <paramref name="groups"/> must divide both the input and the output channels.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="algorithm"/> is <see cref="ConvAlgorithm.Direct"/> but the weight is not CSR or the stride is not 1.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An extent is outside [1, 1024], or the padding is so large that some output windows see only padding.</exception>
-    public Conv2dLayer(WeightMatrix weight, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, ConvAlgorithm algorithm = ConvAlgorithm.Auto)
+    public Conv2dLayer(WeightMatrix weight, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, ConvAlgorithm algorithm = ConvAlgorithm.Auto, int groups = 1)
     {
         Weight = weight ?? throw new ArgumentNullException(nameof(weight));
         stride = stride == default ? (1, 1) : stride;
         dilation = dilation == default ? (1, 1) : dilation;
         if (inChannels < 1) throw new ArgumentOutOfRangeException(nameof(inChannels), inChannels, "Must be positive.");
+        if (groups < 1 || inChannels % groups != 0 || weight.Rows % groups != 0)
+            throw new ArgumentOutOfRangeException(nameof(groups), groups, $"Groups must be positive and divide the {inChannels} input and {weight.Rows} output channels.");
+        Groups = groups;
+        if (groups > 1)
+        {
+            // Each group is a single-group layer over its rows of W; the whole W stays the layer's weight (file, description).
+            if ((long)inChannels / groups * kernel.H * kernel.W != weight.Cols)
+                throw new ArgumentException($"A grouped filter sees {inChannels / groups} channels of {kernel.H}×{kernel.W}, {(long)inChannels / groups * kernel.H * kernel.W} weights, but the weight matrix has {weight.Cols} columns.", nameof(weight));
+            float[] dense = weight.ToDense();
+            int rows = weight.Rows / groups;
+            _bias = CopyBias(bias, weight.Rows);
+            _groups = new Conv2dLayer[groups];
+            for (int g = 0; g < groups; g++)
+            {
+                ReadOnlySpan<float> slice = dense.AsSpan(g * rows * weight.Cols, rows * weight.Cols);
+                WeightMatrix part;
+                try { part = WeightMatrix.FromDense(slice, rows, weight.Cols, weight.Format); }
+                catch (ArgumentException) { part = WeightMatrix.FromDense(slice, rows, weight.Cols); }   // a block or N:M format the slice does not fit
+                _groups[g] = new Conv2dLayer(part, _bias is null ? default : _bias.AsSpan(g * rows, rows), inChannels / groups, kernel, stride, padding, dilation, algorithm);
+            }
+            InChannels = inChannels;
+            Kernel = kernel;
+            Stride = _groups[0].Stride;
+            Padding = padding;
+            Dilation = _groups[0].Dilation;
+            Algorithm = _groups[0].Algorithm;
+            return;
+        }
         CheckPair(kernel, 1, nameof(kernel), "Kernel extents");
         CheckPair(stride, 1, nameof(stride), "Strides");
         CheckPair(padding, 0, nameof(padding), "Padding");
@@ -86,7 +120,7 @@ public sealed class Conv2dLayer : SparseLayer
     /// CSR + direct convolution for stride 1 at density ≤ <see cref="DirectMaxDensity"/>; otherwise
     /// <see cref="WeightMatrix.FromDense"/>'s rule, with im2col.
     /// </summary>
-    public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto)
+    public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto, int groups = 1)
     {
         if (outChannels < 1) throw new ArgumentOutOfRangeException(nameof(outChannels), outChannels, "Must be positive.");
         if (filters.Length % outChannels != 0)
@@ -99,7 +133,7 @@ public sealed class Conv2dLayer : SparseLayer
             format = nonZeros <= DirectMaxDensity * filters.Length ? MatrixFormat.Csr : MatrixFormat.Dense;
         }
         WeightMatrix weight = WeightMatrix.FromDense(filters, outChannels, filters.Length / outChannels, format);
-        return new Conv2dLayer(weight, bias, inChannels, kernel, stride, padding, dilation);
+        return new Conv2dLayer(weight, bias, inChannels, kernel, stride, padding, dilation, groups: groups);
     }
 
     /// <summary>The algorithm the layer runs (<see cref="ConvAlgorithm.Auto"/> resolved at construction).</summary>
@@ -114,8 +148,11 @@ public sealed class Conv2dLayer : SparseLayer
     /// <summary>Bias per output channel; empty when the layer has none.</summary>
     public ReadOnlySpan<float> Bias => _bias;
 
-    /// <summary>Input channels.</summary>
+    /// <summary>Input channels (all groups).</summary>
     public int InChannels { get; }
+
+    /// <summary>Channel groups: 1 for an ordinary convolution, the channel count for a depthwise one.</summary>
+    public int Groups { get; }
 
     /// <summary>Kernel height and width.</summary>
     public (int H, int W) Kernel { get; }
@@ -132,7 +169,7 @@ public sealed class Conv2dLayer : SparseLayer
     private bool IsPointwise => Kernel == (1, 1) && Stride == (1, 1) && Padding == (0, 0);
 
     /// <inheritdoc />
-    public override string Describe() => $"Conv2d {InChannels}→{Weight.Rows} {Kernel.H}×{Kernel.W}/{Stride.H} ({Format(Weight)}{(Algorithm == ConvAlgorithm.Direct ? ", direct" : "")})";
+    public override string Describe() => $"Conv2d {InChannels}→{Weight.Rows} {Kernel.H}×{Kernel.W}/{Stride.H}{(Groups > 1 ? $" groups {Groups}" : "")} ({Format(Weight)}{(Algorithm == ConvAlgorithm.Direct ? ", direct" : "")})";
 
     /// <inheritdoc />
     public override long StoredParameters => Weight.StoredEntries + Bias.Length;
@@ -155,6 +192,7 @@ public sealed class Conv2dLayer : SparseLayer
     internal override long ScratchSize(FeatureShape input, int batch)
     {
         FeatureShape output = OutputShape(input);
+        if (_groups is not null) return _groups[0].ScratchSize(new FeatureShape(InChannels / Groups, input.Height, input.Width), batch);
         if (Algorithm == ConvAlgorithm.Direct)
         {
             (long plane, long width) = DirectExtents(input, output, batch);
@@ -183,6 +221,15 @@ public sealed class Conv2dLayer : SparseLayer
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         FeatureShape outShape = OutputShape(shape);
+        if (_groups is not null)
+        {
+            // [C, N, H, W]: group g's channels are one contiguous slice of the input, its outputs one of the output.
+            var part = new FeatureShape(InChannels / Groups, shape.Height, shape.Width);
+            int inSize = part.Size * batch, outSize = Weight.Rows / Groups * outShape.Plane * batch;
+            for (int g = 0; g < Groups; g++)
+                _groups[g].Forward(input.Slice(g * inSize, inSize), part, output.Slice(g * outSize, outSize), batch, scratch, threads);
+            return;
+        }
         if (Algorithm == ConvAlgorithm.Direct)
         {
             ForwardDirect(input, shape, outShape, output, batch, scratch, threads);

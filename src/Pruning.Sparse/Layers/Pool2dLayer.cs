@@ -13,7 +13,7 @@ public enum PoolKind : byte
 public sealed class Pool2dLayer : SparseLayer
 {
     /// <summary>Creates the layer. <paramref name="stride"/> defaults to the kernel; <paramref name="countIncludePad"/> is PyTorch's AvgPool2d flag.</summary>
-    public Pool2dLayer(PoolKind kind, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, bool countIncludePad = true)
+    public Pool2dLayer(PoolKind kind, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, bool countIncludePad = true, bool ceilMode = false)
     {
         if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown pooling kind.");
         stride = stride == default ? kernel : stride;
@@ -26,6 +26,7 @@ public sealed class Pool2dLayer : SparseLayer
         Stride = stride;
         Padding = padding;
         CountIncludePad = countIncludePad;
+        CeilMode = ceilMode;
     }
 
     /// <summary>Max or average.</summary>
@@ -43,17 +44,32 @@ public sealed class Pool2dLayer : SparseLayer
     /// <summary>Average pooling divides by the whole window, padding included (PyTorch's default), instead of by the inputs it covers.</summary>
     public bool CountIncludePad { get; }
 
+    /// <summary>
+    /// PyTorch's ceil_mode: the output extent rounds up, so a last, partial window is kept as long as it starts inside
+    /// the input or the left padding; it is clipped to the input (an average divides by the part inside the padded input).
+    /// </summary>
+    public bool CeilMode { get; }
+
     /// <inheritdoc />
-    public override string Describe() => $"{Kind}Pool2d {Kernel.H}×{Kernel.W}/{Stride.H}";
+    public override string Describe() => $"{Kind}Pool2d {Kernel.H}×{Kernel.W}/{Stride.H}{(CeilMode ? " ceil" : "")}";
 
     /// <inheritdoc />
     public override FeatureShape OutputShape(FeatureShape input)
     {
-        long h = ((long)input.Height + 2 * Padding.H - Kernel.H) / Stride.H + 1;
-        long w = ((long)input.Width + 2 * Padding.W - Kernel.W) / Stride.W + 1;
+        long h = Extent(input.Height, Kernel.H, Stride.H, Padding.H), w = Extent(input.Width, Kernel.W, Stride.W, Padding.W);
         if (input.Height + 2L * Padding.H < Kernel.H || input.Width + 2L * Padding.W < Kernel.W)
             throw new ArgumentException($"{Describe()} does not fit an input of {input}.", nameof(input));
         return new FeatureShape(input.Channels, (int)h, (int)w);
+    }
+
+    /// <summary>Output extent along one axis, as PyTorch computes it (floor, or ceil dropping a window that would start in the right padding).</summary>
+    private long Extent(int size, int kernel, int stride, int padding)
+    {
+        long span = (long)size + 2 * padding - kernel;
+        if (span < 0) return 0;
+        long extent = (CeilMode ? (span + stride - 1) / stride : span / stride) + 1;
+        if (CeilMode && (extent - 1) * stride >= size + padding) extent--;
+        return extent;
     }
 
     internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
@@ -81,7 +97,7 @@ public sealed class Pool2dLayer : SparseLayer
     /// <summary>One plane. Max propagates NaN, as PyTorch's max pooling does.</summary>
     private unsafe void Plane(float* src, float* dst, int h, int w, int ho, int wo)
     {
-        if (Kind == PoolKind.Max && Kernel == (2, 2) && Stride == (2, 2) && Padding == (0, 0))
+        if (Kind == PoolKind.Max && Kernel == (2, 2) && Stride == (2, 2) && Padding == (0, 0) && 2 * ho <= h && 2 * wo <= w)
         {
             // The common 2×2/2 case: two input rows per output row, no bounds to clip.
             for (int oy = 0; oy < ho; oy++)

@@ -13,9 +13,10 @@ namespace Pruning.Sparse.Serialization;
 ///   1 Linear     matrix, bias
 ///   2 Conv2d     i32 in-channels, kh, kw, sh, sw, ph, pw, dh, dw, matrix, bias
 ///   3 Activation u8 kind, f32 slope
-///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 count-include-pad
+///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 flags (bit 0 count-include-pad; bit 1 ceil mode, version 2)
 ///   5 Flatten
 ///   6 GlobalAvgPool2d
+///   7 grouped Conv2d (version 2): i32 groups, then as Conv2d (the matrix is [out, in/groups·kh·kw])
 /// matrix:  u8 format, i32 rows, cols, then
 ///          1 dense: rows·cols f32
 ///          2 CSR uint16 / 3 CSR int32: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
@@ -51,7 +52,7 @@ public static class SparseModelFile
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public static long MaxFileBytes => int.MaxValue;
 
-    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6 }
+    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7 }
 
     private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9, NOfM = 10 }
 
@@ -70,7 +71,8 @@ public static class SparseModelFile
     {
         ArgumentNullException.ThrowIfNull(model);
         var matrices = model.Layers.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
-        return FileFrame.Checksummed(Magic, VersionFor(matrices), w =>
+        uint version = Math.Max(VersionFor(matrices), model.Layers.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true }) ? 2u : 1u);
+        return FileFrame.Checksummed(Magic, version, w =>
         {
             w.Write(model.InputShape.Channels);
             w.Write(model.InputShape.Height);
@@ -90,7 +92,8 @@ public static class SparseModelFile
                 WriteBias(w, linear.Bias);
                 break;
             case Conv2dLayer conv:
-                w.Write((byte)LayerTag.Conv2d);
+                w.Write((byte)(conv.Groups > 1 ? LayerTag.GroupedConv2d : LayerTag.Conv2d));
+                if (conv.Groups > 1) w.Write(conv.Groups);
                 foreach (int v in new[] { conv.InChannels, conv.Kernel.H, conv.Kernel.W, conv.Stride.H, conv.Stride.W, conv.Padding.H, conv.Padding.W, conv.Dilation.H, conv.Dilation.W })
                     w.Write(v);
                 WriteMatrix(w, conv.Weight);
@@ -106,7 +109,7 @@ public static class SparseModelFile
                 w.Write((byte)pool.Kind);
                 foreach (int v in new[] { pool.Kernel.H, pool.Kernel.W, pool.Stride.H, pool.Stride.W, pool.Padding.H, pool.Padding.W })
                     w.Write(v);
-                w.Write(pool.CountIncludePad ? (byte)1 : (byte)0);
+                w.Write((byte)((pool.CountIncludePad ? 1 : 0) | (pool.CeilMode ? 2 : 0)));
                 break;
             case FlattenLayer:
                 w.Write((byte)LayerTag.Flatten);
@@ -243,12 +246,20 @@ public static class SparseModelFile
                         return new LinearLayer(weight, ReadBias(ref r, $"layer {index}", weight.Rows));
                     }
                 case LayerTag.Conv2d:
+                case LayerTag.GroupedConv2d:
                     {
+                        int groups = 1;
+                        if ((LayerTag)tag == LayerTag.GroupedConv2d)
+                        {
+                            if (r.Version < 2) throw r.Error($"layer {index} is a grouped convolution, which a version-{r.Version} file cannot hold", start);
+                            groups = r.Int32($"layer {index} groups");
+                            if (groups < 2 || groups > 1 << 16) throw r.Error($"layer {index} has {groups} groups; a grouped convolution has 2 to 65,536", r.Position - 4);
+                        }
                         Span<int> p = stackalloc int[9];
                         for (int k = 0; k < p.Length; k++) p[k] = r.Int32($"layer {index} convolution parameter");
                         WeightMatrix weight = ReadMatrix(ref r, $"layer {index}");
                         float[]? bias = ReadBias(ref r, $"layer {index}", weight.Rows);
-                        return new Conv2dLayer(weight, bias, p[0], (p[1], p[2]), (p[3], p[4]), (p[5], p[6]), (p[7], p[8]));
+                        return new Conv2dLayer(weight, bias, p[0], (p[1], p[2]), (p[3], p[4]), (p[5], p[6]), (p[7], p[8]), groups: groups);
                     }
                 case LayerTag.Activation:
                     {
@@ -260,9 +271,9 @@ public static class SparseModelFile
                         byte kind = r.Byte($"layer {index} pooling kind");
                         Span<int> p = stackalloc int[6];
                         for (int k = 0; k < p.Length; k++) p[k] = r.Int32($"layer {index} pooling parameter");
-                        byte include = r.Byte($"layer {index} count-include-pad flag");
-                        if (include > 1) throw r.Error($"layer {index}'s count-include-pad flag is {include}, not 0 or 1", r.Position - 1);
-                        return new Pool2dLayer((PoolKind)kind, (p[0], p[1]), (p[2], p[3]), (p[4], p[5]), include == 1);
+                        byte flags = r.Byte($"layer {index} pooling flags");
+                        if (flags > (r.Version >= 2 ? 3 : 1)) throw r.Error($"layer {index}'s pooling flags are {flags}, which a version-{r.Version} file cannot hold", r.Position - 1);
+                        return new Pool2dLayer((PoolKind)kind, (p[0], p[1]), (p[2], p[3]), (p[4], p[5]), (flags & 1) != 0, (flags & 2) != 0);
                     }
                 case LayerTag.Flatten:
                     return new FlattenLayer();

@@ -104,8 +104,8 @@ public static class FormatTuning
                 {
                     WeightMatrix matrix = WeightMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols, format);
                     if (matrix is CsrMatrix && conv.Stride == (1, 1))
-                        list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct));
-                    list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col));
+                        list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct, conv.Groups));
+                    list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col, conv.Groups));
                 }
                 return [.. list];
             }

@@ -11,8 +11,8 @@ namespace Pruning.Export;
 /// <summary>
 /// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
 /// interchange file. The model must be a Sequential chain (nested Sequentials are flattened) of Linear, Conv2d
-/// (groups 1, zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, LeakyReLU, Tanh,
-/// Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
+/// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, LeakyReLU, Tanh,
+/// Sigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
 /// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
 /// </summary>
 public static class SparseExport
@@ -46,7 +46,6 @@ public static class SparseExport
                     pending = FoldableLayer.From(name, linear);
                     break;
                 case Conv2d conv:
-                    if (conv.groups != 1) throw new NotSupportedException($"Conv2d '{name}' has groups = {conv.groups}; only groups = 1 is supported.");
                     pending = FoldableLayer.From(name, conv);
                     break;
                 case ReLU: layers.Add(new ActivationLayer(ActivationKind.ReLU)); break;
@@ -54,14 +53,12 @@ public static class SparseExport
                 case Tanh: layers.Add(new ActivationLayer(ActivationKind.Tanh)); break;
                 case Sigmoid: layers.Add(new ActivationLayer(ActivationKind.Sigmoid)); break;
                 case MaxPool2d max:
-                    if (max.ceil_mode) throw new NotSupportedException($"MaxPool2d '{name}' uses ceil_mode; only floor mode is supported.");
                     if (max.dilation is { } d && d.Any(v => v != 1)) throw new NotSupportedException($"MaxPool2d '{name}' is dilated; only dilation 1 is supported.");
-                    layers.Add(new Pool2dLayer(PoolKind.Max, Pair(max.kernel_size), Pair(max.stride ?? max.kernel_size), Pair(max.padding, 0)));
+                    layers.Add(new Pool2dLayer(PoolKind.Max, Pair(max.kernel_size), Pair(max.stride ?? max.kernel_size), Pair(max.padding, 0), ceilMode: max.ceil_mode));
                     break;
                 case AvgPool2d avg:
-                    if (avg.ceil_mode) throw new NotSupportedException($"AvgPool2d '{name}' uses ceil_mode; only floor mode is supported.");
                     if (avg.divisor_override is not null) throw new NotSupportedException($"AvgPool2d '{name}' overrides the divisor; that is not supported.");
-                    layers.Add(new Pool2dLayer(PoolKind.Average, Pair(avg.kernel_size), Pair(avg.stride ?? avg.kernel_size), Pair(avg.padding, 0), avg.count_include_pad));
+                    layers.Add(new Pool2dLayer(PoolKind.Average, Pair(avg.kernel_size), Pair(avg.stride ?? avg.kernel_size), Pair(avg.padding, 0), avg.count_include_pad, avg.ceil_mode));
                     break;
                 case AdaptiveAvgPool2d adaptive:
                     if (adaptive.output_size.Any(v => v != 1))
@@ -113,7 +110,7 @@ public static class SparseExport
         try
         {
             return layer.Conv is { } c
-                ? Conv2dLayer.FromDense(layer.Weight, layer.Rows, layer.Bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format)
+                ? Conv2dLayer.FromDense(layer.Weight, layer.Rows, layer.Bias, c.InChannels, c.Kernel, c.Stride, c.Padding, c.Dilation, format, c.Groups)
                 : new LinearLayer(WeightMatrix.FromDense(layer.Weight, layer.Rows, layer.Weight.Length / layer.Rows, format), layer.Bias);
         }
         catch (ArgumentException e) when (e.ParamName is "block" or "pattern" or "dense")

@@ -1,3 +1,4 @@
+using Pruning.Sparse.Serialization;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
@@ -58,6 +59,41 @@ public class LayerTests
             // Again with one sample: the tap offsets depend on the batch and must not be reused from the last call.
             model.Run(x.AsSpan(0, c * h * w).ToArray(), 1).ShouldMatch(expected.AsSpan(0, model.OutputShape.Size).ToArray());
         }
+    }
+
+    [Theory]
+    [InlineData(2, 4, 4, 2, 1, 1)]    // 2 groups, 4 → 4 channels, 3×3, stride 1
+    [InlineData(3, 6, 6, 6, 2, 1)]    // depthwise, stride 2
+    [InlineData(2, 8, 4, 4, 1, 2)]    // 4 groups of 2 → 1, dilated
+    public void Grouped_and_depthwise_convolutions_match_one_reference_convolution_per_group(int n, int c, int outC, int groups, int s, int d)
+    {
+        const int h = 9, w = 8, k = 3, p = 1;
+        int cg = c / groups, og = outC / groups;
+        float[] weight = Reference.Sparse(outC, cg * k * k, 0.6, seed: 21);
+        float[] bias = Reference.Random(outC, 22);
+        float[] x = Reference.Random((long)n * c * h * w, 23);
+        int ho = (h + 2 * p - d * (k - 1) - 1) / s + 1, wo = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+        var expected = new float[n * outC * ho * wo];
+        for (int g = 0; g < groups; g++)
+        {
+            // The group's input channels, its filters and bias, convolved alone, placed into its output channels.
+            var xs = new float[n * cg * h * w];
+            for (int b = 0; b < n; b++) Array.Copy(x, (b * c + g * cg) * h * w, xs, b * cg * h * w, cg * h * w);
+            float[] ys = Conv(xs, n, cg, h, w, weight[(g * og * cg * k * k)..((g + 1) * og * cg * k * k)], og, k, k, s, p, d, bias[(g * og)..((g + 1) * og)]);
+            for (int b = 0; b < n; b++) Array.Copy(ys, b * og * ho * wo, expected, (b * outC + g * og) * ho * wo, og * ho * wo);
+        }
+        foreach (MatrixFormat format in new[] { MatrixFormat.Csr, MatrixFormat.Dense, MatrixFormat.CsrFloat16 })
+        {
+            var conv = new Conv2dLayer(WeightMatrix.FromDense(weight, outC, cg * k * k, format), bias, c, (k, k), (s, s), (p, p), (d, d), groups: groups);
+            conv.Groups.Should().Be(groups);
+            conv.Describe().Should().Contain($"groups {groups}");
+            var model = new SparseModel(new FeatureShape(c, h, w), [conv]);
+            model.Run(x, n).ShouldMatch(expected, format == MatrixFormat.CsrFloat16 ? 2e-3 : 1e-4);
+            var loaded = SparseModelFile.Read(SparseModelFile.ToBytes(model));
+            loaded.Run(x, n).Should().Equal(model.Run(x, n));
+        }
+        FluentActions.Invoking(() => new Conv2dLayer(WeightMatrix.FromDense(weight, outC, cg * k * k), bias, c, (k, k), groups: 5)).Should()
+            .Throw<ArgumentOutOfRangeException>().WithParameterName("groups");
     }
 
     [Fact]

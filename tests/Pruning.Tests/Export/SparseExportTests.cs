@@ -164,4 +164,50 @@ public class SparseExportTests
         FluentActions.Invoking(() => SparseExport.ToSparseModel(blocks, new FeatureShape(16), MatrixFormat.Nm2of4)).Should().Throw<ArgumentException>()
             .WithParameterName("format").WithMessage("Layer 'fc1' cannot be stored as Nm2of4: Row *more than 2 non-zeros*");
     }
+
+    [Fact]
+    public void A_depthwise_separable_network_runs_the_same_in_the_runtime_and_after_a_file_round_trip()
+    {
+        torch.manual_seed(12);
+        var model = nn.Sequential(
+            ("conv", nn.Conv2d(1, 8, 3, stride: 2, padding: 1, bias: false)), ("bn", nn.BatchNorm2d(8)), ("relu", nn.ReLU6()),
+            ("dw", nn.Conv2d(8, 8, 3, padding: 1, groups: 8, bias: false)), ("dwbn", nn.BatchNorm2d(8)), ("dwrelu", nn.ReLU6()),
+            ("pw", nn.Conv2d(8, 16, 1, bias: false)), ("pwbn", nn.BatchNorm2d(16)), ("pwrelu", nn.ReLU()),
+            ("grouped", nn.Conv2d(16, 16, 3, stride: 2, padding: 1, groups: 4)), ("gap", nn.AdaptiveAvgPool2d(1)),
+            ("flat", nn.Flatten()), ("fc", nn.Linear(16, 5)));
+        model.train();
+        using (torch.no_grad()) for (int i = 0; i < 5; i++) model.call(torch.randn(8, 1, 14, 14));
+        model.eval();
+        using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5) }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        var shape = new FeatureShape(1, 14, 14);
+        SparseModel sparse = SparseExport.ToSparseModel(model, shape);
+        sparse.Layers.OfType<Conv2dLayer>().Select(c => c.Groups).Should().Equal(1, 8, 1, 4);
+        using var x = torch.randn(3, 1, 14, 14);
+        ShouldMatchTorch(sparse, model, x);
+        ShouldMatchTorch(SparseModelFile.Read(SparseModelFile.ToBytes(sparse)), model, x);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Ceil_mode_pooling_keeps_the_last_partial_window_as_torch_does(bool countIncludePad)
+    {
+        torch.manual_seed(13);
+        var model = nn.Sequential(
+            ("conv", nn.Conv2d(2, 3, 3)), ("max", nn.MaxPool2d(3, stride: 2, ceil_mode: true)),
+            ("avg", nn.AvgPool2d(3, stride: 2, padding: 1, ceil_mode: true, count_include_pad: countIncludePad)),
+            ("max2", nn.MaxPool2d(2, ceil_mode: true)), ("flat", nn.Flatten()));
+        // 14×12 after the conv → 7×6 (floor would give 6×5) → 4×4 (floor: 4×3) → 2×2: the partial windows are used.
+        var shape = new FeatureShape(2, 16, 14);
+        SparseModel sparse = SparseExport.ToSparseModel(model, shape);
+        sparse.OutputShape.Should().Be(new FeatureShape(3 * 2 * 2));
+        sparse.Layers.OfType<Pool2dLayer>().Should().OnlyContain(p => p.CeilMode);
+        using var x = torch.randn(2, 2, 16, 14);
+        ShouldMatchTorch(sparse, model, x);
+        ShouldMatchTorch(SparseModelFile.Read(SparseModelFile.ToBytes(sparse)), model, x);
+    }
 }
