@@ -11,6 +11,8 @@ public enum ActivationKind : byte
     Tanh = 3,
     /// <summary>1 / (1 + e^−x).</summary>
     Sigmoid = 4,
+    /// <summary>min(max(x, 0), 6), MobileNet's activation (files holding it are version 2).</summary>
+    ReLU6 = 5,
 }
 
 /// <summary>An element-wise activation, applied in place.</summary>
@@ -68,6 +70,16 @@ public sealed class ActivationLayer : SparseLayer
                         for (; i + 8 <= end; i += 8)
                             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Max(System.Runtime.Intrinsics.Vector256.Load(x + i), System.Runtime.Intrinsics.Vector256<float>.Zero), y + i);
                     for (; i < end; i++) y[i] = x[i] > 0 ? x[i] : 0f;
+                    break;
+                }
+            case ActivationKind.ReLU6:
+                {
+                    int i = first;
+                    if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+                        for (; i + 8 <= end; i += 8)
+                            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Min(System.Runtime.Intrinsics.Vector256.Max(
+                                System.Runtime.Intrinsics.Vector256.Load(x + i), System.Runtime.Intrinsics.Vector256<float>.Zero), System.Runtime.Intrinsics.Vector256.Create(6f)), y + i);
+                    for (; i < end; i++) y[i] = x[i] > 6 ? 6f : x[i] > 0 ? x[i] : 0f;
                     break;
                 }
             case ActivationKind.Tanh: for (int i = first; i < end; i++) y[i] = MathF.Tanh(x[i]); break;

@@ -12,7 +12,7 @@ namespace Pruning.Sparse.Serialization;
 /// layer:   u8 kind, then
 ///   1 Linear     matrix, bias
 ///   2 Conv2d     i32 in-channels, kh, kw, sh, sw, ph, pw, dh, dw, matrix, bias
-///   3 Activation u8 kind, f32 slope
+///   3 Activation u8 kind (1 ReLU, 2 LeakyReLU, 3 Tanh, 4 Sigmoid; 5 ReLU6 in version 2), f32 slope
 ///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 flags (bit 0 count-include-pad; bit 1 ceil mode, version 2)
 ///   5 Flatten
 ///   6 GlobalAvgPool2d
@@ -71,7 +71,8 @@ public static class SparseModelFile
     {
         ArgumentNullException.ThrowIfNull(model);
         var matrices = model.Layers.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
-        uint version = Math.Max(VersionFor(matrices), model.Layers.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true }) ? 2u : 1u);
+        uint version = Math.Max(VersionFor(matrices),
+            model.Layers.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 }) ? 2u : 1u);
         return FileFrame.Checksummed(Magic, version, w =>
         {
             w.Write(model.InputShape.Channels);
@@ -264,6 +265,8 @@ public static class SparseModelFile
                 case LayerTag.Activation:
                     {
                         byte kind = r.Byte($"layer {index} activation kind");
+                        if ((ActivationKind)kind == ActivationKind.ReLU6 && r.Version < 2)
+                            throw r.Error($"layer {index} is a ReLU6, which a version-{r.Version} file cannot hold", start);
                         return new ActivationLayer((ActivationKind)kind, r.Single($"layer {index} slope"));
                     }
                 case LayerTag.Pool2d:

@@ -11,7 +11,7 @@ namespace Pruning.Export;
 /// <summary>
 /// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
 /// interchange file. The model must be a Sequential chain (nested Sequentials are flattened) of Linear, Conv2d
-/// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, LeakyReLU, Tanh,
+/// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, ReLU6, LeakyReLU, Tanh,
 /// Sigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
 /// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
 /// </summary>
@@ -49,6 +49,7 @@ public static class SparseExport
                     pending = FoldableLayer.From(name, conv);
                     break;
                 case ReLU: layers.Add(new ActivationLayer(ActivationKind.ReLU)); break;
+                case ReLU6: layers.Add(new ActivationLayer(ActivationKind.ReLU6)); break;
                 case LeakyReLU leaky: layers.Add(new ActivationLayer(ActivationKind.LeakyReLU, (float)leaky.negative_slope)); break;
                 case Tanh: layers.Add(new ActivationLayer(ActivationKind.Tanh)); break;
                 case Sigmoid: layers.Add(new ActivationLayer(ActivationKind.Sigmoid)); break;
@@ -72,7 +73,7 @@ public static class SparseExport
                 case Dropout or Dropout2d or Identity:
                     break;
                 default:
-                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, ReLU, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
+                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }
         if (pending is not null) layers.Add(Build(pending, format));
