@@ -10,8 +10,11 @@ namespace Pruning.Analysis;
 /// </summary>
 public static class ChannelCost
 {
-    /// <summary>One Conv2d or Linear of the chain: MACs per (input channel × output channel), and its shape.</summary>
-    internal sealed record Layer(string Weight, bool Conv, long InChannels, long OutChannels, long Kernel, long Stride, long UnitMacs);
+    /// <summary>
+    /// One Conv2d or Linear of the chain: MACs per (input channel × output channel), and its shape. A depthwise
+    /// convolution's UnitMacs are per channel: it keeps the channels it receives.
+    /// </summary>
+    internal sealed record Layer(string Weight, bool Conv, long InChannels, long OutChannels, long Kernel, long Stride, long UnitMacs, bool Depthwise = false);
 
     /// <summary>
     /// The MACs of one sample through <paramref name="model"/>'s Conv2d and Linear layers, with each layer named in
@@ -39,6 +42,8 @@ public static class ChannelCost
         ArgumentNullException.ThrowIfNull(inputShape);
         var geometry = Geometry(model, inputShape);
         if (geometry.Count == 0) throw new ArgumentException("The model has no Conv2d or Linear layer.", nameof(model));
+        if (geometry.FirstOrDefault(l => l.Depthwise) is { } dw)
+            throw new NotSupportedException($"'{dw.Weight}' is depthwise: a MAC table prices each layer by its own channel counts, and a depthwise layer's follow its producer's; use ChannelCost.Macs (or AMC's FLOPs budget) for such chains.");
         var units = geometry.ToDictionary(l => l.Weight, l => l.UnitMacs);
         return new LatencyTable(geometry.Select(l => new LatencyLayer(l.Weight, l.InChannels, l.OutChannels)).ToList(), 1,
             measure: v => v.Sparsity == 0 ? (double)units[v.Layer] * v.InChannels * v.OutChannels
@@ -60,7 +65,11 @@ public static class ChannelCost
             {
                 case Conv2d conv:
                     long k = conv.kernel_size[0] * conv.kernel_size[1];
-                    layers.Add(new Layer($"{name}.weight", true, conv.in_channels, conv.out_channels, k, conv.stride[0], k * y.shape[2] * y.shape[3] / conv.groups));
+                    bool depthwise = conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
+                    if (conv.groups > 1 && !depthwise)
+                        throw new NotSupportedException($"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise; channel costs cover ordinary and depthwise convolutions.");
+                    layers.Add(new Layer($"{name}.weight", true, conv.in_channels, conv.out_channels, k, conv.stride[0],
+                        k * y.shape[2] * y.shape[3], depthwise));
                     previous = conv.out_channels;
                     break;
                 case Linear linear:
@@ -80,8 +89,15 @@ public static class ChannelCost
         long previous = -1;
         foreach (Layer layer in layers)
         {
+            long inKept = previous < 0 ? layer.InChannels : previous;
+            if (layer.Depthwise)
+            {
+                macs += (double)layer.UnitMacs * inKept;   // one filter per channel it receives; passes them on
+                previous = inKept;
+                continue;
+            }
             long outKept = kept.TryGetValue(layer.Weight, out long k) ? k : layer.OutChannels;
-            macs += (double)layer.UnitMacs * (previous < 0 ? layer.InChannels : previous) * outKept;
+            macs += (double)layer.UnitMacs * inKept * outKept;
             previous = outKept;
         }
         return macs;

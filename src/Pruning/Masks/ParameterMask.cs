@@ -149,9 +149,12 @@ internal sealed class ParameterMask : IDisposable
             return;
         foreach (Parameter p in coupled)
         {
+            // A 1-D coupled parameter (bias, BatchNorm) takes the row flags as they are; a depthwise filter bank
+            // [C, 1, kh, kw] takes them along its first dimension.
             Tensor keep = Rows(p);
-            p.mul_(keep);
-            hygiene?.Clear(p, keep);
+            using Tensor shaped = keep.reshape([keep.shape[0], .. Enumerable.Repeat(1L, Math.Max(0, (int)p.dim() - 1))]);
+            p.mul_(shaped);
+            hygiene?.Clear(p, shaped);
         }
     }
 

@@ -279,7 +279,7 @@ public static class ChannelReconstruction
         foreach (string coupled in channels.CoupledWith(layer.Weight))
         {
             Parameter p = model.get_parameter(coupled)!;
-            p.mul_(rows.to(p.dtype, p.device));
+            p.mul_(rows.to(p.dtype, p.device).reshape([-1, .. Enumerable.Repeat(1L, Math.Max(0, (int)p.dim() - 1))]));
         }
     }
 }

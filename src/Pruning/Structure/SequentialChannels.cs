@@ -18,6 +18,21 @@ public sealed record ChannelLayer(string Producer, string? BatchNorm, string Con
 {
     /// <summary>The producer's weight, the parameter a channel granularity prunes (e.g. <c>conv1.weight</c>).</summary>
     public string Weight => $"{Producer}.weight";
+
+    /// <summary>
+    /// Depthwise convolutions (groups = channels) between the producer and the consumer, and the BatchNorm right after
+    /// each: channel c of each is channel c of the producer, so they are pruned and removed with it (a dependency group
+    /// in Torch-Pruning's terms).
+    /// </summary>
+    public IReadOnlyList<string> ChannelWise { get; init; } = [];
+
+    /// <summary>Equal when every field is, <see cref="ChannelWise"/> compared element by element.</summary>
+    public bool Equals(ChannelLayer? other) =>
+        other is not null && Producer == other.Producer && BatchNorm == other.BatchNorm && Consumer == other.Consumer &&
+        Channels == other.Channels && InputsPerChannel == other.InputsPerChannel && ChannelWise.SequenceEqual(other.ChannelWise);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(Producer, BatchNorm, Consumer, Channels, InputsPerChannel, ChannelWise.Count);
 }
 
 /// <summary>
@@ -28,8 +43,10 @@ public sealed record ChannelLayer(string Producer, string? BatchNorm, string Con
 /// Pass it as <see cref="PruningOptions.Channels"/> with an output-channel granularity. A pruned channel then has its
 /// filter, its bias and its BatchNorm scale and shift zeroed together, so it outputs exactly zero, and
 /// <see cref="Shrink"/> can drop it (and the next layer's inputs for it) without changing the model's outputs.
-/// Graphs that are not such chains (residual blocks, concatenations, grouped convolutions, nested containers) are out
-/// of scope: <see cref="Analyze"/> refuses them, naming the module, rather than return a wrong model.
+/// Depthwise convolutions (groups = in = out channels, MobileNet's) pass their channels through: channel c of the
+/// producer before them, of the depthwise filter and its BatchNorm, and the consumer's input c are one group.
+/// Graphs that are not such chains (residual blocks, concatenations, other grouped convolutions, nested containers)
+/// are out of scope: <see cref="Analyze"/> refuses them, naming the module, rather than return a wrong model.
 /// </remarks>
 public sealed class SequentialChannels
 {
@@ -67,20 +84,29 @@ public sealed class SequentialChannels
             if (!known)
                 throw new NotSupportedException(
                     $"Channel structure is defined for Sequential chains of Conv2d, BatchNorm, activations with f(0) = 0, pooling, Dropout, Flatten and Linear; '{name}' is a {module.GetType().Name}.");
-            if (module is Conv2d { groups: not 1 } grouped)
-                throw new NotSupportedException($"'{name}' is a grouped convolution (groups = {grouped.groups}); its channels cannot be removed independently.");
+            if (module is Conv2d { groups: not 1 } grouped && !IsDepthwise(grouped))
+                throw new NotSupportedException($"'{name}' is a grouped convolution (groups = {grouped.groups}) that is not depthwise (groups = in = out channels); its channels cannot be removed independently.");
         }
 
         var layers = new List<ChannelLayer>();
         for (int i = 0; i < children.Count; i++)
         {
-            if (children[i].Item2 is not (Conv2d or Linear))
+            if (!IsProducer(children[i].Item2))
                 continue;
             long channels = children[i].Item2 is Conv2d conv ? conv.out_channels : ((Linear)children[i].Item2).out_features;
             string? batchNorm = i + 1 < children.Count && children[i + 1].Item2 is BatchNorm2d or BatchNorm1d ? children[i + 1].Item1 : null;
-            int next = children.FindIndex(i + 1, c => c.Item2 is Conv2d or Linear);
+            int next = children.FindIndex(i + 1, c => IsProducer(c.Item2));
             if (next < 0)
                 break; // the output layer: its channels are the model's outputs
+            var channelWise = new List<string>();
+            for (int j = i + 1; j < next; j++)
+            {
+                if (children[j].Item2 is not Conv2d depthwise) continue;
+                if (depthwise.in_channels != channels)
+                    throw new NotSupportedException($"Depthwise '{children[j].Item1}' has {depthwise.in_channels} channels but '{children[i].Item1}' produces {channels}.");
+                channelWise.Add(children[j].Item1);
+                if (j + 1 < next && children[j + 1].Item2 is BatchNorm2d) channelWise.Add(children[j + 1].Item1);
+            }
             long perChannel = 1;
             if (children[next].Item2 is Linear consumer && children[i].Item2 is Conv2d)
             {
@@ -88,10 +114,16 @@ public sealed class SequentialChannels
                     throw new NotSupportedException($"'{children[next].Item1}' has {consumer.in_features} inputs, not a multiple of the {channels} channels of '{children[i].Item1}'.");
                 perChannel = consumer.in_features / channels;
             }
-            layers.Add(new ChannelLayer(children[i].Item1, batchNorm, children[next].Item1, channels, perChannel));
+            layers.Add(new ChannelLayer(children[i].Item1, batchNorm, children[next].Item1, channels, perChannel) { ChannelWise = channelWise });
         }
         return new SequentialChannels(model, children, layers);
     }
+
+    /// <summary>A depthwise convolution: one filter per channel, as many outputs as inputs.</summary>
+    private static bool IsDepthwise(Conv2d conv) => conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
+
+    /// <summary>A layer whose output channels are its own: a Linear, or a Conv2d that is not depthwise.</summary>
+    private static bool IsProducer(nn.Module module) => module is Linear || module is Conv2d conv && !IsDepthwise(conv);
 
     /// <summary>The 1-D parameters that share a producer weight's output channels: its bias and the BatchNorm's scale and shift.</summary>
     internal IReadOnlyList<string> CoupledWith(string weightName)
@@ -102,6 +134,16 @@ public sealed class SequentialChannels
         var names = new List<string>();
         if (Module(layer.Producer) is Conv2d { bias: not null } or Linear { bias: not null }) names.Add($"{layer.Producer}.bias");
         if (layer.BatchNorm is not null) names.AddRange([$"{layer.BatchNorm}.weight", $"{layer.BatchNorm}.bias"]);
+        foreach (string through in layer.ChannelWise)
+        {
+            nn.Module module = Module(through);
+            if (module is Conv2d depthwise)
+            {
+                names.Add($"{through}.weight");
+                if (depthwise.bias is not null) names.Add($"{through}.bias");
+            }
+            else if (module is BatchNorm { affine: true }) names.AddRange([$"{through}.weight", $"{through}.bias"]);
+        }
         return names;
     }
 
@@ -154,6 +196,9 @@ public sealed class SequentialChannels
             long[]? outputs = alive.GetValueOrDefault(name);
             switch (module)
             {
+                case Conv2d depthwise when IsDepthwise(depthwise):
+                    built.Add((name, ShrinkDepthwise(depthwise, incoming)));   // its channels are the incoming ones
+                    break;
                 case Conv2d conv:
                     built.Add((name, ShrinkConv(conv, incoming, outputs)));
                     (incoming, perChannel) = (outputs, 1);
@@ -211,6 +256,17 @@ public sealed class SequentialChannels
             stride: (conv.stride[0], conv.stride[1]), padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]),
             padding_mode: conv.padding_mode, bias: conv.bias is not null, device: conv.weight!.device, dtype: conv.weight.dtype);
         CopySelected(conv.weight!, conv.bias, result.weight!, result.bias, inputs, outputs);
+        return result;
+    }
+
+    private static Conv2d ShrinkDepthwise(Conv2d conv, long[]? channels)
+    {
+        long[] padding = conv.padding ?? throw new NotSupportedException($"A Conv2d with symbolic padding ({conv.padding_type}) cannot be shrunk; give it explicit padding.");
+        long count = channels?.Length ?? conv.in_channels;
+        var result = nn.Conv2d(count, count, (conv.kernel_size[0], conv.kernel_size[1]),
+            stride: (conv.stride[0], conv.stride[1]), padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]),
+            padding_mode: conv.padding_mode, groups: count, bias: conv.bias is not null, device: conv.weight!.device, dtype: conv.weight.dtype);
+        CopySelected(conv.weight!, conv.bias, result.weight!, result.bias, null, channels);
         return result;
     }
 

@@ -1,4 +1,7 @@
 using Pruning.Criteria;
+using Pruning.Export;
+using Pruning.Sparse;
+using Pruning.Sparse.Layers;
 using Pruning.Grouping;
 using Pruning.Scheduling;
 using Pruning.Selection;
@@ -49,7 +52,7 @@ public sealed class SequentialChannelsTests
         var sigmoid = nn.Sequential(("fc1", nn.Linear(4, 4)), ("gate", nn.Sigmoid()), ("fc2", nn.Linear(4, 2)));
         ((Action)(() => SequentialChannels.Analyze(sigmoid))).Should().Throw<NotSupportedException>().WithMessage("*'gate' is a Sigmoid*");
         var grouped = nn.Sequential(("conv", nn.Conv2d(4, 8, 3, groups: 2)), ("conv2", nn.Conv2d(8, 2, 1)));
-        ((Action)(() => SequentialChannels.Analyze(grouped))).Should().Throw<NotSupportedException>().WithMessage("*'conv' is a grouped convolution*");
+        ((Action)(() => SequentialChannels.Analyze(grouped))).Should().Throw<NotSupportedException>().WithMessage("*'conv' is a grouped convolution (groups = 2) that is not depthwise*");
     }
 
     [Fact]
@@ -169,5 +172,77 @@ public sealed class SequentialChannelsTests
         penalty.item<float>().Should().BeApproximately(expected, 1e-6f);
         penalty.backward();
         TestModels.Values(model.get_parameter("bn1.weight")!.grad!).Should().OnlyContain(g => Math.Abs(Math.Abs(g) - 1e-3f) < 1e-7f, "d|γ|/dγ = sign(γ)");
+    }
+
+    /// <summary>MobileNet-style: conv, then two depthwise-separable blocks (depthwise 3×3 + BN + ReLU6, pointwise 1×1 + BN).</summary>
+    private static Sequential MobileNetLike(int seed)
+    {
+        torch.manual_seed(seed);
+        var model = nn.Sequential(
+            ("conv1", nn.Conv2d(1, 8, 3, stride: 2, padding: 1, bias: false)), ("bn1", nn.BatchNorm2d(8)), ("relu1", nn.ReLU6()),
+            ("dw1", nn.Conv2d(8, 8, 3, padding: 1, groups: 8, bias: false)), ("dwbn1", nn.BatchNorm2d(8)), ("dwrelu1", nn.ReLU6()),
+            ("pw1", nn.Conv2d(8, 16, 1, bias: false)), ("pwbn1", nn.BatchNorm2d(16)), ("pwrelu1", nn.ReLU6()),
+            ("dw2", nn.Conv2d(16, 16, 3, stride: 2, padding: 1, groups: 16)), ("dwbn2", nn.BatchNorm2d(16)), ("dwrelu2", nn.ReLU6()),
+            ("pw2", nn.Conv2d(16, 24, 1, bias: false)), ("pwbn2", nn.BatchNorm2d(24)), ("pwrelu2", nn.ReLU6()),
+            ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(24, 10)));
+        using (torch.no_grad())
+        {
+            for (int i = 0; i < 5; i++) model.call(torch.randn(16, 1, 16, 16));
+            foreach (var (name, p) in model.named_parameters().Where(p => p.name.Contains("bn")))
+                p.copy_(name.EndsWith("weight", StringComparison.Ordinal) ? torch.rand(p.shape) + 0.1 : torch.randn(p.shape) * 0.1);
+        }
+        model.eval();
+        return model;
+    }
+
+    [Fact]
+    public void Depthwise_convolutions_are_pruned_and_removed_with_the_channels_they_carry()
+    {
+        var model = MobileNetLike(4);
+        var channels = SequentialChannels.Analyze(model);
+        channels.Layers.Select(l => (l.Producer, l.Consumer)).Should().Equal(("conv1", "pw1"), ("pw1", "pw2"), ("pw2", "fc"));
+        channels.Layers[0].ChannelWise.Should().Equal("dw1", "dwbn1");
+        channels.Layers[1].ChannelWise.Should().Equal("dw2", "dwbn2");
+        using (var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(0.5),
+            Targets = PruningTargets.Default.Include("conv1.weight", "pw1.weight", "pw2.weight"),
+            Granularity = PruningGranularity.OutputChannels(),
+            Channels = channels,
+        }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        // The masked model: a pruned channel of conv1 has its depthwise filter, the depthwise BatchNorm's scale and shift zero.
+        float[] bn1 = TestModels.Values(model.get_parameter("bn1.weight")!);
+        float[] dw1 = TestModels.Values(model.get_parameter("dw1.weight")!);
+        float[] dwbn1 = TestModels.Values(model.get_parameter("dwbn1.weight")!);
+        int[] dead = Enumerable.Range(0, 8).Where(c => bn1[c] == 0).ToArray();
+        dead.Should().HaveCount(4);
+        dead.Should().OnlyContain(c => dw1.Skip(c * 9).Take(9).All(v => v == 0) && dwbn1[c] == 0);
+        Enumerable.Range(0, 16).Count(c => TestModels.Values(model.get_parameter("dw2.bias")!)[c] == 0).Should().Be(8);
+
+        var small = channels.Shrink();
+
+        using var x = torch.randn(6, 1, 16, 16);
+        float[] expected = TestModels.Values(model.call(x));
+        TestModels.Values(small.call(x)).Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-5f);
+        var dw = small.named_children().Where(c => c.name.StartsWith("dw", StringComparison.Ordinal) && c.module is Conv2d).Select(c => (Conv2d)c.module).ToArray();
+        dw.Select(c => (c.in_channels, c.out_channels, c.groups)).Should().Equal((4L, 4L, 4L), (8L, 8L, 8L));
+        small.get_parameter("pw2.weight")!.shape.Should().Equal(12, 8, 1, 1);
+        small.get_parameter("fc.weight")!.shape.Should().Equal(10, 12);
+
+        // Its MACs: counted on the shrunk model, or on the original at the kept channel counts (depthwise layers follow their producer).
+        double shrunkMacs = Pruning.Analysis.ChannelCost.Macs(small, [1, 16, 16]);
+        shrunkMacs.Should().Be(Pruning.Analysis.ChannelCost.Macs(model, [1, 16, 16], new Dictionary<string, long> { ["conv1.weight"] = 4, ["pw1.weight"] = 8, ["pw2.weight"] = 12 }));
+        // By hand: conv1 1·4·9·64, dw1 4·9·64, pw1 4·8·64, dw2 8·9·16, pw2 8·12·16, fc 12·10.
+        shrunkMacs.Should().Be(4 * 9 * 64 + 4 * 9 * 64 + 4 * 8 * 64 + 8 * 9 * 16 + 8 * 12 * 16 + 12 * 10);
+        FluentActions.Invoking(() => Pruning.Analysis.ChannelCost.Table(model, [1, 16, 16])).Should().Throw<NotSupportedException>().WithMessage("*'dw1.weight' is depthwise*");
+
+        // Prune it, then run it: the shrunk depthwise network on the sparse runtime gives the same outputs.
+        SparseModel runtime = SparseExport.ToSparseModel(small, new FeatureShape(1, 16, 16));
+        float[] actual = runtime.Run(TestModels.Values(x), 6);
+        actual.Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-4f);
     }
 }
