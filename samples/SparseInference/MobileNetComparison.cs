@@ -1,0 +1,221 @@
+// A MobileNet-style depthwise-separable network on Fashion-MNIST, pruned two ways and run on the sparse runtime:
+// (a) gradual unstructured pruning to 90 %, exported: accuracy must equal TorchSharp's, latency at batch 1 and 64;
+// (b) channel pruning to half of the MACs, the depthwise layers pruned with the channels they carry, Shrink(): outputs
+// equal to the masked model's, parameters and latency against the dense model.
+using System.Diagnostics;
+using Pruning;
+using Pruning.Analysis;
+using Pruning.Export;
+using Pruning.Grouping;
+using Pruning.Optimizers;
+using Pruning.Samples;
+using Pruning.Scheduling;
+using Pruning.Sparse;
+using Pruning.Sparse.Layers;
+using Pruning.Structure;
+using Pruning.Targets;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+internal static class MobileNetComparison
+{
+    private const int BatchSize = 128;
+    private static readonly long[] Input = [1, 28, 28];
+
+    /// <summary>Stem 3×3 conv (16), then depthwise-separable blocks 16→32 (stride 2), 32→32, 32→64 (stride 2), 64→64; global pooling; 64→10.</summary>
+    private static Sequential Build(int seed)
+    {
+        torch.manual_seed(seed);
+        var layers = new List<(string, nn.Module<Tensor, Tensor>)>
+        {
+            ("stem", nn.Conv2d(1, 16, 3, padding: 1, bias: false)), ("stem_bn", nn.BatchNorm2d(16)), ("stem_relu", nn.ReLU6()),
+        };
+        int channels = 16, block = 0;
+        foreach (var (outChannels, stride) in new[] { (32, 2), (32, 1), (64, 2), (64, 1) })
+        {
+            block++;
+            layers.Add(($"dw{block}", nn.Conv2d(channels, channels, 3, stride: stride, padding: 1, groups: channels, bias: false)));
+            layers.Add(($"dw{block}_bn", nn.BatchNorm2d(channels)));
+            layers.Add(($"dw{block}_relu", nn.ReLU6()));
+            layers.Add(($"pw{block}", nn.Conv2d(channels, outChannels, 1, bias: false)));
+            layers.Add(($"pw{block}_bn", nn.BatchNorm2d(outChannels)));
+            layers.Add(($"pw{block}_relu", nn.ReLU6()));
+            channels = outChannels;
+        }
+        layers.AddRange([("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(channels, 10))]);
+        return nn.Sequential(layers);
+    }
+
+    public static int Run(Settings s, List<Dictionary<string, object>> rows)
+    {
+        var clock = Stopwatch.StartNew();
+        FashionMnist train = FashionMnist.Load(s.Data, train: true), test = FashionMnist.Load(s.Data, train: false);
+        long trainLimit = s.Quick && s.TrainLimit == 0 ? 6_000 : s.TrainLimit;
+        if (trainLimit > 0) train = train.Take(Math.Min(trainLimit, train.Count));
+        if (s.Quick) test = test.Take(2_000);
+        int epochs = s.Quick ? 1 : s.Epochs;
+        long steps = epochs * ((train.Count + BatchSize - 1) / BatchSize);
+        var shape = new FeatureShape(1, 28, 28);
+
+        // The dense model, trained once; both prunings start from it.
+        var dense = Build(s.Seed);
+        Train(dense, train, steps, null, s.Seed);
+        double denseAccuracy = train.Count > 0 ? test.Accuracy(dense, asImages: true) : 0;
+        long denseParams = dense.parameters().Sum(p => p.numel());
+        double denseMacs = ChannelCost.Macs(dense, Input);
+        Console.WriteLine($"MobileNet-style network: {denseParams:N0} parameters, {denseMacs:N0} MACs per image; dense test accuracy {denseAccuracy:P2} after {steps:N0} steps ({clock.Elapsed.TotalSeconds:F0} s).");
+
+        // (a) Unstructured: gradual pruning to the target while training on, then the runtime.
+        var sparseModel = Copy(dense, s.Seed);
+        var schedule = new PolynomialDecaySchedule(0, s.Sparsity, beginStep: 0, endStep: Math.Max(1, steps * 7 / 10), frequency: Math.Max(1, Math.Min(100, steps / 20)));
+        using (var pruner = new GradualPruner(sparseModel, new PruningOptions { Schedule = schedule }))
+        {
+            Train(sparseModel, train, steps, pruner, s.Seed + 1);
+            Console.WriteLine(pruner.Strip());
+        }
+        sparseModel.eval();
+        SparseModel runtime = SparseExport.ToSparseModel(sparseModel, shape);
+        Console.WriteLine(runtime.Describe());
+        var (torchAccuracy, runtimeAccuracy, worst) = Compare(sparseModel, runtime, test);
+        Console.WriteLine($"Unstructured {s.Sparsity:P0}: test accuracy TorchSharp {torchAccuracy:P2}, sparse runtime {runtimeAccuracy:P2} (largest logit difference {worst:E1} of the range)");
+        var (sparse1, torch1) = Latency(runtime, sparseModel, test, 1);
+        var (sparse64, torch64) = Latency(runtime, sparseModel, test, 64);
+        Console.WriteLine($"  latency batch 1: runtime {sparse1 * 1000:F1} µs, TorchSharp {torch1 * 1000:F1} µs ({torch1 / sparse1:F2}×); batch 64: {sparse64 * 1000:F1} vs {torch64 * 1000:F1} µs ({torch64 / sparse64:F2}×)");
+
+        // (b) Channels: remove the same fraction of every producer's channels (depthwise layers follow), half the MACs.
+        var channelModel = Copy(dense, s.Seed);
+        var channels = SequentialChannels.Analyze(channelModel);
+        double fraction = ChannelFraction(channelModel, channels, 0.5);
+        using (var pruner = new GradualPruner(channelModel, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(fraction),
+            Targets = PruningTargets.Default.Include([.. channels.Layers.Select(l => l.Weight)]),
+            Granularity = PruningGranularity.OutputChannels(),
+            Channels = channels,
+        }))
+        {
+            pruner.Step();
+            Train(channelModel, train, Math.Max(1, steps / 3), pruner, s.Seed + 2);   // a short fine-tune, masks held
+            pruner.Strip();
+        }
+        channelModel.eval();
+        var shrunk = channels.Shrink();
+        shrunk.eval();
+        long shrunkParams = shrunk.parameters().Sum(p => p.numel());
+        double shrunkMacs = ChannelCost.Macs(shrunk, Input);
+        double maxDiff;
+        using (torch.no_grad())
+        using (var x = test.Images.narrow(0, 0, Math.Min(256, test.Count)).reshape(-1, 1, 28, 28))
+        using (var masked = channelModel.call(x))
+        using (var small = shrunk.call(x))
+            maxDiff = masked.sub(small).abs().max().item<float>();
+        double shrunkAccuracy = test.Accuracy(shrunk, asImages: true);
+        SparseModel shrunkRuntime = SparseExport.ToSparseModel(shrunk, shape);
+        var (_, shrunkRuntimeAccuracy, shrunkWorst) = Compare(shrunk, shrunkRuntime, test);
+        var (shrunkTorch1, denseTorch1) = TorchLatency(shrunk, dense, test, 1);
+        var (shrunkTorch64, denseTorch64) = TorchLatency(shrunk, dense, test, 64);
+        Console.WriteLine($"Channels ({fraction:P0} of each producer's removed): {shrunkParams:N0} of {denseParams:N0} parameters, {shrunkMacs / denseMacs:P1} of the MACs; shrunk vs masked outputs differ by at most {maxDiff:E1}");
+        Console.WriteLine($"  test accuracy {shrunkAccuracy:P2} (runtime {shrunkRuntimeAccuracy:P2}); TorchSharp latency shrunk vs dense: batch 1 {shrunkTorch1 * 1000:F1} vs {denseTorch1 * 1000:F1} µs ({denseTorch1 / shrunkTorch1:F2}×), batch 64 {shrunkTorch64 * 1000:F1} vs {denseTorch64 * 1000:F1} µs ({denseTorch64 / shrunkTorch64:F2}×)");
+
+        rows.Add(new()
+        {
+            ["model"] = "mobilenet", ["sparsity"] = s.Sparsity, ["metric_name"] = "accuracy", ["dense_metric"] = denseAccuracy,
+            ["torchsharp_metric"] = torchAccuracy, ["runtime_metric"] = runtimeAccuracy, ["max_relative_logit_difference"] = worst,
+            ["batch1_speedup"] = torch1 / sparse1, ["batch64_speedup"] = torch64 / sparse64,
+            ["channel_fraction_removed"] = fraction, ["flops_kept"] = shrunkMacs / denseMacs,
+            ["dense_params"] = denseParams, ["shrunk_params"] = shrunkParams, ["shrunk_max_abs_diff"] = maxDiff,
+            ["shrunk_metric"] = shrunkAccuracy, ["shrunk_runtime_metric"] = shrunkRuntimeAccuracy,
+            ["shrunk_batch1_speedup"] = denseTorch1 / shrunkTorch1, ["shrunk_batch64_speedup"] = denseTorch64 / shrunkTorch64,
+            ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
+        });
+        // The runtime must reproduce TorchSharp, and the shrunk model the masked one.
+        return worst <= 1e-4 && torchAccuracy == runtimeAccuracy && shrunkWorst <= 1e-4 && maxDiff <= 1e-4 ? 0 : 1;
+    }
+
+    private static void Train(Sequential model, FashionMnist data, long steps, GradualPruner? pruner, int seed)
+    {
+        model.train();
+        var optimizer = SafeOptim.Adam(model.parameters(), 2e-3);
+        var g = new Generator((ulong)(7000 + seed));
+        for (long step = 0; step < steps; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            Tensor idx = torch.randint(0, data.Count, [BatchSize], ScalarType.Int64, generator: g);
+            optimizer.zero_grad();
+            nn.functional.cross_entropy(model.call(data.Images.index_select(0, idx).reshape(-1, 1, 28, 28)), data.Labels.index_select(0, idx)).backward();
+            optimizer.step();
+            pruner?.Step();
+        }
+        model.eval();
+    }
+
+    private static Sequential Copy(Sequential model, int seed)
+    {
+        var copy = Build(seed);
+        copy.load_state_dict(model.state_dict());
+        copy.eval();
+        return copy;
+    }
+
+    /// <summary>The fraction of every producer's channels to remove so that the MACs fall to <paramref name="budget"/> (bisection).</summary>
+    private static double ChannelFraction(Sequential model, SequentialChannels channels, double budget)
+    {
+        double dense = ChannelCost.Macs(model, Input), low = 0, high = 0.95;
+        for (int i = 0; i < 30; i++)
+        {
+            double mid = (low + high) / 2;
+            var kept = channels.Layers.ToDictionary(l => l.Weight, l => l.Channels - (long)Math.Round(l.Channels * mid));
+            if (ChannelCost.Macs(model, Input, kept) / dense > budget) low = mid; else high = mid;
+        }
+        return high;
+    }
+
+    /// <summary>Test accuracy in TorchSharp and on the runtime, and the largest logit difference relative to the logit range.</summary>
+    private static (double Torch, double Runtime, double Worst) Compare(Sequential model, SparseModel runtime, FashionMnist test)
+    {
+        int n = (int)test.Count;
+        float[] images = test.Images.data<float>().ToArray();
+        long[] labels = test.Labels.data<long>().ToArray();
+        // In chunks of 500: the runtime's buffers for a batch stay within its default working-memory budget.
+        var ours = new float[n * 10];
+        for (int start = 0; start < n; start += 500)
+        {
+            int count = Math.Min(500, n - start);
+            runtime.Run(images.AsSpan(start * 784, count * 784), ours.AsSpan(start * 10, count * 10), count);
+        }
+        float[] theirs;
+        using (torch.no_grad())
+        using (var x = test.Images.reshape(-1, 1, 28, 28))
+        using (var y = model.call(x))
+            theirs = y.data<float>().ToArray();
+        double scale = theirs.Max(v => (double)Math.Abs(v)), worst = 0;
+        int a = 0, b = 0;
+        for (int i = 0; i < n; i++)
+        {
+            if (Measure.ArgMax(theirs.AsSpan(i * 10, 10)) == labels[i]) a++;
+            if (Measure.ArgMax(ours.AsSpan(i * 10, 10)) == labels[i]) b++;
+        }
+        for (int i = 0; i < ours.Length; i++) worst = Math.Max(worst, Math.Abs(ours[i] - theirs[i]) / scale);
+        return ((double)a / n, (double)b / n, worst);
+    }
+
+    /// <summary>Runtime vs TorchSharp on the same weights, interleaved in blocks; milliseconds.</summary>
+    private static (double Runtime, double Torch) Latency(SparseModel runtime, Sequential model, FashionMnist test, int batch)
+    {
+        using var x = test.Images.narrow(0, 0, batch).reshape(-1, 1, 28, 28).contiguous();
+        float[] input = x.data<float>().ToArray(), output = new float[batch * 10];
+        double[] ms = Measure.Blocks([() => runtime.Run(input, output, batch), () => { using var _ = torch.no_grad(); using var y = model.call(x); }], rounds: 10);
+        return (ms[0], ms[1]);
+    }
+
+    /// <summary>Two TorchSharp models on the same input, interleaved in blocks; milliseconds.</summary>
+    private static (double First, double Second) TorchLatency(Sequential first, Sequential second, FashionMnist test, int batch)
+    {
+        using var x = test.Images.narrow(0, 0, batch).reshape(-1, 1, 28, 28).contiguous();
+        double[] ms = Measure.Blocks([
+            () => { using var _ = torch.no_grad(); using var y = first.call(x); },
+            () => { using var _ = torch.no_grad(); using var y = second.call(x); }], rounds: 10);
+        return (ms[0], ms[1]);
+    }
+}
