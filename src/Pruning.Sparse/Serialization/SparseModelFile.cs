@@ -17,6 +17,7 @@ namespace Pruning.Sparse.Serialization;
 ///   5 Flatten
 ///   6 GlobalAvgPool2d
 ///   7 grouped Conv2d (version 2): i32 groups, then as Conv2d (the matrix is [out, in/groups·kh·kw])
+///   8 Residual (version 2): u32 main count, layer*, u32 shortcut count (0 = identity), layer*; nested at most 8 deep
 /// matrix:  u8 format, i32 rows, cols, then
 ///          1 dense: rows·cols f32
 ///          2 CSR uint16 / 3 CSR int32: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
@@ -52,7 +53,7 @@ public static class SparseModelFile
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public static long MaxFileBytes => int.MaxValue;
 
-    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7 }
+    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7, Residual = 8 }
 
     private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9, NOfM = 10 }
 
@@ -70,9 +71,10 @@ public static class SparseModelFile
     public static byte[] ToBytes(SparseModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var matrices = model.Layers.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
+        SparseLayer[] all = [.. AllLayers(model.Layers)];
+        var matrices = all.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
         uint version = Math.Max(VersionFor(matrices),
-            model.Layers.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 }) ? 2u : 1u);
+            all.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 } or ResidualLayer) ? 2u : 1u);
         return FileFrame.Checksummed(Magic, version, w =>
         {
             w.Write(model.InputShape.Channels);
@@ -83,10 +85,22 @@ public static class SparseModelFile
         });
     }
 
+    /// <summary>The layers and, inside residual blocks, theirs.</summary>
+    private static IEnumerable<SparseLayer> AllLayers(IEnumerable<SparseLayer> layers) =>
+        layers.SelectMany(l => l is ResidualLayer r ? AllLayers(r.Main.Concat(r.Shortcut)).Prepend(l) : [l]);
+
     private static void WriteLayer(BinaryWriter w, SparseLayer layer)
     {
         switch (layer)
         {
+            case ResidualLayer residual:
+                w.Write((byte)LayerTag.Residual);
+                foreach (IReadOnlyList<SparseLayer> chain in new[] { residual.Main, residual.Shortcut })
+                {
+                    w.Write((uint)chain.Count);
+                    foreach (SparseLayer inner in chain) WriteLayer(w, inner);
+                }
+                break;
             case LinearLayer linear:
                 w.Write((byte)LayerTag.Linear);
                 WriteMatrix(w, linear.Weight);
@@ -233,7 +247,7 @@ public static class SparseModelFile
         }
     }
 
-    private static SparseLayer ReadLayer(ref Reader r, int index)
+    private static SparseLayer ReadLayer(ref Reader r, int index, int depth = 0)
     {
         long start = r.Position;
         byte tag = r.Byte($"layer {index} kind");
@@ -241,6 +255,21 @@ public static class SparseModelFile
         {
             switch ((LayerTag)tag)
             {
+                case LayerTag.Residual:
+                    {
+                        if (r.Version < 2) throw r.Error($"layer {index} is a residual block, which a version-{r.Version} file cannot hold", start);
+                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks more than {ResidualLayer.MaxDepth} deep", start);
+                        var chains = new List<SparseLayer>[2];
+                        for (int c = 0; c < 2; c++)
+                        {
+                            uint count = r.UInt32($"layer {index} {(c == 0 ? "main" : "shortcut")} branch length");
+                            if (count > (uint)(r.Remaining))
+                                throw r.Error($"layer {index}'s branch claims {count} layers, more than the bytes that follow", r.Position - 4);
+                            chains[c] = new List<SparseLayer>((int)count);
+                            for (int i = 0; i < count; i++) chains[c].Add(ReadLayer(ref r, i, depth + 1));
+                        }
+                        return new ResidualLayer(chains[0], chains[1]);
+                    }
                 case LayerTag.Linear:
                     {
                         WeightMatrix weight = ReadMatrix(ref r, $"layer {index}");
@@ -407,6 +436,9 @@ public static class SparseModelFile
         public uint Version;
 
         public SparseModelFormatException Error(string problem, long offset, Exception? inner = null) => new(source, problem, offset, inner);
+
+        /// <summary>Bytes not read yet.</summary>
+        public readonly int Remaining => _data.Length - Position;
 
         private ReadOnlySpan<byte> Take(long count, string what)
         {

@@ -12,7 +12,8 @@ namespace Pruning.Export;
 /// pruned zeros in place, or the smaller model <see cref="Structure.SequentialChannels.Shrink"/> leaves after channel
 /// pruning (which any dense runtime runs faster). The model must be a Sequential chain (nested Sequentials are
 /// flattened) of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,
-/// SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout and Identity; anything else
+/// SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity and
+/// <see cref="Structure.Residual"/> blocks (an Add of their two branches); anything else
 /// is refused with its name. The graph's batch dimension is symbolic. Export after <see cref="GradualPruner.Strip"/>
 /// (or with the masks applied) so pruned weights are exact zeros; the model is read, never changed.
 /// </summary>
@@ -36,8 +37,15 @@ public static class OnnxExport
         options.Validate();
         using var _ = torch.no_grad();
         var graph = new GraphBuilder(options, input);
+        Emit(graph, SparseExport.Chain(model, ""), options);
+        return graph.Finish(model.GetType().Name).ToByteArray();
+    }
+
+    /// <summary>Adds a chain's nodes; a residual block adds its branches from the same input and an Add.</summary>
+    private static void Emit(GraphBuilder graph, IEnumerable<(string Name, nn.Module Module)> chain, OnnxExportOptions options)
+    {
         FoldableLayer? pending = null;
-        foreach (var (name, module) in SparseExport.Chain(model, ""))
+        foreach (var (name, module) in chain)
         {
             if (module is BatchNorm bn && pending is not null && options.FoldBatchNorm)
             {
@@ -50,11 +58,20 @@ public static class OnnxExport
                 case Linear linear: pending = FoldableLayer.From(name, linear); break;
                 case Conv2d conv: pending = FoldableLayer.From(name, conv); break;
                 case BatchNorm norm: graph.BatchNorm(name, norm); break;
+                case Structure.Residual residual:
+                {
+                    var (x, rank) = graph.Position;
+                    Emit(graph, SparseExport.Chain(residual.Main, $"{name}.main"), options);
+                    string main = graph.Position.Tensor;
+                    graph.Position = (x, rank);
+                    if (residual.Shortcut is not null) Emit(graph, SparseExport.Chain(residual.Shortcut, $"{name}.shortcut"), options);
+                    graph.Add(name, main);
+                    break;
+                }
                 default: graph.Other(name, module); break;
             }
         }
         if (pending is not null) graph.Weighted(pending);
-        return graph.Finish(model.GetType().Name).ToByteArray();
     }
 
     /// <summary>Builds the graph node by node, tracking the current tensor's name and rank.</summary>
@@ -75,6 +92,16 @@ public static class OnnxExport
             _rank = dims.Length + 1;
             _graph.Input.Add(Value(options.InputName, dims));
         }
+
+        /// <summary>The current tensor's name and rank (a residual block's branches both start from it).</summary>
+        public (string Tensor, int Rank) Position
+        {
+            get => (_current, _rank);
+            set => (_current, _rank) = value;
+        }
+
+        /// <summary>current = <paramref name="other"/> + current: the residual sum.</summary>
+        public void Add(string name, string other) => Node("Add", name, [other, _current]);
 
         /// <summary>Linear as Gemm (on a batch of vectors) or MatMul + Add (on higher ranks); Conv2d as Conv.</summary>
         public void Weighted(FoldableLayer layer)

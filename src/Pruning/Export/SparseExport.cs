@@ -1,4 +1,5 @@
 using Pruning.Sparse;
+using Pruning.Structure;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
 using Pruning.Sparse.Serialization;
@@ -27,10 +28,16 @@ public static class SparseExport
     public static SparseModel ToSparseModel(nn.Module model, FeatureShape input, MatrixFormat format = MatrixFormat.Auto)
     {
         ArgumentNullException.ThrowIfNull(model);
+        using var _ = torch.no_grad();
+        return new SparseModel(input, Convert(Chain(model, ""), format));
+    }
+
+    /// <summary>The runtime layers of a chain (a residual block's branches are chains too).</summary>
+    private static List<SparseLayer> Convert(IEnumerable<(string Name, nn.Module Module)> chain, MatrixFormat format)
+    {
         var layers = new List<SparseLayer>();
         FoldableLayer? pending = null;
-        using var _ = torch.no_grad();
-        foreach (var (name, module) in Chain(model, ""))
+        foreach (var (name, module) in chain)
         {
             if (module is BatchNorm bn)
             {
@@ -47,6 +54,10 @@ public static class SparseExport
                     break;
                 case Conv2d conv:
                     pending = FoldableLayer.From(name, conv);
+                    break;
+                case Residual residual:
+                    layers.Add(new ResidualLayer(Convert(Chain(residual.Main, $"{name}.main"), format),
+                        residual.Shortcut is null ? null : Convert(Chain(residual.Shortcut, $"{name}.shortcut"), format)));
                     break;
                 case ReLU: layers.Add(new ActivationLayer(ActivationKind.ReLU)); break;
                 case ReLU6: layers.Add(new ActivationLayer(ActivationKind.ReLU6)); break;
@@ -73,11 +84,11 @@ public static class SparseExport
                 case Dropout or Dropout2d or Identity:
                     break;
                 default:
-                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
+                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, Residual, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }
         if (pending is not null) layers.Add(Build(pending, format));
-        return new SparseModel(input, layers);
+        return layers;
     }
 
     /// <summary>Builds the inference model and saves it to <paramref name="path"/> (see <see cref="SparseModelFile"/>).</summary>

@@ -215,6 +215,48 @@ public class OnnxExportTests
             .Should().Throw<NotSupportedException>().WithMessage("*Only Sequential*Custom*");
     }
 
+    /// <summary>A small ResNet for 28×28 inputs: stem, an identity block, a downsampling block (strided 1×1 shortcut), global pooling, classifier.</summary>
+    internal static Sequential SmallResNet(int seed)
+    {
+        torch.manual_seed(seed);
+        var model = nn.Sequential(
+            ("stem", nn.Conv2d(1, 8, 3, padding: 1, bias: false)), ("stem_bn", nn.BatchNorm2d(8)), ("stem_relu", nn.ReLU()),
+            ("block1", new Residual(nn.Sequential(
+                ("conv1", nn.Conv2d(8, 8, 3, padding: 1, bias: false)), ("bn1", nn.BatchNorm2d(8)), ("relu", nn.ReLU()),
+                ("conv2", nn.Conv2d(8, 8, 3, padding: 1, bias: false)), ("bn2", nn.BatchNorm2d(8))))),
+            ("relu1", nn.ReLU()),
+            ("block2", new Residual(
+                nn.Sequential(("conv1", nn.Conv2d(8, 16, 3, stride: 2, padding: 1, bias: false)), ("bn1", nn.BatchNorm2d(16)), ("relu", nn.ReLU()),
+                    ("conv2", nn.Conv2d(16, 16, 3, padding: 1, bias: false)), ("bn2", nn.BatchNorm2d(16))),
+                nn.Sequential(("conv", nn.Conv2d(8, 16, 1, stride: 2, bias: false)), ("bn", nn.BatchNorm2d(16))))),
+            ("relu2", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(16, 10)));
+        Warm(model, [8, 1, 28, 28]);
+        return model;
+    }
+
+    [Fact]
+    public void A_small_resnet_exports_to_onnx_and_to_the_runtime_and_both_match_torch()
+    {
+        var model = SmallResNet(21);
+        model.named_parameters().Select(p => p.name).Should().Contain(["block1.main.conv1.weight", "block2.shortcut.conv.weight"]);
+        Prune(model, 0.7);   // every convolution, inside the blocks too
+        model.get_parameter("block2.main.conv2.weight")!.count_nonzero().item<long>().Should().BeLessThan(16 * 16 * 9 / 2);
+        var shape = new FeatureShape(1, 28, 28);
+        using var x = torch.randn(4, 1, 28, 28);
+
+        byte[] onnx = OnnxExport.ToBytes(model, shape);
+        ModelProto.Parser.ParseFrom(onnx).Graph.Node.Count(n => n.OpType == "Add").Should().Be(2);
+        ShouldMatchTorch(onnx, model, x);
+
+        Pruning.Sparse.SparseModel runtime = SparseExport.ToSparseModel(model, shape);
+        runtime.Layers.OfType<ResidualLayer>().Should().HaveCount(2);
+        using var _ = torch.no_grad();
+        float[] expected = TestModels.Values(model.call(x));
+        float[] actual = runtime.Run(TestModels.Values(x), 4);
+        double scale = Math.Max(1, expected.Max(v => Math.Abs((double)v)));
+        actual.Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-4 * scale);
+    }
+
     private sealed class Custom() : nn.Module<Tensor, Tensor>("custom")
     {
         public override Tensor forward(Tensor input) => input;

@@ -1,0 +1,127 @@
+using System.Numerics;
+
+namespace Pruning.Sparse.Layers;
+
+/// <summary>
+/// A residual block: y = main(x) + shortcut(x), where both branches are chains of layers and an empty shortcut is the
+/// identity (ResNet's basic block without its final activation, which follows as its own layer). The branches run on
+/// buffers carved from the model's scratch, so the block allocates nothing per call.
+/// </summary>
+public sealed class ResidualLayer : SparseLayer
+{
+    /// <summary>How deeply residual blocks may nest (a file could otherwise recurse without bound).</summary>
+    public const int MaxDepth = 8;
+
+    /// <summary>Creates the block; <paramref name="main"/> must not be empty (that would add x to itself).</summary>
+    public ResidualLayer(IReadOnlyList<SparseLayer> main, IReadOnlyList<SparseLayer>? shortcut = null)
+    {
+        ArgumentNullException.ThrowIfNull(main);
+        if (main.Count == 0) throw new ArgumentException("The main branch needs at least one layer.", nameof(main));
+        if (main.Any(l => l is null) || shortcut?.Any(l => l is null) == true) throw new ArgumentException("A branch holds a null layer.", nameof(main));
+        Main = [.. main];
+        Shortcut = shortcut is null ? [] : [.. shortcut];
+        if (Depth > MaxDepth) throw new ArgumentException($"Residual blocks nest {Depth} deep; at most {MaxDepth} are allowed.", nameof(main));
+    }
+
+    /// <summary>The main branch.</summary>
+    public IReadOnlyList<SparseLayer> Main { get; }
+
+    /// <summary>The shortcut branch; empty for the identity.</summary>
+    public IReadOnlyList<SparseLayer> Shortcut { get; }
+
+    /// <summary>1 for a block without nested blocks.</summary>
+    internal int Depth => 1 + Main.Concat(Shortcut).OfType<ResidualLayer>().Select(r => r.Depth).DefaultIfEmpty(0).Max();
+
+    /// <inheritdoc />
+    public override string Describe() =>
+        $"Residual [{string.Join(", ", Main.Select(l => l.Describe()))}] + {(Shortcut.Count == 0 ? "identity" : $"[{string.Join(", ", Shortcut.Select(l => l.Describe()))}]")}";
+
+    /// <inheritdoc />
+    public override long StoredParameters => Main.Concat(Shortcut).Sum(l => l.StoredParameters);
+
+    /// <inheritdoc />
+    public override long StoredBytes => Main.Concat(Shortcut).Sum(l => l.StoredBytes);
+
+    /// <inheritdoc />
+    public override FeatureShape OutputShape(FeatureShape input)
+    {
+        FeatureShape main = Shapes(Main, input)[^1], shortcut = Shapes(Shortcut, input)[^1];
+        if (main != shortcut)
+            throw new ArgumentException($"The residual block's main branch gives {main} but its shortcut gives {shortcut}; they must match to be added.", nameof(input));
+        return main;
+    }
+
+    private static FeatureShape[] Shapes(IReadOnlyList<SparseLayer> chain, FeatureShape input)
+    {
+        var shapes = new FeatureShape[chain.Count + 1];
+        shapes[0] = input;
+        for (int i = 0; i < chain.Count; i++) shapes[i + 1] = chain[i].OutputShape(shapes[i]);
+        return shapes;
+    }
+
+    /// <summary>Two ping-pong buffers and one for the shortcut's result, each as large as the widest activation, then the layers' own scratch.</summary>
+    internal override long ScratchSize(FeatureShape input, int batch)
+    {
+        (long activations, long scratch) = Extents(input, batch);
+        return checked(3 * activations + scratch);
+    }
+
+    private (long Activations, long Scratch) Extents(FeatureShape input, int batch)
+    {
+        long activations = 0, scratch = 0;
+        foreach (IReadOnlyList<SparseLayer> chain in new[] { Main, Shortcut })
+        {
+            FeatureShape[] shapes = Shapes(chain, input);
+            activations = Math.Max(activations, checked(shapes.Max(s => (long)s.Size) * batch));
+            for (int i = 0; i < chain.Count; i++) scratch = Math.Max(scratch, chain[i].ScratchSize(shapes[i], batch));
+        }
+        return (activations, scratch);
+    }
+
+    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    {
+        (long activationsLong, long scratchLong) = Extents(shape, batch);
+        int activations = (int)activationsLong, size = OutputShape(shape).Size * batch;
+        Span<float> a = scratch[..activations], b = scratch.Slice(activations, activations), s = scratch.Slice(2 * activations, activations);
+        Span<float> layerScratch = scratch.Slice(3 * activations, (int)scratchLong);
+        ReadOnlySpan<float> shortcut = input[..size];
+        if (Shortcut.Count > 0)
+        {
+            RunChain(Shortcut, input, shape, s, a, b, layerScratch, batch, threads);
+            shortcut = s[..size];
+        }
+        RunChain(Main, input, shape, output, a, b, layerScratch, batch, threads);
+        Add(output[..size], shortcut);
+    }
+
+    /// <summary>Runs <paramref name="chain"/> on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
+    private static void RunChain(IReadOnlyList<SparseLayer> chain, ReadOnlySpan<float> input, FeatureShape shape, Span<float> result,
+        Span<float> a, Span<float> b, Span<float> scratch, int batch, int threads)
+    {
+        input[..(shape.Size * batch)].CopyTo(a);
+        Span<float> current = a, next = b;
+        foreach (SparseLayer layer in chain)
+        {
+            FeatureShape outShape = layer.OutputShape(shape);
+            if (layer.InPlace) layer.Forward(current, shape, current, batch, scratch, threads);
+            else
+            {
+                layer.Forward(current, shape, next, batch, scratch, threads);
+                Span<float> swap = current;
+                current = next;
+                next = swap;
+            }
+            shape = outShape;
+        }
+        current[..(shape.Size * batch)].CopyTo(result);
+    }
+
+    private static void Add(Span<float> y, ReadOnlySpan<float> x)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+            for (; i + Vector<float>.Count <= y.Length; i += Vector<float>.Count)
+                (new Vector<float>(y[i..]) + new Vector<float>(x[i..])).CopyTo(y[i..]);
+        for (; i < y.Length; i++) y[i] += x[i];
+    }
+}

@@ -1,0 +1,42 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Structure;
+
+/// <summary>
+/// A residual block declared as such: y = main(x) + shortcut(x), the shortcut being the identity when none is given.
+/// Put it in a <c>Sequential</c> (followed by its activation, as in ResNet's basic block) and the model exports to the
+/// sparse runtime (<see cref="Pruning.Sparse.Layers.ResidualLayer"/>) and to ONNX (an Add node). This is the explicit
+/// declaration of a residual connection; blocks written as your own <c>Module</c> classes are not discovered yet.
+/// </summary>
+public sealed class Residual : nn.Module<Tensor, Tensor>
+{
+    private readonly Sequential main;
+    private readonly Sequential? shortcut;
+
+    /// <summary>Creates the block. Parameters are named <c>main.…</c> and <c>shortcut.…</c> under the block's own name.</summary>
+    public Residual(Sequential main, Sequential? shortcut = null) : base(nameof(Residual))
+    {
+        ArgumentNullException.ThrowIfNull(main);
+        if (!main.children().Any()) throw new ArgumentException("The main branch needs at least one module.", nameof(main));
+        this.main = main;
+        this.shortcut = shortcut;
+        RegisterComponents();
+    }
+
+    /// <summary>The main branch.</summary>
+    public Sequential Main => main;
+
+    /// <summary>The shortcut branch, or null for the identity.</summary>
+    public Sequential? Shortcut => shortcut;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input)
+    {
+        Tensor y = main.call(input);
+        if (shortcut is null) return y.add(input);
+        using Tensor s = shortcut.call(input);
+        return y.add(s);
+    }
+}
