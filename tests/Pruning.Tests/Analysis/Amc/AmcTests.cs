@@ -86,6 +86,30 @@ public sealed class AmcTests : IDisposable
     }
 
     [Fact]
+    public void A_depthwise_separable_chain_is_searched_by_channels_and_every_episode_meets_its_flops_budget()
+    {
+        torch.manual_seed(6);
+        var model = nn.Sequential(
+            ("conv1", nn.Conv2d(1, 8, 3, padding: 1, bias: false)), ("bn1", nn.BatchNorm2d(8)), ("relu1", nn.ReLU6()),
+            ("dw", nn.Conv2d(8, 8, 3, padding: 1, groups: 8, bias: false)), ("dwbn", nn.BatchNorm2d(8)), ("dwrelu", nn.ReLU6()),
+            ("pw", nn.Conv2d(8, 16, 1, bias: false)), ("pwbn", nn.BatchNorm2d(16)), ("pwrelu", nn.ReLU6()),
+            ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(16, 3)));
+        model.eval();
+        var options = new AmcOptions { Mode = AmcMode.Channel, Resource = AmcResource.Flops, Budget = 0.5, InputShape = [1, 8, 8], Episodes = 12, WarmupEpisodes = 4, Seed = 2 };
+        using (var environment = new AmcEnvironment(model, options))
+        {
+            // The producers are searched; the depthwise layer follows conv1: keeping 5 of 8 and 10 of 16 channels costs
+            // conv1 9·64·5, dw 9·64·5, pw 64·5·10, fc 10·3.
+            environment.Layers.Select(l => l.Weight).Should().Equal("conv1.weight", "pw.weight");
+            environment.Resource([3, 6]).Should().Be(9 * 64 * 5 + 9 * 64 * 5 + 64 * 5 * 10 + 10 * 3);
+        }
+        AmcResult result = AmcSearch.Run(model, m => Sparsities(m, "conv1.weight", "pw.weight").Sum(), options);
+        result.Episodes.Should().HaveCount(12).And.OnlyContain(e => e.Resource <= 0.5 + 1e-12);
+        // The weights are restored after every episode.
+        Sparsities(model, "conv1.weight", "dw.weight", "pw.weight").Should().OnlyContain(v => v == 0);
+    }
+
+    [Fact]
     public void The_replay_buffer_keeps_the_latest_transitions_and_the_soft_update_blends_by_tau()
     {
         var buffer = new ReplayBuffer(3);
