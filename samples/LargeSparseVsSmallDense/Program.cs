@@ -2,6 +2,7 @@
 // gradually better than a small dense one? Three experiments sized for two CPU cores:
 //   mlp  — 784-w-w-10 MLPs on Fashion-MNIST, dense at every width vs wider ones pruned to each narrower one's NNZ;
 //   cnn  — a small CNN at width multipliers (the MobileNet experiment's shape), same comparison;
+//   mobilenet — a depthwise-separable MobileNet at width multipliers, as the paper's, same comparison;
 //   lstm — stacked LSTM language models on the King James Bible: dense small/medium vs a large one at 80 / 90 %.
 using System.CommandLine;
 using LargeSparseVsSmallDense.Experiments;
@@ -12,11 +13,11 @@ using Pruning.Samples;
 var quickOption = new Option<bool>("--quick") { Description = "A short run (about half a minute): one seed, small models, little data." };
 var seedsOption = new Option<int>("--seeds") { Description = "Seeds per model (1 with --quick).", DefaultValueFactory = _ => 3 };
 var seedOption = new Option<int>("--seed") { Description = "The first seed.", DefaultValueFactory = _ => 1 };
-var experimentsOption = new Option<string>("--experiments") { Description = "Comma-separated: mlp, cnn, lstm.", DefaultValueFactory = _ => "mlp,cnn,lstm" };
+var experimentsOption = new Option<string>("--experiments") { Description = "Comma-separated: mlp, cnn, mobilenet, lstm.", DefaultValueFactory = _ => "mlp,cnn,mobilenet,lstm" };
 var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
 var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (one verse per line)." };
-var cnnImagesOption = new Option<int>("--cnn-images") { Description = "Training images for the CNN experiment, in [1, 60000].", DefaultValueFactory = _ => 20_000 };
-var cnnEpochsOption = new Option<int>("--cnn-epochs") { Description = "Epochs for the CNN experiment.", DefaultValueFactory = _ => 3 };
+var cnnImagesOption = new Option<int>("--cnn-images") { Description = "Training images for the CNN and MobileNet experiments, in [1, 60000].", DefaultValueFactory = _ => 20_000 };
+var cnnEpochsOption = new Option<int>("--cnn-epochs") { Description = "Epochs for the CNN and MobileNet experiments.", DefaultValueFactory = _ => 3 };
 var outOption = new Option<string>("--out") { Description = "Directory for the plots.", DefaultValueFactory = _ => Path.Combine("out", "large-sparse-vs-small-dense") };
 var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per trained model to this file, as they finish." };
 var root = new RootCommand("Large-sparse vs small-dense at equal non-zeros (Zhu & Gupta 2017): MLP and CNN on Fashion-MNIST, LSTM LM on the King James Bible.")
@@ -31,9 +32,9 @@ return root.Parse(args).Invoke();
 
 static int Run(bool quick, int seeds, int seed0, HashSet<string> experiments, string data, string? corpusFile, int cnnImages, int cnnEpochs, string outDir, string? summaryJson)
 {
-if (experiments.Except(["mlp", "cnn", "lstm"]).FirstOrDefault() is { } unknown)
+if (experiments.Except(["mlp", "cnn", "mobilenet", "lstm"]).FirstOrDefault() is { } unknown)
 {
-    Console.Error.WriteLine($"Unknown experiment '{unknown}'; choose from mlp, cnn, lstm.");
+    Console.Error.WriteLine($"Unknown experiment '{unknown}'; choose from mlp, cnn, mobilenet, lstm.");
     return 2;
 }
 if (cnnImages < 1 || cnnImages > 60_000 || cnnEpochs < 1)
@@ -59,7 +60,7 @@ void Log(string line) => Console.WriteLine(line);
 
 try
 {
-    if (experiments.Contains("mlp") || experiments.Contains("cnn"))
+    if (experiments.Contains("mlp") || experiments.Contains("cnn") || experiments.Contains("mobilenet"))
     {
         var train = FashionMnist.Load(data, train: true);
         var test = FashionMnist.Load(data, train: false);
@@ -74,6 +75,12 @@ try
             Log($"== cnn: width multipliers on Fashion-MNIST{(quick ? " (quick: 4,000 images, 1 epoch)" : $", {cnnImages:N0} images, {cnnEpochs} epochs")}");
             var cnn = new ImageExperiments(train.Take(quick ? 4_000 : cnnImages), test, quick ? 1 : cnnEpochs, Log);
             Add(quick ? cnn.Cnn([0.25, 0.5], [0.5], seedList) : cnn.Cnn([0.25, 0.5, 1.0], [0.5, 1.0], seedList));
+        }
+        if (experiments.Contains("mobilenet"))
+        {
+            Log($"== mobilenet: depthwise-separable MobileNets at width multipliers on Fashion-MNIST{(quick ? " (quick: 4,000 images, 1 epoch)" : $", {cnnImages:N0} images, {cnnEpochs} epochs")}");
+            var mobile = new ImageExperiments(train.Take(quick ? 4_000 : cnnImages), test, quick ? 1 : cnnEpochs, Log);
+            Add(quick ? mobile.MobileNet([0.25, 0.5], [0.5], seedList) : mobile.MobileNet([0.25, 0.5, 1.0], [0.5, 1.0], seedList));
         }
     }
     if (experiments.Contains("lstm"))
@@ -95,7 +102,7 @@ catch (FileNotFoundException e)
 
 Console.WriteLine();
 Console.WriteLine(Report.Table(rows));
-foreach (var (name, title) in new[] { ("mlp", "MLP on Fashion-MNIST: dense by width vs wider pruned"), ("cnn", "CNN on Fashion-MNIST: dense by width multiplier vs wider pruned"), ("lstm", "LSTM LM on the KJV Bible: dense small/medium vs large pruned") })
+foreach (var (name, title) in new[] { ("mlp", "MLP on Fashion-MNIST: dense by width vs wider pruned"), ("cnn", "CNN on Fashion-MNIST: dense by width multiplier vs wider pruned"), ("mobilenet", "MobileNet on Fashion-MNIST: dense by width multiplier vs wider pruned"), ("lstm", "LSTM LM on the KJV Bible: dense small/medium vs large pruned") })
     if (rows.Any(r => r.Experiment == name))
     {
         string png = Path.Combine(outDir, $"{name}.png");

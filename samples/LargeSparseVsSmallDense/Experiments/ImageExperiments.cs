@@ -7,7 +7,7 @@ using Pruning.Optimizers;
 
 namespace LargeSparseVsSmallDense.Experiments;
 
-/// <summary>Experiments 1 (MLP widths) and 2 (CNN width multipliers) on Fashion-MNIST.</summary>
+/// <summary>Experiments 1 (MLP widths), 2 (CNN width multipliers) and 2b (MobileNet width multipliers) on Fashion-MNIST.</summary>
 internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, int epochs, Action<string> log)
 {
     private long StepsPerEpoch => (train.Count + 127) / 128;
@@ -20,6 +20,10 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
     /// <summary>Dense CNNs at each multiplier, and the wider ones pruned to the NNZ of every narrower dense one.</summary>
     public IEnumerable<ResultRow> Cnn(double[] denseAlphas, double[] sparseAlphas, int[] seeds) =>
         Family("cnn", denseAlphas, sparseAlphas, seeds, NnzBudget.CnnWeights, CnnModel, asImages: true);
+
+    /// <summary>Depthwise-separable MobileNets at each width multiplier α, and the wider ones pruned to the NNZ of every narrower dense one.</summary>
+    public IEnumerable<ResultRow> MobileNet(double[] denseAlphas, double[] sparseAlphas, int[] seeds) =>
+        Family("mobilenet", denseAlphas, sparseAlphas, seeds, alpha => Training.Weights(MobileNetModel(alpha)), MobileNetModel, asImages: true);
 
     private IEnumerable<ResultRow> Family(string experiment, double[] dense, double[] sparse, int[] seeds,
         Func<double, long> weights, Func<double, Sequential> make, bool asImages)
@@ -48,6 +52,36 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
             ("conv2", nn.Conv2d(c1, c2, 3, padding: 1, bias: false)), ("bn2", nn.BatchNorm2d(c2)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
             ("conv3", nn.Conv2d(c2, c3, 3, padding: 1, bias: false)), ("bn3", nn.BatchNorm2d(c3)), ("relu3", nn.ReLU()),
             ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(c3, 10)));
+    }
+
+    /// <summary>
+    /// MobileNet (v1) scaled for 28×28 inputs, width multiplier α on every layer's channels (at least 8): a 3×3 stem of
+    /// 32α, then depthwise-separable blocks (depthwise 3×3 + BN + ReLU6, pointwise 1×1 + BN + ReLU6) to 64α (stride 2),
+    /// 128α, 128α (stride 2) and 256α, global average pooling, Linear. Every weight is pruned, depthwise ones included.
+    /// </summary>
+    public static Sequential MobileNetModel(double alpha)
+    {
+        int C(int channels) => Math.Max(8, (int)Math.Round(channels * alpha));
+        int c = C(32);
+        var layers = new List<(string, nn.Module<Tensor, Tensor>)>
+        {
+            ("stem", nn.Conv2d(1, c, 3, padding: 1, bias: false)), ("stem_bn", nn.BatchNorm2d(c)), ("stem_relu", nn.ReLU6()),
+        };
+        int block = 0;
+        foreach (var (channels, stride) in new[] { (64, 2), (128, 1), (128, 2), (256, 1) })
+        {
+            block++;
+            int next = C(channels);
+            layers.Add(($"dw{block}", nn.Conv2d(c, c, 3, stride: stride, padding: 1, groups: c, bias: false)));
+            layers.Add(($"dw{block}_bn", nn.BatchNorm2d(c)));
+            layers.Add(($"dw{block}_relu", nn.ReLU6()));
+            layers.Add(($"pw{block}", nn.Conv2d(c, next, 1, bias: false)));
+            layers.Add(($"pw{block}_bn", nn.BatchNorm2d(next)));
+            layers.Add(($"pw{block}_relu", nn.ReLU6()));
+            c = next;
+        }
+        layers.AddRange([("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(c, 10))]);
+        return nn.Sequential(layers);
     }
 
     private ResultRow Run(string experiment, double width, double sparsity, int seed, Func<Sequential> make, bool asImages)
