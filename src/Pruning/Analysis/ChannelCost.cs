@@ -60,6 +60,8 @@ public static class ChannelCost
         long previous = -1;
         foreach (var (name, child) in model.named_children())
         {
+            if (child is Structure.Residual)
+                throw new NotSupportedException($"'{name}' is a residual block; channel costs are counted for plain chains (depthwise convolutions included), not yet across residual adds.");
             Tensor y = ((nn.Module<Tensor, Tensor>)child).call(x);
             switch (child)
             {

@@ -45,8 +45,10 @@ public sealed record ChannelLayer(string Producer, string? BatchNorm, string Con
 /// <see cref="Shrink"/> can drop it (and the next layer's inputs for it) without changing the model's outputs.
 /// Depthwise convolutions (groups = in = out channels, MobileNet's) pass their channels through: channel c of the
 /// producer before them, of the depthwise filter and its BatchNorm, and the consumer's input c are one group.
-/// Graphs that are not such chains (residual blocks, concatenations, other grouped convolutions, nested containers)
-/// are out of scope: <see cref="Analyze"/> refuses them, naming the module, rather than return a wrong model.
+/// Inside a <see cref="Residual"/> block, the inner channels of its main branch are removable; the channels that meet
+/// at its add (the block's input and output, and so the producer feeding it) form one dependency group and are kept.
+/// Graphs that are not such chains (concatenations, other grouped convolutions, other containers) are out of scope:
+/// <see cref="Analyze"/> refuses them, naming the module, rather than return a wrong model.
 /// </remarks>
 public sealed class SequentialChannels
 {
@@ -78,45 +80,61 @@ public sealed class SequentialChannels
     {
         ArgumentNullException.ThrowIfNull(model);
         var children = model.named_children().ToList();
+        var layers = new List<ChannelLayer>();
+        AnalyzeChain(children, "", layers);
+        return new SequentialChannels(model, children, layers);
+    }
+
+    /// <summary>
+    /// The channel layers of one chain, named with <paramref name="prefix"/>. A <see cref="Residual"/> block's main
+    /// branch is a chain of its own: its inner channels (every producer but the last, whose outputs meet the shortcut
+    /// at the add) are removable; the channels on either side of the add are one dependency group, which is not
+    /// removed, so the producer feeding a block keeps its channels too.
+    /// </summary>
+    private static void AnalyzeChain(List<(string Name, nn.Module Module)> children, string prefix, List<ChannelLayer> layers)
+    {
         foreach (var (name, module) in children)
         {
-            bool known = module is Conv2d or Linear or BatchNorm2d or BatchNorm1d or Flatten || PassThrough.Contains(module.GetType());
+            bool known = module is Conv2d or Linear or BatchNorm2d or BatchNorm1d or Flatten or Residual || PassThrough.Contains(module.GetType());
             if (!known)
                 throw new NotSupportedException(
-                    $"Channel structure is defined for Sequential chains of Conv2d, BatchNorm, activations with f(0) = 0, pooling, Dropout, Flatten and Linear; '{name}' is a {module.GetType().Name}.");
+                    $"Channel structure is defined for Sequential chains of Conv2d, BatchNorm, activations with f(0) = 0, pooling, Dropout, Flatten, Linear and Residual blocks; '{prefix}{name}' is a {module.GetType().Name}.");
             if (module is Conv2d { groups: not 1 } grouped && !IsDepthwise(grouped))
-                throw new NotSupportedException($"'{name}' is a grouped convolution (groups = {grouped.groups}) that is not depthwise (groups = in = out channels); its channels cannot be removed independently.");
+                throw new NotSupportedException($"'{prefix}{name}' is a grouped convolution (groups = {grouped.groups}) that is not depthwise (groups = in = out channels); its channels cannot be removed independently.");
+            if (module is Residual residual)
+            {
+                AnalyzeChain(residual.Main.named_children().ToList(), $"{prefix}{name}.main.", layers);
+                if (residual.Shortcut is { } shortcut) AnalyzeChain(shortcut.named_children().ToList(), $"{prefix}{name}.shortcut.", layers);
+            }
         }
 
-        var layers = new List<ChannelLayer>();
         for (int i = 0; i < children.Count; i++)
         {
             if (!IsProducer(children[i].Item2))
                 continue;
             long channels = children[i].Item2 is Conv2d conv ? conv.out_channels : ((Linear)children[i].Item2).out_features;
-            string? batchNorm = i + 1 < children.Count && children[i + 1].Item2 is BatchNorm2d or BatchNorm1d ? children[i + 1].Item1 : null;
-            int next = children.FindIndex(i + 1, c => IsProducer(c.Item2));
-            if (next < 0)
-                break; // the output layer: its channels are the model's outputs
+            string? batchNorm = i + 1 < children.Count && children[i + 1].Item2 is BatchNorm2d or BatchNorm1d ? prefix + children[i + 1].Item1 : null;
+            int next = children.FindIndex(i + 1, c => IsProducer(c.Item2) || c.Item2 is Residual);
+            if (next < 0 || children[next].Item2 is Residual)
+                continue; // the output layer (its channels are the outputs), or one whose channels a residual add ties to others
             var channelWise = new List<string>();
             for (int j = i + 1; j < next; j++)
             {
                 if (children[j].Item2 is not Conv2d depthwise) continue;
                 if (depthwise.in_channels != channels)
-                    throw new NotSupportedException($"Depthwise '{children[j].Item1}' has {depthwise.in_channels} channels but '{children[i].Item1}' produces {channels}.");
-                channelWise.Add(children[j].Item1);
-                if (j + 1 < next && children[j + 1].Item2 is BatchNorm2d) channelWise.Add(children[j + 1].Item1);
+                    throw new NotSupportedException($"Depthwise '{prefix}{children[j].Item1}' has {depthwise.in_channels} channels but '{prefix}{children[i].Item1}' produces {channels}.");
+                channelWise.Add(prefix + children[j].Item1);
+                if (j + 1 < next && children[j + 1].Item2 is BatchNorm2d) channelWise.Add(prefix + children[j + 1].Item1);
             }
             long perChannel = 1;
             if (children[next].Item2 is Linear consumer && children[i].Item2 is Conv2d)
             {
                 if (consumer.in_features % channels != 0)
-                    throw new NotSupportedException($"'{children[next].Item1}' has {consumer.in_features} inputs, not a multiple of the {channels} channels of '{children[i].Item1}'.");
+                    throw new NotSupportedException($"'{prefix}{children[next].Item1}' has {consumer.in_features} inputs, not a multiple of the {channels} channels of '{prefix}{children[i].Item1}'.");
                 perChannel = consumer.in_features / channels;
             }
-            layers.Add(new ChannelLayer(children[i].Item1, batchNorm, children[next].Item1, channels, perChannel) { ChannelWise = channelWise });
+            layers.Add(new ChannelLayer(prefix + children[i].Item1, batchNorm, prefix + children[next].Item1, channels, perChannel) { ChannelWise = channelWise });
         }
-        return new SequentialChannels(model, children, layers);
     }
 
     /// <summary>A depthwise convolution: one filter per channel, as many outputs as inputs.</summary>
@@ -187,15 +205,29 @@ public sealed class SequentialChannels
         // the temporaries TorchSharp's own layer constructors leave behind) is disposed when this returns.
         using var scope = torch.NewDisposeScope();
         var alive = Layers.ToDictionary(l => l.Producer, AliveChannels);
+        var result = ShrinkChain(_children, "", alive);
+        if (!_model.training) result.eval();
+        return result;
+    }
+
+    /// <summary>One chain rebuilt with its removed channels gone; a residual block's branches are chains of their own.</summary>
+    private Sequential ShrinkChain(List<(string Name, nn.Module Module)> children, string prefix, Dictionary<string, long[]> alive)
+    {
         var built = new List<(string, nn.Module<Tensor, Tensor>)>();
         long[]? incoming = null; // the channels of the previous producer that survive, as consumer input indices
         long perChannel = 1;
-        for (int i = 0; i < _children.Count; i++)
+        for (int i = 0; i < children.Count; i++)
         {
-            var (name, module) = _children[i];
-            long[]? outputs = alive.GetValueOrDefault(name);
+            var (name, module) = children[i];
+            long[]? outputs = alive.GetValueOrDefault(prefix + name);
             switch (module)
             {
+                case Residual residual:
+                    // Its input and output channels are a residual group, never removed: only the inner ones change.
+                    built.Add((name, new Residual(ShrinkChain(residual.Main.named_children().ToList(), $"{prefix}{name}.main.", alive),
+                        residual.Shortcut is null ? null : ShrinkChain(residual.Shortcut.named_children().ToList(), $"{prefix}{name}.shortcut.", alive))));
+                    (incoming, perChannel) = (null, 1);
+                    break;
                 case Conv2d depthwise when IsDepthwise(depthwise):
                     built.Add((name, ShrinkDepthwise(depthwise, incoming)));   // its channels are the incoming ones
                     break;
@@ -211,7 +243,7 @@ public sealed class SequentialChannels
                     built.Add((name, ShrinkBatchNorm((BatchNorm)module, incoming)));
                     break;
                 case Flatten when incoming is not null:
-                    ChannelLayer layer = Layers.First(l => l.Consumer == _children.Skip(i).First(c => c.Item2 is Linear).Item1);
+                    ChannelLayer layer = Layers.First(l => l.Consumer == prefix + children.Skip(i).First(c => c.Item2 is Linear).Item1);
                     perChannel = layer.InputsPerChannel;
                     built.Add((name, (nn.Module<Tensor, Tensor>)module));
                     break;
@@ -324,5 +356,6 @@ public sealed class SequentialChannels
         return _model.get_parameter($"{layer.BatchNorm}.weight")!.detach().abs();
     }
 
-    private nn.Module Module(string name) => _children.First(c => c.Item1 == name).Item2;
+    /// <summary>A module of the model by its dotted name (e.g. <c>block1.main.bn1</c>).</summary>
+    private nn.Module Module(string name) => _model.named_modules().First(m => m.name == name).module;
 }

@@ -245,4 +245,38 @@ public sealed class SequentialChannelsTests
         float[] actual = runtime.Run(TestModels.Values(x), 6);
         actual.Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-4f);
     }
+
+    [Fact]
+    public void Inside_residual_blocks_the_inner_channels_are_removed_and_the_channels_at_the_add_are_kept()
+    {
+        var model = Pruning.Tests.Export.OnnxExportTests.SmallResNet(22);
+        var channels = SequentialChannels.Analyze(model);
+        // stem feeds block1's add, block1/2 outputs meet at adds, fc is the output: only the blocks' inner channels.
+        channels.Layers.Select(l => (l.Producer, l.BatchNorm, l.Consumer)).Should().Equal(
+            ("block1.main.conv1", "block1.main.bn1", "block1.main.conv2"), ("block2.main.conv1", "block2.main.bn1", "block2.main.conv2"));
+        using (var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(0.5),
+            Targets = PruningTargets.Default.Include([.. channels.Layers.Select(l => l.Weight)]),
+            Granularity = PruningGranularity.OutputChannels(),
+            Channels = channels,
+        }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        var small = channels.Shrink();
+
+        small.get_parameter("block1.main.conv1.weight")!.shape.Should().Equal(4, 8, 3, 3);
+        small.get_parameter("block1.main.conv2.weight")!.shape.Should().Equal(8, 4, 3, 3);
+        small.get_parameter("block2.main.conv1.weight")!.shape.Should().Equal(8, 8, 3, 3);
+        small.get_parameter("block2.main.conv2.weight")!.shape.Should().Equal(16, 8, 3, 3);
+        small.get_parameter("block2.shortcut.conv.weight")!.shape.Should().Equal(16, 8, 1, 1);
+        using var x = torch.randn(5, 1, 28, 28);
+        float[] expected = TestModels.Values(model.call(x));
+        TestModels.Values(small.call(x)).Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-5f);
+        float[] runtime = SparseExport.ToSparseModel(small, new FeatureShape(1, 28, 28)).Run(TestModels.Values(x), 5);
+        runtime.Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-4f);
+        FluentActions.Invoking(() => Pruning.Analysis.ChannelCost.Macs(model, [1, 28, 28])).Should().Throw<NotSupportedException>().WithMessage("*'block1' is a residual block*");
+    }
 }

@@ -194,7 +194,15 @@ internal sealed class AmcEnvironment : IDisposable
             throw new ArgumentException($"Channel mode cannot search this model: {e.Message}", nameof(model), e);
         }
         channels = structure;
-        var geometry = ChannelCost.Geometry(sequential, options.InputShape!);
+        IReadOnlyList<ChannelCost.Layer> geometry;
+        try
+        {
+            geometry = ChannelCost.Geometry(sequential, options.InputShape!);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new ArgumentException($"Channel mode cannot search this model: {e.Message}", nameof(model), e);
+        }
         chain = geometry;
         return structure.Layers.Select(l =>
         {
