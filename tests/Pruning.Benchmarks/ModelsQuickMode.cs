@@ -15,13 +15,13 @@ using static TorchSharp.torch;
 namespace Pruning.Benchmarks;
 
 /// <summary>
-/// <c>-- quick --models [lenet,cnn,mlp4096] [--sparsity 0.9] [--threads 2] [--json]</c>: whole models, the sparse runtime
+/// <c>-- quick --models [lenet,cnn,mlp4096] [--sparsity 0.9] [--threads 2] [--json] [--layers]</c>: whole models, the sparse runtime
 /// against ONNX Runtime, at batch 1 and 64, in one process. Each model is pruned one-shot by magnitude (latency does
 /// not depend on training) and exported three ways: our file (fp32 CSR by <c>Auto</c>, and with fp16 values), the
 /// same weights dense in ONNX (zeros in place: what ORT runs), and the channel-shrunk model with about as many
 /// weights as the sparse one has non-zeros (output channels of every layer but the last removed by L2 norm, then
 /// <see cref="SequentialChannels.Shrink"/>): what ORT can actually speed up. ORT: preallocated, bound OrtValues,
-/// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode.
+/// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode. --layers also times every runtime layer alone.
 /// </summary>
 internal static class ModelsQuickMode
 {
@@ -113,7 +113,6 @@ internal static class ModelsQuickMode
         {
             var alone = new SparseModel(shape, [layer]);
             var x = new float[shape.Size * batch];
-            new Random(1).NextBytes(new byte[1]);
             for (int i = 0; i < x.Length; i++) x[i] = (i % 7) * 0.1f - 0.3f;
             var y = new float[alone.OutputShape.Size * batch];
             var times = new List<double>();
