@@ -27,6 +27,20 @@ internal static class Parallelism
     internal static int Chunks(int threads, int rows) => threads <= 1 ? 1 : Math.Max(1, Math.Min(rows, threads * ChunksPerThread));
 
     /// <summary>
+    /// Bounds that split <paramref name="count"/> items of equal cost into as many parts as <paramref name="work"/>
+    /// justifies on <paramref name="threads"/> threads (<see cref="Threads"/>, <see cref="Chunks"/>), at most one part per
+    /// <paramref name="unit"/> items.
+    /// </summary>
+    internal static int[] Even(int count, int threads, long work, int unit = 1)
+    {
+        int units = Math.Max(1, count / unit);
+        int parts = Chunks(Threads(threads, work, units), units);
+        var bounds = new int[parts + 1];
+        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)count * k / parts);
+        return bounds;
+    }
+
+    /// <summary>
     /// Row boundaries (length <paramref name="parts"/> + 1) that give each part about the same number of non-zeros,
     /// counting each row as at least one so that long runs of empty rows are shared too.
     /// </summary>

@@ -47,9 +47,7 @@ public sealed class ActivationLayer : SparseLayer
         if (input.Length < n || output.Length < n) throw new ArgumentException("The buffers are smaller than the shape.", nameof(input));
         // Element-wise, in contiguous slices across the kernel threads (ReLU is a memory pass; tanh and sigmoid cost more per element).
         long work = Kind is ActivationKind.Tanh or ActivationKind.Sigmoid ? 8L * n : n;
-        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, work, Math.Max(1, n / 64)), Math.Max(1, n / 64));
-        var bounds = new int[parts + 1];
-        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)n * k / parts);
+        int[] bounds = Kernels.Parallelism.Even(n, threads, work, unit: 64);
         fixed (float* px = input, py = output)
         {
             nint src = (nint)px, dst = (nint)py;

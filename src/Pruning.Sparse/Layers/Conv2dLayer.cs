@@ -269,7 +269,7 @@ public sealed class Conv2dLayer : SparseLayer
         {
             nint pSrc = (nint)src, pX = (nint)x, pY = (nint)y, pDst = (nint)dst;
             // Padding and compaction are plain copies, split across the kernel threads by planes and by output channels.
-            Kernels.Parallelism.Run(Even(planes, threads, (long)planes * plane), (first, end) =>
+            Kernels.Parallelism.Run(Kernels.Parallelism.Even(planes, threads, (long)planes * plane), (first, end) =>
             {
                 for (int p = first; p < end; p++)
                 {
@@ -281,7 +281,7 @@ public sealed class Conv2dLayer : SparseLayer
                 }
             });
             ((CsrMatrix)Weight).MultiplyShiftedCore(x, o, y, b, width, threads, Simd);
-            Kernels.Parallelism.Run(Even(rows, threads, (long)rows * batch * ho * wo), (first, end) =>
+            Kernels.Parallelism.Run(Kernels.Parallelism.Even(rows, threads, (long)rows * batch * ho * wo), (first, end) =>
             {
                 for (int oc = first; oc < end; oc++)
                     for (int n = 0; n < batch; n++)
@@ -290,15 +290,6 @@ public sealed class Conv2dLayer : SparseLayer
                                 .CopyTo(new Span<float>((float*)pDst + ((long)(oc * batch + n) * ho + oy) * wo, wo));
             });
         }
-    }
-
-    /// <summary>Bounds that split <paramref name="count"/> equal items across the threads <paramref name="work"/> justifies.</summary>
-    private static int[] Even(int count, int threads, long work)
-    {
-        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, work, count), count);
-        var bounds = new int[parts + 1];
-        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)count * k / parts);
-        return bounds;
     }
 
     /// <summary>Offset into the padded input of each filter tap (c, ky, kx), cached for the last shape and batch.</summary>

@@ -13,9 +13,7 @@ public sealed class GlobalAveragePoolLayer : SparseLayer
     {
         int plane = shape.Plane, planes = shape.Channels * batch;
         if (input.Length < (long)plane * planes || output.Length < planes) throw new ArgumentException("The buffers are smaller than the shapes.", nameof(input));
-        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, (long)plane * planes, planes), planes);
-        var bounds = new int[parts + 1];
-        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)planes * k / parts);
+        int[] bounds = Kernels.Parallelism.Even(planes, threads, (long)plane * planes);
         fixed (float* px = input, py = output)
         {
             nint src = (nint)px, dst = (nint)py;

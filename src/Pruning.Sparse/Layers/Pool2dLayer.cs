@@ -80,9 +80,7 @@ public sealed class Pool2dLayer : SparseLayer
         if (input.Length < (long)planes * h * w || output.Length < (long)planes * ho * wo)
             throw new ArgumentException("The buffers are smaller than the pooled shapes.", nameof(input));
         // Planes are independent: they are split across the kernel threads (each output costs about a kernel's area of reads).
-        int parts = Kernels.Parallelism.Chunks(Kernels.Parallelism.Threads(threads, (long)planes * ho * wo * Kernel.H * Kernel.W, planes), planes);
-        var bounds = new int[parts + 1];
-        for (int k = 1; k <= parts; k++) bounds[k] = (int)((long)planes * k / parts);
+        int[] bounds = Kernels.Parallelism.Even(planes, threads, (long)planes * ho * wo * Kernel.H * Kernel.W);
         fixed (float* px = input, py = output)
         {
             nint src = (nint)px, dst = (nint)py;

@@ -185,9 +185,7 @@ public sealed class NmMatrix : WeightMatrix
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
         long work = batch == 1 ? StoredEntries * 8 + Rows : (StoredEntries + Rows) * batch;
-        int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows);
-        var bounds = new int[parts + 1];
-        for (int p = 1; p <= parts; p++) bounds[p] = (int)((long)Rows * p / parts);   // every row costs the same
+        int[] bounds = Parallelism.Even(Rows, threads, work);   // every row costs the same
         nint px = (nint)x, py = (nint)y, pb = (nint)bias;
         int n = N, m = M, groups = Cols / M;
         fixed (byte* positions = _positions)
