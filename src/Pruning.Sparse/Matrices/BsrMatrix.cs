@@ -16,9 +16,8 @@ public sealed class BsrMatrix : WeightMatrix
     private readonly int[]? _columns32;
     private readonly float[] _values;
     private readonly long _nonZeros;
-    private RowSplit? _split;
-
-    private sealed record RowSplit(int Parts, int[] Bounds);
+    /// <summary>Block-row ranges of equal block counts, cached for the last thread count used.</summary>
+    private readonly NonZeroSplit _split;
 
     private BsrMatrix(int rows, int cols, (int R, int C) block, int[] blockRowPointers, ushort[]? columns16, int[]? columns32, float[] values) : base(rows, cols)
     {
@@ -27,6 +26,7 @@ public sealed class BsrMatrix : WeightMatrix
         _columns16 = columns16;
         _columns32 = columns32;
         _values = values;
+        _split = new NonZeroSplit(blockRowPointers);
         foreach (float v in values) if (v != 0) _nonZeros++;
     }
 
@@ -139,14 +139,6 @@ public sealed class BsrMatrix : WeightMatrix
     /// <summary>The blocks' values, block after block, each R×C row-major.</summary>
     public ReadOnlySpan<float> Values => _values;
 
-    /// <inheritdoc />
-    public override float[] ToDense()
-    {
-        var dense = new float[(long)Rows * Cols];
-        for (int r = 0; r < Rows; r++) ReadRow(r, dense.AsSpan(r * Cols, Cols));
-        return dense;
-    }
-
     internal override void ReadRow(int row, Span<float> destination)
     {
         destination[..Cols].Clear();
@@ -161,7 +153,7 @@ public sealed class BsrMatrix : WeightMatrix
         int blockRows = Rows / Block.R;
         long work = batch == 1 ? StoredEntries * 2 + Rows : (StoredEntries + Rows) * batch;
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, blockRows), blockRows);
-        int[] bounds = Split(parts);
+        int[] bounds = _split.For(parts);
         nint px = (nint)x, py = (nint)y, pb = (nint)bias;
         fixed (int* rp = _blockRowPointers)
         fixed (float* v = _values)
@@ -194,14 +186,5 @@ public sealed class BsrMatrix : WeightMatrix
     {
         if (batch == 1) BsrKernels.Spmv<TShape, TIndex>(simd, blockRows, columns, values, x, y, bias, first, end);
         else BsrKernels.Spmm<TShape, TIndex>(simd, blockRows, columns, values, x, y, bias, batch, first, end);
-    }
-
-    /// <summary>Block-row ranges of equal block counts for <paramref name="parts"/> threads, cached for the last count used.</summary>
-    private int[] Split(int parts)
-    {
-        if (Volatile.Read(ref _split) is { } cached && cached.Parts == parts) return cached.Bounds;
-        int[] bounds = Parallelism.SplitByNonZeros(_blockRowPointers, parts);
-        Volatile.Write(ref _split, new RowSplit(parts, bounds));
-        return bounds;
     }
 }

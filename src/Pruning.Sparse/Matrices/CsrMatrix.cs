@@ -18,10 +18,8 @@ public sealed class CsrMatrix : WeightMatrix
     private readonly ushort[]? _columns16;
     private readonly int[]? _columns32;
     private readonly StoredValues _values;
-    /// <summary>Row bounds for the last thread count used; one immutable object, published whole, so a thread never sees half of it.</summary>
-    private RowSplit? _split;
-
-    private sealed record RowSplit(int Parts, int[] Bounds);
+    /// <summary>Row ranges of equal non-zero counts, cached for the last thread count used.</summary>
+    private readonly NonZeroSplit _split;
 
     /// <summary>The values in exactly one encoding: float32; half bits; or int8 with a scale per row.</summary>
     internal sealed record StoredValues(float[]? Float32, ushort[]? Float16, sbyte[]? Int8, float[]? Scales)
@@ -61,6 +59,7 @@ public sealed class CsrMatrix : WeightMatrix
         _columns16 = columns16;
         _columns32 = columns32;
         _values = values;
+        _split = new NonZeroSplit(rowPointers);
     }
 
     private CsrMatrix(int rows, int cols, int[] rowPointers, ushort[]? columns16, int[]? columns32, float[] values)
@@ -308,7 +307,7 @@ public sealed class CsrMatrix : WeightMatrix
     /// <summary>Pins the matrix and runs <paramref name="kernel"/> over row ranges of about equal work on the kernel threads.</summary>
     private unsafe void ForEachRowRange<TKernel>(long work, int threads, TKernel kernel) where TKernel : struct, IRowRangeKernel
     {
-        int[] bounds = Split(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
+        int[] bounds = _split.For(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
         fixed (int* rp = _rowPointers)
         fixed (float* v32 = _values.Float32)
         fixed (ushort* v16 = _values.Float16)
@@ -337,14 +336,5 @@ public sealed class CsrMatrix : WeightMatrix
     {
         if (narrow) kernel.Run((int*)rowPointers, (ushort*)columns16, values, first, end);
         else kernel.Run((int*)rowPointers, (int*)columns32, values, first, end);
-    }
-
-    /// <summary>Row ranges of equal non-zero counts for <paramref name="parts"/> threads, cached for the last count used.</summary>
-    private int[] Split(int parts)
-    {
-        if (Volatile.Read(ref _split) is { } cached && cached.Parts == parts) return cached.Bounds;
-        int[] bounds = Parallelism.SplitByNonZeros(_rowPointers, parts);
-        Volatile.Write(ref _split, new RowSplit(parts, bounds));
-        return bounds;
     }
 }

@@ -159,14 +159,6 @@ public sealed class NmMatrix : WeightMatrix
     /// <summary>N values per group, in the order of their positions.</summary>
     public ReadOnlySpan<float> Values => _values;
 
-    /// <inheritdoc />
-    public override float[] ToDense()
-    {
-        var dense = new float[(long)Rows * Cols];
-        for (int r = 0; r < Rows; r++) ReadRow(r, dense.AsSpan(r * Cols, Cols));
-        return dense;
-    }
-
     internal override void ReadRow(int row, Span<float> destination)
     {
         destination[..Cols].Clear();

@@ -72,7 +72,12 @@ public abstract class WeightMatrix
     public double Sparsity => 1.0 - (double)NonZeros / ((long)Rows * Cols);
 
     /// <summary>The matrix as row-major float32.</summary>
-    public abstract float[] ToDense();
+    public virtual float[] ToDense()
+    {
+        var dense = new float[(long)Rows * Cols];
+        for (int r = 0; r < Rows; r++) ReadRow(r, dense.AsSpan((int)((long)r * Cols), Cols));
+        return dense;
+    }
 
     /// <summary>
     /// Builds a matrix from row-major <paramref name="dense"/> values; <see cref="MatrixFormat.Auto"/> picks float32 CSR
