@@ -43,12 +43,24 @@ public sealed class ResidualLayer : SparseLayer
     public override long StoredBytes => Main.Concat(Shortcut).Sum(l => l.StoredBytes);
 
     /// <inheritdoc />
-    public override FeatureShape OutputShape(FeatureShape input)
+    public override FeatureShape OutputShape(FeatureShape input) => PlanFor(input).Main[^1];
+
+    /// <summary>Both branches' shapes for one input shape, and the widest of them (one sample).</summary>
+    private sealed record Plan(FeatureShape Input, FeatureShape[] Main, FeatureShape[] Shortcut, int Widest);
+
+    /// <summary>The plan for the last input shape asked for: one immutable object, published whole.</summary>
+    private Plan? _plan;
+
+    /// <summary>The branches' shapes for <paramref name="input"/>, computed once per input shape so that a run allocates nothing.</summary>
+    private Plan PlanFor(FeatureShape input)
     {
-        FeatureShape main = Shapes(Main, input)[^1], shortcut = Shapes(Shortcut, input)[^1];
-        if (main != shortcut)
-            throw new ArgumentException($"The residual block's main branch gives {main} but its shortcut gives {shortcut}; they must match to be added.", nameof(input));
-        return main;
+        if (Volatile.Read(ref _plan) is { } cached && cached.Input == input) return cached;
+        FeatureShape[] main = Shapes(Main, input), shortcut = Shapes(Shortcut, input);
+        if (main[^1] != shortcut[^1])
+            throw new ArgumentException($"The residual block's main branch gives {main[^1]} but its shortcut gives {shortcut[^1]}; they must match to be added.", nameof(input));
+        var plan = new Plan(input, main, shortcut, main.Concat(shortcut).Max(s => s.Size));
+        Volatile.Write(ref _plan, plan);
+        return plan;
     }
 
     private static FeatureShape[] Shapes(IReadOnlyList<SparseLayer> chain, FeatureShape input)
@@ -62,58 +74,48 @@ public sealed class ResidualLayer : SparseLayer
     /// <summary>Two ping-pong buffers and one for the shortcut's result, each as large as the widest activation, then the layers' own scratch.</summary>
     internal override long ScratchSize(FeatureShape input, int batch)
     {
-        (long activations, long scratch) = Extents(input, batch);
-        return checked(3 * activations + scratch);
-    }
-
-    private (long Activations, long Scratch) Extents(FeatureShape input, int batch)
-    {
-        long activations = 0, scratch = 0;
-        foreach (IReadOnlyList<SparseLayer> chain in new[] { Main, Shortcut })
-        {
-            FeatureShape[] shapes = Shapes(chain, input);
-            activations = Math.Max(activations, checked(shapes.Max(s => (long)s.Size) * batch));
-            for (int i = 0; i < chain.Count; i++) scratch = Math.Max(scratch, chain[i].ScratchSize(shapes[i], batch));
-        }
-        return (activations, scratch);
+        Plan plan = PlanFor(input);
+        long scratch = 0;
+        for (int i = 0; i < Main.Count; i++) scratch = Math.Max(scratch, Main[i].ScratchSize(plan.Main[i], batch));
+        for (int i = 0; i < Shortcut.Count; i++) scratch = Math.Max(scratch, Shortcut[i].ScratchSize(plan.Shortcut[i], batch));
+        return checked(3L * plan.Widest * batch + scratch);
     }
 
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
-        (long activationsLong, long scratchLong) = Extents(shape, batch);
-        int activations = (int)activationsLong, size = OutputShape(shape).Size * batch;
+        Plan plan = PlanFor(shape);
+        int activations = plan.Widest * batch, size = plan.Main[^1].Size * batch;
         Span<float> a = scratch[..activations], b = scratch.Slice(activations, activations), s = scratch.Slice(2 * activations, activations);
-        Span<float> layerScratch = scratch.Slice(3 * activations, (int)scratchLong);
+        Span<float> layerScratch = scratch[(3 * activations)..];
         ReadOnlySpan<float> shortcut = input[..size];
         if (Shortcut.Count > 0)
         {
-            RunChain(Shortcut, input, shape, s, a, b, layerScratch, batch, threads);
+            RunChain(Shortcut, plan.Shortcut, input, s, a, b, layerScratch, batch, threads);
             shortcut = s[..size];
         }
-        RunChain(Main, input, shape, output, a, b, layerScratch, batch, threads);
+        RunChain(Main, plan.Main, input, output, a, b, layerScratch, batch, threads);
         Add(output[..size], shortcut);
     }
 
-    /// <summary>Runs <paramref name="chain"/> on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
-    private static void RunChain(IReadOnlyList<SparseLayer> chain, ReadOnlySpan<float> input, FeatureShape shape, Span<float> result,
+    /// <summary>Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
+    private static void RunChain(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, ReadOnlySpan<float> input, Span<float> result,
         Span<float> a, Span<float> b, Span<float> scratch, int batch, int threads)
     {
-        input[..(shape.Size * batch)].CopyTo(a);
+        input[..(shapes[0].Size * batch)].CopyTo(a);
         Span<float> current = a, next = b;
-        foreach (SparseLayer layer in chain)
+        for (int i = 0; i < chain.Count; i++)
         {
-            FeatureShape outShape = layer.OutputShape(shape);
-            if (layer.InPlace) layer.Forward(current, shape, current, batch, scratch, threads);
+            SparseLayer layer = chain[i];
+            if (layer.InPlace) layer.Forward(current, shapes[i], current, batch, scratch, threads);
             else
             {
-                layer.Forward(current, shape, next, batch, scratch, threads);
+                layer.Forward(current, shapes[i], next, batch, scratch, threads);
                 Span<float> swap = current;
                 current = next;
                 next = swap;
             }
-            shape = outShape;
         }
-        current[..(shape.Size * batch)].CopyTo(result);
+        current[..(shapes[^1].Size * batch)].CopyTo(result);
     }
 
     private static void Add(Span<float> y, ReadOnlySpan<float> x)
