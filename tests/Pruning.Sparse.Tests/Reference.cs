@@ -21,6 +21,27 @@ internal static class Reference
         return y;
     }
 
+    /// <summary>
+    /// Asserts that <paramref name="matrix"/> computes <paramref name="dense"/>·x + bias like the double reference at the
+    /// batch sizes the kernels treat differently (1, under and over a vector, odd tails), every SIMD level and 1–3 threads.
+    /// </summary>
+    public static void ShouldMatchAtEveryWidth(this Pruning.Sparse.Matrices.WeightMatrix matrix, float[] dense, float[] bias)
+    {
+        int rows = matrix.Rows, cols = matrix.Cols;
+        foreach (int batch in new[] { 1, 2, 7, 8, 16, 33, 64, 130 })
+        {
+            float[] x = Random((long)cols * batch, batch);
+            float[] expected = Multiply(dense, rows, cols, x, batch, bias);
+            foreach (SimdLevel level in Levels)
+                foreach (int threads in new[] { 1, 2, 3 })
+                {
+                    var y = new float[rows * batch];
+                    matrix.Multiply(x, y, batch, bias, threads, level);
+                    y.ShouldMatch(expected);
+                }
+        }
+    }
+
     /// <summary>A [rows, cols] matrix with the given fraction of exact zeros.</summary>
     public static float[] Sparse(int rows, int cols, double sparsity, int seed)
     {
