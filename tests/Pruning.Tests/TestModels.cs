@@ -18,6 +18,23 @@ internal static class TestModels
             ("fc3", nn.Linear(24, 3)));
     }
 
+    /// <summary>
+    /// Prunes the output channels of <paramref name="weights"/> one-shot by L1 norm to <paramref name="sparsity"/>, their
+    /// coupled parameters with them (<paramref name="channels"/>), and strips the masks: ready for <c>channels.Shrink()</c>.
+    /// </summary>
+    public static void PruneChannels(Sequential model, Pruning.Structure.SequentialChannels channels, double sparsity, params string[] weights)
+    {
+        using var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new Pruning.Scheduling.OneShotSchedule(sparsity),
+            Targets = Pruning.Targets.PruningTargets.Default.Include(weights),
+            Granularity = Pruning.Grouping.PruningGranularity.OutputChannels(),
+            Channels = channels,
+        });
+        pruner.Step();
+        pruner.Strip();
+    }
+
     /// <summary>A seeded batch of inputs and labels; labels follow a fixed rule so a model can learn them.</summary>
     public static (Tensor X, Tensor Y) Batch(int seed, int size = 32, int inputs = 16)
     {

@@ -1,11 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using Pruning.Export;
-using Pruning.Grouping;
 using Pruning.Scheduling;
 using Pruning.Sparse.Layers;
 using Pruning.Structure;
-using Pruning.Targets;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -137,17 +135,7 @@ public class OnnxExportTests
             ("flat", nn.Flatten()), ("fc1", nn.Linear(12 * 4 * 4, 16)), ("relu3", nn.ReLU()), ("fc2", nn.Linear(16, 10)));
         Warm(model, [16, 1, 12, 12]);
         var channels = SequentialChannels.Analyze(model);
-        using (var pruner = new GradualPruner(model, new PruningOptions
-        {
-            Schedule = new OneShotSchedule(0.5),
-            Targets = PruningTargets.Default.Include("conv1.weight", "conv2.weight", "fc1.weight"),
-            Granularity = PruningGranularity.OutputChannels(),
-            Channels = channels,
-        }))
-        {
-            pruner.Step();
-            pruner.Strip();
-        }
+        TestModels.PruneChannels(model, channels, 0.5, "conv1.weight", "conv2.weight", "fc1.weight");
         var small = channels.Shrink();
         var input = new FeatureShape(1, 12, 12);
         using var x = torch.randn(6, 1, 12, 12);

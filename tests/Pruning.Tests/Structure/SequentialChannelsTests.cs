@@ -117,15 +117,7 @@ public sealed class SequentialChannelsTests
     {
         var model = Cnn(3);
         var channels = SequentialChannels.Analyze(model);
-        using var pruner = new GradualPruner(model, new PruningOptions
-        {
-            Schedule = new OneShotSchedule(0.5),
-            Targets = PruningTargets.Default.Include("conv1.weight", "conv2.weight", "fc1.weight"),
-            Granularity = PruningGranularity.OutputChannels(),
-            Channels = channels,
-        });
-        pruner.Step();
-        pruner.Strip();
+        TestModels.PruneChannels(model, channels, 0.5, "conv1.weight", "conv2.weight", "fc1.weight");
 
         var small = channels.Shrink();
 
@@ -203,17 +195,7 @@ public sealed class SequentialChannelsTests
         channels.Layers.Select(l => (l.Producer, l.Consumer)).Should().Equal(("conv1", "pw1"), ("pw1", "pw2"), ("pw2", "fc"));
         channels.Layers[0].ChannelWise.Should().Equal("dw1", "dwbn1");
         channels.Layers[1].ChannelWise.Should().Equal("dw2", "dwbn2");
-        using (var pruner = new GradualPruner(model, new PruningOptions
-        {
-            Schedule = new OneShotSchedule(0.5),
-            Targets = PruningTargets.Default.Include("conv1.weight", "pw1.weight", "pw2.weight"),
-            Granularity = PruningGranularity.OutputChannels(),
-            Channels = channels,
-        }))
-        {
-            pruner.Step();
-            pruner.Strip();
-        }
+        TestModels.PruneChannels(model, channels, 0.5, "conv1.weight", "pw1.weight", "pw2.weight");
         // The masked model: a pruned channel of conv1 has its depthwise filter, the depthwise BatchNorm's scale and shift zero.
         float[] bn1 = TestModels.Values(model.get_parameter("bn1.weight")!);
         float[] dw1 = TestModels.Values(model.get_parameter("dw1.weight")!);
@@ -254,17 +236,7 @@ public sealed class SequentialChannelsTests
         // stem feeds block1's add, block1/2 outputs meet at adds, fc is the output: only the blocks' inner channels.
         channels.Layers.Select(l => (l.Producer, l.BatchNorm, l.Consumer)).Should().Equal(
             ("block1.main.conv1", "block1.main.bn1", "block1.main.conv2"), ("block2.main.conv1", "block2.main.bn1", "block2.main.conv2"));
-        using (var pruner = new GradualPruner(model, new PruningOptions
-        {
-            Schedule = new OneShotSchedule(0.5),
-            Targets = PruningTargets.Default.Include([.. channels.Layers.Select(l => l.Weight)]),
-            Granularity = PruningGranularity.OutputChannels(),
-            Channels = channels,
-        }))
-        {
-            pruner.Step();
-            pruner.Strip();
-        }
+        TestModels.PruneChannels(model, channels, 0.5, [.. channels.Layers.Select(l => l.Weight)]);
         var small = channels.Shrink();
 
         small.get_parameter("block1.main.conv1.weight")!.shape.Should().Equal(4, 8, 3, 3);
