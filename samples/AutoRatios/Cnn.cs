@@ -29,22 +29,8 @@ internal static class Cnn
     }
 
     /// <summary>Adam on random batches of <paramref name="data"/>; the pruner, if any, steps after each update.</summary>
-    public static void Train(Sequential model, FashionMnist data, long steps, double rate, GradualPruner? pruner, int seed)
-    {
-        model.train();
-        var optimizer = Pruning.Optimizers.SafeOptim.Adam(model.parameters(), rate);
-        var g = new Generator((ulong)(5000 + seed));
-        for (long step = 0; step < steps; step++)
-        {
-            using var scope = torch.NewDisposeScope();
-            Tensor idx = torch.randint(0, data.Count, [BatchSize], ScalarType.Int64, generator: g);
-            optimizer.zero_grad();
-            nn.functional.cross_entropy(model.call(data.Images.index_select(0, idx).reshape(-1, 1, 28, 28)), data.Labels.index_select(0, idx)).backward();
-            optimizer.step();
-            pruner?.Step();
-        }
-        model.eval();
-    }
+    public static void Train(Sequential model, FashionMnist data, long steps, double rate, GradualPruner? pruner, int seed) =>
+        ImageTraining.Train(model, data, steps, rate, pruner, (ulong)(5000 + seed), BatchSize);
 
     /// <summary>
     /// <paramref name="evaluate"/> after re-estimating every BatchNorm's running statistics on <paramref name="batches"/>

@@ -9,7 +9,6 @@ using Pruning;
 using Pruning.Analysis;
 using Pruning.Export;
 using Pruning.Grouping;
-using Pruning.Optimizers;
 using Pruning.Samples;
 using Pruning.Scheduling;
 using Pruning.Sparse;
@@ -174,22 +173,8 @@ internal static class ConvNetComparison
         return same && shrunkWorst <= 1e-4 && maxDiff <= 1e-4 ? 0 : 1;
     }
 
-    private static void Train(Sequential model, FashionMnist data, long steps, GradualPruner? pruner, int seed)
-    {
-        model.train();
-        var optimizer = SafeOptim.Adam(model.parameters(), 2e-3);
-        var g = new Generator((ulong)(7000 + seed));
-        for (long step = 0; step < steps; step++)
-        {
-            using var scope = torch.NewDisposeScope();
-            Tensor idx = torch.randint(0, data.Count, [BatchSize], ScalarType.Int64, generator: g);
-            optimizer.zero_grad();
-            nn.functional.cross_entropy(model.call(data.Images.index_select(0, idx).reshape(-1, 1, 28, 28)), data.Labels.index_select(0, idx)).backward();
-            optimizer.step();
-            pruner?.Step();
-        }
-        model.eval();
-    }
+    private static void Train(Sequential model, FashionMnist data, long steps, GradualPruner? pruner, int seed) =>
+        ImageTraining.Train(model, data, steps, 2e-3, pruner, (ulong)(7000 + seed), BatchSize);
 
     private static Sequential Copy(Sequential model, string kind, int seed)
     {
