@@ -1,5 +1,5 @@
 using System.Globalization;
-using Microsoft.ML.OnnxRuntime;
+using Pruning.Benchmarks.Baselines;
 using Pruning.Export;
 using Pruning.Grouping;
 using Pruning.Scheduling;
@@ -72,8 +72,8 @@ internal static class ModelsQuickMode
         }
         SparseModel ours = SparseExport.ToSparseModel(model, shape);
         SparseModel half = SparseExport.ToSparseModel(model, shape, MatrixFormat.CsrFloat16);
-        using var ortDense = new OrtModel(OnnxExport.ToBytes(model, shape), input, threads);
-        using var ortShrunk = new OrtModel(OnnxExport.ToBytes(shrunk, shape), input, threads);
+        using var ortDense = new OrtModel(OnnxExport.ToBytes(model, shape), input, outputs: 10, threads);
+        using var ortShrunk = new OrtModel(OnnxExport.ToBytes(shrunk, shape), input, outputs: 10, threads);
         long nonZeros = ours.Layers.Sum(l => l switch { LinearLayer linear => linear.Weight.NonZeros, Conv2dLayer conv => conv.Weight.NonZeros, _ => 0 });
 
         foreach (int batch in new[] { 1, 64 })
@@ -177,31 +177,5 @@ internal static class ModelsQuickMode
             inputFraction = outFraction;
         }
         return total;
-    }
-
-    /// <summary>An ONNX model in ONNX Runtime with preallocated, bound input and output values per batch size.</summary>
-    private sealed class OrtModel(byte[] onnx, long[] input, int threads) : IDisposable
-    {
-        private readonly InferenceSession _session = new(onnx, new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
-        private readonly RunOptions _run = new();
-        private readonly List<IDisposable> _owned = [];
-
-        public Action Prepared(float[] x, int batch)
-        {
-            var inputValue = OrtValue.CreateTensorValueFromMemory(x, [batch, .. input]);
-            var output = OrtValue.CreateTensorValueFromMemory(new float[batch * 10], [batch, 10]);
-            var binding = _session.CreateIoBinding();
-            binding.BindInput(_session.InputNames[0], inputValue);
-            binding.BindOutput(_session.OutputNames[0], output);
-            _owned.AddRange([binding, inputValue, output]);
-            return () => _session.RunWithBinding(_run, binding);
-        }
-
-        public void Dispose()
-        {
-            foreach (var o in _owned) o.Dispose();
-            _run.Dispose();
-            _session.Dispose();
-        }
     }
 }

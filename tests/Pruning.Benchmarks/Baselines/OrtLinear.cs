@@ -1,4 +1,3 @@
-using Microsoft.ML.OnnxRuntime;
 using Pruning.Export;
 using Pruning.Sparse.Layers;
 using TorchSharp;
@@ -6,16 +5,11 @@ using static TorchSharp.torch;
 
 namespace Pruning.Benchmarks.Baselines;
 
-/// <summary>
-/// One dense Linear (no bias) in ONNX Runtime, written by our ONNX exporter (a Gemm with a constant, prepacked weight),
-/// run through its fastest API: preallocated input and output OrtValues bound once (IoBinding).
-/// </summary>
+/// <summary>One dense Linear (no bias) in ONNX Runtime, written by our ONNX exporter: a Gemm with a constant, prepacked weight.</summary>
 internal sealed class OrtLinear : IDisposable
 {
-    private readonly InferenceSession _session;
-    private readonly OrtIoBinding _binding;
-    private readonly RunOptions _run = new();
-    private readonly OrtValue _input, _output;
+    private readonly OrtModel _model;
+    private readonly Action _run;
 
     public OrtLinear(float[] weight, int rows, int cols, int batch, int threads)
     {
@@ -26,23 +20,11 @@ internal sealed class OrtLinear : IDisposable
             using var model = nn.Sequential(("fc", linear));
             onnx = OnnxExport.ToBytes(model, new FeatureShape(cols));
         }
-        using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        _session = new InferenceSession(onnx, options);
-        _input = OrtValue.CreateTensorValueFromMemory(new float[(long)batch * cols], [batch, cols]);
-        _output = OrtValue.CreateTensorValueFromMemory(new float[(long)batch * rows], [batch, rows]);
-        _binding = _session.CreateIoBinding();
-        _binding.BindInput("input", _input);
-        _binding.BindOutput("output", _output);
+        _model = new OrtModel(onnx, [cols], rows, threads);
+        _run = _model.Prepared(new float[(long)batch * cols], batch);
     }
 
-    public void Run() => _session.RunWithBinding(_run, _binding);
+    public void Run() => _run();
 
-    public void Dispose()
-    {
-        _binding.Dispose();
-        _input.Dispose();
-        _output.Dispose();
-        _run.Dispose();
-        _session.Dispose();
-    }
+    public void Dispose() => _model.Dispose();
 }
