@@ -61,10 +61,7 @@ public sealed class BsrMatrix : WeightMatrix
     public static BsrMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, (int R, int C) block)
     {
         FormatOf(block);
-        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
-        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
-        if (dense.Length != (long)rows * cols)
-            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
+        CheckDense(dense, rows, cols);
         if (!Fits(rows, cols, block))
             throw new ArgumentException($"A {rows}×{cols} matrix does not split into {block.R}×{block.C} blocks: rows must be a multiple of {block.R} and columns of {block.C}.", nameof(block));
         int blockRows = rows / block.R, blockCols = cols / block.C, size = block.R * block.C;

@@ -148,10 +148,7 @@ public sealed class CsrMatrix : WeightMatrix
     {
         if (format is not (MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8))
             throw new ArgumentOutOfRangeException(nameof(format), format, "A CSR matrix stores its values as Csr (float32), CsrFloat16 or CsrInt8.");
-        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
-        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
-        if (dense.Length != (long)rows * cols)
-            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
+        CheckDense(dense, rows, cols);
         int nonZeros = 0;
         foreach (float v in dense) if (v != 0) nonZeros++;
         var rowPointers = new int[rows + 1];

@@ -75,10 +75,7 @@ public sealed class NmMatrix : WeightMatrix
     public static NmMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, (int N, int M) pattern)
     {
         FormatOf(pattern);
-        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
-        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
-        if (dense.Length != (long)rows * cols)
-            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
+        CheckDense(dense, rows, cols);
         if (cols % pattern.M != 0)
             throw new ArgumentException($"{cols} columns do not split into groups of {pattern.M}.", nameof(pattern));
         int groups = cols / pattern.M, bits = Bits(pattern.M);

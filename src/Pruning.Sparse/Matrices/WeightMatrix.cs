@@ -86,10 +86,7 @@ public abstract class WeightMatrix
     /// </summary>
     public static WeightMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, MatrixFormat format = MatrixFormat.Auto)
     {
-        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
-        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
-        if (dense.Length != (long)rows * cols)
-            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
+        CheckDense(dense, rows, cols);
         if (format == MatrixFormat.Auto)
         {
             long nonZeros = dense.Length - CountZeros(dense);
@@ -103,6 +100,15 @@ public abstract class WeightMatrix
             MatrixFormat.Nm2of4 or MatrixFormat.Nm4of8 => NmMatrix.FromDense(dense, rows, cols, NmMatrix.PatternOf(format)),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown matrix format."),
         };
+    }
+
+    /// <summary>Checks the arguments every format's FromDense takes: positive extents and rows × cols values.</summary>
+    private protected static void CheckDense(ReadOnlySpan<float> dense, int rows, int cols)
+    {
+        if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
+        if (cols <= 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "A weight matrix needs at least one column.");
+        if (dense.Length != (long)rows * cols)
+            throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
     }
 
     private static long CountZeros(ReadOnlySpan<float> values)
