@@ -10,15 +10,7 @@ internal static class Cnn
     public const int BatchSize = 128;
     public static readonly long[] Input = [1, 28, 28];
 
-    public static Sequential Build(int seed)
-    {
-        torch.manual_seed(seed);
-        return nn.Sequential(
-            ("conv1", nn.Conv2d(1, 16, 3, padding: 1)), ("bn1", nn.BatchNorm2d(16)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(16, 32, 3, padding: 1)), ("bn2", nn.BatchNorm2d(32)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
-            ("conv3", nn.Conv2d(32, 64, 3, padding: 1)), ("bn3", nn.BatchNorm2d(64)), ("relu3", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(1)),
-            ("flat", nn.Flatten()), ("fc", nn.Linear(64, 10)));
-    }
+    public static Sequential Build(int seed) => ConvNets.ConvBn(seed);
 
     public static Sequential Copy(Sequential dense)
     {

@@ -104,15 +104,7 @@ internal static class ChannelDemo
     private sealed record Trained(string Name, Sequential Model, SequentialChannels? Channels);
 
     /// <summary>conv(1→16)-BN-ReLU-pool, conv(16→32)-BN-ReLU-pool, conv(32→64)-BN-ReLU, global average pool, linear(64→10).</summary>
-    private static Sequential Cnn(int seed)
-    {
-        torch.manual_seed(seed);
-        return nn.Sequential(
-            ("conv1", nn.Conv2d(1, 16, 3, padding: 1)), ("bn1", nn.BatchNorm2d(16)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(16, 32, 3, padding: 1)), ("bn2", nn.BatchNorm2d(32)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
-            ("conv3", nn.Conv2d(32, 64, 3, padding: 1)), ("bn3", nn.BatchNorm2d(64)), ("relu3", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(1)),
-            ("flat", nn.Flatten()), ("fc", nn.Linear(64, 10)));
-    }
+    private static Sequential Cnn(int seed) => ConvNets.ConvBn(seed);
 
     private static Trained Train(string name, int seed, int epochs, FashionMnist train, Func<SequentialChannels, PruningOptions>? prune, double l1)
     {

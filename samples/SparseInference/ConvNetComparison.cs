@@ -58,24 +58,7 @@ internal static class ConvNetComparison
     private static Sequential MobileNet(int seed)
     {
         torch.manual_seed(seed);
-        var layers = new List<(string, nn.Module<Tensor, Tensor>)>
-        {
-            ("stem", nn.Conv2d(1, 16, 3, padding: 1, bias: false)), ("stem_bn", nn.BatchNorm2d(16)), ("stem_relu", nn.ReLU6()),
-        };
-        int channels = 16, block = 0;
-        foreach (var (outChannels, stride) in new[] { (32, 2), (32, 1), (64, 2), (64, 1) })
-        {
-            block++;
-            layers.Add(($"dw{block}", nn.Conv2d(channels, channels, 3, stride: stride, padding: 1, groups: channels, bias: false)));
-            layers.Add(($"dw{block}_bn", nn.BatchNorm2d(channels)));
-            layers.Add(($"dw{block}_relu", nn.ReLU6()));
-            layers.Add(($"pw{block}", nn.Conv2d(channels, outChannels, 1, bias: false)));
-            layers.Add(($"pw{block}_bn", nn.BatchNorm2d(outChannels)));
-            layers.Add(($"pw{block}_relu", nn.ReLU6()));
-            channels = outChannels;
-        }
-        layers.AddRange([("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(channels, 10))]);
-        return nn.Sequential(layers);
+        return ConvNets.MobileNet(16, [(32, 2), (32, 1), (64, 2), (64, 1)]);
     }
 
     public static int Run(Settings s, List<Dictionary<string, object>> rows, string kind)

@@ -62,26 +62,7 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
     public static Sequential MobileNetModel(double alpha)
     {
         int C(int channels) => Math.Max(8, (int)Math.Round(channels * alpha));
-        int c = C(32);
-        var layers = new List<(string, nn.Module<Tensor, Tensor>)>
-        {
-            ("stem", nn.Conv2d(1, c, 3, padding: 1, bias: false)), ("stem_bn", nn.BatchNorm2d(c)), ("stem_relu", nn.ReLU6()),
-        };
-        int block = 0;
-        foreach (var (channels, stride) in new[] { (64, 2), (128, 1), (128, 2), (256, 1) })
-        {
-            block++;
-            int next = C(channels);
-            layers.Add(($"dw{block}", nn.Conv2d(c, c, 3, stride: stride, padding: 1, groups: c, bias: false)));
-            layers.Add(($"dw{block}_bn", nn.BatchNorm2d(c)));
-            layers.Add(($"dw{block}_relu", nn.ReLU6()));
-            layers.Add(($"pw{block}", nn.Conv2d(c, next, 1, bias: false)));
-            layers.Add(($"pw{block}_bn", nn.BatchNorm2d(next)));
-            layers.Add(($"pw{block}_relu", nn.ReLU6()));
-            c = next;
-        }
-        layers.AddRange([("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(c, 10))]);
-        return nn.Sequential(layers);
+        return ConvNets.MobileNet(C(32), [(C(64), 2), (C(128), 1), (C(128), 2), (C(256), 1)]);
     }
 
     private ResultRow Run(string experiment, double width, double sparsity, int seed, Func<Sequential> make, bool asImages)
