@@ -104,15 +104,17 @@ public sealed class GradualPruner : IDisposable
             for (int i = 0; i < _masks.Length; i++)
                 Apply(i, clearState: due?.Contains(i) == true);
             if (_plan.Criterion is IAccumulatingCriterion accumulating)
-                foreach (ParameterMask mask in _masks)
-                    accumulating.Observe(mask.Name, Weight(mask.Name));
+                foreach (ResolvedParameter p in _plan.Parameters)
+                    foreach (string name in p.ScoredWith.Prepend(p.Name))
+                        accumulating.Observe(name, Weight(name));
 
             if (due is not null)
             {
                 update = UpdateMasks(due);
                 foreach (int i in due)
                 {
-                    (_plan.Criterion as IAccumulatingCriterion)?.Reset(_masks[i].Name);
+                    foreach (string name in _plan.Parameters[i].ScoredWith.Prepend(_masks[i].Name))
+                        (_plan.Criterion as IAccumulatingCriterion)?.Reset(name);
                     Apply(i, clearState: true);
                 }
             }
@@ -194,7 +196,7 @@ public sealed class GradualPruner : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
-        long maxBytes = PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count))
+        long maxBytes = PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count + p.ScoredCount))
             + (_plan.Criterion is ReconstructionCriterion ? ReconstructionCriterion.MaxStateBytes(_plan.Parameters.Select(p => p.Shape)) : 0);
         SavedPruner saved = PrunerCheckpoint.Read(path, maxBytes);
         PrunerCheckpoint.Verify(saved, _plan, path);
@@ -278,6 +280,8 @@ public sealed class GradualPruner : IDisposable
         {
             ResolvedParameter p = _plan.Parameters[i];
             Tensor scores = CriterionScores.Compute(_plan.Criterion, p.Name, Weight(p.Name), when);
+            if (p.ScoredWith.Count > 0)
+                scores = GroupImportance.Reduce(scores, p.ScoredWith.Select(m => CriterionScores.Compute(_plan.Criterion, m, Weight(m), when)).ToList(), _plan.Granularity.Norm);
             return new SelectionLayer(p.Name, TensorMemory.Of(scores), p.Shape)
             {
                 Sparsity = p.Schedule.SparsityAt(step),

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Pruning.Criteria;
 using Pruning.Grouping;
+using Pruning.Reconstruction;
 using Pruning.Scheduling;
 using Pruning.Selection;
 using Pruning.Structure;
@@ -28,13 +29,15 @@ public sealed class PruningOptions
     public PruningGranularity Granularity { get; init; } = PruningGranularity.Element;
 
     /// <summary>
-    /// The channel structure of a Sequential model (<see cref="SequentialChannels.Analyze"/>). When set, a row of a
-    /// pruned weight that is pruned entirely is a dead channel: the producer's bias and the following BatchNorm's scale
-    /// and shift are zeroed with it, so the channel outputs exactly zero and <see cref="SequentialChannels.Shrink"/>
-    /// can remove it. Use it with <see cref="PruningGranularity.OutputChannels"/>.
+    /// The channel structure of the model: <see cref="SequentialChannels.Analyze"/> for a Sequential chain, or
+    /// <see cref="ChannelGraph.Trace"/> for any model (residual adds, concatenations, your own Module classes). When
+    /// set, a row of a pruned weight that is pruned entirely is a dead channel: the producer's bias, the BatchNorms
+    /// and depthwise filters on the channel and, in a dependency group, the other layers writing it are zeroed with
+    /// it, so the channel outputs exactly zero and can be removed for real. A group's channels are scored together
+    /// (each member's row norms, divided by their mean, averaged). Use it with <see cref="PruningGranularity.OutputChannels"/>.
     /// </summary>
     /// <value>The default is none.</value>
-    public SequentialChannels? Channels { get; init; }
+    public ChannelStructure? Channels { get; init; }
 
     /// <summary>Whether each tensor reaches the target on its own or the targets share one ranking.</summary>
     /// <value>The default is <see cref="PruningScope.LayerWise"/>.</value>
@@ -102,10 +105,21 @@ public sealed class PruningOptions
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                     $"{Granularity} prunes at most {Granularity.MaxSparsity:P1}, but the schedule of '{name}' ends at {schedule.FinalSparsity:P1}."), "options");
             string[] coupled = Channels?.CoupledWith(name).ToArray() ?? [];
+            string[] scoredWith = Channels?.ScoredWith(name).ToArray() ?? [];
             foreach (string c in coupled)
+            {
                 if (model.get_parameter(c) is null)
                     throw new ArgumentException($"PruningOptions.Channels names '{c}', which this model does not have: was it analyzed from another model?", "options");
-            parameters.Add(new ResolvedParameter(name, shape, schedule, custom?.Bounds ?? SparsityRange.Unbounded, coupled));
+                if (names.Contains(c))
+                    throw new ArgumentException($"'{c}' is pruned with '{name}' (they share channels), so it cannot be a target of its own; target only the first weight of each group (ChannelGraph.Weights).", "options");
+            }
+            if (scoredWith.Length > 0 && (Granularity.GroupCount(shape) != shape[0] || Criterion is ReconstructionCriterion))
+                throw new ArgumentException($"'{name}' shares its channels with {string.Join(", ", scoredWith.Select(w => $"'{w}'"))}: a dependency group is scored per channel, so it needs PruningGranularity.OutputChannels and a criterion that scores weights (not a reconstruction).", "options");
+            parameters.Add(new ResolvedParameter(name, shape, schedule, custom?.Bounds ?? SparsityRange.Unbounded, coupled)
+            {
+                ScoredWith = scoredWith,
+                ScoredCount = scoredWith.Sum(w => model.get_parameter(w)!.numel()),
+            });
         }
         return new ResolvedPruning(parameters, Scope, Criterion, Granularity);
     }

@@ -9,6 +9,12 @@ namespace Pruning;
 internal sealed record ResolvedParameter(string Name, long[] Shape, PruningSchedule Schedule, SparsityRange Bounds, IReadOnlyList<string> Coupled)
 {
     public long Count { get; } = Shape.Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>The other weights of its dependency group, whose row importances are reduced with its own.</summary>
+    public IReadOnlyList<string> ScoredWith { get; init; } = [];
+
+    /// <summary>The elements of <see cref="ScoredWith"/> (an accumulating criterion keeps state for them too).</summary>
+    public long ScoredCount { get; init; }
 }
 
 /// <summary>Validated <see cref="PruningOptions"/> for one model: immutable, what a <see cref="GradualPruner"/> follows.</summary>

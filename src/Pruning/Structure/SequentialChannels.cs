@@ -50,9 +50,10 @@ public sealed record ChannelLayer(string Producer, string? BatchNorm, string Con
 /// Graphs that are not such chains (concatenations, other grouped convolutions, other containers) are out of scope:
 /// <see cref="Analyze"/> refuses them, naming the module, rather than return a wrong model.
 /// </remarks>
-public sealed class SequentialChannels
+public sealed class SequentialChannels : ChannelStructure
 {
-    private static readonly HashSet<Type> PassThrough =
+    /// <summary>Modules that act on each channel alone and map 0 to 0, so a dead channel stays dead through them.</summary>
+    internal static readonly HashSet<Type> PassThrough =
     [
         typeof(ReLU), typeof(ReLU6), typeof(LeakyReLU), typeof(ELU), typeof(GELU), typeof(SiLU), typeof(Tanh), typeof(Hardswish),
         typeof(MaxPool2d), typeof(AvgPool2d), typeof(AdaptiveAvgPool2d), typeof(Dropout), typeof(Dropout2d), typeof(Identity),
@@ -144,7 +145,7 @@ public sealed class SequentialChannels
     private static bool IsProducer(nn.Module module) => module is Linear || module is Conv2d conv && !IsDepthwise(conv);
 
     /// <summary>The 1-D parameters that share a producer weight's output channels: its bias and the BatchNorm's scale and shift.</summary>
-    internal IReadOnlyList<string> CoupledWith(string weightName)
+    internal override IReadOnlyList<string> CoupledWith(string weightName)
     {
         ChannelLayer? layer = Layers.FirstOrDefault(l => l.Weight == weightName);
         if (layer is null)

@@ -1,0 +1,166 @@
+using Pruning.Grouping;
+using Pruning.Interop;
+using Pruning.Selection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using Node = Pruning.Structure.ModuleTrace.Node;
+using NodeKind = Pruning.Structure.ModuleTrace.NodeKind;
+
+namespace Pruning.Structure;
+
+/// <summary>
+/// The channel structure of any model, read from one forward pass: which channels must be pruned and removed
+/// together (<see cref="Groups"/>), as Torch-Pruning's dependency graph finds them. The two inputs of a residual add
+/// are one group; each part of a concatenation keeps its own group and its readers lose the matching inputs; a
+/// depthwise convolution and a BatchNorm act on the group of their input.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The model can be your own <c>Module</c> classes with a hand-written forward (TorchVision's ResNet included):
+/// hooks on the leaf modules record what each reads, and adds, concatenations, functional ReLUs and flattens between
+/// them are recognized from the tensors. A tensor no such operation explains is refused, naming the module that
+/// reads it. Channels that cannot be removed safely are kept, with the reason in <see cref="Kept"/>: the model's
+/// input and output, grouped (non-depthwise) convolutions, layers the analysis does not know, and BatchNorms or
+/// depthwise convolutions over a concatenation.
+/// </para>
+/// <para>
+/// Use it as <see cref="PruningOptions.Channels"/> with <see cref="PruningGranularity.OutputChannels"/> and
+/// <c>Targets = PruningTargets.Default.Include(graph.Weights)</c>: one weight per group is targeted and every layer of
+/// the group follows its mask; the group is scored as one (each producer's row norms divided by their mean,
+/// averaged). Then <see cref="ShrinkInPlace"/> removes the dead channels for real.
+/// </para>
+/// <para>The trace assumes forward runs the same modules for every input (no data-dependent branches).</para>
+/// </remarks>
+public sealed class ChannelGraph : ChannelStructure
+{
+    private readonly nn.Module _model;
+    private readonly Dictionary<string, nn.Module> _modules;
+    private readonly ChannelSpaces _spaces;
+    private readonly Dictionary<string, ChannelGroup> _byWeight;
+    private bool _shrunk;
+
+    private ChannelGraph(nn.Module model, Dictionary<string, nn.Module> modules, ChannelSpaces spaces)
+    {
+        _model = model;
+        _modules = modules;
+        _spaces = spaces;
+        Groups = spaces.Groups();
+        _byWeight = Groups.ToDictionary(g => g.Weight);
+        Kept = spaces.Kept();
+    }
+
+    /// <summary>The groups whose channels can be pruned, in the order their first layer runs.</summary>
+    public IReadOnlyList<ChannelGroup> Groups { get; }
+
+    /// <summary>The weight each group is targeted by: pass them to <c>PruningTargets.Default.Include</c>.</summary>
+    public IReadOnlyList<string> Weights => Groups.Select(g => g.Weight).ToArray();
+
+    /// <summary>The layers whose output channels are kept whole, each with the reason.</summary>
+    public IReadOnlyDictionary<string, string> Kept { get; }
+
+    /// <summary>
+    /// Traces <paramref name="model"/> on <paramref name="exampleInput"/> (one forward pass in eval mode without
+    /// gradients; the model's mode is restored) and finds its dependency groups.
+    /// </summary>
+    /// <param name="model">A <c>Module&lt;Tensor, Tensor&gt;</c>: a Sequential, a TorchVision model, your own class.</param>
+    /// <param name="exampleInput">An input of the shape the model is used with, e.g. [1, 3, 224, 224]; random values are best.</param>
+    /// <exception cref="NotSupportedException">The trace cannot explain a tensor, or a layer with parameters is of an unknown type or called twice; the message names the module.</exception>
+    public static ChannelGraph Trace(nn.Module model, Tensor exampleInput)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(exampleInput);
+        if (model is not nn.Module<Tensor, Tensor>)
+            throw new ArgumentException($"The model is a {model.GetType().Name}; a traced model takes one tensor and returns one.", nameof(model));
+        if (exampleInput.dim() < 2)
+            throw new ArgumentException($"The example input has shape [{string.Join(", ", exampleInput.shape)}]; give a batch: [N, features] or [N, C, H, W].", nameof(exampleInput));
+        ModuleTrace trace = ModuleTrace.Run(model, exampleInput);
+        var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
+        return new ChannelGraph(model, modules, ChannelSpaces.Analyze(trace, modules));
+    }
+
+    internal override IReadOnlyList<string> CoupledWith(string weightName)
+    {
+        ThrowIfShrunk();
+        if (!_byWeight.TryGetValue(weightName, out ChannelGroup? group)) return [];
+        var names = new List<string>();
+        foreach (string producer in group.Producers)
+        {
+            if (producer != group.Producers[0]) names.Add($"{producer}.weight");
+            if (HasBias(producer)) names.Add($"{producer}.bias");
+        }
+        foreach (string module in group.ChannelWise)
+        {
+            names.Add($"{module}.weight");
+            if (HasBias(module)) names.Add($"{module}.bias");
+        }
+        return names;
+    }
+
+    internal override IReadOnlyList<string> ScoredWith(string weightName)
+    {
+        ThrowIfShrunk();
+        return _byWeight.TryGetValue(weightName, out ChannelGroup? group) ? group.Producers.Skip(1).Select(p => $"{p}.weight").ToArray() : [];
+    }
+
+    /// <summary>
+    /// Multiply-accumulates of one sample through the traced layers (Conv2d and Linear) when every group loses the
+    /// channels a layer-wise <see cref="PruningGranularity.OutputChannels"/> selection at <paramref name="sparsity"/>
+    /// removes (round(s·channels), one always kept). <c>Macs(0)</c> is the model as it is: trace a shrunk model again
+    /// to count its MACs.
+    /// </summary>
+    public long Macs(double sparsity = 0)
+    {
+        ThrowIfShrunk();
+        ArgumentOutOfRangeException.ThrowIfNegative(sparsity);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(sparsity, 1);
+        var granularity = PruningGranularity.OutputChannels();
+        return _spaces.Macs(space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels, _modules);
+    }
+
+    /// <summary>
+    /// Removes every dead channel of every group for real: a channel whose producers' rows and biases and whose
+    /// BatchNorm scales and shifts and depthwise filters are all exactly zero (what pruning with this graph leaves)
+    /// outputs zero, so it goes with its readers' inputs, and the model's outputs do not change beyond float rounding.
+    /// The model's modules keep their identity; their parameters are replaced, so create the optimizer (and any
+    /// pruner) again afterwards. The graph is spent: trace the shrunk model again to go on.
+    /// </summary>
+    public void ShrinkInPlace()
+    {
+        ThrowIfShrunk();
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var alive = new Dictionary<int, long[]>();
+        foreach (var (root, group) in _spaces.GroupRoots())
+            alive[root] = AliveChannels(group);
+        foreach (var (name, rows, columns) in _spaces.Selections(alive))
+            ModuleSurgery.Shrink(_modules[name], rows, columns);
+        _shrunk = true;
+    }
+
+    private long[] AliveChannels(ChannelGroup group)
+    {
+        Tensor? dead = null;
+        foreach (string name in CoupledWith(group.Weight).Prepend(group.Weight))
+        {
+            Parameter p = _model.get_parameter(name)!;
+            Tensor rowDead = p.detach().reshape(p.shape[0], -1).eq(Scalars.Zero).all(1);
+            dead = dead is null ? rowDead : dead.logical_and(rowDead);
+        }
+        long[] kept = dead!.logical_not().nonzero().flatten().cpu().data<long>().ToArray();
+        return kept.Length > 0 ? kept : [0]; // one channel keeps every reader with an input
+    }
+
+    private bool HasBias(string module) => _modules[module] switch
+    {
+        Conv2d conv => conv.bias is not null,
+        Linear linear => linear.bias is not null,
+        BatchNorm bn => bn.bias is not null,
+        _ => false,
+    };
+
+    private void ThrowIfShrunk()
+    {
+        if (_shrunk) throw new InvalidOperationException("The model was shrunk with this graph; trace the shrunk model again (ChannelGraph.Trace).");
+    }
+}

@@ -1,0 +1,257 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using Node = Pruning.Structure.ModuleTrace.Node;
+using NodeKind = Pruning.Structure.ModuleTrace.NodeKind;
+
+namespace Pruning.Structure;
+
+/// <summary>
+/// The channel bookkeeping behind <see cref="ChannelGraph"/>: every tensor of the trace carries a layout (the channel
+/// spaces laid along its dimension 1, and the inputs per channel once flattened); a Conv2d or Linear opens a new space,
+/// an add unites the spaces of its inputs (union-find), a concatenation lays them side by side. A space that reaches
+/// something unsafe is frozen with the reason.
+/// </summary>
+internal sealed class ChannelSpaces
+{
+    internal sealed class Space
+    {
+        public int Parent;
+        public long Channels;
+        public List<string> Producers = [];
+        public List<string> ChannelWise = [];
+        public string? Frozen;
+    }
+
+    /// <summary>The spaces along dimension 1 (each space's channels in order) and the elements per channel after a flatten.</summary>
+    private readonly record struct Layout(int[] Spaces, long PerChannel);
+
+    private readonly List<Space> _spaces = [];
+    private readonly Dictionary<string, Layout> _reads = [];      // what each Conv2d/Linear/BatchNorm reads
+    private readonly Dictionary<string, int> _writes = [];        // the space each Conv2d/Linear (not depthwise) writes
+    private readonly Dictionary<string, (long[] In, long[] Out)> _shapes = [];
+
+    public static ChannelSpaces Analyze(ModuleTrace trace, IReadOnlyDictionary<string, nn.Module> modules)
+    {
+        var spaces = new ChannelSpaces();
+        var layouts = new Layout[trace.Nodes.Count];
+        var calls = new HashSet<string>();
+        foreach (Node node in trace.Nodes)
+        {
+            Layout input = node.Inputs.Length > 0 ? layouts[node.Inputs[0]] : default;
+            layouts[node.Id] = node.Kind switch
+            {
+                NodeKind.Input => spaces.Frozen(node.Shape[1], "the model's input"),
+                NodeKind.Module => spaces.Module(node, trace.Nodes[node.Inputs[0]].Shape, input, modules[node.Module!], calls),
+                NodeKind.Add => spaces.Add(layouts[node.Inputs[0]], layouts[node.Inputs[1]]),
+                NodeKind.Concat => spaces.Concat(node.Inputs.Select(i => layouts[i]).ToArray(), node.Shape),
+                NodeKind.Relu => input,
+                NodeKind.Flatten => spaces.Flatten(input, trace.Nodes[node.Inputs[0]].Shape, node.Shape, "a flatten"),
+                _ => throw new InvalidOperationException($"Unknown trace node {node.Kind}."),
+            };
+        }
+        spaces.Freeze(layouts[trace.Output], "the model's output");
+        return spaces;
+    }
+
+    private Layout Module(Node node, long[] inShape, Layout input, nn.Module module, HashSet<string> calls)
+    {
+        string name = node.Module!;
+        bool parameters = module.parameters().Any();
+        if (parameters && !calls.Add(name))
+            throw new NotSupportedException($"'{name}' runs more than once in one forward pass (shared weights); its channels cannot be tracked.");
+        _shapes[name] = (inShape, node.Shape);
+        switch (module)
+        {
+            case Conv2d conv when conv.groups > 1 && conv.groups == conv.in_channels && conv.groups == conv.out_channels:
+                _reads[name] = input;
+                if (input.Spaces.Length == 1) Root(input.Spaces[0]).ChannelWise.Add(name);
+                else Freeze(input, $"'{name}' is a depthwise convolution over a concatenation");
+                return input;
+            case Conv2d { groups: 1 } conv:
+                _reads[name] = input;
+                if (input.PerChannel != 1) Freeze(input, $"'{name}' reads a flattened tensor");
+                return Produce(name, conv.out_channels);
+            case Conv2d conv:
+                Freeze(input, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise");
+                return Frozen(conv.out_channels, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise");
+            case Linear linear when inShape.Length == 2:
+                _reads[name] = input;
+                return Produce(name, linear.out_features);
+            case Linear linear:
+                Freeze(input, $"'{name}' is a Linear over a tensor of rank {inShape.Length}");
+                return Frozen(node.Shape[1], $"'{name}' is a Linear over a tensor of rank {inShape.Length}");
+            case BatchNorm bn:
+                _reads[name] = input;
+                if (!bn.affine) Freeze(input, $"'{name}' is a BatchNorm without scale and shift, which cannot zero a channel");
+                else if (input.Spaces.Length != 1) Freeze(input, $"'{name}' is a BatchNorm over a concatenation");
+                else Root(input.Spaces[0]).ChannelWise.Add(name);
+                return input;
+            case TorchSharp.Modules.Flatten:
+                return Flatten(input, inShape, node.Shape, $"'{name}'");
+            default:
+                if (SequentialChannels.PassThrough.Contains(module.GetType()) && inShape.Length == node.Shape.Length && inShape[1] == node.Shape[1])
+                    return input;
+                if (parameters)
+                    throw new NotSupportedException($"'{name}' is a {module.GetType().Name} with parameters, which the channel analysis does not know; only Conv2d, Linear and BatchNorm layers may hold parameters.");
+                Freeze(input, $"'{name}' is a {module.GetType().Name}, which may mix channels or not map 0 to 0");
+                return Frozen(node.Shape.Length > 1 ? node.Shape[1] : 1, $"'{name}' is a {module.GetType().Name}");
+        }
+    }
+
+    private Layout Produce(string name, long channels)
+    {
+        int id = NewSpace(channels);
+        _spaces[id].Producers.Add(name);
+        _writes[name] = id;
+        return new Layout([id], 1);
+    }
+
+    private Layout Add(Layout a, Layout b)
+    {
+        bool aligned = a.PerChannel == b.PerChannel && a.Spaces.Length == b.Spaces.Length
+            && a.Spaces.Zip(b.Spaces).All(p => Root(p.First).Channels == Root(p.Second).Channels);
+        if (!aligned)
+        {
+            Freeze(a, "an add of tensors whose channel groups do not line up");
+            Freeze(b, "an add of tensors whose channel groups do not line up");
+            return a;
+        }
+        for (int i = 0; i < a.Spaces.Length; i++) Union(a.Spaces[i], b.Spaces[i]);
+        return a;
+    }
+
+    private Layout Concat(Layout[] parts, long[] shape)
+    {
+        if (parts.All(p => p.PerChannel == 1)) return new Layout(parts.SelectMany(p => p.Spaces).ToArray(), 1);
+        foreach (Layout part in parts) Freeze(part, "a concatenation of flattened tensors");
+        return Frozen(shape[1], "a concatenation of flattened tensors");
+    }
+
+    /// <summary>[N, C, H, W] → [N, C·H·W] keeps the channels, each now H·W inputs wide; other reshapes freeze them.</summary>
+    private Layout Flatten(Layout input, long[] inShape, long[] outShape, string what)
+    {
+        if (inShape.Length == 2 && outShape.SequenceEqual(inShape)) return input;
+        long rest = inShape.Skip(2).Aggregate(1L, (x, y) => x * y);
+        if (outShape.Length == 2 && inShape.Length > 2 && outShape[1] == inShape[1] * rest)
+            return input with { PerChannel = input.PerChannel * rest };
+        Freeze(input, $"{what} that does not flatten [N, C, …] to [N, C·…]");
+        return Frozen(outShape.Length > 1 ? outShape[1] : 1, $"{what}");
+    }
+
+    private int NewSpace(long channels)
+    {
+        _spaces.Add(new Space { Parent = _spaces.Count, Channels = channels });
+        return _spaces.Count - 1;
+    }
+
+    private Layout Frozen(long channels, string reason)
+    {
+        int id = NewSpace(channels);
+        _spaces[id].Frozen = reason;
+        return new Layout([id], 1);
+    }
+
+    private void Freeze(Layout layout, string reason)
+    {
+        foreach (int s in layout.Spaces) Root(s).Frozen ??= reason;
+    }
+
+    private int Find(int s)
+    {
+        while (_spaces[s].Parent != s) s = _spaces[s].Parent = _spaces[_spaces[s].Parent].Parent;
+        return s;
+    }
+
+    private Space Root(int s) => _spaces[Find(s)];
+
+    private void Union(int a, int b)
+    {
+        int ra = Find(a), rb = Find(b);
+        if (ra == rb) return;
+        (ra, rb) = (Math.Min(ra, rb), Math.Max(ra, rb)); // the earlier space leads: its producer ran first
+        Space keep = _spaces[ra], gone = _spaces[rb];
+        gone.Parent = ra;
+        keep.Producers.AddRange(gone.Producers);
+        keep.ChannelWise.AddRange(gone.ChannelWise);
+        keep.Frozen ??= gone.Frozen;
+    }
+
+    /// <summary>Every group root that can be pruned (not frozen, written by at least one layer), with its group.</summary>
+    public IEnumerable<(int Root, ChannelGroup Group)> GroupRoots()
+    {
+        for (int s = 0; s < _spaces.Count; s++)
+        {
+            Space space = _spaces[s];
+            if (Find(s) != s || space.Frozen is not null || space.Producers.Count == 0) continue;
+            var consumers = _reads.Where(r => r.Value.Spaces.Any(x => Find(x) == s) && !space.ChannelWise.Contains(r.Key)).Select(r => r.Key).ToArray();
+            yield return (s, new ChannelGroup(space.Channels, space.Producers.ToArray(), space.ChannelWise.ToArray(), consumers));
+        }
+    }
+
+    public IReadOnlyList<ChannelGroup> Groups() => GroupRoots().Select(g => g.Group).ToArray();
+
+    public IReadOnlyDictionary<string, string> Kept() =>
+        _writes.Where(w => Root(w.Value).Frozen is not null).ToDictionary(w => w.Key, w => Root(w.Value).Frozen!);
+
+    /// <summary>
+    /// For every Conv2d, Linear and BatchNorm the trace ran: the output rows to keep (null = all) and the input columns
+    /// to keep (null = all), from the alive channels of each group root.
+    /// </summary>
+    public IEnumerable<(string Module, long[]? Rows, long[]? Columns)> Selections(IReadOnlyDictionary<int, long[]> alive)
+    {
+        foreach (string module in _reads.Keys.Union(_writes.Keys))
+        {
+            long[]? rows = null, columns = null;
+            if (_writes.TryGetValue(module, out int written)) rows = alive.GetValueOrDefault(Find(written));
+            if (_reads.TryGetValue(module, out Layout read))
+            {
+                if (!_writes.ContainsKey(module)) rows = read.Spaces.Length == 1 ? alive.GetValueOrDefault(Find(read.Spaces[0])) : null; // BatchNorm, depthwise
+                else columns = Columns(read, alive);
+            }
+            if (rows is not null || columns is not null) yield return (module, rows, columns);
+        }
+    }
+
+    /// <summary>The input columns a reader keeps: per space in its layout, the alive channels (all when frozen), each PerChannel wide.</summary>
+    private long[]? Columns(Layout read, IReadOnlyDictionary<int, long[]> alive)
+    {
+        if (read.Spaces.All(s => !alive.ContainsKey(Find(s)))) return null;
+        var columns = new List<long>();
+        long offset = 0;
+        foreach (int s in read.Spaces)
+        {
+            long channels = Root(s).Channels;
+            IEnumerable<long> kept = alive.TryGetValue(Find(s), out long[]? a) ? a : Enumerable.Range(0, (int)channels).Select(c => (long)c);
+            foreach (long c in kept)
+                for (long k = 0; k < read.PerChannel; k++) columns.Add((offset + c) * read.PerChannel + k);
+            offset += channels;
+        }
+        return columns.ToArray();
+    }
+
+    /// <summary>MACs of one sample through the traced Conv2d and Linear layers when each space keeps <paramref name="kept"/> channels.</summary>
+    public long Macs(Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules)
+    {
+        long total = 0;
+        foreach (var (name, (inShape, outShape)) in _shapes)
+        {
+            long batch = Math.Max(1, outShape[0]);
+            long inputs = _reads.TryGetValue(name, out Layout read) ? read.Spaces.Sum(s => kept(Root(s))) * read.PerChannel : 0;
+            long outputs = _writes.TryGetValue(name, out int written) ? kept(Root(written)) : 0;
+            switch (modules[name])
+            {
+                case Conv2d conv:
+                    long positions = outShape.Skip(2).Aggregate(1L, (x, y) => x * y) * conv.kernel_size.Aggregate(1L, (x, y) => x * y);
+                    if (!_writes.ContainsKey(name) && _reads.ContainsKey(name)) total += positions * inputs; // depthwise: one filter per channel
+                    else if (conv.groups == 1) total += positions * inputs * outputs;
+                    else total += positions * conv.in_channels / conv.groups * conv.out_channels;
+                    break;
+                case Linear linear:
+                    long rows = outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
+                    total += _writes.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
+                    break;
+            }
+        }
+        return total;
+    }
+}

@@ -1,0 +1,80 @@
+using System.Reflection;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Structure;
+
+/// <summary>
+/// Makes a Conv2d, Linear or BatchNorm physically smaller in place, keeping the module object (a user's forward holds
+/// it in a field): its parameters and buffers are replaced by the kept rows and columns, and its channel counts are
+/// updated. Optimizers created before hold the old parameters.
+/// </summary>
+internal static class ModuleSurgery
+{
+    /// <summary>Keeps output rows <paramref name="rows"/> and input columns <paramref name="columns"/> (null = all).</summary>
+    public static void Shrink(nn.Module module, long[]? rows, long[]? columns)
+    {
+        switch (module)
+        {
+            case Conv2d conv:
+                bool depthwise = conv.groups > 1 && conv.groups == conv.in_channels && conv.groups == conv.out_channels;
+                if (depthwise) columns = null; // one input channel per filter: the rows are the channels
+                conv.weight = Select(conv.weight!, rows, columns);
+                if (conv.bias is { } convBias) conv.bias = Select(convBias, rows, null);
+                long outputs = conv.weight.shape[0];
+                long inputs = depthwise ? outputs : conv.weight.shape[1] * conv.groups;
+                SetCount(conv, "out_channels", outputs);
+                SetCount(conv, "in_channels", inputs);
+                SetField(conv, "input_channels", inputs, required: false);
+                if (depthwise) conv.groups = outputs;
+                break;
+            case Linear linear:
+                linear.weight = Select(linear.weight!, rows, columns);
+                if (linear.bias is { } linearBias) linear.bias = Select(linearBias, rows, null);
+                linear.out_features = linear.weight.shape[0];
+                linear.in_features = linear.weight.shape[1];
+                break;
+            case BatchNorm bn when columns is null:
+                if (rows is null) return;
+                using (var index = torch.tensor(rows, device: (bn.weight ?? bn.running_mean)!.device))
+                {
+                    if (bn.weight is { } w) bn.weight = Select(w, rows, null);
+                    if (bn.bias is { } b) bn.bias = Select(b, rows, null);
+                    if (bn.running_mean is { } mean) bn.running_mean = mean.index_select(0, index).DetachFromDisposeScope();
+                    if (bn.running_var is { } var) bn.running_var = var.index_select(0, index).DetachFromDisposeScope();
+                }
+                SetCount(bn, "num_features", rows.Length);
+                break;
+            default:
+                throw new NotSupportedException($"'{module.GetName()}' is a {module.GetType().Name}; only Conv2d, Linear and BatchNorm are shrunk in place.");
+        }
+    }
+
+    private static Parameter Select(Tensor tensor, long[]? rows, long[]? columns)
+    {
+        using var scope = torch.NewDisposeScope();
+        Tensor t = tensor.detach();
+        if (rows is not null) t = t.index_select(0, torch.tensor(rows, device: t.device));
+        if (columns is not null) t = t.index_select(1, torch.tensor(columns, device: t.device));
+        var result = new Parameter(t.contiguous().clone(), requires_grad: tensor.requires_grad);
+        result.DetachFromDisposeScope();
+        return result;
+    }
+
+    /// <summary>TorchSharp's channel counts are read-only auto-properties; their backing fields are set here.</summary>
+    private static void SetCount(object target, string property, long value) => SetField(target, $"<{property}>k__BackingField", value, required: true);
+
+    private static void SetField(object target, string field, long value, bool required)
+    {
+        for (Type? type = target.GetType(); type is not null; type = type.BaseType)
+        {
+            FieldInfo? info = type.GetField(field, BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public);
+            if (info is null || info.FieldType != typeof(long)) continue;
+            info.SetValue(target, value);
+            return;
+        }
+        if (required)
+            throw new NotSupportedException($"This TorchSharp's {target.GetType().Name} keeps no '{field}' field; shrinking in place was written against TorchSharp 0.107.");
+    }
+}
