@@ -1,12 +1,11 @@
 // The convolutional networks people train, on Fashion-MNIST, pruned and run on the sparse runtime:
 // --model mobilenet: a depthwise-separable network; --model resnet: a small ResNet (basic blocks, Residual).
 // (a) gradual unstructured pruning to 90 %, exported: accuracy must equal TorchSharp's, latency at batch 1 and 64;
-// (b) channel pruning, then Shrink(): outputs equal to the masked model's, parameters and latency against the dense
-// model. MobileNet: half of the MACs, the depthwise layers pruned with the channels they carry. ResNet: half of every
-// block's inner channels (the channels that meet at a residual add are one group and are kept).
+// (b) channel pruning by dependency groups (ChannelGraph) to half of the MACs, then ShrinkInPlace(): outputs equal to
+// the masked model's, parameters and latency against the dense model. The channels that meet at a residual add are
+// one group; depthwise layers are pruned with the channels they carry.
 using System.Diagnostics;
 using Pruning;
-using Pruning.Analysis;
 using Pruning.Export;
 using Pruning.Grouping;
 using Pruning.Samples;
@@ -104,20 +103,20 @@ internal static class ConvNetComparison
         };
         rows.Add(row);
         bool same = worst <= 1e-4 && torchAccuracy == runtimeAccuracy;
-        // (b) Channels: remove the same fraction of every producer's channels (depthwise layers follow), half the MACs.
-        // MobileNet: half of the MACs (ChannelCost counts depthwise layers). ResNet: half of every block's inner channels;
-        // the channels that meet at a residual add are one dependency group, which is kept (MACs are not counted across adds yet).
-        bool resnet = kind == "resnet";
-        double denseMacs = resnet ? double.NaN : ChannelCost.Macs(dense, Input);
+        // (b) Channels by dependency groups (ChannelGraph, traced from the model): every group loses the same fraction
+        // of its channels, chosen so that half of the MACs remain. In the ResNet the stem and the blocks of a stage
+        // meet at adds and form one group; depthwise layers follow the group of the channels they carry.
         var channelModel = Copy(dense, kind, s.Seed);
-        var channels = SequentialChannels.Analyze(channelModel);
-        double fraction = resnet ? 0.5 : ChannelFraction(channelModel, channels, 0.5);
+        using var example = test.Images.narrow(0, 0, 2).reshape(-1, 1, 28, 28);
+        var graph = ChannelGraph.Trace(channelModel, example);
+        double denseMacs = graph.Macs();
+        double fraction = ChannelFraction(graph, 0.5);
         using (var pruner = new GradualPruner(channelModel, new PruningOptions
         {
             Schedule = new OneShotSchedule(fraction),
-            Targets = PruningTargets.Default.Include([.. channels.Layers.Select(l => l.Weight)]),
+            Targets = PruningTargets.Default.Include([.. graph.Weights]),
             Granularity = PruningGranularity.OutputChannels(),
-            Channels = channels,
+            Channels = graph,
         }))
         {
             pruner.Step();
@@ -125,33 +124,34 @@ internal static class ConvNetComparison
             pruner.Strip();
         }
         channelModel.eval();
-        var shrunk = channels.Shrink();
-        shrunk.eval();
+        using var sample = test.Images.narrow(0, 0, Math.Min(256, test.Count)).reshape(-1, 1, 28, 28);
+        Tensor masked;
+        using (torch.no_grad()) masked = channelModel.call(sample);
+        graph.ShrinkInPlace();
+        var shrunk = channelModel;   // the same modules, physically smaller
         long shrunkParams = shrunk.parameters().Sum(p => p.numel());
-        double shrunkMacs = resnet ? double.NaN : ChannelCost.Macs(shrunk, Input);
+        double shrunkMacs = ChannelGraph.Trace(shrunk, example).Macs();
         double maxDiff;
         using (torch.no_grad())
-        using (var x = test.Images.narrow(0, 0, Math.Min(256, test.Count)).reshape(-1, 1, 28, 28))
-        using (var masked = channelModel.call(x))
-        using (var small = shrunk.call(x))
+        using (masked)
+        using (var small = shrunk.call(sample))
             maxDiff = masked.sub(small).abs().max().item<float>();
         double shrunkAccuracy = test.Accuracy(shrunk, asImages: true);
         SparseModel shrunkRuntime = SparseExport.ToSparseModel(shrunk, shape);
         var (_, shrunkRuntimeAccuracy, shrunkWorst) = Compare(shrunk, shrunkRuntime, test);
         var (shrunkTorch1, denseTorch1) = TorchLatency(shrunk, dense, test, 1);
         var (shrunkTorch64, denseTorch64) = TorchLatency(shrunk, dense, test, 64);
-        Console.WriteLine($"Channels ({fraction:P0} of each {(resnet ? "block's inner" : "producer's")} channels removed): {shrunkParams:N0} of {denseParams:N0} parameters{(resnet ? "" : $", {shrunkMacs / denseMacs:P1} of the MACs")}; shrunk vs masked outputs differ by at most {maxDiff:E1}");
+        Console.WriteLine($"Channels ({graph.Groups.Count} dependency groups, {fraction:P1} of each group's channels removed): {shrunkParams:N0} of {denseParams:N0} parameters, {shrunkMacs / denseMacs:P1} of the MACs; shrunk vs masked outputs differ by at most {maxDiff:E1}");
         Console.WriteLine($"  test accuracy {shrunkAccuracy:P2} (runtime {shrunkRuntimeAccuracy:P2}); TorchSharp latency shrunk vs dense: batch 1 {shrunkTorch1 * 1000:F1} vs {denseTorch1 * 1000:F1} µs ({denseTorch1 / shrunkTorch1:F2}×), batch 64 {shrunkTorch64 * 1000:F1} vs {denseTorch64 * 1000:F1} µs ({denseTorch64 / shrunkTorch64:F2}×)");
 
         foreach (var (key, value) in new Dictionary<string, object>
         {
-            ["channel_fraction_removed"] = fraction,
+            ["channel_fraction_removed"] = fraction, ["channel_groups"] = graph.Groups.Count, ["flops_kept"] = shrunkMacs / denseMacs,
             ["shrunk_params"] = shrunkParams, ["shrunk_max_abs_diff"] = maxDiff,
             ["shrunk_metric"] = shrunkAccuracy, ["shrunk_runtime_metric"] = shrunkRuntimeAccuracy,
             ["shrunk_batch1_speedup"] = denseTorch1 / shrunkTorch1, ["shrunk_batch64_speedup"] = denseTorch64 / shrunkTorch64,
             ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
         }) row[key] = value;
-        if (!resnet) row["flops_kept"] = shrunkMacs / denseMacs;
         // The runtime must reproduce TorchSharp, and the shrunk model the masked one.
         return same && shrunkWorst <= 1e-4 && maxDiff <= 1e-4 ? 0 : 1;
     }
@@ -167,15 +167,14 @@ internal static class ConvNetComparison
         return copy;
     }
 
-    /// <summary>The fraction of every producer's channels to remove so that the MACs fall to <paramref name="budget"/> (bisection).</summary>
-    private static double ChannelFraction(Sequential model, SequentialChannels channels, double budget)
+    /// <summary>The fraction of every group's channels to remove so that the MACs fall to <paramref name="budget"/> (bisection).</summary>
+    private static double ChannelFraction(ChannelGraph graph, double budget)
     {
-        double dense = ChannelCost.Macs(model, Input), low = 0, high = 0.95;
+        double dense = graph.Macs(), low = 0, high = 0.95;
         for (int i = 0; i < 30; i++)
         {
             double mid = (low + high) / 2;
-            var kept = channels.Layers.ToDictionary(l => l.Weight, l => l.Channels - (long)Math.Round(l.Channels * mid));
-            if (ChannelCost.Macs(model, Input, kept) / dense > budget) low = mid; else high = mid;
+            if (graph.Macs(mid) / dense > budget) low = mid; else high = mid;
         }
         return high;
     }
