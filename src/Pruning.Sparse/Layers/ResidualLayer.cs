@@ -9,7 +9,7 @@ namespace Pruning.Sparse.Layers;
 /// </summary>
 public sealed class ResidualLayer : SparseLayer
 {
-    /// <summary>How deeply residual blocks may nest (a file could otherwise recurse without bound).</summary>
+    /// <summary>How deeply residual blocks and concatenations may nest (a file could otherwise recurse without bound).</summary>
     public const int MaxDepth = 8;
 
     /// <summary>Creates the block; <paramref name="main"/> must not be empty (that would add x to itself).</summary>
@@ -20,7 +20,8 @@ public sealed class ResidualLayer : SparseLayer
         if (main.Any(l => l is null) || shortcut?.Any(l => l is null) == true) throw new ArgumentException("A branch holds a null layer.", nameof(main));
         Main = [.. main];
         Shortcut = shortcut is null ? [] : [.. shortcut];
-        if (Depth > MaxDepth) throw new ArgumentException($"Residual blocks nest {Depth} deep; at most {MaxDepth} are allowed.", nameof(main));
+        int depth = LayerChains.Depth([this]);
+        if (depth > MaxDepth) throw new ArgumentException($"Residual blocks and concatenations nest {depth} deep; at most {MaxDepth} are allowed.", nameof(main));
     }
 
     /// <summary>The main branch.</summary>
@@ -28,9 +29,6 @@ public sealed class ResidualLayer : SparseLayer
 
     /// <summary>The shortcut branch; empty for the identity.</summary>
     public IReadOnlyList<SparseLayer> Shortcut { get; }
-
-    /// <summary>1 for a block without nested blocks.</summary>
-    internal int Depth => 1 + Main.Concat(Shortcut).OfType<ResidualLayer>().Select(r => r.Depth).DefaultIfEmpty(0).Max();
 
     /// <inheritdoc />
     public override string Describe() =>
@@ -55,7 +53,7 @@ public sealed class ResidualLayer : SparseLayer
     private Plan PlanFor(FeatureShape input)
     {
         if (Volatile.Read(ref _plan) is { } cached && cached.Input == input) return cached;
-        FeatureShape[] main = Shapes(Main, input), shortcut = Shapes(Shortcut, input);
+        FeatureShape[] main = LayerChains.Shapes(Main, input), shortcut = LayerChains.Shapes(Shortcut, input);
         if (main[^1] != shortcut[^1])
             throw new ArgumentException($"The residual block's main branch gives {main[^1]} but its shortcut gives {shortcut[^1]}; they must match to be added.", nameof(input));
         var plan = new Plan(input, main, shortcut, main.Concat(shortcut).Max(s => s.Size));
@@ -63,21 +61,11 @@ public sealed class ResidualLayer : SparseLayer
         return plan;
     }
 
-    private static FeatureShape[] Shapes(IReadOnlyList<SparseLayer> chain, FeatureShape input)
-    {
-        var shapes = new FeatureShape[chain.Count + 1];
-        shapes[0] = input;
-        for (int i = 0; i < chain.Count; i++) shapes[i + 1] = chain[i].OutputShape(shapes[i]);
-        return shapes;
-    }
-
     /// <summary>Two ping-pong buffers and one for the shortcut's result, each as large as the widest activation, then the layers' own scratch.</summary>
     internal override long ScratchSize(FeatureShape input, int batch)
     {
         Plan plan = PlanFor(input);
-        long scratch = 0;
-        for (int i = 0; i < Main.Count; i++) scratch = Math.Max(scratch, Main[i].ScratchSize(plan.Main[i], batch));
-        for (int i = 0; i < Shortcut.Count; i++) scratch = Math.Max(scratch, Shortcut[i].ScratchSize(plan.Shortcut[i], batch));
+        long scratch = Math.Max(LayerChains.LayerScratch(Main, plan.Main, batch), LayerChains.LayerScratch(Shortcut, plan.Shortcut, batch));
         return checked(3L * plan.Widest * batch + scratch);
     }
 
@@ -90,32 +78,11 @@ public sealed class ResidualLayer : SparseLayer
         ReadOnlySpan<float> shortcut = input[..size];
         if (Shortcut.Count > 0)
         {
-            RunChain(Shortcut, plan.Shortcut, input, s, a, b, layerScratch, batch, threads);
+            LayerChains.Run(Shortcut, plan.Shortcut, input, s, a, b, layerScratch, batch, threads);
             shortcut = s[..size];
         }
-        RunChain(Main, plan.Main, input, output, a, b, layerScratch, batch, threads);
+        LayerChains.Run(Main, plan.Main, input, output, a, b, layerScratch, batch, threads);
         Add(output[..size], shortcut);
-    }
-
-    /// <summary>Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
-    private static void RunChain(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, ReadOnlySpan<float> input, Span<float> result,
-        Span<float> a, Span<float> b, Span<float> scratch, int batch, int threads)
-    {
-        input[..(shapes[0].Size * batch)].CopyTo(a);
-        Span<float> current = a, next = b;
-        for (int i = 0; i < chain.Count; i++)
-        {
-            SparseLayer layer = chain[i];
-            if (layer.InPlace) layer.Forward(current, shapes[i], current, batch, scratch, threads);
-            else
-            {
-                layer.Forward(current, shapes[i], next, batch, scratch, threads);
-                Span<float> swap = current;
-                current = next;
-                next = swap;
-            }
-        }
-        current[..(shapes[^1].Size * batch)].CopyTo(result);
     }
 
     private static void Add(Span<float> y, ReadOnlySpan<float> x)

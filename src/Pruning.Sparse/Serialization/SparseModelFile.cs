@@ -18,6 +18,7 @@ namespace Pruning.Sparse.Serialization;
 ///   6 GlobalAvgPool2d
 ///   7 grouped Conv2d (version 2): i32 groups, then as Conv2d (the matrix is [out, in/groups·kh·kw])
 ///   8 Residual (version 2): u32 main count, layer*, u32 shortcut count (0 = identity), layer*; nested at most 8 deep
+///   9 Concat (version 2): u32 branch count (2…64), then per branch u32 count (0 = identity), layer*; nests with 8
 /// matrix:  u8 format, i32 rows, cols, then
 ///          1 dense: rows·cols f32
 ///          2 CSR uint16 / 3 CSR int32: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
@@ -53,7 +54,7 @@ public static class SparseModelFile
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public static long MaxFileBytes => int.MaxValue;
 
-    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7, Residual = 8 }
+    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7, Residual = 8, Concat = 9 }
 
     private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9, NOfM = 10 }
 
@@ -74,7 +75,7 @@ public static class SparseModelFile
         SparseLayer[] all = [.. AllLayers(model.Layers)];
         var matrices = all.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
         uint version = Math.Max(VersionFor(matrices),
-            all.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 } or ResidualLayer) ? 2u : 1u);
+            all.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 } or ResidualLayer or ConcatLayer) ? 2u : 1u);
         return FileFrame.Checksummed(Magic, version, w =>
         {
             w.Write(model.InputShape.Channels);
@@ -85,9 +86,14 @@ public static class SparseModelFile
         });
     }
 
-    /// <summary>The layers and, inside residual blocks, theirs.</summary>
+    /// <summary>The layers and, inside residual blocks and concatenations, theirs.</summary>
     private static IEnumerable<SparseLayer> AllLayers(IEnumerable<SparseLayer> layers) =>
-        layers.SelectMany(l => l is ResidualLayer r ? AllLayers(r.Main.Concat(r.Shortcut)).Prepend(l) : [l]);
+        layers.SelectMany(l => l switch
+        {
+            ResidualLayer r => AllLayers(r.Main.Concat(r.Shortcut)).Prepend(l),
+            ConcatLayer c => AllLayers(c.Branches.SelectMany(b => b)).Prepend(l),
+            _ => [l],
+        });
 
     private static void WriteLayer(BinaryWriter w, SparseLayer layer)
     {
@@ -96,6 +102,15 @@ public static class SparseModelFile
             case ResidualLayer residual:
                 w.Write((byte)LayerTag.Residual);
                 foreach (IReadOnlyList<SparseLayer> chain in new[] { residual.Main, residual.Shortcut })
+                {
+                    w.Write((uint)chain.Count);
+                    foreach (SparseLayer inner in chain) WriteLayer(w, inner);
+                }
+                break;
+            case ConcatLayer concat:
+                w.Write((byte)LayerTag.Concat);
+                w.Write((uint)concat.Branches.Count);
+                foreach (IReadOnlyList<SparseLayer> chain in concat.Branches)
                 {
                     w.Write((uint)chain.Count);
                     foreach (SparseLayer inner in chain) WriteLayer(w, inner);
@@ -258,7 +273,7 @@ public static class SparseModelFile
                 case LayerTag.Residual:
                     {
                         if (r.Version < 2) throw r.Error($"layer {index} is a residual block, which a version-{r.Version} file cannot hold", start);
-                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks more than {ResidualLayer.MaxDepth} deep", start);
+                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
                         var chains = new List<SparseLayer>[2];
                         for (int c = 0; c < 2; c++)
                         {
@@ -269,6 +284,24 @@ public static class SparseModelFile
                             for (int i = 0; i < count; i++) chains[c].Add(ReadLayer(ref r, i, depth + 1));
                         }
                         return new ResidualLayer(chains[0], chains[1]);
+                    }
+                case LayerTag.Concat:
+                    {
+                        if (r.Version < 2) throw r.Error($"layer {index} is a concatenation, which a version-{r.Version} file cannot hold", start);
+                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
+                        uint branches = r.UInt32($"layer {index} branch count");
+                        if (branches is < 2 or > ConcatLayer.MaxBranches)
+                            throw r.Error($"layer {index} is a concatenation of {branches} branches; 2 to {ConcatLayer.MaxBranches} are allowed", r.Position - 4);
+                        var chains = new List<SparseLayer>[branches];
+                        for (int c = 0; c < branches; c++)
+                        {
+                            uint count = r.UInt32($"layer {index} branch {c} length");
+                            if (count > (uint)(r.Remaining))
+                                throw r.Error($"layer {index}'s branch {c} claims {count} layers, more than the bytes that follow", r.Position - 4);
+                            chains[c] = new List<SparseLayer>((int)count);
+                            for (int i = 0; i < count; i++) chains[c].Add(ReadLayer(ref r, i, depth + 1));
+                        }
+                        return new ConcatLayer(chains);
                     }
                 case LayerTag.Linear:
                     {

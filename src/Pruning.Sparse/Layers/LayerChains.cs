@@ -1,0 +1,52 @@
+namespace Pruning.Sparse.Layers;
+
+/// <summary>What the branching layers (<see cref="ResidualLayer"/>, <see cref="ConcatLayer"/>) share: running a chain of layers on carved buffers.</summary>
+internal static class LayerChains
+{
+    /// <summary>The shapes along <paramref name="chain"/> from <paramref name="input"/>: one more than the layers.</summary>
+    public static FeatureShape[] Shapes(IReadOnlyList<SparseLayer> chain, FeatureShape input)
+    {
+        var shapes = new FeatureShape[chain.Count + 1];
+        shapes[0] = input;
+        for (int i = 0; i < chain.Count; i++) shapes[i + 1] = chain[i].OutputShape(shapes[i]);
+        return shapes;
+    }
+
+    /// <summary>The largest scratch any layer of the chain needs.</summary>
+    public static long LayerScratch(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int batch)
+    {
+        long scratch = 0;
+        for (int i = 0; i < chain.Count; i++) scratch = Math.Max(scratch, chain[i].ScratchSize(shapes[i], batch));
+        return scratch;
+    }
+
+    /// <summary>How deeply branching layers nest in <paramref name="layers"/> (0 when none branch).</summary>
+    public static int Depth(IEnumerable<SparseLayer> layers) =>
+        layers.Select(l => l switch
+        {
+            ResidualLayer r => 1 + Depth(r.Main.Concat(r.Shortcut)),
+            ConcatLayer c => 1 + Depth(c.Branches.SelectMany(b => b)),
+            _ => 0,
+        }).DefaultIfEmpty(0).Max();
+
+    /// <summary>Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
+    public static void Run(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, ReadOnlySpan<float> input, Span<float> result,
+        Span<float> a, Span<float> b, Span<float> scratch, int batch, int threads)
+    {
+        input[..(shapes[0].Size * batch)].CopyTo(a);
+        Span<float> current = a, next = b;
+        for (int i = 0; i < chain.Count; i++)
+        {
+            SparseLayer layer = chain[i];
+            if (layer.InPlace) layer.Forward(current, shapes[i], current, batch, scratch, threads);
+            else
+            {
+                layer.Forward(current, shapes[i], next, batch, scratch, threads);
+                Span<float> swap = current;
+                current = next;
+                next = swap;
+            }
+        }
+        current[..(shapes[^1].Size * batch)].CopyTo(result);
+    }
+}
