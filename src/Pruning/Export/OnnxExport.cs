@@ -10,8 +10,9 @@ namespace Pruning.Export;
 /// <summary>
 /// Writes a pruned TorchSharp model as an ONNX file for ONNX Runtime and other ONNX tools: dense weights with the
 /// pruned zeros in place, or the smaller model <see cref="Structure.SequentialChannels.Shrink"/> leaves after channel
-/// pruning (which any dense runtime runs faster). The model must be a Sequential chain (nested Sequentials are
-/// flattened) of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,
+/// pruning (which any dense runtime runs faster). The model is a Sequential chain (nested Sequentials are
+/// flattened) or any model of your own Module classes, traced once as <see cref="SparseExport"/> does (its adds become
+/// Add nodes and its channel concatenations Concat nodes), of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,
 /// SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity and
 /// <see cref="Structure.Residual"/> blocks (an Add of their two branches); anything else
 /// is refused with its name. The graph's batch dimension is symbolic. Export after <see cref="GradualPruner.Strip"/>
@@ -37,7 +38,7 @@ public static class OnnxExport
         options.Validate();
         using var _ = torch.no_grad();
         var graph = new GraphBuilder(options, input);
-        Emit(graph, SparseExport.Chain(model, ""), options);
+        Emit(graph, SparseExport.Modules(model, input), options);
         return graph.Finish(model.GetType().Name).ToByteArray();
     }
 
@@ -66,6 +67,20 @@ public static class OnnxExport
                     graph.Position = (x, rank);
                     if (residual.Shortcut is not null) Emit(graph, SparseExport.Chain(residual.Shortcut, $"{name}.shortcut"), options);
                     graph.Add(name, main);
+                    break;
+                }
+                case Structure.TracedBranches branches:
+                {
+                    var start = graph.Position;
+                    var results = new List<string>();
+                    foreach (var branch in branches.Branches)
+                    {
+                        graph.Position = start;
+                        Emit(graph, branch, options);
+                        results.Add(graph.Position.Tensor);
+                    }
+                    if (branches.IsAdd) graph.Add(name, results[0]);
+                    else graph.Concat(name, results);
                     break;
                 }
                 default: graph.Other(name, module); break;
@@ -102,6 +117,9 @@ public static class OnnxExport
 
         /// <summary>current = <paramref name="other"/> + current: the residual sum.</summary>
         public void Add(string name, string other) => Node("Add", name, [other, _current]);
+
+        /// <summary>current = the <paramref name="parts"/> laid side by side along dimension 1.</summary>
+        public void Concat(string name, IReadOnlyList<string> parts) => Node("Concat", name, [.. parts], Int("axis", 1));
 
         /// <summary>Linear as Gemm (on a batch of vectors) or MatMul + Add (on higher ranks); Conv2d as Conv.</summary>
         public void Weighted(FoldableLayer layer)

@@ -11,7 +11,10 @@ namespace Pruning.Export;
 
 /// <summary>
 /// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
-/// interchange file. The model must be a Sequential chain (nested Sequentials are flattened) of Linear, Conv2d
+/// interchange file. The model is a Sequential chain (nested Sequentials are flattened; <see cref="Residual"/> blocks
+/// become residual layers) or any model of your own Module classes (TorchVision's ResNet too), whose forward is traced
+/// once: its residual adds and channel concatenations become residual and concatenation layers (see
+/// <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be Linear, Conv2d
 /// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, ReLU6, LeakyReLU, Tanh,
 /// Sigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
 /// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
@@ -29,8 +32,26 @@ public static class SparseExport
     {
         ArgumentNullException.ThrowIfNull(model);
         using var _ = torch.no_grad();
-        return new SparseModel(input, Convert(Chain(model, ""), format));
+        return new SparseModel(input, Convert(Modules(model, input), format));
     }
+
+    /// <summary>
+    /// The modules in the order they run: a Sequential chain (with <see cref="Residual"/> blocks) as declared, or, for a
+    /// model with Module classes of its own, the chain one traced forward pass on a random input of
+    /// <paramref name="input"/>'s shape gives (adds and concatenations become branch items).
+    /// </summary>
+    internal static IEnumerable<(string Name, nn.Module Module)> Modules(nn.Module model, FeatureShape input)
+    {
+        if (model is Sequential && Declared(model)) return Chain(model, "");
+        long[] shape = input.IsVector ? [2, input.Channels] : [2, input.Channels, input.Height, input.Width];
+        using var generator = new torch.Generator(20261201);
+        using var example = torch.randn(shape, generator: generator);
+        return TracedChain.From(model, example);
+    }
+
+    /// <summary>Only Sequentials and Residual blocks hold other modules: nothing to trace.</summary>
+    private static bool Declared(nn.Module module) =>
+        module.children().All(c => c is Sequential or Residual ? Declared(c) : !c.children().Any());
 
     /// <summary>The runtime layers of a chain (a residual block's branches are chains too).</summary>
     private static List<SparseLayer> Convert(IEnumerable<(string Name, nn.Module Module)> chain, MatrixFormat format)
@@ -58,6 +79,15 @@ public static class SparseExport
                 case Residual residual:
                     layers.Add(new ResidualLayer(Convert(Chain(residual.Main, $"{name}.main"), format),
                         residual.Shortcut is null ? null : Convert(Chain(residual.Shortcut, $"{name}.shortcut"), format)));
+                    break;
+                case TracedBranches { IsAdd: true } add:
+                    // The longer branch is the main one; an empty one is the identity shortcut.
+                    var (main, shortcut) = add.Branches[0].Count >= add.Branches[1].Count ? (add.Branches[0], add.Branches[1]) : (add.Branches[1], add.Branches[0]);
+                    if (main.Count == 0) throw new NotSupportedException($"'{name}' adds a tensor to itself; that cannot be exported.");
+                    layers.Add(new ResidualLayer(Convert(main, format), shortcut.Count == 0 ? null : Convert(shortcut, format)));
+                    break;
+                case TracedBranches concat:
+                    layers.Add(new ConcatLayer(concat.Branches.Select(b => (IReadOnlyList<SparseLayer>)Convert(b, format)).ToArray()));
                     break;
                 case ReLU: layers.Add(new ActivationLayer(ActivationKind.ReLU)); break;
                 case ReLU6: layers.Add(new ActivationLayer(ActivationKind.ReLU6)); break;

@@ -12,7 +12,7 @@ namespace Pruning.Tests.Structure;
 public sealed class ChannelGraphTests
 {
     /// <summary>A user's basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), with functional ReLUs and add.</summary>
-    private sealed class BasicBlock : nn.Module<Tensor, Tensor>
+    internal sealed class BasicBlock : nn.Module<Tensor, Tensor>
     {
         private readonly Conv2d conv1;
         private readonly BatchNorm2d bn1;
@@ -41,7 +41,7 @@ public sealed class ChannelGraphTests
     }
 
     /// <summary>A bottleneck: 1×1 down to a quarter, 3×3, 1×1 back up, identity shortcut, written with in-place ops.</summary>
-    private sealed class Bottleneck : nn.Module<Tensor, Tensor>
+    internal sealed class Bottleneck : nn.Module<Tensor, Tensor>
     {
         private readonly Sequential body;
 
@@ -59,7 +59,7 @@ public sealed class ChannelGraphTests
     }
 
     /// <summary>Two branches concatenated along channels, then read by one convolution.</summary>
-    private sealed class Branches : nn.Module<Tensor, Tensor>
+    internal sealed class Branches : nn.Module<Tensor, Tensor>
     {
         private readonly Sequential left, right;
 
@@ -78,7 +78,7 @@ public sealed class ChannelGraphTests
     }
 
     /// <summary>A module whose forward scales a tensor between two layers: an operation the trace cannot see.</summary>
-    private sealed class Scaled : nn.Module<Tensor, Tensor>
+    internal sealed class Scaled : nn.Module<Tensor, Tensor>
     {
         private readonly Conv2d conv1 = nn.Conv2d(1, 4, 3), conv2 = nn.Conv2d(4, 4, 3);
 
@@ -91,7 +91,7 @@ public sealed class ChannelGraphTests
         }
     }
 
-    private static Sequential TinyResNet(int seed)
+    internal static Sequential TinyResNet(int seed)
     {
         torch.manual_seed(seed);
         var model = nn.Sequential(
@@ -102,7 +102,7 @@ public sealed class ChannelGraphTests
     }
 
     /// <summary>Running statistics from a few batches and BatchNorm scales away from 1, then eval mode.</summary>
-    private static T Warm<T>(T model, long[] shape) where T : nn.Module<Tensor, Tensor>
+    internal static T Warm<T>(T model, long[] shape) where T : nn.Module<Tensor, Tensor>
     {
         model.train();
         using (torch.no_grad())
@@ -119,7 +119,7 @@ public sealed class ChannelGraphTests
     private static string Describe(ChannelGroup g) =>
         $"{g.Channels}: {string.Join("+", g.Producers)} | {string.Join(",", g.ChannelWise)} | {string.Join(",", g.Consumers.Order(StringComparer.Ordinal))}";
 
-    private static void PruneGroups(nn.Module model, ChannelGraph graph, double sparsity)
+    internal static void PruneGroups(nn.Module model, ChannelGraph graph, double sparsity)
     {
         using var pruner = new GradualPruner(model, new PruningOptions
         {

@@ -1,0 +1,137 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using NodeKind = Pruning.Structure.ModuleTrace.NodeKind;
+
+namespace Pruning.Structure;
+
+/// <summary>
+/// A traced model as the exporters read it: a chain of its own modules in the order forward runs them, where a residual
+/// add or a concatenation becomes a <see cref="TracedBranches"/> item holding its branches (each a chain from the
+/// tensor they fork from). Functional ReLUs and flattens become new parameterless modules. The chain is checked
+/// against the model on the example before it is returned.
+/// </summary>
+internal static class TracedChain
+{
+    /// <summary>The chain of <paramref name="model"/>, traced on <paramref name="example"/>.</summary>
+    /// <exception cref="NotSupportedException">The trace fails, the graph is not a chain of forks that join again (series-parallel), or the chain does not reproduce the model; the message names the module.</exception>
+    public static List<(string Name, nn.Module Module)> From(nn.Module model, Tensor example)
+    {
+        ModuleTrace trace = ModuleTrace.Run(model, example);
+        var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
+        IReadOnlyList<ModuleTrace.Node> nodes = trace.Nodes;
+
+        // Immediate dominators: node ids are in execution order, so every input has a smaller id than its reader.
+        var idom = new int[nodes.Count];
+        foreach (var node in nodes.Skip(1))
+        {
+            int d = node.Inputs[0];
+            foreach (int other in node.Inputs.Skip(1))
+            {
+                int b = other;
+                while (d != b)
+                {
+                    while (d > b) d = idom[d];
+                    while (b > d) b = idom[b];
+                }
+            }
+            idom[node.Id] = d;
+        }
+
+        var emitted = new HashSet<int>();
+        List<(string, nn.Module)> Build(int from, int to)
+        {
+            var items = new List<(string, nn.Module)>();
+            for (int current = to; current != from;)
+            {
+                var node = nodes[current];
+                string name = node.Module ?? $"{node.Kind.ToString().ToLowerInvariant()}#{node.Id}";
+                if (current < from || node.Kind == NodeKind.Input || !emitted.Add(current))
+                    throw new NotSupportedException($"The model's graph is not a chain of blocks whose branches fork from one tensor and join again (an add or a concatenation): '{name}' is read along two such paths. It cannot be exported.");
+                switch (node.Kind)
+                {
+                    case NodeKind.Module:
+                        items.Add((name, modules[node.Module!]));
+                        current = node.Inputs[0];
+                        break;
+                    case NodeKind.Relu:
+                        items.Add((name, nn.ReLU()));
+                        current = node.Inputs[0];
+                        break;
+                    case NodeKind.Flatten:
+                        items.Add((name, nn.Flatten()));
+                        current = node.Inputs[0];
+                        break;
+                    default:
+                        int fork = idom[current];
+                        var branches = node.Inputs.Select(i => (IReadOnlyList<(string, nn.Module)>)Build(fork, i)).ToArray();
+                        items.Add((name, new TracedBranches(node.Kind == NodeKind.Add, branches)));
+                        current = fork;
+                        break;
+                }
+            }
+            items.Reverse();
+            return items;
+        }
+
+        List<(string, nn.Module)> chain = Build(0, trace.Output);
+        Verify(model, chain, example);
+        return chain;
+    }
+
+    /// <summary>The chain must give the model's outputs on the example (they are the same operations, so within rounding).</summary>
+    private static void Verify(nn.Module model, List<(string Name, nn.Module Module)> chain, Tensor example)
+    {
+        bool training = model.training;
+        model.eval();
+        try
+        {
+            using var noGrad = torch.no_grad();
+            using var scope = torch.NewDisposeScope();
+            Tensor expected = ((nn.Module<Tensor, Tensor>)model).call(example);
+            Tensor actual = TracedBranches.Run(chain, example);
+            double scale = Math.Max(1, expected.abs().max().item<float>());
+            if (!actual.shape.SequenceEqual(expected.shape) || actual.sub(expected).abs().max().item<float>() > 1e-5 * scale)
+                throw new NotSupportedException("The traced chain of modules does not reproduce the model's outputs: forward does something between its modules that the trace did not see. It cannot be exported.");
+        }
+        finally
+        {
+            model.train(training);
+        }
+    }
+}
+
+/// <summary>
+/// A fork and its join in a traced chain: branches run on the same input, then added (a residual block) or
+/// concatenated along channels. It does not register the branches' modules as its own: they stay the model's.
+/// </summary>
+internal sealed class TracedBranches : nn.Module<Tensor, Tensor>
+{
+    public TracedBranches(bool add, IReadOnlyList<IReadOnlyList<(string Name, nn.Module Module)>> branches) : base(nameof(TracedBranches))
+    {
+        IsAdd = add;
+        Branches = branches;
+    }
+
+    /// <summary>True for an add, false for a concatenation along dimension 1.</summary>
+    public bool IsAdd { get; }
+
+    /// <summary>The branches, in the order their results are added or laid out; an empty branch is the identity.</summary>
+    public IReadOnlyList<IReadOnlyList<(string Name, nn.Module Module)>> Branches { get; }
+
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = torch.NewDisposeScope();
+        Tensor[] results = Branches.Select(b => Run(b, input)).ToArray();
+        Tensor result = IsAdd ? results.Skip(1).Aggregate(results[0], (a, b) => a.add(b)) : torch.cat(results, 1);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs a chain (in the caller's dispose scope).</summary>
+    public static Tensor Run(IReadOnlyList<(string Name, nn.Module Module)> chain, Tensor input)
+    {
+        Tensor x = input;
+        foreach (var (_, module) in chain) x = ((nn.Module<Tensor, Tensor>)module).call(x);
+        return x;
+    }
+}
