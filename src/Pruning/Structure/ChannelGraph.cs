@@ -74,6 +74,8 @@ public sealed class ChannelGraph : ChannelStructure
             throw new ArgumentException($"The model is a {model.GetType().Name}; a traced model takes one tensor and returns one.", nameof(model));
         if (exampleInput.dim() < 2)
             throw new ArgumentException($"The example input has shape [{string.Join(", ", exampleInput.shape)}]; give a batch: [N, features] or [N, C, H, W].", nameof(exampleInput));
+        if (!model.children().Any())
+            throw new ArgumentException($"The model is a single {model.GetType().Name}: it has no channels between layers to prune.", nameof(model));
         ModuleTrace trace = ModuleTrace.Run(model, exampleInput);
         var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
         return new ChannelGraph(model, modules, ChannelSpaces.Analyze(trace, modules));

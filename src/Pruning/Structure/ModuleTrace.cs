@@ -44,15 +44,16 @@ internal sealed class ModuleTrace
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(example);
-        var calls = new List<(string Name, Tensor Input, Tensor Output)>();
+        var calls = new List<(string? Name, Tensor Input, Tensor Output)>();
         var handles = new List<Action>();
         var pending = new Dictionary<string, Tensor>();
         bool training = model.training;
         try
         {
-            foreach (var (name, module) in model.named_modules())
+            // TorchSharp's named_modules leaves out the model itself, which is the only leaf when it is one layer.
+            var leaves = model.children().Any() ? model.named_modules().Where(m => !m.module.children().Any()) : [("", model)];
+            foreach (var (name, module) in leaves)
             {
-                if (module.children().Any()) continue;
                 if (module is not nn.Module<Tensor, Tensor> leaf) continue; // never called with one tensor: its result shows up unexplained
                 // Snapshots leave the model's own dispose scopes: ResNet's forward disposes its temporaries on return.
                 var pre = leaf.register_forward_pre_hook((_, input) =>
@@ -74,7 +75,7 @@ internal sealed class ModuleTrace
             using (torch.no_grad())
             using (var scope = torch.NewDisposeScope())
                 result = ((nn.Module<Tensor, Tensor>)model).call(example).detach().clone().DetachFromDisposeScope();
-            calls.Add(("", result, result));
+            calls.Add((null, result, result));   // the model's output
             return Explain(example, calls);
         }
         finally
@@ -90,7 +91,7 @@ internal sealed class ModuleTrace
         }
     }
 
-    private static ModuleTrace Explain(Tensor example, List<(string Name, Tensor Input, Tensor Output)> calls)
+    private static ModuleTrace Explain(Tensor example, List<(string? Name, Tensor Input, Tensor Output)> calls)
     {
         using var scope = torch.NewDisposeScope();
         var nodes = new List<Node>();
@@ -108,9 +109,9 @@ internal sealed class ModuleTrace
         int output = -1;
         foreach (var (name, input, result) in calls)
         {
-            string reader = name.Length == 0 ? "the model's output" : $"the input of '{name}'";
+            string reader = name is null ? "the model's output" : $"the input of '{(name.Length == 0 ? "the model" : name)}'";
             int source = Find(input, reader);
-            if (name.Length == 0) output = source;
+            if (name is null) output = source;
             else Add(NodeKind.Module, result, name, source);
         }
         read.Add(output);

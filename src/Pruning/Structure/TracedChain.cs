@@ -19,6 +19,7 @@ internal static class TracedChain
     {
         ModuleTrace trace = ModuleTrace.Run(model, example);
         var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
+        modules.TryAdd("", model);
         IReadOnlyList<ModuleTrace.Node> nodes = trace.Nodes;
 
         // Immediate dominators: node ids are in execution order, so every input has a smaller id than its reader.
@@ -45,7 +46,7 @@ internal static class TracedChain
             for (int current = to; current != from;)
             {
                 var node = nodes[current];
-                string name = node.Module ?? $"{node.Kind.ToString().ToLowerInvariant()}#{node.Id}";
+                string name = node.Module is "" ? model.GetName() : node.Module ?? $"{node.Kind.ToString().ToLowerInvariant()}#{node.Id}";
                 if (current < from || node.Kind == NodeKind.Input || !emitted.Add(current))
                     throw new NotSupportedException($"The model's graph is not a chain of blocks whose branches fork from one tensor and join again (an add or a concatenation): '{name}' is read along two such paths. It cannot be exported.");
                 switch (node.Kind)

@@ -114,7 +114,8 @@ public class SparseExportTests
         FluentActions.Invoking(() => SparseExport.ToSparseModel(lonely, new FeatureShape(4))).Should().Throw<NotSupportedException>().WithMessage("BatchNorm 'bn' does not follow*");
         var reflected = nn.Sequential(("conv", nn.Conv2d(4, 4, 3, padding: 1, padding_mode: PaddingModes.Reflect)));
         FluentActions.Invoking(() => SparseExport.ToSparseModel(reflected, new FeatureShape(4, 8, 8))).Should().Throw<NotSupportedException>().WithMessage("*'conv' pads with Reflect*");
-        FluentActions.Invoking(() => SparseExport.ToSparseModel(nn.Linear(3, 3), new FeatureShape(3))).Should().Throw<NotSupportedException>().WithMessage("Only Sequential*");
+        // A model that is one layer, not a Sequential, is traced and exported as that layer.
+        SparseExport.ToSparseModel(nn.Linear(3, 3), new FeatureShape(3)).Layers.Should().ContainSingle().Which.Should().BeOfType<LinearLayer>();
     }
 
     [Fact]
