@@ -1,5 +1,5 @@
 // The convolutional networks people train, on Fashion-MNIST, pruned and run on the sparse runtime:
-// --model mobilenet: a depthwise-separable network; --model resnet: a small ResNet (basic blocks, Residual).
+// --model mobilenet: a depthwise-separable network; --model resnet: a small ResNet (basic blocks as a Module class of its own).
 // (a) gradual unstructured pruning to 90 %, exported: accuracy must equal TorchSharp's, latency at batch 1 and 64;
 // (b) channel pruning by dependency groups (ChannelGraph) to half of the MACs, then ShrinkInPlace(): outputs equal to
 // the masked model's, parameters and latency against the dense model. The channels that meet at a residual add are
@@ -26,8 +26,9 @@ internal static class ConvNetComparison
     private static Sequential Build(string kind, int seed) => kind == "resnet" ? ResNet(seed) : MobileNet(seed);
 
     /// <summary>
-    /// Stem 3×3 conv (16), then basic blocks (two 3×3 convs with BatchNorm, the input added, ReLU): 16→16, 16→32
-    /// (stride 2, 1×1 shortcut), 32→32, 32→64 (stride 2, 1×1 shortcut); global pooling; 64→10.
+    /// Stem 3×3 conv (16), then basic blocks written as a Module class of our own, as a user writes them: 16→16, 16→32
+    /// (stride 2, 1×1 shortcut), 32→32, 32→64 (stride 2, 1×1 shortcut); global pooling; 64→10. Channel pruning, the
+    /// runtime and ONNX find the residual adds by tracing forward.
     /// </summary>
     private static Sequential ResNet(int seed)
     {
@@ -39,18 +40,37 @@ internal static class ConvNetComparison
         int channels = 16, block = 0;
         foreach (var (outChannels, stride) in new[] { (16, 1), (32, 2), (32, 1), (64, 2) })
         {
-            block++;
-            var main = nn.Sequential(
-                ("conv1", nn.Conv2d(channels, outChannels, 3, stride: stride, padding: 1, bias: false)), ("bn1", nn.BatchNorm2d(outChannels)), ("relu", nn.ReLU()),
-                ("conv2", nn.Conv2d(outChannels, outChannels, 3, padding: 1, bias: false)), ("bn2", nn.BatchNorm2d(outChannels)));
-            Sequential? shortcut = stride == 1 && channels == outChannels ? null
-                : nn.Sequential(("conv", nn.Conv2d(channels, outChannels, 1, stride: stride, bias: false)), ("bn", nn.BatchNorm2d(outChannels)));
-            layers.Add(($"block{block}", new Residual(main, shortcut)));
-            layers.Add(($"block{block}_relu", nn.ReLU()));
+            layers.Add(($"block{++block}", new BasicBlock(channels, outChannels, stride)));
             channels = outChannels;
         }
         layers.AddRange([("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(channels, 10))]);
         return nn.Sequential(layers);
+    }
+
+    /// <summary>ResNet's basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), the shortcut a strided 1×1 conv and BatchNorm when the shape changes.</summary>
+    private sealed class BasicBlock : nn.Module<Tensor, Tensor>
+    {
+        private readonly Conv2d conv1, conv2;
+        private readonly BatchNorm2d bn1, bn2;
+        private readonly Sequential? shortcut;
+
+        public BasicBlock(long inputs, long outputs, long stride) : base(nameof(BasicBlock))
+        {
+            conv1 = nn.Conv2d(inputs, outputs, 3, stride: stride, padding: 1, bias: false);
+            bn1 = nn.BatchNorm2d(outputs);
+            conv2 = nn.Conv2d(outputs, outputs, 3, padding: 1, bias: false);
+            bn2 = nn.BatchNorm2d(outputs);
+            if (stride != 1 || inputs != outputs)
+                shortcut = nn.Sequential(("conv", nn.Conv2d(inputs, outputs, 1, stride: stride, bias: false)), ("bn", nn.BatchNorm2d(outputs)));
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            using var scope = torch.NewDisposeScope();
+            Tensor y = bn2.call(conv2.call(nn.functional.relu(bn1.call(conv1.call(x)))));
+            return nn.functional.relu(y + (shortcut is null ? x : shortcut.call(x))).MoveToOuterDisposeScope();
+        }
     }
 
     /// <summary>Stem 3×3 conv (16), then depthwise-separable blocks 16→32 (stride 2), 32→32, 32→64 (stride 2), 64→64; global pooling; 64→10.</summary>
