@@ -57,11 +57,11 @@ public class SnippetTests
         Regex.Matches(File.ReadAllText(path), @"^```csharp\r?\n(.*?)^```", RegexOptions.Singleline | RegexOptions.Multiline)
             .Select(m => m.Groups[1].Value).ToList();
 
-    /// <summary>The runtime's assemblies and the ones next to this test (Pruning, Pruning.Sparse, TorchSharp, ONNX Runtime): what a console app referencing the packages sees.</summary>
+    /// <summary>The runtime's assemblies and the ones next to this test (Pruning, Pruning.Sparse, TorchSharp, TorchVision, ONNX Runtime): what a console app referencing the packages sees.</summary>
     private static readonly Lazy<MetadataReference[]> References = new(() =>
     {
         var paths = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
-            .Concat(Directory.GetFiles(AppContext.BaseDirectory, "*.dll").Where(f => Path.GetFileName(f) is "Pruning.dll" or "Pruning.Sparse.dll" or "TorchSharp.dll" or "Microsoft.ML.OnnxRuntime.dll"))
+            .Concat(Directory.GetFiles(AppContext.BaseDirectory, "*.dll").Where(f => Path.GetFileName(f) is "Pruning.dll" or "Pruning.Sparse.dll" or "TorchSharp.dll" or "TorchVision.dll" or "Microsoft.ML.OnnxRuntime.dll"))
             .Where(File.Exists).DistinctBy(Path.GetFileName);
         return paths.Select(p => (MetadataReference)MetadataReference.CreateFromFile(p)).ToArray();
     });
