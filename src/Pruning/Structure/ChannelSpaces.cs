@@ -44,7 +44,7 @@ internal sealed class ChannelSpaces
                 NodeKind.Module => spaces.Module(node, trace.Nodes[node.Inputs[0]].Shape, input, modules[node.Module!], calls),
                 NodeKind.Add => spaces.Add(layouts[node.Inputs[0]], layouts[node.Inputs[1]]),
                 NodeKind.Concat => spaces.Concat(node.Inputs.Select(i => layouts[i]).ToArray(), node.Shape),
-                NodeKind.Relu => input,
+                NodeKind.Relu or NodeKind.GlobalAveragePool => input,
                 NodeKind.Flatten => spaces.Flatten(input, trace.Nodes[node.Inputs[0]].Shape, node.Shape, "a flatten"),
                 _ => throw new InvalidOperationException($"Unknown trace node {node.Kind}."),
             };
@@ -73,13 +73,13 @@ internal sealed class ChannelSpaces
                 return Produce(name, conv.out_channels);
             case Conv2d conv:
                 Freeze(input, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise");
-                return Frozen(conv.out_channels, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise");
+                return Written(name, Frozen(conv.out_channels, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise"));
             case Linear linear when inShape.Length == 2:
                 _reads[name] = input;
                 return Produce(name, linear.out_features);
             case Linear linear:
                 Freeze(input, $"'{name}' is a Linear over a tensor of rank {inShape.Length}");
-                return Frozen(node.Shape[1], $"'{name}' is a Linear over a tensor of rank {inShape.Length}");
+                return Written(name, Frozen(node.Shape[1], $"'{name}' is a Linear over a tensor of rank {inShape.Length}"));
             case BatchNorm bn:
                 _reads[name] = input;
                 if (!bn.affine) Freeze(input, $"'{name}' is a BatchNorm without scale and shift, which cannot zero a channel");
@@ -104,6 +104,13 @@ internal sealed class ChannelSpaces
         _spaces[id].Producers.Add(name);
         _writes[name] = id;
         return new Layout([id], 1);
+    }
+
+    /// <summary>Records <paramref name="name"/> as the writer of a space it opened, so <see cref="Kept"/> reports it.</summary>
+    private Layout Written(string name, Layout layout)
+    {
+        _writes[name] = layout.Spaces[0];
+        return layout;
     }
 
     private Layout Add(Layout a, Layout b)
@@ -248,7 +255,7 @@ internal sealed class ChannelSpaces
                     break;
                 case Linear linear:
                     long rows = outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
-                    total += _writes.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
+                    total += _reads.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
                     break;
             }
         }

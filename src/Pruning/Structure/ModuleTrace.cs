@@ -5,8 +5,8 @@ namespace Pruning.Structure;
 
 /// <summary>
 /// The dataflow of one forward pass, recorded with hooks on the leaf modules: which module read which tensor. The
-/// operations between module calls that hooks cannot see (a residual add, a concatenation, a functional ReLU or
-/// flatten) are recognized from the tensors themselves: a module's input that is not an earlier module's output must
+/// operations between module calls that hooks cannot see (a residual add, a concatenation, a functional ReLU, flatten
+/// or global average pooling) are recognized from the tensors themselves: a module's input that is not an earlier module's output must
 /// equal, bit for bit, one of those operations applied to earlier tensors, or the trace is refused.
 /// </summary>
 internal sealed class ModuleTrace
@@ -19,6 +19,7 @@ internal sealed class ModuleTrace
         Concat,
         Relu,
         Flatten,
+        GlobalAveragePool,
     }
 
     /// <summary>One tensor of the pass: what made it (Module holds the module's dotted name), from which earlier nodes, and its shape.</summary>
@@ -121,7 +122,7 @@ internal sealed class ModuleTrace
                     $"The output of '{node.Module}' is read by nothing the trace can follow: an operation between modules that it cannot recognize (only add, concatenation along channels, ReLU and flatten are), a residual branch that is exactly zero on the example, or an unused module. Declare the block with Residual, or trace with weights that are not all zero.");
         return new ModuleTrace(nodes, output);
 
-        // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), a + b, ReLU(a + b), cat(parts).
+        // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), mean over H and W, a + b, ReLU(a + b), cat(parts).
         int Find(Tensor t, string reader)
         {
             for (int i = values.Count - 1; i >= 0; i--)
@@ -132,6 +133,7 @@ internal sealed class ModuleTrace
                 for (int i = values.Count - 1; i >= 0; i--)
                     if (values[i].dim() > 2 && values[i].numel() == t.numel() && values[i].shape[0] == t.shape[0] && Equal(values[i].flatten(1), t))
                         return Add(NodeKind.Flatten, t, null, i);
+            if (GlobalAveragePool(t) is int pooled) return pooled;
             for (int a = values.Count - 1; a >= 0; a--)
             {
                 if (!SameShape(values[a], t)) continue;
@@ -145,7 +147,26 @@ internal sealed class ModuleTrace
             }
             if (t.dim() >= 2 && Concatenation(t) is { Count: > 1 } parts) return Add(NodeKind.Concat, t, null, [.. parts]);
             throw new NotSupportedException(
-                $"{reader} is not the model's input, the output of a module, or a sum (add, then optionally ReLU), concatenation along channels, ReLU or flatten of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
+                $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten or a global average pooling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
+        }
+
+        // The mean over height and width of an earlier [N, C, H, W] tensor, as adaptive_avg_pool2d(v, 1) or v.mean([2, 3])
+        // computes it: [N, C, 1, 1], or flattened to [N, C].
+        int? GlobalAveragePool(Tensor t)
+        {
+            bool kept = t.dim() == 4 && t.shape[2] == 1 && t.shape[3] == 1;
+            if (!kept && t.dim() != 2) return null;
+            for (int i = values.Count - 1; i >= 0; i--)
+            {
+                Tensor v = values[i];
+                if (v.dim() != 4 || v.shape[0] != t.shape[0] || v.shape[1] != t.shape[1] || v.shape[2] * v.shape[3] == 1) continue;
+                foreach (Tensor pooled in new[] { nn.functional.adaptive_avg_pool2d(v, [1, 1]), v.mean([2, 3], keepdim: true) })
+                {
+                    if (kept && Equal(pooled, t)) return Add(NodeKind.GlobalAveragePool, t, null, i);
+                    if (!kept && Equal(pooled.flatten(1), t)) return Add(NodeKind.Flatten, t, null, Add(NodeKind.GlobalAveragePool, pooled, null, i));
+                }
+            }
+            return null;
         }
 
         // Earlier tensors that, laid side by side along dimension 1, give t (the most recent match at each offset).

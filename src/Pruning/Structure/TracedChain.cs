@@ -63,6 +63,10 @@ internal static class TracedChain
                         items.Add((name, nn.Flatten()));
                         current = node.Inputs[0];
                         break;
+                    case NodeKind.GlobalAveragePool:
+                        items.Add((name, nn.AdaptiveAvgPool2d(1)));
+                        current = node.Inputs[0];
+                        break;
                     default:
                         int fork = idom[current];
                         var branches = node.Inputs.Select(i => (IReadOnlyList<(string, nn.Module)>)Build(fork, i)).ToArray();

@@ -341,4 +341,36 @@ public sealed class ChannelGraphTests
         });
         act.Should().Throw<ArgumentException>().WithMessage("*'block1.conv2.weight'*'stem.weight'*");
     }
+
+    [Fact]
+    public void A_global_ranking_across_groups_prunes_the_model_wide_count_and_still_shrinks_exactly()
+    {
+        var model = TinyResNet(10);
+        using var x = torch.randn(4, 1, 12, 12);
+        var graph = ChannelGraph.Trace(model, x);
+        using (var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(0.5),
+            Targets = PruningTargets.Default.Include([.. graph.Weights]),
+            Granularity = PruningGranularity.OutputChannels(),
+            Scope = Pruning.Selection.PruningScope.Global,
+            Channels = graph,
+        }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        long Dead(string weight)
+        {
+            var p = model.get_parameter(weight)!;
+            return TestModels.Values(p.detach().reshape(p.shape[0], -1).abs().sum(1)).Count(v => v == 0);
+        }
+        graph.Weights.Sum(Dead).Should().Be((8 + 8 + 16 + 16) / 2, "half of all 48 channels, wherever the ranking puts them");
+        Dead("block1.conv2.weight").Should().Be(Dead("stem.weight"), "a group's layers share one mask");
+
+        using var noGrad = torch.no_grad();
+        float[] masked = TestModels.Values(model.call(x));
+        graph.ShrinkInPlace();
+        ShouldMatch(masked, TestModels.Values(model.call(x)), 1e-5);
+    }
 }
