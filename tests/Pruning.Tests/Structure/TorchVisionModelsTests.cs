@@ -36,7 +36,7 @@ public sealed class TorchVisionModelsTests
 
     [Theory]
     [MemberData(nameof(Models))]
-    public void A_torchvision_model_is_grouped_shrunk_to_its_masked_outputs_and_runs_on_the_runtime(string name, int groups)
+    public void A_torchvision_model_is_grouped_shrunk_to_its_masked_outputs_and_runs_on_the_runtime_and_in_onnx_runtime(string name, int groups)
     {
         torch.manual_seed(13);
         var model = ChannelGraphTests.Warm(Build(name), [4, 3, 64, 64]);
@@ -56,6 +56,8 @@ public sealed class TorchVisionModelsTests
 
         SparseModel runtime = SparseExport.ToSparseModel(model, new FeatureShape(3, 64, 64));
         ShouldMatch(masked, runtime.Run(TestModels.Values(x), 2), 1e-4);
+        var (onnx, _) = Export.OnnxExportTests.RunOrt(OnnxExport.ToBytes(model, new FeatureShape(3, 64, 64)), x);
+        ShouldMatch(masked, onnx, 1e-4);
     }
 
     [Fact]
