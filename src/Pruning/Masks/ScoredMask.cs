@@ -16,10 +16,20 @@ internal static class ScoredMask
     /// already prunes. <paramref name="when"/> says where, for messages ("in NetAdapt").
     /// </summary>
     public static ParameterMask Select(IPruningCriterion criterion, string name, Tensor weight, double sparsity, PruningGranularity granularity,
-        ReadOnlyMemory<bool> previousKeep, string when)
+        ReadOnlyMemory<bool> previousKeep, string when) => Select(criterion, name, weight, [], sparsity, granularity, previousKeep, when);
+
+    /// <summary>
+    /// <see cref="Select(IPruningCriterion, string, Tensor, double, PruningGranularity, ReadOnlyMemory{bool}, string)"/>
+    /// for the first weight of a dependency group: its rows are scored together with <paramref name="scoredWith"/>'s
+    /// (group-reduced importance) when there are any.
+    /// </summary>
+    public static ParameterMask Select(IPruningCriterion criterion, string name, Tensor weight, IReadOnlyList<(string Name, Tensor Weight)> scoredWith,
+        double sparsity, PruningGranularity granularity, ReadOnlyMemory<bool> previousKeep, string when)
     {
         using var scope = torch.NewDisposeScope();
         Tensor scores = CriterionScores.Compute(criterion, name, weight, when);
+        if (scoredWith.Count > 0)
+            scores = GroupImportance.Reduce(scores, scoredWith.Select(m => CriterionScores.Compute(criterion, m.Name, m.Weight, when)).ToList(), granularity.Norm);
         var selected = MaskSelector.Select([new SelectionLayer(name, TensorMemory.Of(scores), weight.shape) { Sparsity = sparsity, PreviousKeep = previousKeep }], granularity);
         var mask = new ParameterMask(name, weight.shape);
         mask.Replace(selected[0].Keep);

@@ -38,6 +38,7 @@ public sealed class ChannelGraph : ChannelStructure
     private readonly Dictionary<string, nn.Module> _modules;
     private readonly ChannelSpaces _spaces;
     private readonly Dictionary<string, ChannelGroup> _byWeight;
+    private readonly Dictionary<string, int> _rootOf;
     private bool _shrunk;
 
     private ChannelGraph(nn.Module model, Dictionary<string, nn.Module> modules, ChannelSpaces spaces)
@@ -45,8 +46,10 @@ public sealed class ChannelGraph : ChannelStructure
         _model = model;
         _modules = modules;
         _spaces = spaces;
-        Groups = spaces.Groups();
+        var roots = spaces.GroupRoots().ToList();
+        Groups = roots.Select(r => r.Group).ToArray();
         _byWeight = Groups.ToDictionary(g => g.Weight);
+        _rootOf = roots.ToDictionary(r => r.Group.Weight, r => r.Root);
         Kept = spaces.Kept();
     }
 
@@ -119,6 +122,17 @@ public sealed class ChannelGraph : ChannelStructure
         var granularity = PruningGranularity.OutputChannels();
         return _spaces.Macs(space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels, _modules);
     }
+
+    /// <summary>MACs of one sample when the groups named in <paramref name="kept"/> (by weight) keep that many channels and the rest keep all.</summary>
+    internal long Macs(IReadOnlyDictionary<string, long> kept)
+    {
+        ThrowIfShrunk();
+        // A group's weight is its first producer's (ChannelGroup.Weight).
+        return _spaces.Macs(space => space.Frozen is null && space.Producers.Count > 0 && kept.TryGetValue($"{space.Producers[0]}.weight", out long k) ? k : space.Channels, _modules);
+    }
+
+    /// <summary>The dense MACs of a group's own layers (its producers and depthwise convolutions): its share of the model.</summary>
+    internal long Macs(ChannelGroup group) => _spaces.GroupMacs(_rootOf[group.Weight], _modules);
 
     /// <summary>
     /// Removes every dead channel of every group for real: a channel whose producers' rows and biases and whose

@@ -237,28 +237,34 @@ internal sealed class ChannelSpaces
     }
 
     /// <summary>MACs of one sample through the traced Conv2d and Linear layers when each space keeps <paramref name="kept"/> channels.</summary>
-    public long Macs(Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules)
+    public long Macs(Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules) =>
+        _shapes.Keys.Sum(name => ModuleMacs(name, kept, modules));
+
+    /// <summary>The dense MACs of the layers that write a group's channels or act on them (its producers and depthwise convolutions).</summary>
+    public long GroupMacs(int root, IReadOnlyDictionary<string, nn.Module> modules)
     {
-        long total = 0;
-        foreach (var (name, (inShape, outShape)) in _shapes)
+        Space space = _spaces[Find(root)];
+        return space.Producers.Concat(space.ChannelWise).Sum(name => ModuleMacs(name, s => s.Channels, modules));
+    }
+
+    private long ModuleMacs(string name, Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules)
+    {
+        var (_, outShape) = _shapes[name];
+        long batch = Math.Max(1, outShape[0]);
+        long inputs = _reads.TryGetValue(name, out Layout read) ? read.Spaces.Sum(s => kept(Root(s))) * read.PerChannel : 0;
+        long outputs = _writes.TryGetValue(name, out int written) ? kept(Root(written)) : 0;
+        switch (modules[name])
         {
-            long batch = Math.Max(1, outShape[0]);
-            long inputs = _reads.TryGetValue(name, out Layout read) ? read.Spaces.Sum(s => kept(Root(s))) * read.PerChannel : 0;
-            long outputs = _writes.TryGetValue(name, out int written) ? kept(Root(written)) : 0;
-            switch (modules[name])
-            {
-                case Conv2d conv:
-                    long positions = outShape.Skip(2).Aggregate(1L, (x, y) => x * y) * conv.kernel_size.Aggregate(1L, (x, y) => x * y);
-                    if (!_writes.ContainsKey(name) && _reads.ContainsKey(name)) total += positions * inputs; // depthwise: one filter per channel
-                    else if (conv.groups == 1) total += positions * inputs * outputs;
-                    else total += positions * conv.in_channels / conv.groups * conv.out_channels;
-                    break;
-                case Linear linear:
-                    long rows = outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
-                    total += _reads.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
-                    break;
-            }
+            case Conv2d conv:
+                long positions = outShape.Skip(2).Aggregate(1L, (x, y) => x * y) * conv.kernel_size.Aggregate(1L, (x, y) => x * y);
+                if (!_writes.ContainsKey(name) && _reads.ContainsKey(name)) return positions * inputs; // depthwise: one filter per channel
+                if (conv.groups == 1) return positions * inputs * outputs;
+                return positions * conv.in_channels / conv.groups * conv.out_channels;
+            case Linear linear:
+                long rows = outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
+                return _reads.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
+            default:
+                return 0;
         }
-        return total;
     }
 }

@@ -29,8 +29,7 @@ internal sealed class AmcEnvironment : IDisposable
 
     private readonly nn.Module _model;
     private readonly AmcOptions _options;
-    private readonly SequentialChannels? _channels;
-    private IReadOnlyList<ChannelCost.Layer> _chain = []; // channel mode: every Conv2d/Linear, in order
+    private readonly ChannelGraph? _graph;  // channel mode: the dependency groups searched
     private readonly Dictionary<string, Tensor> _dense;
     private readonly double[,] _static;
 
@@ -38,7 +37,7 @@ internal sealed class AmcEnvironment : IDisposable
     {
         _model = model;
         _options = options;
-        Layers = options.Mode == AmcMode.Fine ? FineLayers(model, options) : ChannelLayers(model, options, out _channels, out _chain);
+        Layers = options.Mode == AmcMode.Fine ? FineLayers(model, options) : ChannelLayers(model, options, out _graph);
         if (Layers.Count == 0) throw new ArgumentException("The model has no layer to search.", nameof(model));
         MaxUnits = Layers.Select(l => Math.Min(Quantize(l, options.EffectiveMaxRatio), l.Units - 1)).ToArray();
         MinUnits = Layers.Select((l, i) => Math.Min(Quantize(l, options.MinRatio), MaxUnits[i])).ToArray();
@@ -83,7 +82,7 @@ internal sealed class AmcEnvironment : IDisposable
                 return _options.Latency!.Milliseconds(Layers.Select((l, t) => (l.Weight, (double)pruned[t] / l.Units)).ToDictionary(p => p.Weight, p => p.Item2));
             default:
                 var kept = Layers.Select((l, t) => (l.Weight, l.Units - pruned[t])).ToDictionary(p => p.Weight, p => p.Item2);
-                return _options.Resource == AmcResource.Latency ? _options.Latency!.ChannelMilliseconds(kept) : ChannelCost.Macs(_chain, kept);
+                return _options.Resource == AmcResource.Latency ? _options.Latency!.ChannelMilliseconds(kept) : _graph!.Macs(kept);
         }
     }
 
@@ -141,10 +140,11 @@ internal sealed class AmcEnvironment : IDisposable
                     Parameter weight = _model.get_parameter(layer.Weight)!;
                     double ratio = (double)pruned[t] / layer.Units;
                     PruningGranularity granularity = _options.Mode == AmcMode.Fine ? PruningGranularity.Element : PruningGranularity.OutputChannels();
-                    using ParameterMask mask = ScoredMask.Select(_options.Criterion, layer.Weight, weight, ratio, granularity, default, "in AMC");
+                    var scoredWith = _graph?.ScoredWith(layer.Weight).Select(m => (m, (Tensor)_model.get_parameter(m)!)).ToList() ?? [];
+                    using ParameterMask mask = ScoredMask.Select(_options.Criterion, layer.Weight, weight, scoredWith, ratio, granularity, default, "in AMC");
                     mask.Apply(weight, null);
-                    if (_channels is not null)
-                        mask.ApplyToRows(_channels.CoupledWith(layer.Weight).Select(c => _model.get_parameter(c)!), null);
+                    if (_graph is not null)
+                        mask.ApplyToRows(_graph.CoupledWith(layer.Weight).Select(c => _model.get_parameter(c)!), null);
                 }
             double metric = evaluate(_model);
             if (!double.IsFinite(metric)) throw new InvalidOperationException($"The evaluation returned {metric}; AMC needs a finite metric.");
@@ -180,34 +180,36 @@ internal sealed class AmcEnvironment : IDisposable
         }).ToList();
     }
 
-    private static IReadOnlyList<AmcLayer> ChannelLayers(nn.Module model, AmcOptions options, out SequentialChannels? channels, out IReadOnlyList<ChannelCost.Layer> chain)
+    /// <summary>
+    /// Channel mode: one searched layer per dependency group of the model (<see cref="ChannelGraph"/>, traced on a
+    /// random input of <see cref="AmcOptions.InputShape"/>), described by its first producer; its size is the MACs of
+    /// the group's own layers.
+    /// </summary>
+    private static IReadOnlyList<AmcLayer> ChannelLayers(nn.Module model, AmcOptions options, out ChannelGraph graph)
     {
-        if (model is not Sequential sequential)
-            throw new ArgumentException($"Channel mode searches a Sequential chain (SequentialChannels); the model is a {model.GetType().Name}.", nameof(model));
-        SequentialChannels structure;
         try
         {
-            structure = SequentialChannels.Analyze(sequential);
+            using var generator = new torch.Generator(20261201);
+            using var example = torch.randn([2, .. options.InputShape!], generator: generator);
+            graph = ChannelGraph.Trace(model, example);
         }
-        catch (NotSupportedException e)
+        catch (Exception e) when (e is NotSupportedException or ArgumentException)
         {
-            throw new ArgumentException($"Channel mode cannot search this model: {e.Message}", nameof(model), e);
+            throw new ArgumentException($"Channel mode cannot search this model: {(e is ArgumentException a ? a.Bare() : e.Message)}", nameof(model), e);
         }
-        channels = structure;
-        IReadOnlyList<ChannelCost.Layer> geometry;
-        try
+        catch (System.Runtime.InteropServices.ExternalException e)
         {
-            geometry = ChannelCost.Geometry(sequential, options.InputShape!);
+            throw new ArgumentException($"Channel mode traces the model once on a random float input of shape [2, {string.Join(", ", options.InputShape!)}] (AmcOptions.InputShape) to find its channel groups, and the model failed on it: {e.Message.Split('\n')[0]}", nameof(model), e);
         }
-        catch (NotSupportedException e)
+        if (options.Resource == AmcResource.Latency && graph.Groups.FirstOrDefault(g => g.Producers.Count > 1) is { } shared)
+            throw new ArgumentException($"AmcResource.Latency prices layers one by one, but {shared} write the same channels (a residual group); search such models by Flops.", "options");
+        var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
+        ChannelGraph structure = graph;
+        return graph.Groups.Select(g => modules[g.Producers[0]] switch
         {
-            throw new ArgumentException($"Channel mode cannot search this model: {e.Message}", nameof(model), e);
-        }
-        chain = geometry;
-        return structure.Layers.Select(l =>
-        {
-            ChannelCost.Layer g = geometry.First(c => c.Weight == l.Weight);
-            return new AmcLayer(l.Weight, g.Conv, g.InChannels, g.OutChannels, g.Kernel, g.Stride, (double)g.UnitMacs * g.InChannels * g.OutChannels, l.Channels);
+            Conv2d conv => new AmcLayer(g.Weight, true, conv.in_channels, conv.out_channels, conv.kernel_size[0] * conv.kernel_size[1], conv.stride[0], structure.Macs(g), g.Channels),
+            Linear linear => new AmcLayer(g.Weight, false, linear.in_features, linear.out_features, 1, 1, structure.Macs(g), g.Channels),
+            var other => throw new InvalidOperationException($"'{g.Producers[0]}' is a {other.GetType().Name}, not a Conv2d or Linear."),
         }).ToList();
     }
 

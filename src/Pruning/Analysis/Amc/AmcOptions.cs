@@ -10,7 +10,11 @@ public enum AmcMode
     /// <summary>The fraction of a weight's elements pruned (unstructured); the result feeds <see cref="PruningOptions.Overrides"/>.</summary>
     Fine,
 
-    /// <summary>The fraction of a layer's output channels removed, in a chain <see cref="Structure.SequentialChannels"/> accepts; the result shrinks with <see cref="Structure.SequentialChannels.Shrink"/>.</summary>
+    /// <summary>
+    /// The fraction of a dependency group's channels removed, in any model <see cref="Structure.ChannelGraph.Trace"/>
+    /// accepts (traced on a random input of <see cref="AmcOptions.InputShape"/>); prune with the result's overrides and
+    /// <see cref="Structure.ChannelGraph"/> as the channels, then <see cref="Structure.ChannelGraph.ShrinkInPlace"/>.
+    /// </summary>
     Channel,
 }
 

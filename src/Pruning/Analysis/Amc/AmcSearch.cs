@@ -23,7 +23,7 @@ public static class AmcSearch
     /// Searches per-layer ratios for <paramref name="model"/> under <paramref name="options"/>. The model is pruned for
     /// each evaluation and restored afterwards; on return it holds its original weights.
     /// </summary>
-    /// <param name="model">The trained model (channel mode: a Sequential chain).</param>
+    /// <param name="model">The trained model (channel mode: any model ChannelGraph can trace).</param>
     /// <param name="evaluate">The metric of the pruned model on a validation split (never the test set); it may fine-tune briefly.</param>
     /// <param name="options">Budget, mode and the agent's settings.</param>
     /// <param name="progress">Called after each episode.</param>

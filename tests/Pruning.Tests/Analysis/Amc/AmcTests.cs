@@ -110,6 +110,42 @@ public sealed class AmcTests : IDisposable
     }
 
     [Fact]
+    public void A_resnet_of_user_blocks_is_searched_by_dependency_groups_and_its_flops_are_what_the_shrunk_model_computes()
+    {
+        var model = Pruning.Tests.Structure.ChannelGraphTests.TinyResNet(7);
+        var options = new AmcOptions { Mode = AmcMode.Channel, Resource = AmcResource.Flops, Budget = 0.5, InputShape = [1, 12, 12], Episodes = 10, WarmupEpisodes = 4, Seed = 3 };
+        long[] pruned = [3, 2, 5, 7];
+        double predicted;
+        using (var environment = new AmcEnvironment(model, options))
+        {
+            environment.Layers.Select(l => l.Weight).Should().Equal("stem.weight", "block1.conv1.weight", "block2.conv1.weight", "block2.conv2.weight");
+            environment.Layers.Select(l => l.Units).Should().Equal(8, 8, 16, 16);
+            predicted = environment.Resource(pruned);
+        }
+        AmcResult result = AmcSearch.Run(model, m => Sparsities(m, "stem.weight", "block2.conv2.weight").Sum(), options);
+        result.Episodes.Should().HaveCount(10).And.OnlyContain(e => e.Resource <= 0.5 + 1e-12);
+        Sparsities(model, "stem.weight", "block1.conv2.weight", "block2.down.0.weight").Should().OnlyContain(v => v == 0, "the weights are restored after every episode");
+
+        // The same policy applied with the pruner and shrunk: the MACs the environment predicted.
+        var graph = ChannelGraph.Trace(model, torch.randn(2, 1, 12, 12));
+        var overrides = graph.Weights.Select((w, t) => (w, t)).ToDictionary(p => p.w, p => new ParameterOverride { FinalSparsity = pruned[p.t] / (double)graph.Groups[p.t].Channels });
+        using (var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new Pruning.Scheduling.OneShotSchedule(0.5),
+            Targets = Pruning.Targets.PruningTargets.Default.Include([.. graph.Weights]),
+            Granularity = Pruning.Grouping.PruningGranularity.OutputChannels(),
+            Channels = graph,
+            Overrides = overrides,
+        }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        graph.ShrinkInPlace();
+        ChannelGraph.Trace(model, torch.randn(2, 1, 12, 12)).Macs().Should().Be((long)predicted);
+    }
+
+    [Fact]
     public void The_replay_buffer_keeps_the_latest_transitions_and_the_soft_update_blends_by_tau()
     {
         var buffer = new ReplayBuffer(3);
@@ -174,10 +210,10 @@ public sealed class AmcTests : IDisposable
         FluentActions.Invoking(() => AmcSearch.Run(nn.Sequential(("relu", nn.ReLU())), _ => 1, new AmcOptions { Budget = 0.5 }))
             .Should().Throw<ArgumentException>().WithMessage("*Targets*");
         FluentActions.Invoking(() => AmcSearch.Run(nn.LSTM(4, 4), _ => 1, new AmcOptions { Budget = 0.5, Mode = AmcMode.Channel, Resource = AmcResource.Flops, InputShape = [4] }))
-            .Should().Throw<ArgumentException>().WithMessage("*Sequential*LSTM*");
+            .Should().Throw<ArgumentException>().WithMessage("*LSTM*takes one tensor*");
         FluentActions.Invoking(() => AmcSearch.Run(nn.Sequential(("emb", nn.Embedding(4, 4)), ("fc", nn.Linear(4, 2))), _ => 1,
                 new AmcOptions { Budget = 0.5, Mode = AmcMode.Channel, Resource = AmcResource.Flops, InputShape = [1] }))
-            .Should().Throw<ArgumentException>().WithMessage("*'emb'*");
+            .Should().Throw<ArgumentException>().WithMessage("*random float input of shape [2, 1]*embedding*");
         FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Resource = AmcResource.Latency }))
             .Should().Throw<ArgumentException>().WithMessage("*Latency*required*");
         FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Mode = AmcMode.Channel, Resource = AmcResource.NonZeros, InputShape = [16] }))
