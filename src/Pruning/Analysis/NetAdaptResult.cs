@@ -3,14 +3,14 @@ using System.Text;
 
 namespace Pruning.Analysis;
 
-/// <summary>The outcome of <see cref="NetAdapt.Run"/> or <see cref="ChannelNetAdapt.Run"/>.</summary>
+/// <summary>The outcome of <see cref="NetAdapt.Run"/> or <see cref="O:Pruning.Analysis.ChannelNetAdapt.Run"/>.</summary>
 /// <param name="Iterations">The kept proposal of every iteration.</param>
 /// <param name="Sparsities">Per weight, its final sparsity (for channel NetAdapt, the fraction of its channels
 /// removed): ready for <see cref="ParameterOverride.FinalSparsities"/>.</param>
 /// <param name="Channels">For channel NetAdapt, the channels each layer keeps; null otherwise.</param>
-/// <param name="DenseLatencyMilliseconds">The table's estimate for the unpruned model.</param>
-/// <param name="LatencyMilliseconds">The table's estimate after the last iteration.</param>
-/// <param name="BudgetMilliseconds">The latency aimed for.</param>
+/// <param name="DenseLatencyMilliseconds">The table's estimate for the unpruned model (MACs for channel NetAdapt over a <see cref="Structure.ChannelGraph"/>).</param>
+/// <param name="LatencyMilliseconds">The table's estimate after the last iteration (MACs likewise).</param>
+/// <param name="BudgetMilliseconds">The latency aimed for (MACs likewise).</param>
 /// <param name="BudgetMet">Whether the estimate reached the budget.</param>
 public sealed record NetAdaptResult(
     IReadOnlyList<NetAdaptIteration> Iterations,

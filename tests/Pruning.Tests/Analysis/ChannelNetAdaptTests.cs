@@ -91,4 +91,33 @@ public class ChannelNetAdaptTests
             return 0;
         }, new NetAdaptOptions { TargetLatencyFraction = 0.9, ReductionPerIteration = 0.1 });
     }
+
+    [Fact]
+    public void A_resnet_of_user_blocks_is_searched_by_dependency_groups_under_a_flops_budget_and_shrinks_to_it()
+    {
+        var model = Pruning.Tests.Structure.ChannelGraphTests.TinyResNet(12);
+        using var x = torch.randn(2, 1, 12, 12);
+        var graph = ChannelGraph.Trace(model, x);
+        long dense = graph.Macs();
+        var result = ChannelNetAdapt.Run(model, graph, p =>
+        {
+            // Prefer cutting the residual groups (stem + block1, block2's output): the proposals' metric says so.
+            return p.Layer is "stem.weight" or "block2.conv2.weight" ? 1.0 : 0.5;
+        }, new NetAdaptOptions { TargetLatencyFraction = 0.6, ReductionPerIteration = 0.1 });
+
+        result.DenseLatencyMilliseconds.Should().Be(dense);
+        result.BudgetMet.Should().BeTrue();
+        result.Iterations.Should().OnlyContain(i => i.Layer == "stem.weight" || i.Layer == "block2.conv2.weight");
+        result.LatencyMilliseconds.Should().BeLessThanOrEqualTo(0.6 * dense);
+        // Every layer of a cut group is cut alike, and the shrunk model computes the MACs the search counted.
+        long Alive(string weight)
+        {
+            var p = model.get_parameter(weight)!.detach();
+            return p.reshape(p.shape[0], -1).ne(0).any(1).sum().item<long>();
+        }
+        Alive("block2.down.0.weight").Should().Be(Alive("block2.conv2.weight")).And.Be(result.Channels!["block2.conv2.weight"]);
+        Alive("block1.conv2.weight").Should().Be(Alive("stem.weight")).And.Be(result.Channels!["stem.weight"]);
+        graph.ShrinkInPlace();
+        ChannelGraph.Trace(model, x).Macs().Should().Be((long)result.LatencyMilliseconds);
+    }
 }
