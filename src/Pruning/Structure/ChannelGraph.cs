@@ -149,7 +149,9 @@ public sealed class ChannelGraph : ChannelStructure
         var alive = new Dictionary<int, long[]>();
         foreach (var (root, group) in _spaces.GroupRoots())
             alive[root] = AliveChannels(group);
-        foreach (var (name, rows, columns) in _spaces.Selections(alive))
+        var selections = _spaces.Selections(alive).ToList();
+        foreach (var (name, _, _) in selections) ModuleSurgery.Check(_modules[name]);   // all or nothing
+        foreach (var (name, rows, columns) in selections)
             ModuleSurgery.Shrink(_modules[name], rows, columns);
         _shrunk = true;
     }

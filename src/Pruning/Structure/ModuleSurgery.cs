@@ -62,19 +62,39 @@ internal static class ModuleSurgery
         return result;
     }
 
+    /// <summary>
+    /// Throws unless <paramref name="module"/> can be shrunk in place (its type is known and this TorchSharp keeps the
+    /// fields its channel counts live in), so that a model is never left half shrunk.
+    /// </summary>
+    public static void Check(nn.Module module)
+    {
+        string[] fields = module switch
+        {
+            Conv2d => ["<out_channels>k__BackingField", "<in_channels>k__BackingField"],
+            BatchNorm => ["<num_features>k__BackingField"],
+            Linear => [],
+            _ => throw new NotSupportedException($"'{module.GetName()}' is a {module.GetType().Name}; only Conv2d, Linear and BatchNorm are shrunk in place."),
+        };
+        foreach (string field in fields)
+            if (Field(module, field) is null)
+                throw new NotSupportedException($"This TorchSharp's {module.GetType().Name} keeps no '{field}' field; shrinking in place was written against TorchSharp 0.107. Nothing was changed.");
+    }
+
     /// <summary>TorchSharp's channel counts are read-only auto-properties; their backing fields are set here.</summary>
     private static void SetCount(object target, string property, long value) => SetField(target, $"<{property}>k__BackingField", value, required: true);
 
     private static void SetField(object target, string field, long value, bool required)
     {
-        for (Type? type = target.GetType(); type is not null; type = type.BaseType)
-        {
-            FieldInfo? info = type.GetField(field, BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public);
-            if (info is null || info.FieldType != typeof(long)) continue;
-            info.SetValue(target, value);
-            return;
-        }
-        if (required)
+        if (Field(target, field) is { } info) info.SetValue(target, value);
+        else if (required)
             throw new NotSupportedException($"This TorchSharp's {target.GetType().Name} keeps no '{field}' field; shrinking in place was written against TorchSharp 0.107.");
+    }
+
+    private static FieldInfo? Field(object target, string field)
+    {
+        for (Type? type = target.GetType(); type is not null; type = type.BaseType)
+            if (type.GetField(field, BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public) is { FieldType: var t } info && t == typeof(long))
+                return info;
+        return null;
     }
 }
