@@ -15,12 +15,13 @@ using static TorchSharp.torch;
 namespace Pruning.Benchmarks;
 
 /// <summary>
-/// <c>-- quick --models [lenet,cnn,mlp4096] [--sparsity 0.9] [--threads 2] [--json] [--layers]</c>: whole models, the sparse runtime
+/// <c>-- quick --models [lenet,cnn,mlp4096,resnet18] [--sparsity 0.9] [--threads 2] [--json] [--layers]</c>: whole models, the sparse runtime
 /// against ONNX Runtime, at batch 1 and 64, in one process. Each model is pruned one-shot by magnitude (latency does
 /// not depend on training) and exported three ways: our file (fp32 CSR by <c>Auto</c>, and with fp16 values), the
 /// same weights dense in ONNX (zeros in place: what ORT runs), and the channel-shrunk model with about as many
-/// weights as the sparse one has non-zeros (output channels of every layer but the last removed by L2 norm, then
-/// <see cref="SequentialChannels.Shrink"/>): what ORT can actually speed up. ORT: preallocated, bound OrtValues,
+/// weights as the sparse one has non-zeros (the same fraction of every dependency group's channels removed by L2 norm,
+/// then <see cref="ChannelGraph.ShrinkInPlace"/>): what ORT can actually speed up; our runtime runs that one too. resnet18 is TorchVision's, on
+/// 3×64×64 inputs (traced into residual layers). ORT: preallocated, bound OrtValues,
 /// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode. --layers also times every runtime layer alone.
 /// </summary>
 internal static class ModelsQuickMode
@@ -41,7 +42,7 @@ internal static class ModelsQuickMode
         }
     }
 
-    private static (Sequential Model, long[] Input) Build(string name)
+    private static (nn.Module<Tensor, Tensor> Model, long[] Input) Build(string name)
     {
         torch.manual_seed(1);
         return name switch
@@ -53,18 +54,19 @@ internal static class ModelsQuickMode
                 ("conv2", nn.Conv2d(16, 32, 3, padding: 1)), ("bn2", nn.BatchNorm2d(32)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
                 ("conv3", nn.Conv2d(32, 64, 3, padding: 1)), ("bn3", nn.BatchNorm2d(64)), ("relu3", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(1)),
                 ("flat", nn.Flatten()), ("fc", nn.Linear(64, 10))), [1, 28, 28]),
-            _ => throw new ArgumentException($"--models: unknown model '{name}'; known: lenet, cnn, mlp4096."),
+            "resnet18" => (torchvision.models.resnet18(num_classes: 10), [3, 64, 64]),
+            _ => throw new ArgumentException($"--models: unknown model '{name}'; known: lenet, cnn, mlp4096, resnet18."),
         };
     }
 
-    private static void Measure(string name, Sequential model, long[] input, double sparsity, int threads, bool json, string[] args)
+    private static void Measure(string name, nn.Module<Tensor, Tensor> model, long[] input, double sparsity, int threads, bool json, string[] args)
     {
         model.eval();
         var shape = input.Length == 1 ? new FeatureShape((int)input[0]) : new FeatureShape((int)input[0], (int)input[1], (int)input[2]);
         long weights = Weights(model);
 
         // The channel-shrunk model first, from a copy of the dense weights.
-        Sequential shrunk = Shrunk(name, model, weights, sparsity, out double channelSparsity);
+        nn.Module<Tensor, Tensor> shrunk = Shrunk(name, model, weights, sparsity, out double channelSparsity);
         using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(sparsity) }))
         {
             pruner.Step();
@@ -72,9 +74,10 @@ internal static class ModelsQuickMode
         }
         SparseModel ours = SparseExport.ToSparseModel(model, shape);
         SparseModel half = SparseExport.ToSparseModel(model, shape, MatrixFormat.CsrFloat16);
+        SparseModel oursShrunk = SparseExport.ToSparseModel(shrunk, shape);
         using var ortDense = new OrtModel(OnnxExport.ToBytes(model, shape), input, outputs: 10, threads);
         using var ortShrunk = new OrtModel(OnnxExport.ToBytes(shrunk, shape), input, outputs: 10, threads);
-        long nonZeros = ours.Layers.Sum(l => l switch { LinearLayer linear => linear.Weight.NonZeros, Conv2dLayer conv => conv.Weight.NonZeros, _ => 0 });
+        long nonZeros = NonZeros(ours.Layers);
 
         foreach (int batch in new[] { 1, 64 })
         {
@@ -87,10 +90,11 @@ internal static class ModelsQuickMode
                 () => half.Run(x, y, batch, threads),
                 ortDense.Prepared(x, batch),
                 ortShrunk.Prepared(x, batch),
+                () => oursShrunk.Run(x, y, batch, threads),
             ];
             double[] ms = KernelQuickMode.Blocks(variants, rounds: 12, warmupMs: 50, blockMs: 30, stream: null, out _);
             if (args.Contains("--layers")) PerLayer(ours, batch, threads);
-            string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk"];
+            string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk", "runtime-shrunk"];
             if (json)
             {
                 for (int v = 0; v < names.Length; v++)
@@ -128,54 +132,51 @@ internal static class ModelsQuickMode
         }
     }
 
+    /// <summary>Stored non-zero weights, inside residual and concatenation branches too.</summary>
+    private static long NonZeros(IEnumerable<SparseLayer> layers) => layers.Sum(l => l switch
+    {
+        LinearLayer linear => linear.Weight.NonZeros,
+        Conv2dLayer conv => conv.Weight.NonZeros,
+        ResidualLayer residual => NonZeros(residual.Main) + NonZeros(residual.Shortcut),
+        ConcatLayer concat => concat.Branches.Sum(NonZeros),
+        _ => 0,
+    });
+
     /// <summary>Weights of the Linear and Conv2d layers (no biases, no BatchNorm).</summary>
-    private static long Weights(Sequential model) =>
+    private static long Weights(nn.Module model) =>
         model.named_parameters().Where(p => p.name.EndsWith(".weight", StringComparison.Ordinal) && p.parameter.dim() >= 2).Sum(p => p.parameter.numel());
 
     /// <summary>
-    /// A copy of <paramref name="model"/> with the same fraction of output channels removed from every layer but the
-    /// last, the fraction chosen (by bisection on the shapes) so that it keeps about as many weights as the sparse model.
+    /// A copy of <paramref name="model"/> with the same fraction of every dependency group's channels removed, the
+    /// fraction chosen (by bisection on <see cref="ChannelGraph.WeightCount"/>) so that it keeps about as many weights
+    /// as the sparse model.
     /// </summary>
-    private static Sequential Shrunk(string name, Sequential model, long weights, double sparsity, out double channelSparsity)
+    private static nn.Module<Tensor, Tensor> Shrunk(string name, nn.Module<Tensor, Tensor> model, long weights, double sparsity, out double channelSparsity)
     {
-        var (copy, _) = Build(name);
+        var (copy, input) = Build(name);
         copy.load_state_dict(model.state_dict());
         copy.eval();
-        var channels = SequentialChannels.Analyze(copy);
-        double low = 0, high = 1;
+        using var example = torch.randn([2, .. input]);
+        var graph = ChannelGraph.Trace(copy, example);
+        double low = 0, high = 0.999;
         for (int i = 0; i < 40; i++)
         {
-            double keep = (low + high) / 2;
-            if (KeptWeights(copy, channels, keep) > (1 - sparsity) * weights) high = keep; else low = keep;
+            double mid = (low + high) / 2;
+            if (graph.WeightCount(mid) > (1 - sparsity) * weights) low = mid; else high = mid;
         }
-        channelSparsity = 1 - low;
+        channelSparsity = high;
         using (var pruner = new GradualPruner(copy, new PruningOptions
         {
             Schedule = new OneShotSchedule(channelSparsity),
-            Targets = PruningTargets.Default.Include([.. channels.Layers.Select(l => l.Weight)]),
-            Granularity = PruningGranularity.OutputChannels(),
-            Channels = channels,
+            Targets = PruningTargets.Default.Include([.. graph.Weights]),
+            Granularity = PruningGranularity.OutputChannels(LpNorm.L2),
+            Channels = graph,
         }))
         {
             pruner.Step();
             pruner.Strip();
         }
-        return channels.Shrink();
-    }
-
-    /// <summary>Weights left when every channel layer keeps the fraction <paramref name="keep"/> of its outputs (rounded as the pruner rounds).</summary>
-    private static double KeptWeights(Sequential model, SequentialChannels channels, double keep)
-    {
-        var keptOut = channels.Layers.ToDictionary(l => l.Producer, l => Math.Max(1, l.Channels - (long)Math.Round(l.Channels * (1 - keep))) / (double)l.Channels);
-        double total = 0, inputFraction = 1;
-        foreach (var (child, module) in model.named_children())
-        {
-            if (module is not (Linear or Conv2d)) continue;
-            long count = ((Tensor)module.named_parameters().First(p => p.name == "weight").parameter).numel();
-            double outFraction = keptOut.TryGetValue(child, out double f) ? f : 1;
-            total += count * outFraction * inputFraction;
-            inputFraction = outFraction;
-        }
-        return total;
+        graph.ShrinkInPlace();
+        return copy;
     }
 }

@@ -123,6 +123,20 @@ public sealed class ChannelGraph : ChannelStructure
         return _spaces.Macs(space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels, _modules);
     }
 
+    /// <summary>
+    /// The weights of the traced Conv2d and Linear layers (no biases or BatchNorms) when every group loses what a
+    /// layer-wise <see cref="PruningGranularity.OutputChannels"/> selection at <paramref name="sparsity"/> removes: the
+    /// size of the model <see cref="ShrinkInPlace"/> would leave.
+    /// </summary>
+    public long WeightCount(double sparsity = 0)
+    {
+        ThrowIfShrunk();
+        ArgumentOutOfRangeException.ThrowIfNegative(sparsity);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(sparsity, 1);
+        var granularity = PruningGranularity.OutputChannels();
+        return _spaces.Macs(space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels, _modules, weightsOnly: true);
+    }
+
     /// <summary>MACs of one sample when the groups named in <paramref name="kept"/> (by weight) keep that many channels and the rest keep all.</summary>
     internal long Macs(IReadOnlyDictionary<string, long> kept)
     {

@@ -236,18 +236,21 @@ internal sealed class ChannelSpaces
         return columns.ToArray();
     }
 
-    /// <summary>MACs of one sample through the traced Conv2d and Linear layers when each space keeps <paramref name="kept"/> channels.</summary>
-    public long Macs(Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules) =>
-        _shapes.Keys.Sum(name => ModuleMacs(name, kept, modules));
+    /// <summary>
+    /// MACs of one sample through the traced Conv2d and Linear layers when each space keeps <paramref name="kept"/>
+    /// channels; with <paramref name="weightsOnly"/>, the weights those layers keep instead (MACs per output position).
+    /// </summary>
+    public long Macs(Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules, bool weightsOnly = false) =>
+        _shapes.Keys.Sum(name => ModuleMacs(name, kept, modules, weightsOnly));
 
     /// <summary>The dense MACs of the layers that write a group's channels or act on them (its producers and depthwise convolutions).</summary>
     public long GroupMacs(int root, IReadOnlyDictionary<string, nn.Module> modules)
     {
         Space space = _spaces[Find(root)];
-        return space.Producers.Concat(space.ChannelWise).Sum(name => ModuleMacs(name, s => s.Channels, modules));
+        return space.Producers.Concat(space.ChannelWise).Sum(name => ModuleMacs(name, s => s.Channels, modules, weightsOnly: false));
     }
 
-    private long ModuleMacs(string name, Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules)
+    private long ModuleMacs(string name, Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules, bool weightsOnly)
     {
         var (_, outShape) = _shapes[name];
         long batch = Math.Max(1, outShape[0]);
@@ -256,12 +259,12 @@ internal sealed class ChannelSpaces
         switch (modules[name])
         {
             case Conv2d conv:
-                long positions = outShape.Skip(2).Aggregate(1L, (x, y) => x * y) * conv.kernel_size.Aggregate(1L, (x, y) => x * y);
+                long positions = (weightsOnly ? 1 : outShape.Skip(2).Aggregate(1L, (x, y) => x * y)) * conv.kernel_size.Aggregate(1L, (x, y) => x * y);
                 if (!_writes.ContainsKey(name) && _reads.ContainsKey(name)) return positions * inputs; // depthwise: one filter per channel
                 if (conv.groups == 1) return positions * inputs * outputs;
                 return positions * conv.in_channels / conv.groups * conv.out_channels;
             case Linear linear:
-                long rows = outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
+                long rows = weightsOnly ? 1 : outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
                 return _reads.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
             default:
                 return 0;

@@ -224,12 +224,15 @@ public sealed class ChannelGraphTests
         long dense = graph.Macs();
         dense.Should().Be(8 * 8 * (9 * 3 * 8 + 9 * 8 + 8 * 12) + 12 * 4);
         graph.Macs(0.5).Should().Be(8 * 8 * (9 * 3 * 4 + 9 * 4 + 4 * 6) + 6 * 4);
+        graph.WeightCount().Should().Be(9 * 3 * 8 + 9 * 8 + 8 * 12 + 12 * 4);
+        graph.WeightCount(0.5).Should().Be(9 * 3 * 4 + 9 * 4 + 4 * 6 + 6 * 4);
 
         var (masked, shrunk) = PruneAndShrink(model, x, 0.5);
         ShouldMatch(masked, shrunk, 1e-5);
         var dw = (Conv2d)model.named_modules().First(m => m.name == "dw").module;
         (dw.groups, dw.in_channels, dw.out_channels).Should().Be((4L, 4L, 4L));
-        ChannelGraph.Trace(model, x).Macs().Should().Be(graph.Macs(0.5) - 0, "the shrunk model traces to the MACs predicted for it");
+        ChannelGraph.Trace(model, x).Macs().Should().Be(graph.Macs(0.5), "the shrunk model traces to the MACs predicted for it");
+        model.parameters().Where(p => p.dim() >= 2).Sum(p => p.numel()).Should().Be(graph.WeightCount(0.5));
     }
 
     [Fact]
