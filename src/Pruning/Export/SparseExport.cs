@@ -165,7 +165,7 @@ public static class SparseExport
     internal static IEnumerable<(string Name, nn.Module Module)> Chain(nn.Module module, string prefix)
     {
         if (module is not Sequential)
-            throw new NotSupportedException($"Only Sequential models can be exported; '{(prefix.Length == 0 ? "the model" : prefix)}' is a {module.GetType().Name}.");
+            throw new NotSupportedException($"'{(prefix.Length == 0 ? "the model" : prefix)}' is a {module.GetType().Name}, not a Sequential chain, which is what is read layer by layer here (a latency table measures Sequential chains; the exporters trace other models).");
         foreach (var (name, child) in module.named_children())
         {
             string path = prefix.Length == 0 ? name : $"{prefix}.{name}";

@@ -8,7 +8,8 @@ namespace Pruning.Structure;
 /// A residual block declared as such: y = main(x) + shortcut(x), the shortcut being the identity when none is given.
 /// Put it in a <c>Sequential</c> (followed by its activation, as in ResNet's basic block) and the model exports to the
 /// sparse runtime (<see cref="Pruning.Sparse.Layers.ResidualLayer"/>) and to ONNX (an Add node). This is the explicit
-/// declaration of a residual connection; blocks written as your own <c>Module</c> classes are not discovered yet.
+/// declaration of a residual connection, for Sequential models; blocks written as your own <c>Module</c> classes are
+/// found by tracing instead (<see cref="ChannelGraph"/>, and the exporters trace such models themselves).
 /// </summary>
 public sealed class Residual : nn.Module<Tensor, Tensor>
 {
