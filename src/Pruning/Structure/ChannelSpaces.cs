@@ -44,7 +44,7 @@ internal sealed class ChannelSpaces
                 NodeKind.Module => spaces.Module(node, trace.Nodes[node.Inputs[0]].Shape, input, modules[node.Module!], calls),
                 NodeKind.Add => spaces.Add(layouts[node.Inputs[0]], layouts[node.Inputs[1]]),
                 NodeKind.Concat => spaces.Concat(node.Inputs.Select(i => layouts[i]).ToArray(), node.Shape),
-                NodeKind.Relu or NodeKind.GlobalAveragePool => input,
+                NodeKind.Relu or NodeKind.GlobalAveragePool or NodeKind.Pool => input,
                 NodeKind.Flatten => spaces.Flatten(input, trace.Nodes[node.Inputs[0]].Shape, node.Shape, "a flatten"),
                 _ => throw new InvalidOperationException($"Unknown trace node {node.Kind}."),
             };

@@ -6,7 +6,7 @@ namespace Pruning.Structure;
 /// <summary>
 /// The dataflow of one forward pass, recorded with hooks on the leaf modules: which module read which tensor. The
 /// operations between module calls that hooks cannot see (a residual add, a concatenation, a functional ReLU, flatten
-/// or global average pooling) are recognized from the tensors themselves: a module's input that is not an earlier module's output must
+/// or pooling) are recognized from the tensors themselves: a module's input that is not an earlier module's output must
 /// equal, bit for bit, one of those operations applied to earlier tensors, or the trace is refused.
 /// </summary>
 internal sealed class ModuleTrace
@@ -20,10 +20,18 @@ internal sealed class ModuleTrace
         Relu,
         Flatten,
         GlobalAveragePool,
+        Pool,
     }
 
+    /// <summary>A functional max or average pooling the trace recognized: square window, stride, padding, rounding.</summary>
+    internal readonly record struct PoolSpec(bool Max, int Kernel, int Stride, int Padding, bool CeilMode, bool CountIncludePad);
+
     /// <summary>One tensor of the pass: what made it (Module holds the module's dotted name), from which earlier nodes, and its shape.</summary>
-    internal sealed record Node(int Id, NodeKind Kind, long[] Shape, int[] Inputs, string? Module);
+    internal sealed record Node(int Id, NodeKind Kind, long[] Shape, int[] Inputs, string? Module)
+    {
+        /// <summary>For <see cref="NodeKind.Pool"/>, which pooling.</summary>
+        public PoolSpec Pool { get; init; }
+    }
 
     private ModuleTrace(List<Node> nodes, int output)
     {
@@ -122,8 +130,11 @@ internal sealed class ModuleTrace
                     $"The output of '{node.Module}' is read by nothing the trace can follow: an operation between modules that it cannot recognize (only add, concatenation along channels, ReLU and flatten are), a residual branch that is exactly zero on the example, or an unused module. Declare the block with Residual, or trace with weights that are not all zero.");
         return new ModuleTrace(nodes, output);
 
-        // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), mean over H and W, a + b, ReLU(a + b), cat(parts).
-        int Find(Tensor t, string reader)
+        // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), mean over H and W, a pooling, a + b, ReLU(a + b), cat(parts).
+        int Find(Tensor t, string reader) => TryFind(t) ?? throw new NotSupportedException(
+            $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten or a pooling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
+
+        int? TryFind(Tensor t)
         {
             for (int i = values.Count - 1; i >= 0; i--)
                 if (Same(values[i], t)) return i;
@@ -134,6 +145,7 @@ internal sealed class ModuleTrace
                     if (values[i].dim() > 2 && values[i].numel() == t.numel() && values[i].shape[0] == t.shape[0] && Equal(values[i].flatten(1), t))
                         return Add(NodeKind.Flatten, t, null, i);
             if (GlobalAveragePool(t) is int pooled) return pooled;
+            if (Pooling(t) is int windowed) return windowed;
             for (int a = values.Count - 1; a >= 0; a--)
             {
                 if (!SameShape(values[a], t)) continue;
@@ -146,8 +158,7 @@ internal sealed class ModuleTrace
                 }
             }
             if (t.dim() >= 2 && Concatenation(t) is { Count: > 1 } parts) return Add(NodeKind.Concat, t, null, [.. parts]);
-            throw new NotSupportedException(
-                $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten or a global average pooling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
+            return null;
         }
 
         // The mean over height and width of an earlier [N, C, H, W] tensor, as adaptive_avg_pool2d(v, 1) or v.mean([2, 3])
@@ -169,6 +180,33 @@ internal sealed class ModuleTrace
             return null;
         }
 
+        // A functional max or average pooling of an earlier [N, C, H, W] tensor with a common square window (2 or 3,
+        // stride 1 or 2, padding up to 1, floor or ceil rounding), as Inception's forward calls them.
+        int? Pooling(Tensor t)
+        {
+            if (t.dim() != 4) return null;
+            for (int i = values.Count - 1; i >= 0; i--)
+            {
+                Tensor v = values[i];
+                if (v.dim() != 4 || v.shape[0] != t.shape[0] || v.shape[1] != t.shape[1]) continue;
+                foreach (PoolSpec spec in PoolSpecs())
+                {
+                    if (PooledExtent(v.shape[2], spec) != t.shape[2] || PooledExtent(v.shape[3], spec) != t.shape[3]) continue;
+                    Tensor pooled = spec.Max
+                        ? nn.functional.max_pool2d(v, spec.Kernel, spec.Stride, spec.Padding, ceil_mode: spec.CeilMode)
+                        : nn.functional.avg_pool2d(v, spec.Kernel, spec.Stride, spec.Padding, ceil_mode: spec.CeilMode, count_include_pad: spec.CountIncludePad);
+                    if (Equal(pooled, t))
+                    {
+                        nodes.Add(new Node(nodes.Count, NodeKind.Pool, t.shape, [i], null) { Pool = spec });
+                        values.Add(t);
+                        read.Add(i);
+                        return nodes.Count - 1;
+                    }
+                }
+            }
+            return null;
+        }
+
         // Earlier tensors that, laid side by side along dimension 1, give t (the most recent match at each offset).
         List<int>? Concatenation(Tensor t)
         {
@@ -184,12 +222,35 @@ internal sealed class ModuleTrace
                     if (!v.shape.Skip(2).SequenceEqual(t.shape.Skip(2))) continue;
                     if (Equal(v, t.narrow(1, offset, v.shape[1]))) found = i;
                 }
+                // The last part may itself be unobserved (Inception's pooled branch, pooled in forward): explain the rest.
+                if (found < 0 && offset > 0 && TryFind(t.narrow(1, offset, total - offset)) is int rest) found = rest;
                 if (found < 0) return null;
                 parts.Add(found);
                 offset += values[found].shape[1];
             }
             return parts;
         }
+    }
+
+    private static IEnumerable<PoolSpec> PoolSpecs()
+    {
+        foreach (bool max in new[] { true, false })
+            foreach (int kernel in new[] { 3, 2 })
+                foreach (int stride in new[] { 1, 2 })
+                    foreach (int padding in new[] { 0, 1 })
+                        foreach (bool ceil in new[] { false, true })
+                            foreach (bool includePad in max || padding == 0 ? new[] { true } : new[] { true, false })
+                                if (2 * padding <= kernel) yield return new PoolSpec(max, kernel, stride, padding, ceil, includePad);
+    }
+
+    /// <summary>PyTorch's pooled extent: floor or ceil of (n + 2p − k) / s + 1, the last window starting inside the input or its left padding.</summary>
+    private static long PooledExtent(long n, PoolSpec spec)
+    {
+        long span = n + 2L * spec.Padding - spec.Kernel;
+        if (span < 0) return -1;
+        long extent = (spec.CeilMode ? (span + spec.Stride - 1) / spec.Stride : span / spec.Stride) + 1;
+        if (spec.CeilMode && (extent - 1) * spec.Stride >= n + spec.Padding) extent--;
+        return extent;
     }
 
     private static bool SameShape(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape);

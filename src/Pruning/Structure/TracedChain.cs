@@ -24,20 +24,17 @@ internal static class TracedChain
 
         // Immediate dominators: node ids are in execution order, so every input has a smaller id than its reader.
         var idom = new int[nodes.Count];
-        foreach (var node in nodes.Skip(1))
+        int Meet(int a, int b)   // the nearest node every path to a and to b passes through
         {
-            int d = node.Inputs[0];
-            foreach (int other in node.Inputs.Skip(1))
+            while (a != b)
             {
-                int b = other;
-                while (d != b)
-                {
-                    while (d > b) d = idom[d];
-                    while (b > d) b = idom[b];
-                }
+                while (a > b) a = idom[a];
+                while (b > a) b = idom[b];
             }
-            idom[node.Id] = d;
+            return a;
         }
+        foreach (var node in nodes.Skip(1))
+            idom[node.Id] = node.Inputs.Skip(1).Aggregate(node.Inputs[0], Meet);
 
         var emitted = new HashSet<int>();
         List<(string, nn.Module)> Build(int from, int to)
@@ -67,16 +64,43 @@ internal static class TracedChain
                         items.Add((name, nn.AdaptiveAvgPool2d(1)));
                         current = node.Inputs[0];
                         break;
+                    case NodeKind.Pool:
+                        var p = node.Pool;
+                        items.Add((name, p.Max
+                            ? nn.MaxPool2d(p.Kernel, p.Stride, p.Padding, ceil_mode: p.CeilMode)
+                            : nn.AvgPool2d(p.Kernel, p.Stride, p.Padding, ceil_mode: p.CeilMode, count_include_pad: p.CountIncludePad)));
+                        current = node.Inputs[0];
+                        break;
                     default:
                         int fork = idom[current];
-                        var branches = node.Inputs.Select(i => (IReadOnlyList<(string, nn.Module)>)Build(fork, i)).ToArray();
-                        items.Add((name, new TracedBranches(node.Kind == NodeKind.Add, branches)));
+                        items.Add((name, Join(name, node.Kind == NodeKind.Add, fork, node.Inputs)));
                         current = fork;
                         break;
                 }
             }
             items.Reverse();
             return items;
+        }
+
+        // The branches of a join from its fork. Consecutive parts of a concatenation that fork again below it (Inception's
+        // cat([cat([a(y), b(y)]), …]) with y computed once) become one branch: the shared layers, then a nested concatenation.
+        TracedBranches Join(string name, bool add, int fork, IReadOnlyList<int> parts)
+        {
+            var branches = new List<IReadOnlyList<(string, nn.Module)>>();
+            for (int i = 0; i < parts.Count;)
+            {
+                int j = i + 1, meet = parts[i];
+                while (!add && j < parts.Count && Meet(meet, parts[j]) is int m && m != fork) (meet, j) = (m, j + 1);
+                if (j == i + 1) branches.Add(Build(fork, parts[i]));
+                else
+                {
+                    var shared = Build(fork, meet);
+                    shared.Add(($"{name}[{i}..{j - 1}]", Join(name, false, meet, parts.Skip(i).Take(j - i).ToArray())));
+                    branches.Add(shared);
+                }
+                i = j;
+            }
+            return new TracedBranches(add, branches);
         }
 
         List<(string, nn.Module)> chain = Build(0, trace.Output);

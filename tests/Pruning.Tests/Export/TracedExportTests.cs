@@ -31,6 +31,22 @@ public sealed class TracedExportTests
         }
     }
 
+    /// <summary>Pooling called in forward, not as modules: a ceil-mode max pool and a padded average pool in a branch.</summary>
+    private sealed class FunctionalPools : nn.Module<Tensor, Tensor>
+    {
+        private readonly Conv2d conv1 = nn.Conv2d(2, 4, 3, padding: 1), conv2 = nn.Conv2d(4, 3, 1), conv3 = nn.Conv2d(7, 5, 3);
+
+        public FunctionalPools() : base(nameof(FunctionalPools)) => RegisterComponents();
+
+        public override Tensor forward(Tensor x)
+        {
+            using var scope = torch.NewDisposeScope();
+            Tensor y = nn.functional.max_pool2d(conv1.call(x), 3, 2, ceil_mode: true);
+            Tensor pooled = nn.functional.avg_pool2d(y, 3, 1, 1);
+            return conv3.call(torch.cat([conv2.call(y), pooled], 1)).MoveToOuterDisposeScope();
+        }
+    }
+
     private static void Prune(nn.Module model, double sparsity)
     {
         using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(sparsity) });
@@ -88,6 +104,19 @@ public sealed class TracedExportTests
         var nodes = ModelProto.Parser.ParseFrom(OnnxExport.ToBytes(model, new FeatureShape(1, 10, 10))).Graph.Node;
         nodes.Count(n => n.OpType == "Concat").Should().Be(1);
         nodes.Count(n => n.OpType == "Relu").Should().Be(2 + 2, "the block's two functional ReLUs and one per branch");
+    }
+
+    [Fact]
+    public void Pooling_called_in_forward_is_recognized_and_exported_as_pooling_layers()
+    {
+        torch.manual_seed(13);
+        var model = new FunctionalPools();
+        using var x = torch.randn(2, 2, 10, 10);
+        SparseModel runtime = ShouldRunLikeTorch(model, new FeatureShape(2, 10, 10), x);
+        runtime.Layers.OfType<Pool2dLayer>().Should().ContainSingle().Which.CeilMode.Should().BeTrue();
+        runtime.Layers.OfType<ConcatLayer>().Should().ContainSingle().Which.Branches[1].Should().ContainSingle().Which.Should().BeOfType<Pool2dLayer>();
+        var graph = ChannelGraph.Trace(model, x);
+        graph.Groups.Select(g => g.ToString()).Should().Equal("4 channels: conv1", "3 channels: conv2");
     }
 
     [Fact]

@@ -11,11 +11,12 @@ namespace Pruning.Tests.Structure;
 [Collection(TorchCollection.Name)]
 public sealed class TorchVisionModelsTests
 {
-    public static TheoryData<string, int> Models => new()
+    public static TheoryData<string, int, int> Models => new()
     {
-        { "resnet50", 37 },       // bottlenecks: the stem, 4 stages across their adds, 2 inner groups in each of 16 blocks
-        { "mobilenet_v2", 25 },   // inverted residuals: depthwise layers follow their expansion, adds tie the projections
-        { "googlenet", 57 },      // Inception: every branch of every concatenation is a group of its own
+        { "resnet50", 37, 64 },       // bottlenecks: the stem, 4 stages across their adds, 2 inner groups in each of 16 blocks
+        { "mobilenet_v2", 25, 64 },   // inverted residuals: depthwise layers follow their expansion, adds tie the projections
+        { "googlenet", 57, 64 },      // Inception: every branch of every concatenation is a group of its own
+        { "inception_v3", 94, 96 },   // pooled branches pooled in forward, concatenations nested inside concatenations
     };
 
     private static nn.Module<Tensor, Tensor> Build(string name) => name switch
@@ -23,6 +24,7 @@ public sealed class TorchVisionModelsTests
         "resnet50" => torchvision.models.resnet50(num_classes: 10),
         "mobilenet_v2" => torchvision.models.mobilenet_v2(num_classes: 10),
         "googlenet" => torchvision.models.googlenet(num_classes: 10),
+        "inception_v3" => torchvision.models.inception_v3(num_classes: 10),
         "resnext50_32x4d" => torchvision.models.resnext50_32x4d(num_classes: 10),
         _ => throw new ArgumentException(name, nameof(name)),
     };
@@ -36,11 +38,11 @@ public sealed class TorchVisionModelsTests
 
     [Theory]
     [MemberData(nameof(Models))]
-    public void A_torchvision_model_is_grouped_shrunk_to_its_masked_outputs_and_runs_on_the_runtime_and_in_onnx_runtime(string name, int groups)
+    public void A_torchvision_model_is_grouped_shrunk_to_its_masked_outputs_and_runs_on_the_runtime_and_in_onnx_runtime(string name, int groups, int size)
     {
         torch.manual_seed(13);
-        var model = ChannelGraphTests.Warm(Build(name), [4, 3, 64, 64]);
-        using var x = torch.randn(2, 3, 64, 64);
+        var model = ChannelGraphTests.Warm(Build(name), [4, 3, size, size]);
+        using var x = torch.randn(2, 3, size, size);
         var graph = ChannelGraph.Trace(model, x);
         graph.Groups.Should().HaveCount(groups);
         graph.Kept.Keys.Should().Equal(graph.Kept.Keys.Where(k => graph.Kept[k] == "the model's output"), "only the classifier's outputs are kept whole");
@@ -54,9 +56,9 @@ public sealed class TorchVisionModelsTests
         model.parameters().Sum(p => p.numel()).Should().BeLessThan(parameters * 6 / 10);
         ChannelGraph.Trace(model, x).Macs().Should().BeLessThan(dense * 6 / 10);
 
-        SparseModel runtime = SparseExport.ToSparseModel(model, new FeatureShape(3, 64, 64));
+        SparseModel runtime = SparseExport.ToSparseModel(model, new FeatureShape(3, size, size));
         ShouldMatch(masked, runtime.Run(TestModels.Values(x), 2), 1e-4);
-        var (onnx, _) = Export.OnnxExportTests.RunOrt(OnnxExport.ToBytes(model, new FeatureShape(3, 64, 64)), x);
+        var (onnx, _) = Export.OnnxExportTests.RunOrt(OnnxExport.ToBytes(model, new FeatureShape(3, size, size)), x);
         ShouldMatch(masked, onnx, 1e-4);
     }
 
