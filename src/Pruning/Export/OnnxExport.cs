@@ -79,7 +79,8 @@ public static class OnnxExport
                         Emit(graph, branch, options);
                         results.Add(graph.Position.Tensor);
                     }
-                    if (branches.IsAdd) graph.Add(name, results[0]);
+                    if (branches.How == Structure.TracedBranches.Combine.Add) graph.Add(name, results[0]);
+                    else if (branches.How == Structure.TracedBranches.Combine.Scale) graph.Scale(name, results[0]);
                     else graph.Concat(name, results);
                     break;
                 }
@@ -117,6 +118,14 @@ public static class OnnxExport
 
         /// <summary>current = <paramref name="other"/> + current: the residual sum.</summary>
         public void Add(string name, string other) => Node("Add", name, [other, _current]);
+
+        /// <summary>current = <paramref name="scaled"/> · current, the per-channel factors ([N, C, 1, 1]) broadcast over height and width.</summary>
+        public void Scale(string name, string scaled)
+        {
+            if (_rank != 4)
+                throw new NotSupportedException($"'{name}' scales by factors of rank {_rank}; ONNX export needs them as [N, C, 1, 1] (compute the excitation with 1×1 convolutions).");
+            Node("Mul", name, [scaled, _current]);
+        }
 
         /// <summary>current = the <paramref name="parts"/> laid side by side along dimension 1.</summary>
         public void Concat(string name, IReadOnlyList<string> parts) => Node("Concat", name, [.. parts], Int("axis", 1));
@@ -176,6 +185,11 @@ public static class OnnxExport
                 case ELU elu: Node("Elu", name, [_current], Float("alpha", (float)elu.alpha)); break;
                 case Tanh: Node("Tanh", name, [_current]); break;
                 case Sigmoid: Node("Sigmoid", name, [_current]); break;
+                case Hardsigmoid: Node("HardSigmoid", name, [_current], Float("alpha", 1f / 6), Float("beta", 0.5f)); break;
+                case Hardswish:
+                    if (_options.Opset < 14) throw new NotSupportedException($"Hardswish '{name}' needs opset 14 or later (HardSwish).");
+                    Node("HardSwish", name, [_current]);
+                    break;
                 case SiLU:
                 {
                     string x = _current;

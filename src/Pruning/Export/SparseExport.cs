@@ -80,7 +80,9 @@ public static class SparseExport
                     layers.Add(new ResidualLayer(Convert(Chain(residual.Main, $"{name}.main"), format),
                         residual.Shortcut is null ? null : Convert(Chain(residual.Shortcut, $"{name}.shortcut"), format)));
                     break;
-                case TracedBranches { IsAdd: true } add:
+                case TracedBranches { How: TracedBranches.Combine.Scale }:
+                    throw new NotSupportedException($"'{name}' scales channels by factors computed from its input (squeeze-and-excitation), which the sparse runtime does not run yet; export the model to ONNX instead.");
+                case TracedBranches { How: TracedBranches.Combine.Add } add:
                     // The longer branch is the main one; an empty one is the identity shortcut.
                     var (main, shortcut) = add.Branches[0].Count >= add.Branches[1].Count ? (add.Branches[0], add.Branches[1]) : (add.Branches[1], add.Branches[0]);
                     if (main.Count == 0) throw new NotSupportedException($"'{name}' adds a tensor to itself; that cannot be exported.");

@@ -39,11 +39,13 @@ public sealed class ChannelGraph : ChannelStructure
     private readonly ChannelSpaces _spaces;
     private readonly Dictionary<string, ChannelGroup> _byWeight;
     private readonly Dictionary<string, int> _rootOf;
+    private readonly Tensor _example;
     private bool _shrunk;
 
-    private ChannelGraph(nn.Module model, Dictionary<string, nn.Module> modules, ChannelSpaces spaces)
+    private ChannelGraph(nn.Module model, Dictionary<string, nn.Module> modules, ChannelSpaces spaces, Tensor example)
     {
         _model = model;
+        _example = example;
         _modules = modules;
         _spaces = spaces;
         var roots = spaces.GroupRoots().ToList();
@@ -81,7 +83,7 @@ public sealed class ChannelGraph : ChannelStructure
             throw new ArgumentException($"The model is a single {model.GetType().Name}: it has no channels between layers to prune.", nameof(model));
         ModuleTrace trace = ModuleTrace.Run(model, exampleInput);
         var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
-        return new ChannelGraph(model, modules, ChannelSpaces.Analyze(trace, modules));
+        return new ChannelGraph(model, modules, ChannelSpaces.Analyze(trace, modules), exampleInput.detach().clone().DetachFromDisposeScope());
     }
 
     internal override IReadOnlyList<string> CoupledWith(string weightName)
@@ -153,7 +155,9 @@ public sealed class ChannelGraph : ChannelStructure
     /// BatchNorm scales and shifts and depthwise filters are all exactly zero (what pruning with this graph leaves)
     /// outputs zero, so it goes with its readers' inputs, and the model's outputs do not change beyond float rounding.
     /// The model's modules keep their identity; their parameters are replaced, so create the optimizer (and any
-    /// pruner) again afterwards. The graph is spent: trace the shrunk model again to go on.
+    /// pruner) again afterwards. The graph is spent: trace the shrunk model again to go on. The shrunk model is run
+    /// on the traced example and must give the masked model's outputs; if it does not (a module whose forward keeps a
+    /// channel count of its own), every module is put back and <see cref="NotSupportedException"/> says so.
     /// </summary>
     public void ShrinkInPlace()
     {
@@ -165,8 +169,32 @@ public sealed class ChannelGraph : ChannelStructure
             alive[root] = AliveChannels(group);
         var selections = _spaces.Selections(alive).ToList();
         foreach (var (name, _, _) in selections) ModuleSurgery.Check(_modules[name]);   // all or nothing
-        foreach (var (name, rows, columns) in selections)
-            ModuleSurgery.Shrink(_modules[name], rows, columns);
+        var model = (nn.Module<Tensor, Tensor>)_model;
+        bool training = model.training;
+        model.eval();
+        var restore = selections.Select(s => ModuleSurgery.Save(_modules[s.Module])).ToList();
+        try
+        {
+            Tensor expected = model.call(_example);
+            foreach (var (name, rows, columns) in selections)
+                ModuleSurgery.Shrink(_modules[name], rows, columns);
+            // The trace cannot see what a forward does with a module's own channel count: check the outputs.
+            Tensor actual = model.call(_example);
+            double scale = Math.Max(1e-6, expected.abs().max().item<float>());
+            double difference = actual.shape.SequenceEqual(expected.shape) ? actual.sub(expected).abs().max().item<float>() / scale : double.PositiveInfinity;
+            if (!(difference <= 1e-4))
+                throw new InvalidOperationException($"on the example the shrunk model's outputs differ from the masked model's by {difference:E1} of their range");
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or System.Runtime.InteropServices.ExternalException)
+        {
+            foreach (Action undo in restore) undo();
+            throw new NotSupportedException(
+                $"Shrinking in place broke the model ({e.Message.Split('\n')[0]}); it was put back as it was. A module whose forward checks or uses a channel count of its own (TorchVision's SqueezeExcitation keeps input_channels) cannot be shrunk in place; its channels stay masked.", e);
+        }
+        finally
+        {
+            model.train(training);
+        }
         _shrunk = true;
     }
 

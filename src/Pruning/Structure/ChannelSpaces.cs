@@ -34,6 +34,9 @@ internal sealed class ChannelSpaces
     {
         var spaces = new ChannelSpaces();
         var layouts = new Layout[trace.Nodes.Count];
+        // A gate (sigmoid) maps 0 to ½, so it keeps a channel only where all it feeds is a scaling's factor.
+        var readers = trace.Nodes.SelectMany(n => n.Inputs.Select((input, position) => (input, n, position))).ToLookup(r => r.input);
+        bool OnlyScales(int id) => readers[id].All(r => r.n.Kind == NodeKind.Scale && r.position == 1) && readers[id].Any();
         var calls = new HashSet<string>();
         foreach (Node node in trace.Nodes)
         {
@@ -41,7 +44,8 @@ internal sealed class ChannelSpaces
             layouts[node.Id] = node.Kind switch
             {
                 NodeKind.Input => spaces.Frozen(node.Shape[1], "the model's input"),
-                NodeKind.Module => spaces.Module(node, trace.Nodes[node.Inputs[0]].Shape, input, modules[node.Module!], calls),
+                NodeKind.Module => spaces.Module(node, trace.Nodes[node.Inputs[0]].Shape, input, modules[node.Module!], calls, OnlyScales(node.Id)),
+                NodeKind.Scale => spaces.Scale(layouts[node.Inputs[0]], layouts[node.Inputs[1]]),
                 NodeKind.Add => spaces.Add(layouts[node.Inputs[0]], layouts[node.Inputs[1]]),
                 NodeKind.Concat => spaces.Concat(node.Inputs.Select(i => layouts[i]).ToArray(), node.Shape),
                 NodeKind.Relu or NodeKind.GlobalAveragePool or NodeKind.Pool => input,
@@ -53,7 +57,7 @@ internal sealed class ChannelSpaces
         return spaces;
     }
 
-    private Layout Module(Node node, long[] inShape, Layout input, nn.Module module, HashSet<string> calls)
+    private Layout Module(Node node, long[] inShape, Layout input, nn.Module module, HashSet<string> calls, bool gate)
     {
         string name = node.Module!;
         bool parameters = module.parameters().Any();
@@ -88,6 +92,8 @@ internal sealed class ChannelSpaces
                 return input;
             case TorchSharp.Modules.Flatten:
                 return Flatten(input, inShape, node.Shape, $"'{name}'");
+            case Sigmoid or Hardsigmoid when gate && inShape.SequenceEqual(node.Shape):
+                return input;   // a squeeze-and-excitation gate: its channels only scale the group's own
             default:
                 if (SequentialChannels.PassThrough.Contains(module.GetType()) && inShape.Length == node.Shape.Length && inShape[1] == node.Shape[1])
                     return input;
@@ -125,6 +131,19 @@ internal sealed class ChannelSpaces
         }
         for (int i = 0; i < a.Spaces.Length; i++) Union(a.Spaces[i], b.Spaces[i]);
         return a;
+    }
+
+    /// <summary>x scaled per channel by s: s's channels are x's (the excitation's last layer joins x's group).</summary>
+    private Layout Scale(Layout x, Layout s)
+    {
+        if (x.Spaces.Length == 1 && s.Spaces.Length == 1 && x.PerChannel == 1 && s.PerChannel == 1 && Root(x.Spaces[0]).Channels == Root(s.Spaces[0]).Channels)
+            Union(x.Spaces[0], s.Spaces[0]);
+        else
+        {
+            Freeze(x, "a per-channel scaling whose factors do not line up with the channels");
+            Freeze(s, "a per-channel scaling whose factors do not line up with the channels");
+        }
+        return x;
     }
 
     private Layout Concat(Layout[] parts, long[] shape)

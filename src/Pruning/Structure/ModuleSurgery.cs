@@ -63,6 +63,53 @@ internal static class ModuleSurgery
     }
 
     /// <summary>
+    /// Copies of what <see cref="Shrink"/> replaces in <paramref name="module"/> (TorchSharp disposes a replaced
+    /// parameter), and the action that puts them back.
+    /// </summary>
+    public static Action Save(nn.Module module)
+    {
+        switch (module)
+        {
+            case Conv2d conv:
+                var (w, b, groups, input) = (Copy(conv.weight), Copy(conv.bias), conv.groups, Field(conv, "input_channels")?.GetValue(conv));
+                long inputs = conv.in_channels, outputs = conv.out_channels;
+                return () =>
+                {
+                    (conv.weight, conv.bias, conv.groups) = (Restore(w)!, Restore(b), groups);
+                    SetCount(conv, "in_channels", inputs);
+                    SetCount(conv, "out_channels", outputs);
+                    if (input is long n) SetField(conv, "input_channels", n, required: false);
+                };
+            case Linear linear:
+                var (lw, lb, inFeatures, outFeatures) = (Copy(linear.weight), Copy(linear.bias), linear.in_features, linear.out_features);
+                return () => (linear.weight, linear.bias, linear.in_features, linear.out_features) = (Restore(lw)!, Restore(lb), inFeatures, outFeatures);
+            case BatchNorm bn:
+                var (gamma, beta, mean, variance, features) = (Copy(bn.weight), Copy(bn.bias), Copy(bn.running_mean), Copy(bn.running_var), bn.num_features);
+                return () =>
+                {
+                    if (gamma is not null) bn.weight = Restore(gamma)!;
+                    if (beta is not null) bn.bias = Restore(beta)!;
+                    if (mean is not null) bn.running_mean = mean.Value.Tensor;
+                    if (variance is not null) bn.running_var = variance.Value.Tensor;
+                    SetCount(bn, "num_features", features);
+                };
+            default:
+                return () => { };
+        }
+    }
+
+    private static (Tensor Tensor, bool Grad)? Copy(Tensor? tensor) =>
+        tensor is null ? null : (tensor.detach().clone().DetachFromDisposeScope(), tensor.requires_grad);
+
+    private static Parameter? Restore((Tensor Tensor, bool Grad)? saved)
+    {
+        if (saved is not { } s) return null;
+        var parameter = new Parameter(s.Tensor, s.Grad);
+        parameter.DetachFromDisposeScope();
+        return parameter;
+    }
+
+    /// <summary>
     /// Throws unless <paramref name="module"/> can be shrunk in place (its type is known and this TorchSharp keeps the
     /// fields its channel counts live in), so that a model is never left half shrunk.
     /// </summary>

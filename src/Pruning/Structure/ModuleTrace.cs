@@ -6,7 +6,7 @@ namespace Pruning.Structure;
 /// <summary>
 /// The dataflow of one forward pass, recorded with hooks on the leaf modules: which module read which tensor. The
 /// operations between module calls that hooks cannot see (a residual add, a concatenation, a functional ReLU, flatten
-/// or pooling) are recognized from the tensors themselves: a module's input that is not an earlier module's output must
+/// or pooling, a squeeze-and-excitation scaling) are recognized from the tensors themselves: a module's input that is not an earlier module's output must
 /// equal, bit for bit, one of those operations applied to earlier tensors, or the trace is refused.
 /// </summary>
 internal sealed class ModuleTrace
@@ -21,6 +21,7 @@ internal sealed class ModuleTrace
         Flatten,
         GlobalAveragePool,
         Pool,
+        Scale,
     }
 
     /// <summary>A functional max or average pooling the trace recognized: square window, stride, padding, rounding.</summary>
@@ -130,9 +131,9 @@ internal sealed class ModuleTrace
                     $"The output of '{node.Module}' is read by nothing the trace can follow: an operation between modules that it cannot recognize (only add, concatenation along channels, ReLU and flatten are), a residual branch that is exactly zero on the example, or an unused module. Declare the block with Residual, or trace with weights that are not all zero.");
         return new ModuleTrace(nodes, output);
 
-        // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), mean over H and W, a pooling, a + b, ReLU(a + b), cat(parts).
+        // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), mean over H and W, a pooling, x·s per channel, a + b, ReLU(a + b), cat(parts).
         int Find(Tensor t, string reader) => TryFind(t) ?? throw new NotSupportedException(
-            $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten or a pooling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
+            $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten, a pooling or a per-channel scaling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
 
         int? TryFind(Tensor t)
         {
@@ -146,6 +147,7 @@ internal sealed class ModuleTrace
                         return Add(NodeKind.Flatten, t, null, i);
             if (GlobalAveragePool(t) is int pooled) return pooled;
             if (Pooling(t) is int windowed) return windowed;
+            if (Scale(t) is int scaled) return scaled;
             for (int a = values.Count - 1; a >= 0; a--)
             {
                 if (!SameShape(values[a], t)) continue;
@@ -202,6 +204,24 @@ internal sealed class ModuleTrace
                         read.Add(i);
                         return nodes.Count - 1;
                     }
+                }
+            }
+            return null;
+        }
+
+        // x · s, an earlier [N, C, H, W] tensor scaled per channel by an earlier [N, C, 1, 1] or [N, C] one: squeeze-and-
+        // excitation. Inputs are (x, s).
+        int? Scale(Tensor t)
+        {
+            if (t.dim() != 4) return null;
+            for (int i = values.Count - 1; i >= 0; i--)
+            {
+                if (!SameShape(values[i], t)) continue;
+                for (int j = values.Count - 1; j >= 0; j--)
+                {
+                    Tensor s = values[j];
+                    bool perChannel = s.shape[0] == t.shape[0] && s.shape[1] == t.shape[1] && (s.dim() == 2 || s.dim() == 4 && s.shape[2] == 1 && s.shape[3] == 1);
+                    if (perChannel && Equal(values[i].mul(s.reshape(t.shape[0], t.shape[1], 1, 1)), t)) return Add(NodeKind.Scale, t, null, i, j);
                 }
             }
             return null;

@@ -73,7 +73,8 @@ internal static class TracedChain
                         break;
                     default:
                         int fork = idom[current];
-                        items.Add((name, Join(name, node.Kind == NodeKind.Add, fork, node.Inputs)));
+                        var combine = node.Kind switch { NodeKind.Add => TracedBranches.Combine.Add, NodeKind.Scale => TracedBranches.Combine.Scale, _ => TracedBranches.Combine.Concat };
+                        items.Add((name, Join(name, combine, fork, node.Inputs)));
                         current = fork;
                         break;
                 }
@@ -84,23 +85,23 @@ internal static class TracedChain
 
         // The branches of a join from its fork. Consecutive parts of a concatenation that fork again below it (Inception's
         // cat([cat([a(y), b(y)]), …]) with y computed once) become one branch: the shared layers, then a nested concatenation.
-        TracedBranches Join(string name, bool add, int fork, IReadOnlyList<int> parts)
+        TracedBranches Join(string name, TracedBranches.Combine combine, int fork, IReadOnlyList<int> parts)
         {
             var branches = new List<IReadOnlyList<(string, nn.Module)>>();
             for (int i = 0; i < parts.Count;)
             {
                 int j = i + 1, meet = parts[i];
-                while (!add && j < parts.Count && Meet(meet, parts[j]) is int m && m != fork) (meet, j) = (m, j + 1);
+                while (combine == TracedBranches.Combine.Concat && j < parts.Count && Meet(meet, parts[j]) is int m && m != fork) (meet, j) = (m, j + 1);
                 if (j == i + 1) branches.Add(Build(fork, parts[i]));
                 else
                 {
                     var shared = Build(fork, meet);
-                    shared.Add(($"{name}[{i}..{j - 1}]", Join(name, false, meet, parts.Skip(i).Take(j - i).ToArray())));
+                    shared.Add(($"{name}[{i}..{j - 1}]", Join(name, TracedBranches.Combine.Concat, meet, parts.Skip(i).Take(j - i).ToArray())));
                     branches.Add(shared);
                 }
                 i = j;
             }
-            return new TracedBranches(add, branches);
+            return new TracedBranches(combine, branches);
         }
 
         List<(string, nn.Module)> chain = Build(0, trace.Output);
@@ -131,28 +132,41 @@ internal static class TracedChain
 }
 
 /// <summary>
-/// A fork and its join in a traced chain: branches run on the same input, then added (a residual block) or
-/// concatenated along channels. It does not register the branches' modules as its own: they stay the model's.
+/// A fork and its join in a traced chain: branches run on the same input, then added (a residual block), concatenated
+/// along channels, or the first scaled per channel by the second (squeeze-and-excitation). It does not register the
+/// branches' modules as its own: they stay the model's.
 /// </summary>
 internal sealed class TracedBranches : nn.Module<Tensor, Tensor>
 {
-    public TracedBranches(bool add, IReadOnlyList<IReadOnlyList<(string Name, nn.Module Module)>> branches) : base(nameof(TracedBranches))
+    /// <summary>How the branches' results meet.</summary>
+    public enum Combine
     {
-        IsAdd = add;
+        Add,
+        Concat,
+        Scale,
+    }
+
+    public TracedBranches(Combine combine, IReadOnlyList<IReadOnlyList<(string Name, nn.Module Module)>> branches) : base(nameof(TracedBranches))
+    {
+        How = combine;
         Branches = branches;
     }
 
-    /// <summary>True for an add, false for a concatenation along dimension 1.</summary>
-    public bool IsAdd { get; }
+    public Combine How { get; }
 
-    /// <summary>The branches, in the order their results are added or laid out; an empty branch is the identity.</summary>
+    /// <summary>The branches, in the order their results are combined (for a scaling: the scaled, then the factors); an empty branch is the identity.</summary>
     public IReadOnlyList<IReadOnlyList<(string Name, nn.Module Module)>> Branches { get; }
 
     public override Tensor forward(Tensor input)
     {
         using var scope = torch.NewDisposeScope();
         Tensor[] results = Branches.Select(b => Run(b, input)).ToArray();
-        Tensor result = IsAdd ? results.Skip(1).Aggregate(results[0], (a, b) => a.add(b)) : torch.cat(results, 1);
+        Tensor result = How switch
+        {
+            Combine.Add => results.Skip(1).Aggregate(results[0], (a, b) => a.add(b)),
+            Combine.Scale => results[0].mul(results[1].reshape(results[0].shape[0], results[0].shape[1], 1, 1)),
+            _ => torch.cat(results, 1),
+        };
         return result.MoveToOuterDisposeScope();
     }
 

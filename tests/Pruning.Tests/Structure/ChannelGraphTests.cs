@@ -77,6 +77,27 @@ public sealed class ChannelGraphTests
         }
     }
 
+    /// <summary>Squeeze-and-excitation as users write it: x · sigmoid(fc2(relu(fc1(mean over H, W of x)))), 1×1 convolutions.</summary>
+    internal sealed class Excitation : nn.Module<Tensor, Tensor>
+    {
+        private readonly Conv2d fc1, fc2;
+        private readonly Sigmoid gate = nn.Sigmoid();
+
+        public Excitation(long channels, long squeezed) : base(nameof(Excitation))
+        {
+            fc1 = nn.Conv2d(channels, squeezed, 1);
+            fc2 = nn.Conv2d(squeezed, channels, 1);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            using var scope = torch.NewDisposeScope();
+            Tensor s = gate.call(fc2.call(nn.functional.relu(fc1.call(x.mean([2, 3], keepdim: true)))));
+            return (x * s).MoveToOuterDisposeScope();
+        }
+    }
+
     /// <summary>A module whose forward scales a tensor between two layers: an operation the trace cannot see.</summary>
     internal sealed class Scaled : nn.Module<Tensor, Tensor>
     {
@@ -376,4 +397,30 @@ public sealed class ChannelGraphTests
         graph.ShrinkInPlace();
         ShouldMatch(masked, TestModels.Values(model.call(x)), 1e-5);
     }
+
+    [Fact]
+    public void A_squeeze_and_excitation_block_joins_the_group_it_scales_and_shrinks_to_the_masked_outputs()
+    {
+        torch.manual_seed(16);
+        var model = Warm(nn.Sequential(
+            ("conv", nn.Conv2d(3, 8, 3, padding: 1)), ("bn", nn.BatchNorm2d(8)), ("relu", nn.ReLU()), ("se", new Excitation(8, 4)),
+            ("conv2", nn.Conv2d(8, 6, 3, padding: 1)), ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(6, 3))), [4, 3, 8, 8]);
+        using var x = torch.randn(2, 3, 8, 8);
+        var graph = ChannelGraph.Trace(model, x);
+        graph.Groups.Select(Describe).Should().Equal(
+            "8: conv+se.fc2 | bn | conv2,se.fc1",
+            "4: se.fc1 |  | se.fc2",
+            "6: conv2 |  | fc");
+
+        var (masked, shrunk) = PruneAndShrink(model, x, 0.5);
+        ShouldMatch(masked, shrunk, 1e-5);
+        var fc2 = (Conv2d)model.named_modules().First(m => m.name == "se.fc2").module;
+        fc2.weight!.shape.Should().Equal(4, 2, 1, 1);
+        OnnxExportTests_ShouldMatch(model, x);
+        FluentActions.Invoking(() => Pruning.Export.SparseExport.ToSparseModel(model, new Pruning.Sparse.Layers.FeatureShape(3, 8, 8)))
+            .Should().Throw<NotSupportedException>().WithMessage("*scales channels*squeeze-and-excitation*ONNX*");
+    }
+
+    private static void OnnxExportTests_ShouldMatch(nn.Module<Tensor, Tensor> model, Tensor x) =>
+        Pruning.Tests.Export.OnnxExportTests.ShouldMatchTorch(Pruning.Export.OnnxExport.ToBytes(model, new Pruning.Sparse.Layers.FeatureShape(3, 8, 8)), model, x);
 }

@@ -74,9 +74,25 @@ public sealed class TorchVisionModelsTests
     }
 
     [Fact]
-    public void MobileNetV3s_squeeze_and_excitation_multiply_is_refused_naming_the_layer_that_reads_it()
+    public void MobileNetV3_is_grouped_through_its_squeeze_and_excitation_and_a_shrink_its_blocks_refuse_leaves_it_whole()
     {
-        var act = () => ChannelGraph.Trace(torchvision.models.mobilenet_v3_small(), torch.randn(1, 3, 32, 32));
-        act.Should().Throw<NotSupportedException>().WithMessage("the input of 'features.1.block.2.0'*operation the trace cannot see*");
+        torch.manual_seed(15);
+        var model = ChannelGraphTests.Warm(torchvision.models.mobilenet_v3_small(), [4, 3, 64, 64]);
+        using var x = torch.randn(2, 3, 64, 64);
+        var graph = ChannelGraph.Trace(model, x);
+        // The excitation's second layer writes the channels it scales: it is a producer of their group.
+        graph.Groups.Should().Contain(g => g.Producers.SequenceEqual(new[] { "features.0.0", "features.1.block.1.fc2" }));
+        graph.Groups.Should().HaveCount(27);
+        ChannelGraphTests.PruneGroups(model, graph, 0.3);
+
+        using var noGrad = torch.no_grad();
+        float[] masked = TestModels.Values(model.call(x));
+        FluentActions.Invoking(graph.ShrinkInPlace).Should().Throw<NotSupportedException>().WithMessage("*put back*SqueezeExcitation*");
+        TestModels.Values(model.call(x)).Should().Equal(masked, "the failed shrink restored every module");
+
+        var (onnx, _) = Export.OnnxExportTests.RunOrt(OnnxExport.ToBytes(model, new FeatureShape(3, 64, 64)), x);
+        ShouldMatch(masked, onnx, 1e-4);
+        FluentActions.Invoking(() => SparseExport.ToSparseModel(model, new FeatureShape(3, 64, 64))).Should().Throw<NotSupportedException>()
+            .WithMessage("*'features.0.2' (Hardswish) cannot be exported*", "the sparse runtime has neither Hardswish nor per-channel scaling yet");
     }
 }
