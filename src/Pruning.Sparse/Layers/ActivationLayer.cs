@@ -13,6 +13,10 @@ public enum ActivationKind : byte
     Sigmoid = 4,
     /// <summary>min(max(x, 0), 6), MobileNet's activation (files holding it are version 2).</summary>
     ReLU6 = 5,
+    /// <summary>x · min(max(x + 3, 0), 6) / 6, MobileNetV3's activation (version 2).</summary>
+    Hardswish = 6,
+    /// <summary>min(max(x + 3, 0), 6) / 6, MobileNetV3's squeeze-and-excitation gate (version 2).</summary>
+    Hardsigmoid = 7,
 }
 
 /// <summary>An element-wise activation, applied in place.</summary>
@@ -81,6 +85,8 @@ public sealed class ActivationLayer : SparseLayer
                     break;
                 }
             case ActivationKind.Tanh: for (int i = first; i < end; i++) y[i] = MathF.Tanh(x[i]); break;
+            case ActivationKind.Hardswish: for (int i = first; i < end; i++) y[i] = x[i] * (MathF.Min(MathF.Max(x[i] + 3f, 0f), 6f) / 6f); break;
+            case ActivationKind.Hardsigmoid: for (int i = first; i < end; i++) y[i] = MathF.Min(MathF.Max(x[i] + 3f, 0f), 6f) / 6f; break;
             case ActivationKind.Sigmoid: for (int i = first; i < end; i++) y[i] = 1f / (1f + MathF.Exp(-x[i])); break;
             default: for (int i = first; i < end; i++) y[i] = x[i] >= 0 ? x[i] : slope * x[i]; break;
         }

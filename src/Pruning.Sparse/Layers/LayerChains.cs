@@ -1,6 +1,6 @@
 namespace Pruning.Sparse.Layers;
 
-/// <summary>What the branching layers (<see cref="ResidualLayer"/>, <see cref="ConcatLayer"/>) share: running a chain of layers on carved buffers.</summary>
+/// <summary>What the branching layers (<see cref="ResidualLayer"/>, <see cref="ConcatLayer"/>, <see cref="ScaleLayer"/>) share: running a chain of layers on carved buffers.</summary>
 internal static class LayerChains
 {
     /// <summary>The shapes along <paramref name="chain"/> from <paramref name="input"/>: one more than the layers.</summary>
@@ -26,6 +26,7 @@ internal static class LayerChains
         {
             ResidualLayer r => 1 + Depth(r.Main.Concat(r.Shortcut)),
             ConcatLayer c => 1 + Depth(c.Branches.SelectMany(b => b)),
+            ScaleLayer s => 1 + Depth(s.Factors),
             _ => 0,
         }).DefaultIfEmpty(0).Max();
 

@@ -12,13 +12,14 @@ namespace Pruning.Sparse.Serialization;
 /// layer:   u8 kind, then
 ///   1 Linear     matrix, bias
 ///   2 Conv2d     i32 in-channels, kh, kw, sh, sw, ph, pw, dh, dw, matrix, bias
-///   3 Activation u8 kind (1 ReLU, 2 LeakyReLU, 3 Tanh, 4 Sigmoid; 5 ReLU6 in version 2), f32 slope
+///   3 Activation u8 kind (1 ReLU, 2 LeakyReLU, 3 Tanh, 4 Sigmoid; 5 ReLU6, 6 Hardswish, 7 Hardsigmoid in version 2), f32 slope
 ///   4 Pool2d     u8 kind, i32 kh, kw, sh, sw, ph, pw, u8 flags (bit 0 count-include-pad; bit 1 ceil mode, version 2)
 ///   5 Flatten
 ///   6 GlobalAvgPool2d
 ///   7 grouped Conv2d (version 2): i32 groups, then as Conv2d (the matrix is [out, in/groups·kh·kw])
 ///   8 Residual (version 2): u32 main count, layer*, u32 shortcut count (0 = identity), layer*; nested at most 8 deep
 ///   9 Concat (version 2): u32 branch count (2…64), then per branch u32 count (0 = identity), layer*; nests with 8
+///  10 Scale (version 2): u32 count (≥ 1), layer*: the branch computing one factor per channel; nests with 8 and 9
 /// matrix:  u8 format, i32 rows, cols, then
 ///          1 dense: rows·cols f32
 ///          2 CSR uint16 / 3 CSR int32: i32 nnz, (rows+1) i32 row pointers, nnz u16|i32 columns, nnz f32 values
@@ -54,7 +55,7 @@ public static class SparseModelFile
     /// <summary>Largest file the loader accepts (2 GiB − 1).</summary>
     public static long MaxFileBytes => int.MaxValue;
 
-    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7, Residual = 8, Concat = 9 }
+    private enum LayerTag : byte { Linear = 1, Conv2d = 2, Activation = 3, Pool2d = 4, Flatten = 5, GlobalAveragePool = 6, GroupedConv2d = 7, Residual = 8, Concat = 9, Scale = 10 }
 
     private enum MatrixTag : byte { Dense = 1, Csr16 = 2, Csr32 = 3, Csr16Half = 4, Csr32Half = 5, Csr16Int8 = 6, Csr32Int8 = 7, Bsr16 = 8, Bsr32 = 9, NOfM = 10 }
 
@@ -75,7 +76,7 @@ public static class SparseModelFile
         SparseLayer[] all = [.. AllLayers(model.Layers)];
         var matrices = all.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
         uint version = Math.Max(VersionFor(matrices),
-            all.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 } or ResidualLayer or ConcatLayer) ? 2u : 1u);
+            all.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 or ActivationKind.Hardswish or ActivationKind.Hardsigmoid } or ResidualLayer or ConcatLayer or ScaleLayer) ? 2u : 1u);
         return FileFrame.Checksummed(Magic, version, w =>
         {
             w.Write(model.InputShape.Channels);
@@ -92,6 +93,7 @@ public static class SparseModelFile
         {
             ResidualLayer r => AllLayers(r.Main.Concat(r.Shortcut)).Prepend(l),
             ConcatLayer c => AllLayers(c.Branches.SelectMany(b => b)).Prepend(l),
+            ScaleLayer sc => AllLayers(sc.Factors).Prepend(l),
             _ => [l],
         });
 
@@ -115,6 +117,11 @@ public static class SparseModelFile
                     w.Write((uint)chain.Count);
                     foreach (SparseLayer inner in chain) WriteLayer(w, inner);
                 }
+                break;
+            case ScaleLayer scale:
+                w.Write((byte)LayerTag.Scale);
+                w.Write((uint)scale.Factors.Count);
+                foreach (SparseLayer inner in scale.Factors) WriteLayer(w, inner);
                 break;
             case LinearLayer linear:
                 w.Write((byte)LayerTag.Linear);
@@ -303,6 +310,17 @@ public static class SparseModelFile
                         }
                         return new ConcatLayer(chains);
                     }
+                case LayerTag.Scale:
+                    {
+                        if (r.Version < 2) throw r.Error($"layer {index} is a per-channel scaling, which a version-{r.Version} file cannot hold", start);
+                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
+                        uint count = r.UInt32($"layer {index} factors branch length");
+                        if (count == 0 || count > (uint)(r.Remaining))
+                            throw r.Error($"layer {index}'s factors branch claims {count} layers; it needs at least one and no more than the bytes that follow", r.Position - 4);
+                        var factors = new List<SparseLayer>((int)count);
+                        for (int i = 0; i < count; i++) factors.Add(ReadLayer(ref r, i, depth + 1));
+                        return new ScaleLayer(factors);
+                    }
                 case LayerTag.Linear:
                     {
                         WeightMatrix weight = ReadMatrix(ref r, $"layer {index}");
@@ -327,8 +345,8 @@ public static class SparseModelFile
                 case LayerTag.Activation:
                     {
                         byte kind = r.Byte($"layer {index} activation kind");
-                        if ((ActivationKind)kind == ActivationKind.ReLU6 && r.Version < 2)
-                            throw r.Error($"layer {index} is a ReLU6, which a version-{r.Version} file cannot hold", start);
+                        if ((ActivationKind)kind is ActivationKind.ReLU6 or ActivationKind.Hardswish or ActivationKind.Hardsigmoid && r.Version < 2)
+                            throw r.Error($"layer {index} is a {(ActivationKind)kind}, which a version-{r.Version} file cannot hold", start);
                         return new ActivationLayer((ActivationKind)kind, r.Single($"layer {index} slope"));
                     }
                 case LayerTag.Pool2d:

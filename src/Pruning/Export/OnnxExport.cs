@@ -13,7 +13,7 @@ namespace Pruning.Export;
 /// pruning (which any dense runtime runs faster). The model is a Sequential chain (nested Sequentials are
 /// flattened) or any model of your own Module classes, traced once as <see cref="SparseExport"/> does (its adds become
 /// Add nodes and its channel concatenations Concat nodes), of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,
-/// SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity and
+/// SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity and
 /// <see cref="Structure.Residual"/> blocks (an Add of their two branches); anything else
 /// is refused with its name. The graph's batch dimension is symbolic. Export after <see cref="GradualPruner.Strip"/>
 /// (or with the masks applied) so pruned weights are exact zeros; the model is read, never changed.
@@ -236,7 +236,7 @@ public static class OnnxExport
                 case Dropout or Dropout2d or Identity:
                     break;
                 default:
-                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported to ONNX; supported: Linear, Conv2d, BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid, SiLU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
+                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported to ONNX; supported: Linear, Conv2d, BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid, SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }
 

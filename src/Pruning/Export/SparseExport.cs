@@ -13,10 +13,10 @@ namespace Pruning.Export;
 /// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
 /// interchange file. The model is a Sequential chain (nested Sequentials are flattened; <see cref="Residual"/> blocks
 /// become residual layers) or any model of your own Module classes (TorchVision's ResNet too), whose forward is traced
-/// once: its residual adds and channel concatenations become residual and concatenation layers (see
-/// <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be Linear, Conv2d
+/// once: its residual adds, channel concatenations and squeeze-and-excitation scalings become residual, concatenation
+/// and scaling layers (see <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be Linear, Conv2d
 /// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, ReLU6, LeakyReLU, Tanh,
-/// Sigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
+/// Sigmoid, Hardswish, Hardsigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
 /// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
 /// </summary>
 public static class SparseExport
@@ -80,8 +80,11 @@ public static class SparseExport
                     layers.Add(new ResidualLayer(Convert(Chain(residual.Main, $"{name}.main"), format),
                         residual.Shortcut is null ? null : Convert(Chain(residual.Shortcut, $"{name}.shortcut"), format)));
                     break;
-                case TracedBranches { How: TracedBranches.Combine.Scale }:
-                    throw new NotSupportedException($"'{name}' scales channels by factors computed from its input (squeeze-and-excitation), which the sparse runtime does not run yet; export the model to ONNX instead.");
+                case TracedBranches { How: TracedBranches.Combine.Scale } scale:
+                    if (scale.Branches[0].Count > 0 || scale.Branches[1].Count == 0)
+                        throw new NotSupportedException($"'{name}' scales channels by factors, but not the tensor it computes them from (squeeze-and-excitation scales its own input); that cannot be exported.");
+                    layers.Add(new ScaleLayer(Convert(scale.Branches[1], format)));
+                    break;
                 case TracedBranches { How: TracedBranches.Combine.Add } add:
                     // The longer branch is the main one; an empty one is the identity shortcut.
                     var (main, shortcut) = add.Branches[0].Count >= add.Branches[1].Count ? (add.Branches[0], add.Branches[1]) : (add.Branches[1], add.Branches[0]);
@@ -96,6 +99,8 @@ public static class SparseExport
                 case LeakyReLU leaky: layers.Add(new ActivationLayer(ActivationKind.LeakyReLU, (float)leaky.negative_slope)); break;
                 case Tanh: layers.Add(new ActivationLayer(ActivationKind.Tanh)); break;
                 case Sigmoid: layers.Add(new ActivationLayer(ActivationKind.Sigmoid)); break;
+                case Hardswish: layers.Add(new ActivationLayer(ActivationKind.Hardswish)); break;
+                case Hardsigmoid: layers.Add(new ActivationLayer(ActivationKind.Hardsigmoid)); break;
                 case MaxPool2d max:
                     if (max.dilation is { } d && d.Any(v => v != 1)) throw new NotSupportedException($"MaxPool2d '{name}' is dilated; only dilation 1 is supported.");
                     layers.Add(new Pool2dLayer(PoolKind.Max, Pair(max.kernel_size), Pair(max.stride ?? max.kernel_size), Pair(max.padding, 0), ceilMode: max.ceil_mode));
@@ -116,7 +121,7 @@ public static class SparseExport
                 case Dropout or Dropout2d or Identity:
                     break;
                 default:
-                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, Residual, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
+                    throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, Residual, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Hardswish, Hardsigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }
         if (pending is not null) layers.Add(Build(pending, format));

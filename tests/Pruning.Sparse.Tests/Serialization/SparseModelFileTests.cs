@@ -257,10 +257,11 @@ public class SparseModelFileTests
     [InlineData("compressed")]
     [InlineData("structured")]
     [InlineData("graph")]
+    [InlineData("scale")]
     public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation(string kind)
     {
         var options = new SparseModelOptions { MaxBufferBytes = 1 << 20 };
-        byte[] valid = SparseModelFile.ToBytes(kind switch { "compressed" => CompressedModel(), "structured" => StructuredModel(), "graph" => Layers.ConcatLayerTests.Inception(), _ => Model() });
+        byte[] valid = SparseModelFile.ToBytes(kind switch { "compressed" => CompressedModel(), "structured" => StructuredModel(), "graph" => Layers.ConcatLayerTests.Inception(), "scale" => Layers.ScaleLayerTests.Excitation(), _ => Model() });
         var random = new Random(kind.Length * 20261201);
         var clock = Stopwatch.StartNew();
         int cases = 0, loaded = 0, refusedByParser = 0;

@@ -417,8 +417,9 @@ public sealed class ChannelGraphTests
         var fc2 = (Conv2d)model.named_modules().First(m => m.name == "se.fc2").module;
         fc2.weight!.shape.Should().Equal(4, 2, 1, 1);
         OnnxExportTests_ShouldMatch(model, x);
-        FluentActions.Invoking(() => Pruning.Export.SparseExport.ToSparseModel(model, new Pruning.Sparse.Layers.FeatureShape(3, 8, 8)))
-            .Should().Throw<NotSupportedException>().WithMessage("*scales channels*squeeze-and-excitation*ONNX*");
+        var runtime = Pruning.Export.SparseExport.ToSparseModel(model, new Pruning.Sparse.Layers.FeatureShape(3, 8, 8));
+        runtime.Layers.OfType<Pruning.Sparse.Layers.ScaleLayer>().Should().ContainSingle();
+        using (torch.no_grad()) ShouldMatch(TestModels.Values(model.call(x)), runtime.Run(TestModels.Values(x), 2), 1e-4);
     }
 
     private static void OnnxExportTests_ShouldMatch(nn.Module<Tensor, Tensor> model, Tensor x) =>

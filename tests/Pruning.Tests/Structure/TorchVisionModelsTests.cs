@@ -92,7 +92,21 @@ public sealed class TorchVisionModelsTests
 
         var (onnx, _) = Export.OnnxExportTests.RunOrt(OnnxExport.ToBytes(model, new FeatureShape(3, 64, 64)), x);
         ShouldMatch(masked, onnx, 1e-4);
-        FluentActions.Invoking(() => SparseExport.ToSparseModel(model, new FeatureShape(3, 64, 64))).Should().Throw<NotSupportedException>()
-            .WithMessage("*'features.0.2' (Hardswish) cannot be exported*", "the sparse runtime has neither Hardswish nor per-channel scaling yet");
+        // Masked (not shrunk) and then pruned by weights, it runs on the sparse runtime: Hardswish, Hardsigmoid and the scaling.
+        using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new Pruning.Scheduling.OneShotSchedule(0.8) }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        SparseModel runtime = SparseExport.ToSparseModel(model, new FeatureShape(3, 64, 64));
+        runtime.Layers.SelectMany(Flatten).OfType<ScaleLayer>().Should().HaveCount(9, "one per squeeze-and-excitation block");
+        ShouldMatch(TestModels.Values(model.call(x)), runtime.Run(TestModels.Values(x), 2), 1e-4);
     }
+
+    private static IEnumerable<SparseLayer> Flatten(SparseLayer layer) => layer switch
+    {
+        ResidualLayer r => r.Main.Concat(r.Shortcut).SelectMany(Flatten).Prepend(layer),
+        ScaleLayer s => s.Factors.SelectMany(Flatten).Prepend(layer),
+        _ => [layer],
+    };
 }
