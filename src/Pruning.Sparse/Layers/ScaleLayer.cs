@@ -69,7 +69,14 @@ public sealed class ScaleLayer : SparseLayer
             float f = factors[cn];
             ReadOnlySpan<float> x = input.Slice(cn * plane, plane);
             Span<float> y = output.Slice(cn * plane, plane);
-            for (int p = 0; p < plane; p++) y[p] = x[p] * f;
+            int p = 0;
+            if (System.Numerics.Vector.IsHardwareAccelerated)
+            {
+                var factor = new System.Numerics.Vector<float>(f);
+                for (; p + System.Numerics.Vector<float>.Count <= plane; p += System.Numerics.Vector<float>.Count)
+                    (new System.Numerics.Vector<float>(x[p..]) * factor).CopyTo(y[p..]);
+            }
+            for (; p < plane; p++) y[p] = x[p] * f;
         }
     }
 }
