@@ -110,6 +110,31 @@ public sealed class ChannelGraph : ChannelStructure
         return _byWeight.TryGetValue(weightName, out ChannelGroup? group) ? group.Producers.Skip(1).Select(p => $"{p}.weight").ToArray() : [];
     }
 
+    /// <inheritdoc />
+    /// <remarks>The BatchNorms counted are those acting on a group's channels (<see cref="ChannelGroup.ChannelWise"/>).</remarks>
+    public override Tensor BatchNormL1Penalty(double strength)
+    {
+        ThrowIfShrunk();
+        return L1Penalty(_model, Groups.SelectMany(g => g.ChannelWise).Where(m => _modules[m] is BatchNorm { affine: true }).Select(m => $"{m}.weight"), strength);
+    }
+
+    /// <summary>
+    /// |γ| of the BatchNorm right after the layer of <paramref name="weightName"/>; for a group's other layers without
+    /// one, zeros (they add nothing to the group's score).
+    /// </summary>
+    internal override Tensor BatchNormScale(string weightName)
+    {
+        ThrowIfShrunk();
+        string producer = weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] : weightName;
+        if (_spaces.BatchNormAfter(producer) is string bn && _modules[bn] is BatchNorm { affine: true })
+            return _model.get_parameter($"{bn}.weight")!.detach().abs();
+        ChannelGroup? group = Groups.FirstOrDefault(g => g.Producers.Contains(producer))
+            ?? throw new InvalidOperationException($"'{weightName}' does not write the channels of any group of this graph; groups: {string.Join(", ", Weights)}.");
+        if (group.Producers[0] == producer)
+            throw new InvalidOperationException($"'{producer}' is not followed by a BatchNorm with a scale, so it has no scales to rank its channels by.");
+        return torch.zeros(group.Channels);
+    }
+
     /// <summary>
     /// Multiply-accumulates of one sample through the traced layers (Conv2d and Linear) when every group loses the
     /// channels a layer-wise <see cref="PruningGranularity.OutputChannels"/> selection at <paramref name="sparsity"/>

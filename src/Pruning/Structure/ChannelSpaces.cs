@@ -29,6 +29,7 @@ internal sealed class ChannelSpaces
     private readonly Dictionary<string, Layout> _reads = [];      // what each Conv2d/Linear/BatchNorm reads
     private readonly Dictionary<string, int> _writes = [];        // the space each Conv2d/Linear (not depthwise) writes
     private readonly Dictionary<string, (long[] In, long[] Out)> _shapes = [];
+    private readonly Dictionary<string, string> _batchNormAfter = [];  // producer → the BatchNorm that reads its output
 
     public static ChannelSpaces Analyze(ModuleTrace trace, IReadOnlyDictionary<string, nn.Module> modules)
     {
@@ -41,6 +42,8 @@ internal sealed class ChannelSpaces
         foreach (Node node in trace.Nodes)
         {
             Layout input = node.Inputs.Length > 0 ? layouts[node.Inputs[0]] : default;
+            if (node.Kind == NodeKind.Module && modules[node.Module!] is BatchNorm && trace.Nodes[node.Inputs[0]] is { Kind: NodeKind.Module, Module: string before })
+                spaces._batchNormAfter.TryAdd(before, node.Module!);
             layouts[node.Id] = node.Kind switch
             {
                 NodeKind.Input => spaces.Frozen(node.Shape[1], "the model's input"),
@@ -215,6 +218,9 @@ internal sealed class ChannelSpaces
     }
 
     public IReadOnlyList<ChannelGroup> Groups() => GroupRoots().Select(g => g.Group).ToArray();
+
+    /// <summary>The BatchNorm that reads <paramref name="producer"/>'s output directly, or null.</summary>
+    public string? BatchNormAfter(string producer) => _batchNormAfter.GetValueOrDefault(producer);
 
     public IReadOnlyDictionary<string, string> Kept() =>
         _writes.Where(w => Root(w.Value).Frozen is not null).ToDictionary(w => w.Key, w => Root(w.Value).Frozen!);

@@ -169,30 +169,9 @@ public sealed class SequentialChannels : ChannelStructure
     /// <summary>The layer whose producer weight is <paramref name="weightName"/>, or null.</summary>
     public ChannelLayer? LayerOf(string weightName) => Layers.FirstOrDefault(l => l.Weight == weightName);
 
-    /// <summary>
-    /// λ·Σ|γ| over the BatchNorm scales that follow prunable layers: the sparsity penalty of network slimming (Liu et
-    /// al. 2017). Add it to the loss so that unimportant channels' scales shrink toward zero before they are pruned.
-    /// </summary>
-    /// <param name="strength">λ (≥ 0); the paper uses 1e-4 to 1e-5.</param>
-    /// <returns>A scalar tensor on the BatchNorm scales' device, in the caller's dispose scope (zero when there is no BatchNorm).</returns>
-    public Tensor BatchNormL1Penalty(double strength)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(strength);
-        using var scope = torch.NewDisposeScope();
-        Tensor? total = null;
-        foreach (ChannelLayer layer in Layers.Where(l => l.BatchNorm is not null))
-        {
-            Tensor term = _model.get_parameter($"{layer.BatchNorm}.weight")!.abs().sum();
-            total = total is null ? term : total.add(term, Scalars.One);
-        }
-        if (total is null)
-        {
-            Parameter any = _model.parameters().First();
-            return torch.zeros([], any.dtype, any.device).MoveToOuterDisposeScope();
-        }
-        using var lambda = strength.ToScalar();
-        return total.mul(lambda).MoveToOuterDisposeScope();
-    }
+    /// <inheritdoc />
+    public override Tensor BatchNormL1Penalty(double strength) =>
+        L1Penalty(_model, Layers.Where(l => l.BatchNorm is not null).Select(l => $"{l.BatchNorm}.weight"), strength);
 
     /// <summary>
     /// A new, physically smaller model: every channel that outputs exactly zero (BatchNorm scale and shift zero, or,
@@ -348,7 +327,7 @@ public sealed class SequentialChannels : ChannelStructure
     }
 
     /// <summary>|γ| of the BatchNorm after the layer whose weight is <paramref name="weightName"/>.</summary>
-    internal Tensor BatchNormScale(string weightName)
+    internal override Tensor BatchNormScale(string weightName)
     {
         ChannelLayer layer = LayerOf(weightName)
             ?? throw new InvalidOperationException($"'{weightName}' is not the weight of a channel layer of this model; channel layers: {string.Join(", ", Layers.Select(l => l.Weight))}.");

@@ -424,4 +424,36 @@ public sealed class ChannelGraphTests
 
     private static void OnnxExportTests_ShouldMatch(nn.Module<Tensor, Tensor> model, Tensor x) =>
         Pruning.Tests.Export.OnnxExportTests.ShouldMatchTorch(Pruning.Export.OnnxExport.ToBytes(model, new Pruning.Sparse.Layers.FeatureShape(3, 8, 8)), model, x);
+
+    [Fact]
+    public void Network_slimming_scores_a_group_by_the_scales_of_all_its_batchnorms_and_penalizes_every_one()
+    {
+        var model = TinyResNet(17);
+        using (torch.no_grad())
+        {
+            // Alone, stem_bn would lose channels 0–3; block1.bn2's scale 0 is by far its largest, so the group keeps 0.
+            model.get_parameter("stem_bn.weight")!.copy_(torch.tensor(new float[] { 1, 2, 3, 4, 5, 6, 7, 8 }) / 8);
+            model.get_parameter("block1.bn2.weight")!.copy_(torch.tensor(new float[] { -100, 1, 1, 1, 1, 1, 1, 1 }) / 8);
+        }
+        var graph = ChannelGraph.Trace(model, torch.randn(2, 1, 12, 12));
+        float expected = model.named_parameters().Where(p => p.name.EndsWith("bn.weight", StringComparison.Ordinal) || p.name.Contains("bn1.weight", StringComparison.Ordinal)
+            || p.name.Contains("bn2.weight", StringComparison.Ordinal) || p.name == "block2.down.1.weight").Sum(p => p.parameter.abs().sum().item<float>());
+        graph.BatchNormL1Penalty(1e-3).item<float>().Should().BeApproximately(1e-3f * expected, 1e-6f);
+        model.named_parameters().Count(p => p.name.EndsWith(".weight", StringComparison.Ordinal) && p.parameter.dim() == 1).Should().Be(6, "every BatchNorm is counted once");
+
+        using (var pruner = new GradualPruner(model, new PruningOptions
+        {
+            Schedule = new OneShotSchedule(0.5),
+            Targets = PruningTargets.Default.Include([.. graph.Weights]),
+            Granularity = PruningGranularity.OutputChannels(),
+            Criterion = new Pruning.Criteria.BatchNormScalingCriterion(graph),
+            Channels = graph,
+        }))
+        {
+            pruner.Step();
+            pruner.Strip();
+        }
+        TestModels.Values(model.get_parameter("stem_bn.weight")!).Select(v => v != 0).Should().Equal(true, false, false, false, false, true, true, true);
+        TestModels.Values(model.get_parameter("block1.bn2.weight")!).Select(v => v != 0).Should().Equal(true, false, false, false, false, true, true, true);
+    }
 }
