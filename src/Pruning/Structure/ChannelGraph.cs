@@ -4,8 +4,6 @@ using Pruning.Selection;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using Node = Pruning.Structure.ModuleTrace.Node;
-using NodeKind = Pruning.Structure.ModuleTrace.NodeKind;
 
 namespace Pruning.Structure;
 
@@ -17,12 +15,12 @@ namespace Pruning.Structure;
 /// </summary>
 /// <remarks>
 /// <para>
-/// The model can be your own <c>Module</c> classes with a hand-written forward (TorchVision's ResNet included):
-/// hooks on the leaf modules record what each reads, and adds, concatenations, functional ReLUs and flattens between
-/// them are recognized from the tensors. A tensor no such operation explains is refused, naming the module that
-/// reads it. Channels that cannot be removed safely are kept, with the reason in <see cref="Kept"/>: the model's
-/// input and output, grouped (non-depthwise) convolutions, layers the analysis does not know, and BatchNorms or
-/// depthwise convolutions over a concatenation.
+/// The model can be your own <c>Module</c> classes with a hand-written forward (TorchVision's ResNet, MobileNet and
+/// Inception included): hooks on the leaf modules record what each reads, and adds, concatenations, functional ReLUs,
+/// flattens and poolings, and squeeze-and-excitation scalings between them are recognized from the tensors. A tensor
+/// no such operation explains is refused, naming the module that reads it. Channels that cannot be removed safely are
+/// kept, with the reason in <see cref="Kept"/>: the model's input and output, grouped (non-depthwise) convolutions,
+/// layers the analysis does not know, and BatchNorms or depthwise convolutions over a concatenation.
 /// </para>
 /// <para>
 /// Use it as <see cref="PruningOptions.Channels"/> with <see cref="PruningGranularity.OutputChannels"/> and
