@@ -7,9 +7,9 @@ namespace Pruning.Structure;
 
 /// <summary>
 /// A traced model as the exporters read it: a chain of its own modules in the order forward runs them, where a residual
-/// add or a concatenation becomes a <see cref="TracedBranches"/> item holding its branches (each a chain from the
-/// tensor they fork from). Functional ReLUs and flattens become new parameterless modules. The chain is checked
-/// against the model on the example before it is returned.
+/// add, a concatenation or a squeeze-and-excitation scaling becomes a <see cref="TracedBranches"/> item holding its
+/// branches (each a chain from the tensor they fork from). Functional ReLUs, flattens and poolings become new
+/// parameterless modules. The chain is checked against the model on the example before it is returned.
 /// </summary>
 internal static class TracedChain
 {
@@ -45,7 +45,7 @@ internal static class TracedChain
                 var node = nodes[current];
                 string name = node.Module is "" ? model.GetName() : node.Module ?? $"{node.Kind.ToString().ToLowerInvariant()}#{node.Id}";
                 if (current < from || node.Kind == NodeKind.Input || !emitted.Add(current))
-                    throw new NotSupportedException($"The model's graph is not a chain of blocks whose branches fork from one tensor and join again (an add or a concatenation): '{name}' is read along two such paths. It cannot be exported.");
+                    throw new NotSupportedException($"The model's graph is not a chain of blocks whose branches fork from one tensor and join again (an add, a concatenation or a scaling): '{name}' is read along two such paths. It cannot be exported.");
                 switch (node.Kind)
                 {
                     case NodeKind.Module:
