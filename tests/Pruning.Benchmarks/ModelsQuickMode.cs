@@ -132,13 +132,11 @@ internal static class ModelsQuickMode
         }
     }
 
-    /// <summary>Stored non-zero weights, inside residual and concatenation branches too.</summary>
-    private static long NonZeros(IEnumerable<SparseLayer> layers) => layers.Sum(l => l switch
+    /// <summary>Stored non-zero weights, inside branching layers too.</summary>
+    private static long NonZeros(IEnumerable<SparseLayer> layers) => LayerChains.All(layers).Sum(l => l switch
     {
         LinearLayer linear => linear.Weight.NonZeros,
         Conv2dLayer conv => conv.Weight.NonZeros,
-        ResidualLayer residual => NonZeros(residual.Main) + NonZeros(residual.Shortcut),
-        ConcatLayer concat => concat.Branches.Sum(NonZeros),
         _ => 0,
     });
 

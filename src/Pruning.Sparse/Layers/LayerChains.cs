@@ -20,15 +20,22 @@ internal static class LayerChains
         return scratch;
     }
 
+    /// <summary>The layers a branching layer holds (its branches, one after another), or null for a layer that does not branch.</summary>
+    public static IEnumerable<SparseLayer>? Inner(SparseLayer layer) => layer switch
+    {
+        ResidualLayer r => r.Main.Concat(r.Shortcut),
+        ConcatLayer c => c.Branches.SelectMany(b => b),
+        ScaleLayer s => s.Factors,
+        _ => null,
+    };
+
+    /// <summary>Every layer, each branching layer followed by the layers inside it, at any depth.</summary>
+    public static IEnumerable<SparseLayer> All(IEnumerable<SparseLayer> layers) =>
+        layers.SelectMany(l => Inner(l) is { } inner ? All(inner).Prepend(l) : [l]);
+
     /// <summary>How deeply branching layers nest in <paramref name="layers"/> (0 when none branch).</summary>
     public static int Depth(IEnumerable<SparseLayer> layers) =>
-        layers.Select(l => l switch
-        {
-            ResidualLayer r => 1 + Depth(r.Main.Concat(r.Shortcut)),
-            ConcatLayer c => 1 + Depth(c.Branches.SelectMany(b => b)),
-            ScaleLayer s => 1 + Depth(s.Factors),
-            _ => 0,
-        }).DefaultIfEmpty(0).Max();
+        layers.Select(l => Inner(l) is { } inner ? 1 + Depth(inner) : 0).DefaultIfEmpty(0).Max();
 
     /// <summary>Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
     public static void Run(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, ReadOnlySpan<float> input, Span<float> result,

@@ -73,7 +73,7 @@ public static class SparseModelFile
     public static byte[] ToBytes(SparseModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        SparseLayer[] all = [.. AllLayers(model.Layers)];
+        SparseLayer[] all = [.. LayerChains.All(model.Layers)];
         var matrices = all.Select(l => l switch { LinearLayer linear => linear.Weight, Conv2dLayer conv => conv.Weight, _ => null }).OfType<WeightMatrix>();
         uint version = Math.Max(VersionFor(matrices),
             all.Any(l => l is Conv2dLayer { Groups: > 1 } or Pool2dLayer { CeilMode: true } or ActivationLayer { Kind: ActivationKind.ReLU6 or ActivationKind.Hardswish or ActivationKind.Hardsigmoid } or ResidualLayer or ConcatLayer or ScaleLayer) ? 2u : 1u);
@@ -87,15 +87,12 @@ public static class SparseModelFile
         });
     }
 
-    /// <summary>The layers and, inside residual blocks and concatenations, theirs.</summary>
-    private static IEnumerable<SparseLayer> AllLayers(IEnumerable<SparseLayer> layers) =>
-        layers.SelectMany(l => l switch
-        {
-            ResidualLayer r => AllLayers(r.Main.Concat(r.Shortcut)).Prepend(l),
-            ConcatLayer c => AllLayers(c.Branches.SelectMany(b => b)).Prepend(l),
-            ScaleLayer sc => AllLayers(sc.Factors).Prepend(l),
-            _ => [l],
-        });
+    /// <summary>A branch: u32 count, then its layers.</summary>
+    private static void WriteChain(BinaryWriter w, IReadOnlyList<SparseLayer> chain)
+    {
+        w.Write((uint)chain.Count);
+        foreach (SparseLayer inner in chain) WriteLayer(w, inner);
+    }
 
     private static void WriteLayer(BinaryWriter w, SparseLayer layer)
     {
@@ -103,25 +100,17 @@ public static class SparseModelFile
         {
             case ResidualLayer residual:
                 w.Write((byte)LayerTag.Residual);
-                foreach (IReadOnlyList<SparseLayer> chain in new[] { residual.Main, residual.Shortcut })
-                {
-                    w.Write((uint)chain.Count);
-                    foreach (SparseLayer inner in chain) WriteLayer(w, inner);
-                }
+                WriteChain(w, residual.Main);
+                WriteChain(w, residual.Shortcut);
                 break;
             case ConcatLayer concat:
                 w.Write((byte)LayerTag.Concat);
                 w.Write((uint)concat.Branches.Count);
-                foreach (IReadOnlyList<SparseLayer> chain in concat.Branches)
-                {
-                    w.Write((uint)chain.Count);
-                    foreach (SparseLayer inner in chain) WriteLayer(w, inner);
-                }
+                foreach (IReadOnlyList<SparseLayer> chain in concat.Branches) WriteChain(w, chain);
                 break;
             case ScaleLayer scale:
                 w.Write((byte)LayerTag.Scale);
-                w.Write((uint)scale.Factors.Count);
-                foreach (SparseLayer inner in scale.Factors) WriteLayer(w, inner);
+                WriteChain(w, scale.Factors);
                 break;
             case LinearLayer linear:
                 w.Write((byte)LayerTag.Linear);
@@ -269,6 +258,24 @@ public static class SparseModelFile
         }
     }
 
+    /// <summary>Branching layers are version 2 and nest at most <see cref="ResidualLayer.MaxDepth"/> deep.</summary>
+    private static void CheckBranching(ref Reader r, int index, int depth, long start, string what)
+    {
+        if (r.Version < 2) throw r.Error($"layer {index} is {what}, which a version-{r.Version} file cannot hold", start);
+        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
+    }
+
+    /// <summary>A branch: its layer count, bounded by the bytes that follow before anything is allocated, then the layers.</summary>
+    private static List<SparseLayer> ReadChain(ref Reader r, int index, int depth, string what)
+    {
+        uint count = r.UInt32($"layer {index} {what} length");
+        if (count > (uint)r.Remaining)
+            throw r.Error($"layer {index}'s {what} claims {count} layers, more than the bytes that follow", r.Position - 4);
+        var chain = new List<SparseLayer>((int)count);
+        for (int i = 0; i < count; i++) chain.Add(ReadLayer(ref r, i, depth + 1));
+        return chain;
+    }
+
     private static SparseLayer ReadLayer(ref Reader r, int index, int depth = 0)
     {
         long start = r.Position;
@@ -279,46 +286,26 @@ public static class SparseModelFile
             {
                 case LayerTag.Residual:
                     {
-                        if (r.Version < 2) throw r.Error($"layer {index} is a residual block, which a version-{r.Version} file cannot hold", start);
-                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
-                        var chains = new List<SparseLayer>[2];
-                        for (int c = 0; c < 2; c++)
-                        {
-                            uint count = r.UInt32($"layer {index} {(c == 0 ? "main" : "shortcut")} branch length");
-                            if (count > (uint)(r.Remaining))
-                                throw r.Error($"layer {index}'s branch claims {count} layers, more than the bytes that follow", r.Position - 4);
-                            chains[c] = new List<SparseLayer>((int)count);
-                            for (int i = 0; i < count; i++) chains[c].Add(ReadLayer(ref r, i, depth + 1));
-                        }
-                        return new ResidualLayer(chains[0], chains[1]);
+                        CheckBranching(ref r, index, depth, start, "a residual block");
+                        List<SparseLayer> main = ReadChain(ref r, index, depth, "main branch"), shortcut = ReadChain(ref r, index, depth, "shortcut branch");
+                        return new ResidualLayer(main, shortcut);
                     }
                 case LayerTag.Concat:
                     {
-                        if (r.Version < 2) throw r.Error($"layer {index} is a concatenation, which a version-{r.Version} file cannot hold", start);
-                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
+                        CheckBranching(ref r, index, depth, start, "a concatenation");
                         uint branches = r.UInt32($"layer {index} branch count");
                         if (branches is < 2 or > ConcatLayer.MaxBranches)
                             throw r.Error($"layer {index} is a concatenation of {branches} branches; 2 to {ConcatLayer.MaxBranches} are allowed", r.Position - 4);
                         var chains = new List<SparseLayer>[branches];
-                        for (int c = 0; c < branches; c++)
-                        {
-                            uint count = r.UInt32($"layer {index} branch {c} length");
-                            if (count > (uint)(r.Remaining))
-                                throw r.Error($"layer {index}'s branch {c} claims {count} layers, more than the bytes that follow", r.Position - 4);
-                            chains[c] = new List<SparseLayer>((int)count);
-                            for (int i = 0; i < count; i++) chains[c].Add(ReadLayer(ref r, i, depth + 1));
-                        }
+                        for (int c = 0; c < branches; c++) chains[c] = ReadChain(ref r, index, depth, $"branch {c}");
                         return new ConcatLayer(chains);
                     }
                 case LayerTag.Scale:
                     {
-                        if (r.Version < 2) throw r.Error($"layer {index} is a per-channel scaling, which a version-{r.Version} file cannot hold", start);
-                        if (depth >= ResidualLayer.MaxDepth) throw r.Error($"layer {index} nests residual blocks and concatenations more than {ResidualLayer.MaxDepth} deep", start);
-                        uint count = r.UInt32($"layer {index} factors branch length");
-                        if (count == 0 || count > (uint)(r.Remaining))
-                            throw r.Error($"layer {index}'s factors branch claims {count} layers; it needs at least one and no more than the bytes that follow", r.Position - 4);
-                        var factors = new List<SparseLayer>((int)count);
-                        for (int i = 0; i < count; i++) factors.Add(ReadLayer(ref r, i, depth + 1));
+                        CheckBranching(ref r, index, depth, start, "a per-channel scaling");
+                        long at = r.Position;
+                        List<SparseLayer> factors = ReadChain(ref r, index, depth, "factors branch");
+                        if (factors.Count == 0) throw r.Error($"layer {index}'s factors branch is empty; it needs at least one layer", at);
                         return new ScaleLayer(factors);
                     }
                 case LayerTag.Linear:

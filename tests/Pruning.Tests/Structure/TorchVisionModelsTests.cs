@@ -99,14 +99,7 @@ public sealed class TorchVisionModelsTests
             pruner.Strip();
         }
         SparseModel runtime = SparseExport.ToSparseModel(model, new FeatureShape(3, 64, 64));
-        runtime.Layers.SelectMany(Flatten).OfType<ScaleLayer>().Should().HaveCount(9, "one per squeeze-and-excitation block");
+        LayerChains.All(runtime.Layers).OfType<ScaleLayer>().Should().HaveCount(9, "one per squeeze-and-excitation block");
         ShouldMatch(TestModels.Values(model.call(x)), runtime.Run(TestModels.Values(x), 2), 1e-4);
     }
-
-    private static IEnumerable<SparseLayer> Flatten(SparseLayer layer) => layer switch
-    {
-        ResidualLayer r => r.Main.Concat(r.Shortcut).SelectMany(Flatten).Prepend(layer),
-        ScaleLayer s => s.Factors.SelectMany(Flatten).Prepend(layer),
-        _ => [layer],
-    };
 }
