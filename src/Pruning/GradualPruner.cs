@@ -279,9 +279,7 @@ public sealed class GradualPruner : IDisposable
         var layers = due.Select(i =>
         {
             ResolvedParameter p = _plan.Parameters[i];
-            Tensor scores = CriterionScores.Compute(_plan.Criterion, p.Name, Weight(p.Name), when);
-            if (p.ScoredWith.Count > 0)
-                scores = GroupImportance.Reduce(scores, p.ScoredWith.Select(m => CriterionScores.Compute(_plan.Criterion, m, Weight(m), when)).ToList(), _plan.Granularity.Norm);
+            Tensor scores = CriterionScores.Compute(_plan.Criterion, p.Name, Weight(p.Name), p.ScoredWith.Select(m => (m, (Tensor)Weight(m))).ToList(), _plan.Granularity.Norm, when);
             return new SelectionLayer(p.Name, TensorMemory.Of(scores), p.Shape)
             {
                 Sparsity = p.Schedule.SparsityAt(step),

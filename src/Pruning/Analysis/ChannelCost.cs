@@ -67,7 +67,7 @@ public static class ChannelCost
             {
                 case Conv2d conv:
                     long k = conv.kernel_size[0] * conv.kernel_size[1];
-                    bool depthwise = conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
+                    bool depthwise = Structure.SequentialChannels.IsDepthwise(conv);
                     if (conv.groups > 1 && !depthwise)
                         throw new NotSupportedException($"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise; channel costs cover ordinary and depthwise convolutions.");
                     layers.Add(new Layer($"{name}.weight", true, conv.in_channels, conv.out_channels, k, conv.stride[0],

@@ -122,7 +122,7 @@ public static class ChannelNetAdapt
         protected override NetAdaptProposal Apply(string layer, long keep)
         {
             double removed = 1 - (double)keep / _channels[layer];
-            var scoredWith = _structure.ScoredWith(layer).Select(m => (m, (Tensor)_model.get_parameter(m)!)).ToList();
+            var scoredWith = _structure.ScoredWith(layer, _model);
             Propose(layer, ScoredMask.Select(Magnitude, layer, _model.get_parameter(layer)!, scoredWith, removed, PruningGranularity.OutputChannels(), Masks[layer].Current, "in channel NetAdapt"));
             Remask(layer);
             return new NetAdaptProposal(_model, layer, removed, keep, () => Remask(layer));

@@ -26,6 +26,18 @@ internal static class CriterionScores
         return host;
     }
 
+    /// <summary>
+    /// <see cref="Compute(IPruningCriterion, string, Tensor, string)"/> for the first weight of a dependency group: its
+    /// rows are scored together with <paramref name="scoredWith"/>'s (group-reduced importance) when there are any.
+    /// </summary>
+    public static Tensor Compute(IPruningCriterion criterion, string name, Tensor weight, IReadOnlyList<(string Name, Tensor Weight)> scoredWith,
+        Grouping.LpNorm norm, string when)
+    {
+        Tensor scores = Compute(criterion, name, weight, when);
+        return scoredWith.Count == 0 ? scores
+            : GroupImportance.Reduce(scores, scoredWith.Select(m => Compute(criterion, m.Name, m.Weight, when)).ToList(), norm);
+    }
+
     /// <summary>max |x| propagates NaN and is far cheaper than isfinite().all() on the CPU.</summary>
     private static bool IsFinite(Tensor t)
     {

@@ -43,9 +43,7 @@ public static class SparseExport
     internal static IEnumerable<(string Name, nn.Module Module)> Modules(nn.Module model, FeatureShape input)
     {
         if (model is Sequential && Declared(model)) return Chain(model, "");
-        long[] shape = input.IsVector ? [2, input.Channels] : [2, input.Channels, input.Height, input.Width];
-        using var generator = new torch.Generator(20261201);
-        using var example = torch.randn(shape, generator: generator);
+        using var example = ModuleTrace.Example(input.IsVector ? [input.Channels] : [input.Channels, input.Height, input.Width]);
         return TracedChain.From(model, example);
     }
 

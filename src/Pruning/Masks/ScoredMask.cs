@@ -27,9 +27,7 @@ internal static class ScoredMask
         double sparsity, PruningGranularity granularity, ReadOnlyMemory<bool> previousKeep, string when)
     {
         using var scope = torch.NewDisposeScope();
-        Tensor scores = CriterionScores.Compute(criterion, name, weight, when);
-        if (scoredWith.Count > 0)
-            scores = GroupImportance.Reduce(scores, scoredWith.Select(m => CriterionScores.Compute(criterion, m.Name, m.Weight, when)).ToList(), granularity.Norm);
+        Tensor scores = CriterionScores.Compute(criterion, name, weight, scoredWith, granularity.Norm, when);
         var selected = MaskSelector.Select([new SelectionLayer(name, TensorMemory.Of(scores), weight.shape) { Sparsity = sparsity, PreviousKeep = previousKeep }], granularity);
         var mask = new ParameterMask(name, weight.shape);
         mask.Replace(selected[0].Keep);

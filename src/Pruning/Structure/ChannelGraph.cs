@@ -142,10 +142,7 @@ public sealed class ChannelGraph : ChannelStructure
     public long Macs(double sparsity = 0)
     {
         ThrowIfShrunk();
-        ArgumentOutOfRangeException.ThrowIfNegative(sparsity);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(sparsity, 1);
-        var granularity = PruningGranularity.OutputChannels();
-        return _spaces.Macs(space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels, _modules);
+        return _spaces.Macs(KeptAt(sparsity), _modules);
     }
 
     /// <summary>
@@ -156,10 +153,16 @@ public sealed class ChannelGraph : ChannelStructure
     public long WeightCount(double sparsity = 0)
     {
         ThrowIfShrunk();
+        return _spaces.Macs(KeptAt(sparsity), _modules, weightsOnly: true);
+    }
+
+    /// <summary>Channels each space keeps when every group loses what a layer-wise OutputChannels selection at <paramref name="sparsity"/> removes.</summary>
+    private static Func<ChannelSpaces.Space, long> KeptAt(double sparsity)
+    {
         ArgumentOutOfRangeException.ThrowIfNegative(sparsity);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(sparsity, 1);
         var granularity = PruningGranularity.OutputChannels();
-        return _spaces.Macs(space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels, _modules, weightsOnly: true);
+        return space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels;
     }
 
     /// <summary>MACs of one sample when the groups named in <paramref name="kept"/> (by weight) keep that many channels and the rest keep all.</summary>
@@ -188,8 +191,8 @@ public sealed class ChannelGraph : ChannelStructure
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var alive = new Dictionary<int, long[]>();
-        foreach (var (root, group) in _spaces.GroupRoots())
-            alive[root] = AliveChannels(group);
+        foreach (ChannelGroup group in Groups)
+            alive[_rootOf[group.Weight]] = AliveChannels(group);
         var selections = _spaces.Selections(alive).ToList();
         foreach (var (name, _, _) in selections) ModuleSurgery.Check(_modules[name]);   // all or nothing
         var model = (nn.Module<Tensor, Tensor>)_model;

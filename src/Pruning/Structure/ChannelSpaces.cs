@@ -69,7 +69,7 @@ internal sealed class ChannelSpaces
         _shapes[name] = (inShape, node.Shape);
         switch (module)
         {
-            case Conv2d conv when conv.groups > 1 && conv.groups == conv.in_channels && conv.groups == conv.out_channels:
+            case Conv2d conv when SequentialChannels.IsDepthwise(conv):
                 _reads[name] = input;
                 if (input.Spaces.Length == 1) Root(input.Spaces[0]).ChannelWise.Add(name);
                 else Freeze(input, $"'{name}' is a depthwise convolution over a concatenation");
@@ -216,8 +216,6 @@ internal sealed class ChannelSpaces
             yield return (s, new ChannelGroup(space.Channels, space.Producers.ToArray(), space.ChannelWise.ToArray(), consumers));
         }
     }
-
-    public IReadOnlyList<ChannelGroup> Groups() => GroupRoots().Select(g => g.Group).ToArray();
 
     /// <summary>The BatchNorm that reads <paramref name="producer"/>'s output directly, or null.</summary>
     public string? BatchNormAfter(string producer) => _batchNormAfter.GetValueOrDefault(producer);

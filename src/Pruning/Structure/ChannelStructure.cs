@@ -29,6 +29,10 @@ public abstract class ChannelStructure
     /// </summary>
     internal virtual IReadOnlyList<string> ScoredWith(string weightName) => [];
 
+    /// <summary><see cref="ScoredWith(string)"/> with each weight looked up in <paramref name="model"/>.</summary>
+    internal IReadOnlyList<(string Name, Tensor Weight)> ScoredWith(string weightName, nn.Module model) =>
+        ScoredWith(weightName).Select(m => (m, (Tensor)model.get_parameter(m)!)).ToList();
+
     /// <summary>
     /// λ·Σ|γ| over the BatchNorm scales on prunable channels: the sparsity penalty of network slimming (Liu et al.
     /// 2017). Add it to the loss so that unimportant channels' scales shrink toward zero before they are pruned.

@@ -18,7 +18,7 @@ internal static class ModuleSurgery
         switch (module)
         {
             case Conv2d conv:
-                bool depthwise = conv.groups > 1 && conv.groups == conv.in_channels && conv.groups == conv.out_channels;
+                bool depthwise = SequentialChannels.IsDepthwise(conv);
                 if (depthwise) columns = null; // one input channel per filter: the rows are the channels
                 conv.weight = Select(conv.weight!, rows, columns);
                 if (conv.bias is { } convBias) conv.bias = Select(convBias, rows, null);
@@ -54,12 +54,18 @@ internal static class ModuleSurgery
     private static Parameter Select(Tensor tensor, long[]? rows, long[]? columns)
     {
         using var scope = torch.NewDisposeScope();
+        var result = new Parameter(Selected(tensor, rows, columns).contiguous().clone(), requires_grad: tensor.requires_grad);
+        result.DetachFromDisposeScope();
+        return result;
+    }
+
+    /// <summary>The kept <paramref name="rows"/> and <paramref name="columns"/> (null = all) of <paramref name="tensor"/>, detached, in the caller's dispose scope.</summary>
+    internal static Tensor Selected(Tensor tensor, long[]? rows, long[]? columns)
+    {
         Tensor t = tensor.detach();
         if (rows is not null) t = t.index_select(0, torch.tensor(rows, device: t.device));
         if (columns is not null) t = t.index_select(1, torch.tensor(columns, device: t.device));
-        var result = new Parameter(t.contiguous().clone(), requires_grad: tensor.requires_grad);
-        result.DetachFromDisposeScope();
-        return result;
+        return t;
     }
 
     /// <summary>

@@ -46,6 +46,16 @@ internal sealed class ModuleTrace
     public int Output { get; }
 
     /// <summary>
+    /// A seeded random batch of two samples of <paramref name="sample"/>'s shape, for tracing a model that only its input
+    /// shape is known of (random values keep distinct tensors from comparing equal by chance). The caller disposes it.
+    /// </summary>
+    public static Tensor Example(long[] sample)
+    {
+        using var generator = new torch.Generator(20261201);
+        return torch.randn([2, .. sample], generator: generator);
+    }
+
+    /// <summary>
     /// Runs <paramref name="model"/> once on <paramref name="example"/> (in eval mode, without gradients; the mode is
     /// restored) and explains every tensor a leaf module reads.
     /// </summary>
@@ -199,10 +209,9 @@ internal sealed class ModuleTrace
                         : nn.functional.avg_pool2d(v, spec.Kernel, spec.Stride, spec.Padding, ceil_mode: spec.CeilMode, count_include_pad: spec.CountIncludePad);
                     if (Equal(pooled, t))
                     {
-                        nodes.Add(new Node(nodes.Count, NodeKind.Pool, t.shape, [i], null) { Pool = spec });
-                        values.Add(t);
-                        read.Add(i);
-                        return nodes.Count - 1;
+                        int id = Add(NodeKind.Pool, t, null, i);
+                        nodes[id] = nodes[id] with { Pool = spec };
+                        return id;
                     }
                 }
             }

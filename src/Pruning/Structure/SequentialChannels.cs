@@ -139,7 +139,7 @@ public sealed class SequentialChannels : ChannelStructure
     }
 
     /// <summary>A depthwise convolution: one filter per channel, as many outputs as inputs.</summary>
-    private static bool IsDepthwise(Conv2d conv) => conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
+    internal static bool IsDepthwise(Conv2d conv) => conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
 
     /// <summary>A layer whose output channels are its own: a Linear, or a Conv2d that is not depthwise.</summary>
     private static bool IsProducer(nn.Module module) => module is Linear || module is Conv2d conv && !IsDepthwise(conv);
@@ -294,12 +294,8 @@ public sealed class SequentialChannels : ChannelStructure
     private static void CopySelected(Tensor weight, Tensor? bias, Tensor toWeight, Tensor? toBias, long[]? inputs, long[]? outputs)
     {
         using var scope = torch.NewDisposeScope();
-        Tensor w = weight.detach();
-        if (outputs is not null) w = w.index_select(0, torch.tensor(outputs, device: weight.device));
-        if (inputs is not null) w = w.index_select(1, torch.tensor(inputs, device: weight.device));
-        toWeight.copy_(w);
-        if (bias is not null && toBias is not null)
-            toBias.copy_(outputs is null ? bias : bias.index_select(0, torch.tensor(outputs, device: bias.device)));
+        toWeight.copy_(ModuleSurgery.Selected(weight, outputs, inputs));
+        if (bias is not null && toBias is not null) toBias.copy_(ModuleSurgery.Selected(bias, outputs, null));
     }
 
     private static nn.Module<Tensor, Tensor> ShrinkBatchNorm(BatchNorm bn, long[]? channels)

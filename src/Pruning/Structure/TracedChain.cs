@@ -46,38 +46,27 @@ internal static class TracedChain
                 string name = node.Module is "" ? model.GetName() : node.Module ?? $"{node.Kind.ToString().ToLowerInvariant()}#{node.Id}";
                 if (current < from || node.Kind == NodeKind.Input || !emitted.Add(current))
                     throw new NotSupportedException($"The model's graph is not a chain of blocks whose branches fork from one tensor and join again (an add, a concatenation or a scaling): '{name}' is read along two such paths. It cannot be exported.");
-                switch (node.Kind)
+                // A node with one input is one module; a join holds its branches from the fork.
+                nn.Module? single = node.Kind switch
                 {
-                    case NodeKind.Module:
-                        items.Add((name, modules[node.Module!]));
-                        current = node.Inputs[0];
-                        break;
-                    case NodeKind.Relu:
-                        items.Add((name, nn.ReLU()));
-                        current = node.Inputs[0];
-                        break;
-                    case NodeKind.Flatten:
-                        items.Add((name, nn.Flatten()));
-                        current = node.Inputs[0];
-                        break;
-                    case NodeKind.GlobalAveragePool:
-                        items.Add((name, nn.AdaptiveAvgPool2d(1)));
-                        current = node.Inputs[0];
-                        break;
-                    case NodeKind.Pool:
-                        var p = node.Pool;
-                        items.Add((name, p.Max
-                            ? nn.MaxPool2d(p.Kernel, p.Stride, p.Padding, ceil_mode: p.CeilMode)
-                            : nn.AvgPool2d(p.Kernel, p.Stride, p.Padding, ceil_mode: p.CeilMode, count_include_pad: p.CountIncludePad)));
-                        current = node.Inputs[0];
-                        break;
-                    default:
-                        int fork = idom[current];
-                        var combine = node.Kind switch { NodeKind.Add => TracedBranches.Combine.Add, NodeKind.Scale => TracedBranches.Combine.Scale, _ => TracedBranches.Combine.Concat };
-                        items.Add((name, Join(name, combine, fork, node.Inputs)));
-                        current = fork;
-                        break;
+                    NodeKind.Module => modules[node.Module!],
+                    NodeKind.Relu => nn.ReLU(),
+                    NodeKind.Flatten => nn.Flatten(),
+                    NodeKind.GlobalAveragePool => nn.AdaptiveAvgPool2d(1),
+                    NodeKind.Pool when node.Pool.Max => nn.MaxPool2d(node.Pool.Kernel, node.Pool.Stride, node.Pool.Padding, ceil_mode: node.Pool.CeilMode),
+                    NodeKind.Pool => nn.AvgPool2d(node.Pool.Kernel, node.Pool.Stride, node.Pool.Padding, ceil_mode: node.Pool.CeilMode, count_include_pad: node.Pool.CountIncludePad),
+                    _ => null,
+                };
+                if (single is not null)
+                {
+                    items.Add((name, single));
+                    current = node.Inputs[0];
+                    continue;
                 }
+                int fork = idom[current];
+                var combine = node.Kind switch { NodeKind.Add => TracedBranches.Combine.Add, NodeKind.Scale => TracedBranches.Combine.Scale, _ => TracedBranches.Combine.Concat };
+                items.Add((name, Join(name, combine, fork, node.Inputs)));
+                current = fork;
             }
             items.Reverse();
             return items;

@@ -140,7 +140,7 @@ internal sealed class AmcEnvironment : IDisposable
                     Parameter weight = _model.get_parameter(layer.Weight)!;
                     double ratio = (double)pruned[t] / layer.Units;
                     PruningGranularity granularity = _options.Mode == AmcMode.Fine ? PruningGranularity.Element : PruningGranularity.OutputChannels();
-                    var scoredWith = _graph?.ScoredWith(layer.Weight).Select(m => (m, (Tensor)_model.get_parameter(m)!)).ToList() ?? [];
+                    var scoredWith = _graph?.ScoredWith(layer.Weight, _model) ?? [];
                     using ParameterMask mask = ScoredMask.Select(_options.Criterion, layer.Weight, weight, scoredWith, ratio, granularity, default, "in AMC");
                     mask.Apply(weight, null);
                     if (_graph is not null)
@@ -189,8 +189,7 @@ internal sealed class AmcEnvironment : IDisposable
     {
         try
         {
-            using var generator = new torch.Generator(20261201);
-            using var example = torch.randn([2, .. options.InputShape!], generator: generator);
+            using var example = ModuleTrace.Example(options.InputShape!);
             graph = ChannelGraph.Trace(model, example);
         }
         catch (Exception e) when (e is NotSupportedException or ArgumentException)
