@@ -51,6 +51,7 @@ public sealed class GradualPruner : IDisposable
     /// <exception cref="ArgumentException">The options do not fit the model or the optimizer.</exception>
     public GradualPruner(nn.Module model, PruningOptions options, optim.Optimizer? optimizer = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         _model = model;

@@ -1,5 +1,6 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
+using Pruning.Interop;
 using Pruning.Masks;
 using Pruning.Structure;
 using TorchSharp;
@@ -28,6 +29,7 @@ public static class ChannelNetAdapt
     public static NetAdaptResult Run(Sequential model, LatencyTable table, Func<NetAdaptProposal, double> fineTuneAndEvaluate,
         NetAdaptOptions? options = null, double channelStep = 0.125)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(fineTuneAndEvaluate);
@@ -61,6 +63,7 @@ public static class ChannelNetAdapt
     public static NetAdaptResult Run(nn.Module model, ChannelGraph graph, Func<NetAdaptProposal, double> fineTuneAndEvaluate,
         NetAdaptOptions? options = null, double channelStep = 0.125)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(graph);
         ArgumentNullException.ThrowIfNull(fineTuneAndEvaluate);

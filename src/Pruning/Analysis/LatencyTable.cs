@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Pruning.Export;
+using Pruning.Interop;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
@@ -167,6 +168,7 @@ public sealed class LatencyTable
     public static LatencyTable MeasureSparse(nn.Module model, FeatureShape input, IReadOnlyList<double> sparsities, int batch = 1,
         int runs = 25, int threads = 0, ILatencyClock? clock = null, int seed = 1)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(sparsities);
         if (sparsities.Count == 0) throw new ArgumentException("Give at least one candidate sparsity.", nameof(sparsities));
@@ -222,6 +224,7 @@ public sealed class LatencyTable
     /// </summary>
     public static LatencyTable MeasureDense(Sequential model, long[] inputShape, int batch = 1, int runs = 25, ILatencyClock? clock = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputShape);
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);

@@ -1,5 +1,6 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
+using Pruning.Interop;
 using Pruning.Masks;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,6 +24,7 @@ public static class NetAdapt
     /// <exception cref="ArgumentException">The table names a weight the model does not have.</exception>
     public static NetAdaptResult Run(nn.Module model, LatencyTable table, Func<NetAdaptProposal, double> fineTuneAndEvaluate, NetAdaptOptions? options = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(fineTuneAndEvaluate);

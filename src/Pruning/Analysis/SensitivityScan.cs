@@ -1,5 +1,6 @@
 using System.Globalization;
 using Pruning.Criteria;
+using Pruning.Interop;
 using Pruning.Masks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -30,6 +31,7 @@ public static class SensitivityScan
     /// <exception cref="SensitivityScanException">The callback threw or returned a non-finite value; names the layer and ratio.</exception>
     public static SensitivityResult Run(nn.Module model, Func<nn.Module, double> evaluate, SensitivityOptions? options = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(evaluate);
         options ??= new SensitivityOptions();

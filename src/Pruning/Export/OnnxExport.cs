@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Onnx;
+using Pruning.Interop;
 using Pruning.Sparse.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -33,6 +34,7 @@ public static class OnnxExport
     /// <summary>The ONNX file's bytes (a serialized ModelProto), e.g. for <c>new InferenceSession(bytes)</c>.</summary>
     public static byte[] ToBytes(nn.Module model, FeatureShape input, OnnxExportOptions? options = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         options ??= new OnnxExportOptions();
         options.Validate();

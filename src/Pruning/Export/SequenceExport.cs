@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Pruning.Interop;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
@@ -31,6 +32,7 @@ public static class SequenceExport
     /// <exception cref="NotSupportedException">A child is not part of the supported structure; the message names it.</exception>
     public static SequenceModel ToSequenceModel(nn.Module model, MatrixFormat format = MatrixFormat.Auto, SparseModelOptions? options = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         var children = model.named_children().Where(c => c.module is not (Dropout or Identity)).ToList();
         if (children.Count < 3 || children[0].module is not Embedding || children[^1].module is not Linear)
@@ -49,6 +51,7 @@ public static class SequenceExport
     public static SequenceModel ToSequenceModel(Embedding embedding, IReadOnlyList<(string Name, nn.Module Module)> recurrent, Linear decoder,
         MatrixFormat format = MatrixFormat.Auto, SparseModelOptions? options = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(embedding);
         ArgumentNullException.ThrowIfNull(recurrent);
         ArgumentNullException.ThrowIfNull(decoder);

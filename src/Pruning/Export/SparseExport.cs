@@ -1,3 +1,4 @@
+using Pruning.Interop;
 using Pruning.Sparse;
 using Pruning.Structure;
 using Pruning.Sparse.Layers;
@@ -30,6 +31,7 @@ public static class SparseExport
     /// </summary>
     public static SparseModel ToSparseModel(nn.Module model, FeatureShape input, MatrixFormat format = MatrixFormat.Auto)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         using var _ = torch.no_grad();
         return new SparseModel(input, Convert(Modules(model, input), format));

@@ -96,6 +96,7 @@ public static class ChannelReconstruction
     /// degenerate without dampening; the message names the layer.</exception>
     public static IReadOnlyList<ChannelReconstructionLayer> Prune(SequentialChannels channels, CalibrationSet calibration, ChannelReconstructionOptions options)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(channels);
         ArgumentNullException.ThrowIfNull(calibration);
         ArgumentNullException.ThrowIfNull(options);

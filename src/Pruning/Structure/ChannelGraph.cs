@@ -71,6 +71,7 @@ public sealed class ChannelGraph : ChannelStructure
     /// <exception cref="NotSupportedException">The trace cannot explain a tensor, or a layer with parameters is of an unknown type or called twice; the message names the module.</exception>
     public static ChannelGraph Trace(nn.Module model, Tensor exampleInput)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(exampleInput);
         if (model is not nn.Module<Tensor, Tensor>)

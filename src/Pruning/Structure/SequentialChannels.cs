@@ -79,6 +79,7 @@ public sealed class SequentialChannels : ChannelStructure
     /// <exception cref="NotSupportedException">A module is not part of a supported chain; the message names it.</exception>
     public static SequentialChannels Analyze(Sequential model)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         var children = model.named_children().ToList();
         var layers = new List<ChannelLayer>();

@@ -82,7 +82,7 @@ public sealed class ParameterMaskTests : IDisposable
             mask.dtype.Should().Be(dtype);
             Parameter weight = model.get_parameter(name)!;
             weight.dtype.Should().Be(dtype);
-            using var zeros = weight.eq(Interop.Scalars.Zero);
+            using var zeros = weight.eq(Pruning.Interop.Scalars.Zero);
             zeros.sum().item<long>().Should().Be(Pruning.Selection.MaskSelector.PrunedCount(0.75, weight.numel()), name);
         }
         pruner.Report().MaskedNonzero.Should().Be(0);

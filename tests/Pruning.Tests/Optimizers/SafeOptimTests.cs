@@ -107,7 +107,7 @@ public sealed class SafeOptimTests : IDisposable
         // The update at step 3 ran after that step's optimizer step, so the state of every pruned weight is zero now.
         var state = (TorchSharp.Modules.Adam.State)optimizer.state_dict().State[0];
         using var keep = pruner.Mask("fc1.weight");
-        using var pruned = keep.eq(Interop.Scalars.Zero);
+        using var pruned = keep.eq(Pruning.Interop.Scalars.Zero);
         state.exp_avg.masked_select(pruned).abs().max().item<float>().Should().Be(0);
     }
 }

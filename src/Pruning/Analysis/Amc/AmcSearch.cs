@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Pruning.Interop;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,6 +32,7 @@ public static class AmcSearch
     /// <exception cref="InvalidDataException">The checkpoint file is corrupt, truncated, too large, or of another search.</exception>
     public static AmcResult Run(nn.Module model, Func<nn.Module, double> evaluate, AmcOptions options, Action<AmcEpisode>? progress = null)
     {
+        TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(evaluate);
         ArgumentNullException.ThrowIfNull(options);

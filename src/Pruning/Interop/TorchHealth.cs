@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using TorchSharp;
+
+namespace Pruning.Interop;
+
+/// <summary>
+/// Known-answer checks of the libtorch under TorchSharp: a few small convolutions (forward and gradients), an LSTM and
+/// a Linear, each compared with an answer we compute in double precision. libtorch 2.10 (TorchSharp-cpu 0.107) gets
+/// convolutions and LSTMs wrong on some hosts: on an AMD Zen 5 whose hypervisor hides the cache topology, its oneDNN
+/// generates kernels for caches of 1 byte (docs/installation.md). A model trained there is wrong without any error.
+/// </summary>
+/// <remarks>
+/// The library calls <see cref="Ensure"/> once per process, on first use (creating a <see cref="GradualPruner"/>,
+/// tracing, exporting, the searches); set the environment variable <c>PRUNING_TORCH_HEALTH=off</c> to skip that.
+/// The checks take about 10 ms once libtorch is loaded and do not draw from torch's random generator.
+/// </remarks>
+public static class TorchHealth
+{
+    private static readonly Lazy<TorchHealthReport> Ensured = new(RunEnsure, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>Runs the checks now and reports; changes nothing.</summary>
+    public static TorchHealthReport Check() => CheckWith(KnownAnswers.All());
+
+    /// <summary>
+    /// Once per process: runs the checks; when oneDNN got some wrong and turning it off in ATen (as
+    /// <c>torch.backends.mkldnn.enabled = False</c> does in PyTorch) makes them pass, turns it off for the rest of the
+    /// process. Writes the report's one-line <see cref="TorchHealthReport.Summary"/> to standard error when anything
+    /// failed. Later calls return the first call's report. Never throws for a failed check: read
+    /// <see cref="TorchHealthReport.Healthy"/> and <see cref="TorchHealthReport.Remedy"/>.
+    /// </summary>
+    public static TorchHealthReport Ensure() => Ensured.Value;
+
+    /// <summary>The library's call on first use; <c>PRUNING_TORCH_HEALTH=off</c> skips it.</summary>
+    internal static void EnsureOnFirstUse()
+    {
+        if (!string.Equals(Environment.GetEnvironmentVariable("PRUNING_TORCH_HEALTH"), "off", StringComparison.OrdinalIgnoreCase))
+            Ensure();
+    }
+
+    internal static TorchHealthReport CheckWith(IReadOnlyList<KnownAnswer> answers)
+    {
+        var clock = Stopwatch.StartNew();
+        var results = Run(answers, out bool? oneDnn);
+        return new TorchHealthReport(results, oneDnn, clock.Elapsed);
+    }
+
+    /// <summary><see cref="Ensure"/>'s work on a given set of checks, without the once-per-process cache.</summary>
+    internal static TorchHealthReport EnsureWith(IReadOnlyList<KnownAnswer> answers, TextWriter? warnings)
+    {
+        var clock = Stopwatch.StartNew();
+        var first = Run(answers, out bool? oneDnn);
+        TorchHealthReport report;
+        if (first.All(r => r.Passed))
+            report = new TorchHealthReport(first, oneDnn, clock.Elapsed);
+        else if (oneDnn == true && OneDnnSwitch.TrySet(false))
+        {
+            var second = Run(answers, out bool? now);
+            if (second.Count(r => !r.Passed) < first.Count(r => !r.Passed))
+                report = new TorchHealthReport(second, now, clock.Elapsed, first, "Turned oneDNN off in ATen for this process (as torch.backends.mkldnn.enabled = False)");
+            else
+            {
+                OneDnnSwitch.TrySet(true);   // it did not help: leave libtorch as it was
+                report = new TorchHealthReport(first, oneDnn, clock.Elapsed);
+            }
+        }
+        else
+            report = new TorchHealthReport(first, oneDnn, clock.Elapsed);
+        if (!report.Healthy || report.RemedyApplied is not null) warnings?.WriteLine(report.Summary);
+        return report;
+    }
+
+    private static TorchHealthReport RunEnsure() => EnsureWith(KnownAnswers.All(), Console.Error);
+
+    private static TorchHealthResult[] Run(IReadOnlyList<KnownAnswer> answers, out bool? oneDnn)
+    {
+        // Any torch call loads libtorch, which the switch needs; the first check is one.
+        using (torch.zeros(1)) { }
+        oneDnn = OneDnnSwitch.Enabled;
+        var results = new TorchHealthResult[answers.Count];
+        for (int i = 0; i < answers.Count; i++)
+        {
+            string component = KnownAnswer.Route(answers[i].Operation, oneDnn != false);
+            try
+            {
+                results[i] = new TorchHealthResult(answers[i].Name, component, answers[i].RelativeError());
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                results[i] = new TorchHealthResult(answers[i].Name, component, double.PositiveInfinity, e.Message);
+            }
+        }
+        return results;
+    }
+}
