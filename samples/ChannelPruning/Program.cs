@@ -6,6 +6,7 @@ using System.Diagnostics;
 using Pruning;
 using Pruning.Criteria;
 using Pruning.Grouping;
+using Pruning.Interop;
 using Pruning.Samples;
 using Pruning.Scheduling;
 using Pruning.Structure;
@@ -30,6 +31,7 @@ var root = new RootCommand("Network slimming vs L1-norm filter pruning on a smal
 };
 root.SetAction(parse =>
 {
+    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
     try
     {
         return ChannelDemo.Run(parse.GetValue(epochs), parse.GetValue(ratio), parse.GetValue(penalty), parse.GetValue(dataDir)!,

@@ -4,6 +4,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Pruning;
 using Pruning.Criteria;
+using Pruning.Interop;
 using Pruning.Reporting;
 using Pruning.Samples;
 using Pruning.Scheduling;
@@ -31,13 +32,23 @@ var criterion = new Option<string>("--criterion")
 };
 criterion.AcceptOnlyFromAmong("magnitude", "taylor", "fisher", "random", "row-relative");
 var dryRun = new Option<bool>("--dry-run") { Description = "Print the pruning plan (every update step and its target per layer) and exit." };
+var torchHealth = new Option<bool>("--torch-health")
+{
+    Description = "Check libtorch against known answers on this CPU (TorchHealth.Ensure), print every check and exit: 0 when all pass, 1 otherwise.",
+};
 
 var root = new RootCommand("Gradual magnitude pruning of LeNet-300-100 on Fashion-MNIST, against a dense baseline.")
 {
-    epochs, finalSparsity, global, dataDir, seed, summaryJson, batchSize, frequency, trainLimit, skipDense, dryRun, criterion,
+    epochs, finalSparsity, global, dataDir, seed, summaryJson, batchSize, frequency, trainLimit, skipDense, dryRun, criterion, torchHealth,
 };
 root.SetAction(parse =>
 {
+    TorchHealthReport health = TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+    if (parse.GetValue(torchHealth))
+    {
+        Console.WriteLine(health);
+        return health.Healthy ? 0 : 1;
+    }
     var settings = new Settings(parse.GetValue(epochs), parse.GetValue(finalSparsity), parse.GetValue(global), parse.GetValue(dataDir)!,
         parse.GetValue(seed), parse.GetValue(summaryJson), parse.GetValue(batchSize), parse.GetValue(frequency), parse.GetValue(trainLimit), parse.GetValue(skipDense), parse.GetValue(dryRun), parse.GetValue(criterion)!);
     try

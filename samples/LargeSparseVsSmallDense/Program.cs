@@ -7,6 +7,7 @@
 using System.CommandLine;
 using LargeSparseVsSmallDense.Experiments;
 using LargeSparseVsSmallDense.Harness;
+using Pruning.Interop;
 using Pruning.Samples.Language;
 using Pruning.Samples;
 
@@ -32,6 +33,7 @@ return root.Parse(args).Invoke();
 
 static int Run(bool quick, int seeds, int seed0, HashSet<string> experiments, string data, string? corpusFile, int cnnImages, int cnnEpochs, string outDir, string? summaryJson)
 {
+TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
 if (experiments.Except(["mlp", "cnn", "mobilenet", "lstm"]).FirstOrDefault() is { } unknown)
 {
     Console.Error.WriteLine($"Unknown experiment '{unknown}'; choose from mlp, cnn, mobilenet, lstm.");

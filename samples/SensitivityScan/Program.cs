@@ -41,6 +41,7 @@ return root.Parse(args).Invoke();
 
 static int Run(bool quick, int seeds, int seed0, double total, string data, string outDir, string? summaryJson, bool cnnPart)
 {
+TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
 if (seeds <= 0) seeds = quick ? 1 : 3;
 if (!(total >= 0 && total < 1))
 {

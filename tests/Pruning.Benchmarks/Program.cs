@@ -4,6 +4,7 @@ using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 Pruning.Interop.OpenMpWaiting.MakePassive();
+Pruning.Interop.TorchHealth.Ensure();   // baselines computed by libtorch must be right: oneDNN off where it is not (docs/installation.md)
 if (Pruning.Benchmarks.ScalarRaceMode.Wants(args))
     return Pruning.Benchmarks.ScalarRaceMode.Run(args);
 if (args is ["quick", ..])

@@ -11,7 +11,8 @@ namespace Pruning.Interop;
 /// </summary>
 /// <remarks>
 /// The library calls <see cref="Ensure"/> once per process, on first use (creating a <see cref="GradualPruner"/>,
-/// tracing, exporting, the searches); set the environment variable <c>PRUNING_TORCH_HEALTH=off</c> to skip that.
+/// tracing, exporting, the searches); the environment variable <c>PRUNING_TORCH_HEALTH=off</c> skips that and keeps
+/// <see cref="Ensure"/> from changing any setting.
 /// The checks take about 10 ms once libtorch is loaded and do not draw from torch's random generator.
 /// </remarks>
 public static class TorchHealth
@@ -22,44 +23,51 @@ public static class TorchHealth
     public static TorchHealthReport Check() => CheckWith(KnownAnswers.All());
 
     /// <summary>
-    /// Once per process: runs the checks; when oneDNN got some wrong and turning it off in ATen (as
-    /// <c>torch.backends.mkldnn.enabled = False</c> does in PyTorch) makes them pass, turns it off for the rest of the
-    /// process. Writes the report's one-line <see cref="TorchHealthReport.Summary"/> to standard error when anything
+    /// Once per process: runs the checks; when oneDNN got some wrong and turning it off in ATen makes them pass, turns
+    /// it off for the rest of the process, NNPACK with it (as <c>torch.backends.mkldnn.enabled = False</c> and
+    /// <c>torch.backends.nnpack.set_flags(False)</c> do in PyTorch), so convolutions take ATen's own path, the one
+    /// checked. Writes the report's one-line <see cref="TorchHealthReport.Summary"/> to standard error when anything
     /// failed. Later calls return the first call's report. Never throws for a failed check: read
-    /// <see cref="TorchHealthReport.Healthy"/> and <see cref="TorchHealthReport.Remedy"/>.
+    /// <see cref="TorchHealthReport.Healthy"/> and <see cref="TorchHealthReport.Remedy"/>. With the environment variable
+    /// <c>PRUNING_TORCH_HEALTH=off</c> it checks and warns but changes no setting.
     /// </summary>
     public static TorchHealthReport Ensure() => Ensured.Value;
 
     /// <summary>The library's call on first use; <c>PRUNING_TORCH_HEALTH=off</c> skips it.</summary>
     internal static void EnsureOnFirstUse()
     {
-        if (!string.Equals(Environment.GetEnvironmentVariable("PRUNING_TORCH_HEALTH"), "off", StringComparison.OrdinalIgnoreCase))
-            Ensure();
+        if (!TurnedOff) Ensure();
     }
+
+    /// <summary><c>PRUNING_TORCH_HEALTH=off</c>: libtorch's settings are left as they are.</summary>
+    private static bool TurnedOff =>
+        string.Equals(Environment.GetEnvironmentVariable("PRUNING_TORCH_HEALTH"), "off", StringComparison.OrdinalIgnoreCase);
 
     internal static TorchHealthReport CheckWith(IReadOnlyList<KnownAnswer> answers)
     {
+        LoadLibTorch();
         var clock = Stopwatch.StartNew();
         var results = Run(answers, out bool? oneDnn);
         return new TorchHealthReport(results, oneDnn, clock.Elapsed);
     }
 
     /// <summary><see cref="Ensure"/>'s work on a given set of checks, without the once-per-process cache.</summary>
-    internal static TorchHealthReport EnsureWith(IReadOnlyList<KnownAnswer> answers, TextWriter? warnings)
+    internal static TorchHealthReport EnsureWith(IReadOnlyList<KnownAnswer> answers, TextWriter? warnings, bool remedy = true)
     {
+        LoadLibTorch();
         var clock = Stopwatch.StartNew();
         var first = Run(answers, out bool? oneDnn);
         TorchHealthReport report;
         if (first.All(r => r.Passed))
             report = new TorchHealthReport(first, oneDnn, clock.Elapsed);
-        else if (oneDnn == true && OneDnnSwitch.TrySet(false))
+        else if (remedy && oneDnn == true && AtenBackends.Nnpack is bool nnpack && AtenBackends.TrySet(oneDnn: false, nnpack: false))
         {
             var second = Run(answers, out bool? now);
             if (second.Count(r => !r.Passed) < first.Count(r => !r.Passed))
-                report = new TorchHealthReport(second, now, clock.Elapsed, first, "Turned oneDNN off in ATen for this process (as torch.backends.mkldnn.enabled = False)");
+                report = new TorchHealthReport(second, now, clock.Elapsed, first, RemedyApplied);
             else
             {
-                OneDnnSwitch.TrySet(true);   // it did not help: leave libtorch as it was
+                AtenBackends.TrySet(oneDnn: true, nnpack);   // it did not help: leave libtorch as it was
                 report = new TorchHealthReport(first, oneDnn, clock.Elapsed);
             }
         }
@@ -69,13 +77,20 @@ public static class TorchHealth
         return report;
     }
 
-    private static TorchHealthReport RunEnsure() => EnsureWith(KnownAnswers.All(), Console.Error);
+    private const string RemedyApplied =
+        "Turned oneDNN and NNPACK off in ATen for this process (as torch.backends.mkldnn.enabled = False and torch.backends.nnpack.set_flags(False))";
+
+    private static TorchHealthReport RunEnsure() => EnsureWith(KnownAnswers.All(), Console.Error, remedy: !TurnedOff);
+
+    /// <summary>Any torch call loads libtorch, which the switches need; loading is not part of the checks' time.</summary>
+    private static void LoadLibTorch()
+    {
+        using (torch.zeros(1)) { }
+    }
 
     private static TorchHealthResult[] Run(IReadOnlyList<KnownAnswer> answers, out bool? oneDnn)
     {
-        // Any torch call loads libtorch, which the switch needs; the first check is one.
-        using (torch.zeros(1)) { }
-        oneDnn = OneDnnSwitch.Enabled;
+        oneDnn = AtenBackends.OneDnn;
         var results = new TorchHealthResult[answers.Count];
         for (int i = 0; i < answers.Count; i++)
         {

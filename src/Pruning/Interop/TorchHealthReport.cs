@@ -81,9 +81,9 @@ public sealed class TorchHealthReport
 
     private static string RemedyFor(IReadOnlyList<TorchHealthResult> failures, bool? oneDnn)
     {
-        if (oneDnn == true && OneDnnSwitch.Available)
+        if (oneDnn == true && AtenBackends.Available)
             return "Remedy: call Pruning.Interop.TorchHealth.Ensure() before training (the library does on first use unless PRUNING_TORCH_HEALTH=off): " +
-                   "it turns oneDNN off in ATen for this process, as torch.backends.mkldnn.enabled = False does in PyTorch; " +
+                   "it turns oneDNN and NNPACK off in ATen for this process, as torch.backends.mkldnn.enabled = False does in PyTorch; " +
                    $"or start the process with {EnvironmentRemedy} in its environment.";
         if (oneDnn != false)
             return $"Remedy: start the process with {EnvironmentRemedy} in its environment (oneDNN reads it once, before its first use; setting it later has no effect).";

@@ -72,8 +72,8 @@ public class TorchHealthTests
     [Fact]
     public void Ensure_turns_onednn_off_only_when_that_makes_the_failing_checks_pass_and_says_so_once()
     {
-        if (!OneDnnSwitch.Available) return;   // another libtorch ABI: the remedy cannot be applied, nothing to test
-        bool before = OneDnnSwitch.Enabled!.Value;
+        if (!AtenBackends.Available) return;   // another libtorch ABI: the remedy cannot be applied, nothing to test
+        bool oneDnn = AtenBackends.OneDnn!.Value, nnpack = AtenBackends.Nnpack!.Value;
         try
         {
             // A check that is wrong exactly while oneDNN is on, as the convolutions are on an affected host; it routes like
@@ -83,53 +83,55 @@ public class TorchHealthTests
             {
                 Name = "wrong while oneDNN is on",
                 Operation = TorchOperation.Convolution,
-                Compute = () => OneDnnSwitch.Enabled == true ? new float[linear.Expected.Length] : linear.Compute(),
+                Compute = () => AtenBackends.OneDnn == true ? new float[linear.Expected.Length] : linear.Compute(),
             };
             KnownAnswer[] answers = [conv, linear];
-            OneDnnSwitch.TrySet(true).Should().BeTrue();
+            AtenBackends.TrySet(oneDnn: true, nnpack: true).Should().BeTrue();
             var log = new StringWriter();
 
             TorchHealthReport report = TorchHealth.EnsureWith(answers, log);
 
             report.Healthy.Should().BeTrue(report.ToString());
             report.OneDnnEnabled.Should().BeFalse();
-            OneDnnSwitch.Enabled.Should().BeFalse();
+            AtenBackends.OneDnn.Should().BeFalse();
+            AtenBackends.Nnpack.Should().BeFalse("convolutions must take the path the checks cover");
             report.FailuresBeforeRemedy.Should().ContainSingle().Which.Component.Should().StartWith("oneDNN JIT convolution");
-            report.RemedyApplied.Should().Contain("oneDNN off");
+            report.RemedyApplied.Should().Contain("oneDNN and NNPACK off");
             report.Results[0].Component.Should().Be("ATen slow_conv2d (im2col + MKL sgemm)");
             log.ToString().Should().Contain("WARNING").And.Contain(conv.Name).And.Contain("all 2 pass now");
             log.ToString().TrimEnd().Split('\n').Should().ContainSingle("the warning is one line");
 
             // A failure that oneDNN does not cause: the switch goes back to on, and the report names no applied remedy.
             answers[0] = conv with { Compute = () => new float[conv.Expected.Length] };
-            OneDnnSwitch.TrySet(true).Should().BeTrue();
+            AtenBackends.TrySet(oneDnn: true, nnpack: true).Should().BeTrue();
             TorchHealthReport unfixed = TorchHealth.EnsureWith(answers, TextWriter.Null);
             unfixed.Healthy.Should().BeFalse();
             unfixed.RemedyApplied.Should().BeNull();
-            OneDnnSwitch.Enabled.Should().BeTrue("turning oneDNN off did not help, so it is left as it was");
+            AtenBackends.OneDnn.Should().BeTrue("turning oneDNN off did not help, so it is left as it was");
+            AtenBackends.Nnpack.Should().BeTrue();
 
             // Healthy from the start: nothing changes, nothing is written.
             var quiet = new StringWriter();
             TorchHealth.EnsureWith([linear], quiet).RemedyApplied.Should().BeNull();
             quiet.ToString().Should().BeEmpty();
-            OneDnnSwitch.Enabled.Should().BeTrue();
+            AtenBackends.OneDnn.Should().BeTrue();
         }
         finally
         {
-            OneDnnSwitch.TrySet(before);
+            AtenBackends.TrySet(oneDnn, nnpack);
         }
     }
 
     [Fact]
     public void On_a_host_that_hides_the_amd_cache_topology_onednn_gets_the_convolutions_and_the_lstm_wrong()
     {
-        if (!OneDnnSwitch.Available) return;
-        bool before = OneDnnSwitch.Enabled!.Value;
+        if (!AtenBackends.Available) return;
+        bool oneDnn = AtenBackends.OneDnn!.Value, nnpack = AtenBackends.Nnpack!.Value;
         try
         {
-            OneDnnSwitch.TrySet(true);
+            AtenBackends.TrySet(oneDnn: true, nnpack: false);
             TorchHealthReport withOneDnn = TorchHealth.Check();
-            OneDnnSwitch.TrySet(false);
+            AtenBackends.TrySet(oneDnn: false, nnpack: false);
             TorchHealthReport withoutOneDnn = TorchHealth.Check();
 
             withoutOneDnn.Healthy.Should().BeTrue(withoutOneDnn.ToString());
@@ -146,7 +148,7 @@ public class TorchHealthTests
         }
         finally
         {
-            OneDnnSwitch.TrySet(before);
+            AtenBackends.TrySet(oneDnn, nnpack);
         }
     }
 
