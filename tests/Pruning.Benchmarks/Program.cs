@@ -5,6 +5,8 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 Pruning.Interop.OpenMpWaiting.MakePassive();
 Pruning.Interop.TorchHealth.Ensure();   // baselines computed by libtorch must be right: oneDNN off where it is not (docs/installation.md)
+if (Pruning.Benchmarks.RemedyCostMode.Wants(args))
+    return Pruning.Benchmarks.RemedyCostMode.Run(args);
 if (Pruning.Benchmarks.ScalarRaceMode.Wants(args))
     return Pruning.Benchmarks.ScalarRaceMode.Run(args);
 if (args is ["quick", ..])
