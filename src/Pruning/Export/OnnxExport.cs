@@ -98,6 +98,7 @@ public static class OnnxExport
         private readonly OnnxExportOptions _options;
         private readonly GraphProto _graph = new() { Name = "pruned" };
         private readonly HashSet<string> _names = [];
+        private readonly HashSet<string> _nodeNames = [];   // ONNX Runtime refuses two nodes of one name (a module called twice)
         private string _current;
         private int _rank;
 
@@ -269,7 +270,9 @@ public static class OnnxExport
 
         private void Node(string op, string name, IEnumerable<string> inputs, params AttributeProto[] attributes)
         {
-            var node = new NodeProto { OpType = op, Name = name };
+            string unique = name;
+            for (int i = 1; !_nodeNames.Add(unique); i++) unique = $"{name}_{i}";
+            var node = new NodeProto { OpType = op, Name = unique };
             node.Input.AddRange(inputs);
             _current = Unique(name);
             node.Output.Add(_current);

@@ -87,9 +87,14 @@ public static class SparseExport
                     break;
                 case TracedBranches { How: TracedBranches.Combine.Add } add:
                     // The longer branch is the main one; an empty one is the identity shortcut.
-                    var (main, shortcut) = add.Branches[0].Count >= add.Branches[1].Count ? (add.Branches[0], add.Branches[1]) : (add.Branches[1], add.Branches[0]);
-                    if (main.Count == 0) throw new NotSupportedException($"'{name}' adds a tensor to itself; that cannot be exported.");
-                    layers.Add(new ResidualLayer(Convert(main, format), shortcut.Count == 0 ? null : Convert(shortcut, format)));
+                    var (main, shortcut) = (Convert(add.Branches[0], format), Convert(add.Branches[1], format));
+                    if (main.Count < shortcut.Count) (main, shortcut) = (shortcut, main);
+                    if (main.Count == 0)
+                    {
+                        string inside = string.Join(", ", add.Branches.SelectMany(b => b).Select(m => $"'{m.Name}'"));
+                        throw new NotSupportedException($"'{name}' adds a tensor to itself{(inside.Length > 0 ? $" (its branches hold only {inside}, identities in inference)" : "")}; the runtime has no layer for that.");
+                    }
+                    layers.Add(new ResidualLayer(main, shortcut.Count == 0 ? null : shortcut));
                     break;
                 case TracedBranches concat:
                     layers.Add(new ConcatLayer(concat.Branches.Select(b => (IReadOnlyList<SparseLayer>)Convert(b, format)).ToArray()));

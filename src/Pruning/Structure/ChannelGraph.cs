@@ -196,21 +196,27 @@ public sealed class ChannelGraph : ChannelStructure
             alive[_rootOf[group.Weight]] = AliveChannels(group);
         var selections = _spaces.Selections(alive).ToList();
         foreach (var (name, _, _) in selections) ModuleSurgery.Check(_modules[name]);   // all or nothing
+        RefuseTiedParameters(selections.Select(s => s.Module));
         var model = (nn.Module<Tensor, Tensor>)_model;
         bool training = model.training;
         model.eval();
         var restore = selections.Select(s => ModuleSurgery.Save(_modules[s.Module])).ToList();
         try
         {
-            Tensor expected = model.call(_example);
+            var inputs = ModuleTrace.VerificationInputs(_example).ToList();
+            var expected = inputs.Select(i => model.call(i.Input.clone())).ToList();
             foreach (var (name, rows, columns) in selections)
                 ModuleSurgery.Shrink(_modules[name], rows, columns);
-            // The trace cannot see what a forward does with a module's own channel count: check the outputs.
-            Tensor actual = model.call(_example);
-            double scale = Math.Max(1e-6, expected.abs().max().item<float>());
-            double difference = actual.shape.SequenceEqual(expected.shape) ? actual.sub(expected).abs().max().item<float>() / scale : double.PositiveInfinity;
-            if (!(difference <= 1e-4))
-                throw new InvalidOperationException($"on the example the shrunk model's outputs differ from the masked model's by {difference:E1} of their range");
+            // The trace cannot see what a forward does with a module's own channel count: check the outputs, on the
+            // example and on fresh inputs at other scales.
+            for (int i = 0; i < inputs.Count; i++)
+            {
+                Tensor actual = model.call(inputs[i].Input.clone());
+                double scale = Math.Max(1e-6, expected[i].abs().max().item<float>());
+                double difference = actual.shape.SequenceEqual(expected[i].shape) ? actual.sub(expected[i]).abs().max().item<float>() / scale : double.PositiveInfinity;
+                if (!(difference <= 1e-4))
+                    throw new InvalidOperationException($"on {inputs[i].Description} the shrunk model's outputs differ from the masked model's by {difference:E1} of their range");
+            }
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or System.Runtime.InteropServices.ExternalException)
         {
@@ -223,6 +229,27 @@ public sealed class ChannelGraph : ChannelStructure
             model.train(training);
         }
         _shrunk = true;
+    }
+
+    /// <summary>
+    /// A parameter held by two modules (tied weights) cannot be replaced in one of them alone: TorchSharp disposes the
+    /// replaced tensor, which the other still holds. Refused before anything changes.
+    /// </summary>
+    private void RefuseTiedParameters(IEnumerable<string> shrunk)
+    {
+        var holders = new Dictionary<IntPtr, List<string>>();
+        foreach (var (module, m) in _modules)
+            if (!m.children().Any())
+                foreach (var (name, parameter) in m.named_parameters())
+                {
+                    if (!holders.TryGetValue(parameter.Handle, out List<string>? names)) holders[parameter.Handle] = names = [];
+                    names.Add(module.Length == 0 ? name : $"{module}.{name}");
+                }
+        foreach (string module in shrunk)
+            foreach (var (name, parameter) in _modules[module].named_parameters())
+                if (holders[parameter.Handle] is { Count: > 1 } tied)
+                    throw new NotSupportedException(
+                        $"'{module}.{name}' is one tensor with {string.Join(", ", tied.Where(t => t != $"{module}.{name}").Select(t => $"'{t}'"))} (tied weights): shrinking one in place would change or free the other. Nothing was changed; untie them or keep these channels masked.");
     }
 
     private long[] AliveChannels(ChannelGroup group)

@@ -90,6 +90,7 @@ internal sealed class ChannelSpaces
             case BatchNorm bn:
                 _reads[name] = input;
                 if (!bn.affine) Freeze(input, $"'{name}' is a BatchNorm without scale and shift, which cannot zero a channel");
+                else if (input.PerChannel != 1) Freeze(input, $"'{name}' is a BatchNorm over a flattened tensor ({input.PerChannel} features a channel)");
                 else if (input.Spaces.Length != 1) Freeze(input, $"'{name}' is a BatchNorm over a concatenation");
                 else Root(input.Spaces[0]).ChannelWise.Add(name);
                 return input;

@@ -34,16 +34,20 @@ internal sealed class ModuleTrace
         public PoolSpec Pool { get; init; }
     }
 
-    private ModuleTrace(List<Node> nodes, int output)
+    private ModuleTrace(List<Node> nodes, int output, IReadOnlySet<int> zero)
     {
         Nodes = nodes;
         Output = output;
+        Zero = zero;
     }
 
     public IReadOnlyList<Node> Nodes { get; }
 
     /// <summary>The node the model returns.</summary>
     public int Output { get; }
+
+    /// <summary>The modules' outputs that are exactly zero on the traced input: an add of one of them is invisible.</summary>
+    private IReadOnlySet<int> Zero { get; }
 
     /// <summary>
     /// A seeded random batch of two samples of <paramref name="sample"/>'s shape, for tracing a model that only its input
@@ -56,18 +60,71 @@ internal sealed class ModuleTrace
     }
 
     /// <summary>
-    /// Runs <paramref name="model"/> once on <paramref name="example"/> (in eval mode, without gradients; the mode is
-    /// restored) and explains every tensor a leaf module reads.
+    /// Traces <paramref name="model"/> (in eval mode, without gradients; the mode is restored) on one batch made of three
+    /// inputs derived from <paramref name="example"/>: the example, the example × 10 and the example with every other sign
+    /// flipped (<see cref="Probes"/>), and explains every tensor a leaf module reads. Each explanation must hold on all
+    /// three at once, so an operation that is an identity on small inputs only (relu6, a clamp) is refused instead of
+    /// dropped. The forward pass gets a copy of the batch, so a forward that edits its input in place is traced from the
+    /// input as it was. Node shapes have the batch of the three together.
     /// </summary>
-    /// <exception cref="NotSupportedException">A tensor cannot be explained, or a module's output is never read; the message names the module.</exception>
+    /// <exception cref="NotSupportedException">A tensor cannot be explained, a module's output is never read or is
+    /// exactly zero on every traced input; the message names the module.</exception>
     public static ModuleTrace Run(nn.Module model, Tensor example)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(example);
+        if (model is not nn.Module<Tensor, Tensor>)
+            throw new NotSupportedException($"The model is a {model.GetType().Name}, which does not take one tensor and return one; only such models can be traced.");
+        var probes = Probes(example).Select(p => p.Input).ToList();
+        try
+        {
+            using Tensor batch = torch.cat(probes, 0);
+            ModuleTrace trace = RunOnce(model, batch);
+            foreach (int id in trace.Zero)
+                throw new NotSupportedException(
+                    $"The output of '{trace.Nodes[id].Module}' is exactly zero on every traced input (a layer or BatchNorm initialised to zero?): the trace cannot tell which tensors it is added to or concatenated with. Trace the model with weights that are not all zero.");
+            return trace;
+        }
+        finally
+        {
+            foreach (Tensor probe in probes) probe.Dispose();
+        }
+    }
+
+    /// <summary>The example, the example × 10 and the example with every other element's sign flipped, with descriptions.</summary>
+    internal static IEnumerable<(Tensor Input, string Description)> Probes(Tensor example)
+    {
+        Tensor pristine = example.detach();
+        yield return (pristine.clone(), "the example");
+        using (var ten = 10.ToScalar())
+            yield return (pristine.mul(ten), "the example × 10");
+        using var two = 2.ToScalar();
+        using var one = 1.ToScalar();
+        using var parity = torch.arange(pristine.numel(), device: pristine.device).remainder(two).mul(two).sub(one).neg().reshape(pristine.shape).to(pristine.dtype);
+        yield return (pristine.mul(parity), "the example with every other sign flipped");
+    }
+
+    /// <summary>
+    /// What a traced transformation (an exported chain, a shrunk model) is checked on: <see cref="Probes"/> of the example
+    /// and of a fresh seeded random input of its shape, so that a check never rests on the inputs the trace was made on alone.
+    /// </summary>
+    internal static IEnumerable<(Tensor Input, string Description)> VerificationInputs(Tensor example)
+    {
+        foreach (var probe in Probes(example)) yield return probe;
+        using var generator = new torch.Generator(20261204);
+        using Tensor fresh = torch.randn(example.shape, dtype: example.dtype, device: example.device, generator: generator);
+        foreach (var (input, description) in Probes(fresh))
+            yield return (input, description.Replace("the example", "a fresh random input", StringComparison.Ordinal));
+    }
+
+    /// <summary>One forward pass on a copy of <paramref name="input"/>, explained.</summary>
+    private static ModuleTrace RunOnce(nn.Module model, Tensor input)
+    {
         var calls = new List<(string? Name, Tensor Input, Tensor Output)>();
         var handles = new List<Action>();
         var pending = new Dictionary<string, Tensor>();
         bool training = model.training;
+        using Tensor copy = input.clone();
         try
         {
             // TorchSharp's named_modules leaves out the model itself, which is the only leaf when it is one layer.
@@ -76,10 +133,10 @@ internal sealed class ModuleTrace
             {
                 if (module is not nn.Module<Tensor, Tensor> leaf) continue; // never called with one tensor: its result shows up unexplained
                 // Snapshots leave the model's own dispose scopes: ResNet's forward disposes its temporaries on return.
-                var pre = leaf.register_forward_pre_hook((_, input) =>
+                var pre = leaf.register_forward_pre_hook((_, x) =>
                 {
-                    pending[name] = input.detach().clone().DetachFromDisposeScope();
-                    return input;
+                    pending[name] = x.detach().clone().DetachFromDisposeScope();
+                    return x;
                 });
                 handles.Add(pre.remove);
                 var post = leaf.register_forward_hook((_, _, output) =>
@@ -94,18 +151,25 @@ internal sealed class ModuleTrace
             Tensor result;
             using (torch.no_grad())
             using (var scope = torch.NewDisposeScope())
-                result = ((nn.Module<Tensor, Tensor>)model).call(example).detach().clone().DetachFromDisposeScope();
+                result = ((nn.Module<Tensor, Tensor>)model).call(copy).detach().clone().DetachFromDisposeScope();
             calls.Add((null, result, result));   // the model's output
-            return Explain(example, calls);
+            try
+            {
+                return Explain(input, calls);
+            }
+            catch (NotSupportedException e) when (!Equal(copy, input))
+            {
+                throw new NotSupportedException($"{e.Message} The model's forward also edits its input in place (x.sub_(…), x.relu_()), which the trace sees only where a module reads the result.", e);
+            }
         }
         finally
         {
             foreach (Action remove in handles) remove();
             model.train(training);
-            foreach (var (_, input, output) in calls)
+            foreach (var (_, x, output) in calls)
             {
-                input.Dispose();
-                if (!ReferenceEquals(input, output)) output.Dispose();
+                x.Dispose();
+                if (!ReferenceEquals(x, output)) output.Dispose();
             }
             foreach (Tensor t in pending.Values) t.Dispose();
         }
@@ -139,11 +203,12 @@ internal sealed class ModuleTrace
             if (node.Kind == NodeKind.Module && !read.Contains(node.Id))
                 throw new NotSupportedException(
                     $"The output of '{node.Module}' is read by nothing the trace can follow: an operation between modules that it cannot recognize (only add, concatenation along channels, ReLU and flatten are), a residual branch that is exactly zero on the example, or an unused module. Declare the block with Residual, or trace with weights that are not all zero.");
-        return new ModuleTrace(nodes, output);
+        var zero = nodes.Where(n => n.Kind == NodeKind.Module && n.Id != output && IsZero(values[n.Id])).Select(n => n.Id).ToHashSet();
+        return new ModuleTrace(nodes, output, zero);
 
         // The most recent tensor it equals, else the first of: ReLU(v), flatten(v), mean over H and W, a pooling, x·s per channel, a + b, ReLU(a + b), cat(parts).
         int Find(Tensor t, string reader) => TryFind(t) ?? throw new NotSupportedException(
-            $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten, a pooling or a per-channel scaling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual.");
+            $"{reader} is not the model's input, the output of a module, or a sum of two (add, then optionally ReLU), a concatenation along channels, a ReLU, a flatten, a pooling or a per-channel scaling of those: an operation the trace cannot see computed it. Make that operation a module, or declare the block with Residual. (The trace runs the example, the example × 10 and the example with every other sign flipped, so an operation that is an identity on small inputs only, such as relu6 or a clamp, shows here too.)");
 
         int? TryFind(Tensor t)
         {
@@ -229,7 +294,7 @@ internal sealed class ModuleTrace
                 for (int j = values.Count - 1; j >= 0; j--)
                 {
                     Tensor s = values[j];
-                    bool perChannel = s.shape[0] == t.shape[0] && s.shape[1] == t.shape[1] && (s.dim() == 2 || s.dim() == 4 && s.shape[2] == 1 && s.shape[3] == 1);
+                    bool perChannel = s.dim() >= 2 && s.shape[0] == t.shape[0] && s.shape[1] == t.shape[1] && (s.dim() == 2 || s.dim() == 4 && s.shape[2] == 1 && s.shape[3] == 1);
                     if (perChannel && Equal(values[i].mul(s.reshape(t.shape[0], t.shape[1], 1, 1)), t)) return Add(NodeKind.Scale, t, null, i, j);
                 }
             }
@@ -283,6 +348,12 @@ internal sealed class ModuleTrace
     }
 
     private static bool SameShape(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape);
+
+    private static bool IsZero(Tensor t)
+    {
+        using Tensor any = t.any();
+        return !any.item<bool>();
+    }
 
     private static bool Same(Tensor a, Tensor b) => Equal(a, b);
 

@@ -98,7 +98,10 @@ internal static class TracedChain
         return chain;
     }
 
-    /// <summary>The chain must give the model's outputs on the example (they are the same operations, so within rounding).</summary>
+    /// <summary>
+    /// The chain must give the model's outputs (the same operations, so within rounding) on the example and on fresh
+    /// inputs at other scales (<see cref="ModuleTrace.VerificationInputs"/>).
+    /// </summary>
     private static void Verify(nn.Module model, List<(string Name, nn.Module Module)> chain, Tensor example)
     {
         bool training = model.training;
@@ -106,12 +109,16 @@ internal static class TracedChain
         try
         {
             using var noGrad = torch.no_grad();
-            using var scope = torch.NewDisposeScope();
-            Tensor expected = ((nn.Module<Tensor, Tensor>)model).call(example);
-            Tensor actual = TracedBranches.Run(chain, example);
-            double scale = Math.Max(1, expected.abs().max().item<float>());
-            if (!actual.shape.SequenceEqual(expected.shape) || actual.sub(expected).abs().max().item<float>() > 1e-5 * scale)
-                throw new NotSupportedException("The traced chain of modules does not reproduce the model's outputs: forward does something between its modules that the trace did not see. It cannot be exported.");
+            foreach (var (input, description) in ModuleTrace.VerificationInputs(example))
+            {
+                using var scope = torch.NewDisposeScope();
+                using Tensor owned = input;
+                Tensor expected = ((nn.Module<Tensor, Tensor>)model).call(input.clone());
+                Tensor actual = TracedBranches.Run(chain, input.clone());
+                double scale = Math.Max(1, expected.abs().max().item<float>());
+                if (!actual.shape.SequenceEqual(expected.shape) || !(actual.sub(expected).abs().max().item<float>() <= 1e-5 * scale))
+                    throw new NotSupportedException($"The traced chain of modules does not reproduce the model's outputs on {description}: forward does something between its modules that the trace did not see. It cannot be exported.");
+            }
         }
         finally
         {
