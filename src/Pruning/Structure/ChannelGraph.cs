@@ -64,11 +64,13 @@ public sealed class ChannelGraph : ChannelStructure
 
     /// <summary>
     /// Traces <paramref name="model"/> on <paramref name="exampleInput"/> (one forward pass in eval mode without
-    /// gradients; the model's mode is restored) and finds its dependency groups.
+    /// gradients, on a batch of the example, the example × 10 and the example with every other sign flipped, each
+    /// explanation holding on all three; the model's mode is restored) and finds its dependency groups. Real data makes
+    /// the best example: an operation that is an identity on all three inputs is invisible to the trace.
     /// </summary>
     /// <param name="model">A <c>Module&lt;Tensor, Tensor&gt;</c>: a Sequential, a TorchVision model, your own class.</param>
     /// <param name="exampleInput">An input of the shape the model is used with, e.g. [1, 3, 224, 224]; random values are best.</param>
-    /// <exception cref="NotSupportedException">The trace cannot explain a tensor, or a layer with parameters is of an unknown type or called twice; the message names the module.</exception>
+    /// <exception cref="NotSupportedException">The trace cannot explain a tensor, a layer with parameters is of an unknown type or called twice, or a module's output is zero on every traced input; the message names the module.</exception>
     public static ChannelGraph Trace(nn.Module model, Tensor exampleInput)
     {
         TorchHealth.EnsureOnFirstUse();
@@ -183,8 +185,9 @@ public sealed class ChannelGraph : ChannelStructure
     /// outputs zero, so it goes with its readers' inputs, and the model's outputs do not change beyond float rounding.
     /// The model's modules keep their identity; their parameters are replaced, so create the optimizer (and any
     /// pruner) again afterwards. The graph is spent: trace the shrunk model again to go on. The shrunk model is run
-    /// on the traced example and must give the masked model's outputs; if it does not (a module whose forward keeps a
-    /// channel count of its own), every module is put back and <see cref="NotSupportedException"/> says so.
+    /// on the traced inputs and on fresh random ones at the same scales and must give the masked model's outputs on
+    /// each; if it does not (a module whose forward keeps a channel count of its own), every module is put back and
+    /// <see cref="NotSupportedException"/> says so. Parameters tied between two modules are refused before anything changes.
     /// </summary>
     public void ShrinkInPlace()
     {
