@@ -29,15 +29,15 @@ public sealed class PruningOptions
     public PruningGranularity Granularity { get; init; } = PruningGranularity.Element;
 
     /// <summary>
-    /// The channel structure of the model: <see cref="SequentialChannels.Analyze"/> for a Sequential chain, or
-    /// <see cref="ChannelGraph.Trace"/> for any model (residual adds, concatenations, your own Module classes). When
+    /// The channel structure of the model, from <see cref="ChannelGraph.Trace"/> (any model: a Sequential chain, residual
+    /// adds, concatenations, your own Module classes). When
     /// set, a row of a pruned weight that is pruned entirely is a dead channel: the producer's bias, the BatchNorms
     /// and depthwise filters on the channel and, in a dependency group, the other layers writing it are zeroed with
     /// it, so the channel outputs exactly zero and can be removed for real. A group's channels are scored together
     /// (each member's row norms, divided by their mean, averaged). Use it with <see cref="PruningGranularity.OutputChannels"/>.
     /// </summary>
     /// <value>The default is none.</value>
-    public ChannelStructure? Channels { get; init; }
+    public ChannelGraph? Channels { get; init; }
 
     /// <summary>Whether each tensor reaches the target on its own or the targets share one ranking.</summary>
     /// <value>The default is <see cref="PruningScope.LayerWise"/>.</value>

@@ -10,51 +10,33 @@ using static TorchSharp.torch;
 namespace Pruning.Analysis;
 
 /// <summary>
-/// NetAdapt with channel pruning and measured dense latencies (<see cref="LatencyTable.MeasureDense"/>): each
-/// iteration proposes, per channel layer, the fewest channels to remove (in steps of <c>channelStep</c> times the
-/// original count) that cut the table latency by ΔR, counting the layer and the next one, whose inputs shrink with
-/// it; removes them by the L1 norm of their filters (with their bias and BatchNorm), lets the caller fine-tune
-/// briefly, and keeps the best. On return the model holds the kept channels zeroed; <see cref="SequentialChannels.Shrink"/>
-/// then removes them.
+/// NetAdapt with channel pruning over the dependency groups of any model <see cref="ChannelGraph"/> traces (ResNets
+/// across their adds included): each iteration proposes, per group, the fewest channels to remove (in steps of
+/// <c>channelStep</c> times the group's channels) that cut the cost by ΔR, removes them from every layer of the group
+/// by the L1 norm of their filters (scored as a group, with biases, BatchNorms and depthwise filters), lets the caller
+/// fine-tune briefly, and keeps the best. The cost is measured latency (<see cref="LatencyTable.MeasureDense"/>) or
+/// MACs. On return the model holds the removed channels zeroed; <see cref="ChannelGraph.ShrinkInPlace"/> then removes them.
 /// </summary>
 public static class ChannelNetAdapt
 {
-    /// <summary>Runs channel NetAdapt on <paramref name="model"/>, in place.</summary>
-    /// <param name="model">A Sequential that <see cref="SequentialChannels.Analyze"/> accepts.</param>
-    /// <param name="table">Latencies of the model's Conv2d and Linear layers, by weight name, at any channel counts.</param>
+    /// <summary>Channel NetAdapt on measured latency: every Conv2d and Linear priced by <paramref name="table"/> at the channel counts a proposal leaves it.</summary>
+    /// <param name="model">The model <paramref name="graph"/> was traced from.</param>
+    /// <param name="graph">Its dependency groups.</param>
+    /// <param name="table">Latencies of the model's Conv2d and Linear layers, by weight name, at any channel counts (<see cref="LatencyTable.MeasureDense"/>).</param>
     /// <param name="fineTuneAndEvaluate">Fine-tunes the proposal briefly (calling <see cref="NetAdaptProposal.Remask"/> after each optimizer step) and returns the metric.</param>
-    /// <param name="options">Budget, ΔR and direction.</param>
-    /// <param name="channelStep">The granularity of a cut, as a fraction of a layer's original channels (default 1/8).</param>
-    /// <exception cref="ArgumentException">The table does not list the model's Conv2d and Linear weights in order.</exception>
-    public static NetAdaptResult Run(Sequential model, LatencyTable table, Func<NetAdaptProposal, double> fineTuneAndEvaluate,
+    /// <param name="options">Budget (a fraction of the dense latency), ΔR and direction.</param>
+    /// <param name="channelStep">The granularity of a cut, as a fraction of a group's original channels (default 1/8).</param>
+    /// <exception cref="ArgumentException">The table does not list the model's Conv2d and Linear weights, or the graph is of another model.</exception>
+    public static NetAdaptResult Run(nn.Module model, ChannelGraph graph, LatencyTable table, Func<NetAdaptProposal, double> fineTuneAndEvaluate,
         NetAdaptOptions? options = null, double channelStep = 0.125)
     {
-        TorchHealth.EnsureOnFirstUse();
-        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(table);
-        ArgumentNullException.ThrowIfNull(fineTuneAndEvaluate);
-        options ??= new NetAdaptOptions();
-        options.Validate();
-        if (!(channelStep > 0 && channelStep < 1)) throw new ArgumentOutOfRangeException(nameof(channelStep), channelStep, "Must be in (0, 1).");
-        var structure = SequentialChannels.Analyze(model);
-        string[] weights = model.named_children().Where(c => c.module is Conv2d or Linear).Select(c => $"{c.name}.weight").ToArray();
-        if (!weights.SequenceEqual(table.Layers.Select(l => l.Name)))
-            throw new ArgumentException($"The latency table lists [{string.Join(", ", table.Layers.Select(l => l.Name))}]; this model's Conv2d and Linear weights are [{string.Join(", ", weights)}].", nameof(table));
-
-        var layers = structure.Layers.Select(l => (l.Weight, l.Channels)).ToList();
-        // Every layer of the table is priced (the output layer too, at its own channels); the channel layers are searched.
-        using var search = new Search(model, layers, table.Layers.ToDictionary(l => l.Name, l => l.OutChannels), table.ChannelMilliseconds, structure, channelStep);
-        return Finish(model, search, layers, options, fineTuneAndEvaluate);
+        ArgumentNullException.ThrowIfNull(graph);
+        table.CheckCovers(graph, nameof(table));
+        return Run(model, graph, kept => table.ChannelMilliseconds(graph, kept), fineTuneAndEvaluate, options, channelStep);
     }
 
-    /// <summary>
-    /// Channel NetAdapt under a FLOPs budget on any model <see cref="ChannelGraph"/> traces, ResNets across their adds
-    /// included: each iteration proposes, per dependency group, the fewest channels to remove (in steps of
-    /// <paramref name="channelStep"/> times the group's channels) that cut the model's MACs (<see cref="ChannelGraph.Macs(double)"/>)
-    /// by ΔR, removes them from every layer of the group (scored as a group), lets the caller fine-tune briefly, and
-    /// keeps the best. The result's latencies are MACs. On return the model holds the removed channels zeroed;
-    /// <see cref="ChannelGraph.ShrinkInPlace"/> then removes them.
-    /// </summary>
+    /// <summary>Channel NetAdapt under a FLOPs budget: the cost is the model's MACs (<see cref="ChannelGraph.Macs(double)"/>), and the result's latencies are MACs.</summary>
     /// <param name="model">The model <paramref name="graph"/> was traced from.</param>
     /// <param name="graph">Its dependency groups.</param>
     /// <param name="fineTuneAndEvaluate">Fine-tunes the proposal briefly (calling <see cref="NetAdaptProposal.Remask"/> after each optimizer step) and returns the metric.</param>
@@ -63,9 +45,15 @@ public static class ChannelNetAdapt
     public static NetAdaptResult Run(nn.Module model, ChannelGraph graph, Func<NetAdaptProposal, double> fineTuneAndEvaluate,
         NetAdaptOptions? options = null, double channelStep = 0.125)
     {
+        ArgumentNullException.ThrowIfNull(graph);
+        return Run(model, graph, kept => graph.Macs(kept), fineTuneAndEvaluate, options, channelStep);
+    }
+
+    private static NetAdaptResult Run(nn.Module model, ChannelGraph graph, Func<IReadOnlyDictionary<string, long>, double> cost,
+        Func<NetAdaptProposal, double> fineTuneAndEvaluate, NetAdaptOptions? options, double channelStep)
+    {
         TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(graph);
         ArgumentNullException.ThrowIfNull(fineTuneAndEvaluate);
         options ??= new NetAdaptOptions();
         options.Validate();
@@ -75,7 +63,7 @@ public static class ChannelNetAdapt
             if (model.get_parameter(weight) is null)
                 throw new ArgumentException($"The graph names '{weight}', which this model does not have: was it traced from another model?", nameof(graph));
         var layers = graph.Groups.Select(g => (g.Weight, g.Channels)).ToList();
-        using var search = new Search(model, layers, layers.ToDictionary(l => l.Weight, l => l.Channels), kept => graph.Macs(kept), graph, channelStep);
+        using var search = new Search(model, layers, layers.ToDictionary(l => l.Weight, l => l.Channels), cost, graph, channelStep);
         return Finish(model, search, layers, options, fineTuneAndEvaluate);
     }
 
@@ -95,11 +83,11 @@ public static class ChannelNetAdapt
         private readonly nn.Module _model;
         private readonly Dictionary<string, long> _channels;
         private readonly Func<IReadOnlyDictionary<string, long>, double> _cost;
-        private readonly ChannelStructure _structure;
+        private readonly ChannelGraph _structure;
         private readonly double _channelStep;
 
         public Search(nn.Module model, List<(string Weight, long Channels)> layers, Dictionary<string, long> priced,
-            Func<IReadOnlyDictionary<string, long>, double> cost, ChannelStructure structure, double channelStep)
+            Func<IReadOnlyDictionary<string, long>, double> cost, ChannelGraph structure, double channelStep)
         {
             (_model, _cost, _structure, _channelStep) = (model, cost, structure, channelStep);
             _channels = layers.ToDictionary(l => l.Weight, l => l.Channels);

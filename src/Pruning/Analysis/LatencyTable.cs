@@ -117,19 +117,19 @@ public sealed class LatencyTable
     }
 
     /// <summary>
-    /// The estimate for a chain whose layers keep <paramref name="kept"/> output channels (layers not named keep all):
-    /// each layer is looked up at the previous layer's kept channels as its input and its own as its output.
+    /// The estimate for the model <paramref name="graph"/> was traced from when the groups in <paramref name="kept"/>
+    /// (by weight) keep that many channels and the rest keep all: each Conv2d and Linear looked up at the channel counts
+    /// it then has (its inputs are the channels of the groups it reads).
     /// </summary>
-    internal double ChannelMilliseconds(IReadOnlyDictionary<string, long> kept)
+    internal double ChannelMilliseconds(Structure.ChannelGraph graph, IReadOnlyDictionary<string, long> kept) =>
+        graph.PricedLayers(kept).Sum(l => Milliseconds(new LayerVariant($"{l.Name}.weight", l.InChannels, l.OutChannels, 0)));
+
+    /// <summary>Throws unless this table lists exactly the Conv2d and Linear weights of <paramref name="graph"/>'s model, at their channel counts.</summary>
+    internal void CheckCovers(Structure.ChannelGraph graph, string argument)
     {
-        double total = 0;
-        for (int i = 0; i < _layers.Count; i++)
-        {
-            LatencyLayer layer = _layers[i];
-            long inChannels = i > 0 ? kept.GetValueOrDefault(_layers[i - 1].Name, _layers[i - 1].OutChannels) : layer.InChannels;
-            total += Milliseconds(new LayerVariant(layer.Name, inChannels, kept.GetValueOrDefault(layer.Name, layer.OutChannels), 0));
-        }
-        return total;
+        string[] expected = graph.PricedLayers().Select(l => $"{l.Name}.weight").ToArray();
+        if (!expected.Order(StringComparer.Ordinal).SequenceEqual(_layers.Select(l => l.Name).Order(StringComparer.Ordinal)))
+            throw new ArgumentException($"The latency table lists [{string.Join(", ", _layers.Select(l => l.Name))}]; the traced model's Conv2d and Linear weights are [{string.Join(", ", expected)}]. Measure it with LatencyTable.MeasureDense(graph).", argument);
     }
 
     /// <summary>The sparsities measured for the unpruned-channel <paramref name="layer"/>, ascending, with their latencies.</summary>
@@ -216,62 +216,46 @@ public sealed class LatencyTable
     }
 
     /// <summary>
-    /// A table that times every Conv2d and Linear of <paramref name="model"/> (a chain that
-    /// <see cref="Structure.SequentialChannels.Analyze"/> accepts) with TorchSharp, at the channel counts it is asked
-    /// for, when first asked: a fresh dense layer of that size on an input of the layer's real spatial size (one
-    /// sample of <paramref name="inputShape"/>, e.g. [1, 28, 28] or [784], times <paramref name="batch"/>), median of
-    /// <paramref name="runs"/> after warm-up. These are the kernels a physically shrunk model runs on.
+    /// A table that times every Conv2d and Linear of the model <paramref name="graph"/> was traced from with
+    /// TorchSharp, at the channel counts it is asked for, when first asked: a fresh dense layer of that size (a
+    /// depthwise convolution stays depthwise) on an input of the layer's real spatial size, <paramref name="batch"/>
+    /// samples, median of <paramref name="runs"/> after warm-up. These are the kernels a physically shrunk model runs
+    /// on. Layers are named by weight (<c>conv1.weight</c>); <see cref="ChannelNetAdapt"/> prices a proposal with it.
     /// </summary>
-    public static LatencyTable MeasureDense(Sequential model, long[] inputShape, int batch = 1, int runs = 25, ILatencyClock? clock = null)
+    public static LatencyTable MeasureDense(Structure.ChannelGraph graph, int batch = 1, int runs = 25, ILatencyClock? clock = null)
     {
         TorchHealth.EnsureOnFirstUse();
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(inputShape);
+        ArgumentNullException.ThrowIfNull(graph);
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
         clock ??= StopwatchClock.Instance;
-        // One forward pass records each layer's input shape (for a Linear behind a Flatten: features per channel).
-        var geometry = new Dictionary<string, (nn.Module Module, long[] Input, long PerChannel)>();
-        var layers = new List<LatencyLayer>();
-        using (torch.no_grad())
-        using (var scope = torch.NewDisposeScope())
-        {
-            Tensor x = torch.zeros([batch, .. inputShape]);
-            foreach (var (name, child) in model.named_children())
-            {
-                if (child is Conv2d or Linear)
-                {
-                    long outChannels = child is Conv2d conv ? conv.out_channels : ((Linear)child).out_features;
-                    long inputs = child is Conv2d c ? c.in_channels : ((Linear)child).in_features;
-                    long previous = layers.Count == 0 ? inputs : layers[^1].OutChannels;
-                    long perChannel = child is Linear && layers.Count > 0 && inputs % previous == 0 ? inputs / previous : 1;
-                    long inChannels = inputs / perChannel;
-                    layers.Add(new LatencyLayer($"{name}.weight", inChannels, outChannels));
-                    geometry[$"{name}.weight"] = (child, x.shape, perChannel);
-                }
-                x = ((nn.Module<Tensor, Tensor>)child).call(x);
-            }
-        }
-        if (layers.Count == 0) throw new ArgumentException("The model has no Conv2d or Linear layer to time.", nameof(model));
+        var priced = graph.PricedLayers().ToDictionary(l => $"{l.Name}.weight");
+        if (priced.Count == 0) throw new ArgumentException("The model has no Conv2d or Linear layer to time.", nameof(graph));
+        var layers = priced.Select(p => new LatencyLayer(p.Key, p.Value.InChannels, p.Value.OutChannels)).ToList();
         double Time(LayerVariant variant)
         {
             if (variant.Sparsity != 0)
                 throw new NotSupportedException($"A TorchSharp table times dense layers; '{variant.Layer}' was asked for at sparsity {variant.Sparsity}.");
-            var (module, input, perChannel) = geometry[variant.Layer];
+            var layer = priced[variant.Layer];
             using var scope = torch.NewDisposeScope();
             nn.Module<Tensor, Tensor> probe;
             Tensor x;
-            if (module is Conv2d conv)
+            if (layer.Module is Conv2d conv)
             {
-                long[] padding = conv.padding ?? throw new NotSupportedException($"Conv2d '{variant.Layer}' uses symbolic padding.");
+                long[] padding = conv.padding ?? throw new NotSupportedException($"Conv2d '{layer.Name}' uses symbolic padding.");
+                bool depthwise = Structure.ChannelSpaces.IsDepthwise(conv);
+                if (depthwise && variant.InChannels != variant.OutChannels)
+                    throw new ArgumentException($"Depthwise '{layer.Name}' has as many outputs as inputs; it was asked for at {variant.InChannels}→{variant.OutChannels}.", nameof(variant));
+                long groups = depthwise ? variant.InChannels : conv.groups;
                 probe = nn.Conv2d(variant.InChannels, variant.OutChannels, (conv.kernel_size[0], conv.kernel_size[1]), stride: (conv.stride[0], conv.stride[1]),
-                    padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]), bias: conv.bias is not null);
-                x = torch.randn(batch, variant.InChannels, input[2], input[3]);
+                    padding: (padding[0], padding[1]), dilation: (conv.dilation[0], conv.dilation[1]), groups: groups, bias: conv.bias is not null);
+                x = torch.randn([batch, variant.InChannels, .. layer.SampleInput.Skip(1)]);
             }
             else
             {
-                probe = nn.Linear(variant.InChannels * perChannel, variant.OutChannels, hasBias: ((Linear)module).bias is not null);
-                x = torch.randn(batch, variant.InChannels * perChannel);
+                long features = variant.InChannels * layer.PerChannel;
+                probe = nn.Linear(features, variant.OutChannels, hasBias: ((Linear)layer.Module).bias is not null);
+                x = torch.randn([batch, .. layer.SampleInput.SkipLast(1), features]);
             }
             using (probe)
             using (torch.no_grad())

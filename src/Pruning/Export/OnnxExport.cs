@@ -10,7 +10,7 @@ namespace Pruning.Export;
 
 /// <summary>
 /// Writes a pruned TorchSharp model as an ONNX file for ONNX Runtime and other ONNX tools: dense weights with the
-/// pruned zeros in place, or the smaller model <see cref="Structure.SequentialChannels.Shrink"/> leaves after channel
+/// pruned zeros in place, or the smaller model <see cref="Structure.ChannelGraph.ShrinkInPlace"/> leaves after channel
 /// pruning (which any dense runtime runs faster). The model is a Sequential chain (nested Sequentials are
 /// flattened) or any model of your own Module classes, traced once as <see cref="SparseExport"/> does (its adds become
 /// Add nodes and its channel concatenations Concat nodes), of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,

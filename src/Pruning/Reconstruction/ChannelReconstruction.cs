@@ -77,48 +77,52 @@ public sealed class ChannelReconstructionOptions
 public sealed record ChannelReconstructionLayer(string Producer, string Consumer, int Channels, int Kept, double ErrorWithoutRefit, double ErrorAfterRefit);
 
 /// <summary>
-/// Channel pruning with reconstruction (He et al. 2017; ThiNet, Luo et al. 2017): for each producer/consumer pair of a
-/// <see cref="SequentialChannels"/> chain, in order, chooses which of the producer's channels the consumer can do
-/// without, refits the consumer's weights by least squares so that its output on the calibration data is reproduced,
-/// and zeroes the removed channels in the producer (filter, bias, BatchNorm scale and shift). Then
-/// <see cref="SequentialChannels.Shrink"/> removes them for real.
+/// Channel pruning with reconstruction (He et al. 2017; ThiNet, Luo et al. 2017): for each dependency group of a
+/// <see cref="ChannelGraph"/> that one Conv2d or Linear reads (and reads alone), in order, chooses which of the group's
+/// channels that reader can do without, refits the reader's weights by least squares so that its output on the
+/// calibration data is reproduced, and zeroes the removed channels in every layer of the group (filters, biases,
+/// BatchNorm scales and shifts, depthwise filters). Then <see cref="ChannelGraph.ShrinkInPlace"/> removes them for real.
+/// Groups that several layers read (a residual stage) or whose reader also reads other channels are left whole.
 /// </summary>
 /// <remarks>
-/// Calibration is sequential: each consumer is fitted on the inputs the already pruned layers before it produce, one
-/// consumer's H (d² doubles for its d inputs) at a time. The fit reproduces the consumer's output on those inputs
+/// Calibration is sequential: each reader is fitted on the inputs the already pruned layers before it produce, one
+/// reader's H (d² doubles for its d inputs) at a time. The fit reproduces the reader's output on those inputs
 /// with its original weights.
 /// </remarks>
 public static class ChannelReconstruction
 {
-    /// <summary>Prunes and refits the model of <paramref name="channels"/> in place; returns one row per pair pruned.</summary>
-    /// <exception cref="ArgumentException">An override names no producer, or a value is out of range.</exception>
+    /// <summary>Prunes and refits the model <paramref name="graph"/> was traced from, in place; returns one row per group pruned.</summary>
+    /// <exception cref="ArgumentException">An override names no group that can be reconstructed, or a value is out of range.</exception>
     /// <exception cref="InvalidOperationException">The calibration set is empty, a layer never runs, or its inputs are
     /// degenerate without dampening; the message names the layer.</exception>
-    public static IReadOnlyList<ChannelReconstructionLayer> Prune(SequentialChannels channels, CalibrationSet calibration, ChannelReconstructionOptions options)
+    public static IReadOnlyList<ChannelReconstructionLayer> Prune(ChannelGraph graph, CalibrationSet calibration, ChannelReconstructionOptions options)
     {
         TorchHealth.EnsureOnFirstUse();
-        ArgumentNullException.ThrowIfNull(channels);
+        ArgumentNullException.ThrowIfNull(graph);
         ArgumentNullException.ThrowIfNull(calibration);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.Overrides, "options.Overrides");
+        var pairs = graph.Groups.Select(g => (Group: g, Reader: graph.SoleConsumer(g))).Where(p => p.Reader is not null)
+            .Select(p => (p.Group, Consumer: p.Reader!.Value.Consumer)).ToList();
         foreach (var (name, value) in options.Overrides)
         {
-            if (channels.Layers.All(l => l.Producer != name))
-                throw new ArgumentException($"ChannelReconstructionOptions.Overrides names '{name}', which is not a producer; producers: {string.Join(", ", channels.Layers.Select(l => l.Producer))}.", nameof(options));
+            if (pairs.All(p => p.Group.Producers[0] != name))
+                throw new ArgumentException($"ChannelReconstructionOptions.Overrides names '{name}', which is not the first producer of a group one layer reads alone; those are: {string.Join(", ", pairs.Select(p => p.Group.Producers[0]))}.", nameof(options));
             if (double.IsNaN(value) || value < 0 || value >= 1)
                 throw new ArgumentException($"ChannelReconstructionOptions.Overrides['{name}'] is {value}; it must be in [0, 1).", nameof(options));
         }
-        Sequential model = channels.Model;
+        nn.Module model = graph.Model;
         var results = new List<ChannelReconstructionLayer>();
         using var sequential = new SequentialCalibration(model, calibration, "channel reconstruction");
         using var noGrad = torch.no_grad();
-        foreach (ChannelLayer layer in channels.Layers)
+        foreach (var (group, consumer) in pairs)
         {
-            double sparsity = options.Overrides.TryGetValue(layer.Producer, out double s) ? s : options.Sparsity;
-            int count = (int)layer.Channels;
+            string producer = group.Producers[0];
+            double sparsity = options.Overrides.TryGetValue(producer, out double s) ? s : options.Sparsity;
+            int count = (int)group.Channels;
             int remove = (int)Math.Min(MaskSelector.PrunedCount(sparsity, count), count - 1);
             if (remove == 0) continue;
-            string consumerWeight = $"{layer.Consumer}.weight";
+            string consumerWeight = $"{consumer}.weight";
             CalibrationStage stage = CalibrationStage.For(model, [consumerWeight], "channel reconstruction")[0];
             var covariances = sequential.Collect(stage, [consumerWeight], _ => Columns(model, consumerWeight));
             using var scope = torch.NewDisposeScope();
@@ -135,15 +139,15 @@ public static class ChannelReconstruction
             Tensor zeroed = weight.mul(columns);
             Tensor refit = Refit(weight, h, damped, keep, perChannel, consumerWeight);
             double energy = Quadratic(weight, h);
-            results.Add(new ChannelReconstructionLayer(layer.Producer, layer.Consumer, count, keep.Count(k => k),
+            results.Add(new ChannelReconstructionLayer(producer, consumer, count, keep.Count(k => k),
                 energy == 0 ? 0 : Quadratic(weight.sub(zeroed), h) / energy, energy == 0 ? 0 : Quadratic(weight.sub(refit), h) / energy));
             parameter.copy_(refit.reshape(parameter.shape));
-            ZeroChannels(model, channels, layer, keep);
+            ZeroChannels(model, graph, group, keep);
         }
         return results;
     }
 
-    private static long Columns(Sequential model, string weight) => model.get_parameter(weight)!.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+    private static long Columns(nn.Module model, string weight) => model.get_parameter(weight)!.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
 
     /// <summary>H + λ·mean(diag H)·I.</summary>
     private static Tensor Damped(Tensor h, double dampening)
@@ -270,16 +274,15 @@ public static class ChannelReconstruction
         return result.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Zeroes the removed channels in the producer (rows, bias) and its BatchNorm (scale, shift), and the consumer's columns for them.</summary>
-    private static void ZeroChannels(Sequential model, SequentialChannels channels, ChannelLayer layer, bool[] keep)
+    /// <summary>Zeroes the removed channels in every layer of the group: producers' rows and biases, BatchNorm scales and shifts, depthwise filters.</summary>
+    private static void ZeroChannels(nn.Module model, ChannelGraph graph, ChannelGroup group, bool[] keep)
     {
         using var scope = torch.NewDisposeScope();
-        Parameter producer = model.get_parameter(layer.Weight)!;
+        Parameter producer = model.get_parameter(group.Weight)!;
         Tensor rows = torch.tensor(keep.Select(k => k ? 1f : 0f).ToArray(), producer.dtype, producer.device);
-        producer.mul_(rows.reshape([-1, .. Enumerable.Repeat(1L, (int)producer.dim() - 1)]));
-        foreach (string coupled in channels.CoupledWith(layer.Weight))
+        foreach (string name in graph.CoupledWith(group.Weight).Prepend(group.Weight))
         {
-            Parameter p = model.get_parameter(coupled)!;
+            Parameter p = model.get_parameter(name)!;
             p.mul_(rows.to(p.dtype, p.device).reshape([-1, .. Enumerable.Repeat(1L, Math.Max(0, (int)p.dim() - 1))]));
         }
     }

@@ -30,7 +30,7 @@ namespace Pruning.Structure;
 /// </para>
 /// <para>The trace assumes forward runs the same modules for every input (no data-dependent branches).</para>
 /// </remarks>
-public sealed class ChannelGraph : ChannelStructure
+public sealed class ChannelGraph
 {
     private readonly nn.Module _model;
     private readonly Dictionary<string, nn.Module> _modules;
@@ -87,7 +87,12 @@ public sealed class ChannelGraph : ChannelStructure
         return new ChannelGraph(model, modules, ChannelSpaces.Analyze(trace, modules), exampleInput.detach().clone().DetachFromDisposeScope());
     }
 
-    internal override IReadOnlyList<string> CoupledWith(string weightName)
+    /// <summary>
+    /// The parameters whose first dimension is the channels of <paramref name="weightName"/> and that are zeroed
+    /// with its pruned rows: biases, BatchNorm scales and shifts, depthwise filters and the weights of the other layers
+    /// that write the same channels.
+    /// </summary>
+    internal IReadOnlyList<string> CoupledWith(string weightName)
     {
         ThrowIfShrunk();
         if (!_byWeight.TryGetValue(weightName, out ChannelGroup? group)) return [];
@@ -105,25 +110,58 @@ public sealed class ChannelGraph : ChannelStructure
         return names;
     }
 
-    internal override IReadOnlyList<string> ScoredWith(string weightName)
+    /// <summary>
+    /// The other weights scored with <paramref name="weightName"/>: their row importances are reduced with its own
+    /// into one score per channel (group-reduced importance). Empty when the weight alone decides.
+    /// </summary>
+    internal IReadOnlyList<string> ScoredWith(string weightName)
     {
         ThrowIfShrunk();
         return _byWeight.TryGetValue(weightName, out ChannelGroup? group) ? group.Producers.Skip(1).Select(p => $"{p}.weight").ToArray() : [];
     }
 
-    /// <inheritdoc />
-    /// <remarks>The BatchNorms counted are those acting on a group's channels (<see cref="ChannelGroup.ChannelWise"/>).</remarks>
-    public override Tensor BatchNormL1Penalty(double strength)
+    /// <summary>
+    /// λ·Σ|γ| over the BatchNorm scales on prunable channels (those acting on a group's channels,
+    /// <see cref="ChannelGroup.ChannelWise"/>): the sparsity penalty of network slimming (Liu et al. 2017). Add it to
+    /// the loss so that unimportant channels' scales shrink toward zero before they are pruned.
+    /// </summary>
+    /// <param name="strength">λ (≥ 0); the paper uses 1e-4 to 1e-5.</param>
+    /// <returns>A scalar tensor on the BatchNorm scales' device, in the caller's dispose scope (zero when there is no BatchNorm).</returns>
+    public Tensor BatchNormL1Penalty(double strength)
     {
         ThrowIfShrunk();
         return L1Penalty(_model, Groups.SelectMany(g => g.ChannelWise).Where(m => _modules[m] is BatchNorm { affine: true }).Select(m => $"{m}.weight"), strength);
+    }
+
+    /// <summary><see cref="ScoredWith(string)"/> with each weight looked up in <paramref name="model"/>.</summary>
+    internal IReadOnlyList<(string Name, Tensor Weight)> ScoredWith(string weightName, nn.Module model) =>
+        ScoredWith(weightName).Select(m => (m, (Tensor)model.get_parameter(m)!)).ToList();
+
+    /// <summary>λ·Σ|γ| over <paramref name="scales"/>.</summary>
+    private static Tensor L1Penalty(nn.Module model, IEnumerable<string> scales, double strength)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(strength);
+        using var scope = torch.NewDisposeScope();
+        Tensor? total = null;
+        foreach (string name in scales)
+        {
+            Tensor term = model.get_parameter(name)!.abs().sum();
+            total = total is null ? term : total.add(term, Scalars.One);
+        }
+        if (total is null)
+        {
+            var any = model.parameters().First();
+            return torch.zeros([], any.dtype, any.device).MoveToOuterDisposeScope();
+        }
+        using var lambda = strength.ToScalar();
+        return total.mul(lambda).MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// |γ| of the BatchNorm right after the layer of <paramref name="weightName"/>; for a group's other layers without
     /// one, zeros (they add nothing to the group's score).
     /// </summary>
-    internal override Tensor BatchNormScale(string weightName)
+    internal Tensor BatchNormScale(string weightName)
     {
         ThrowIfShrunk();
         string producer = weightName.EndsWith(".weight", StringComparison.Ordinal) ? weightName[..^".weight".Length] : weightName;
@@ -172,9 +210,48 @@ public sealed class ChannelGraph : ChannelStructure
     internal long Macs(IReadOnlyDictionary<string, long> kept)
     {
         ThrowIfShrunk();
-        // A group's weight is its first producer's (ChannelGroup.Weight).
-        return _spaces.Macs(space => space.Frozen is null && space.Producers.Count > 0 && kept.TryGetValue($"{space.Producers[0]}.weight", out long k) ? k : space.Channels, _modules);
+        return _spaces.Macs(KeptBy(kept), _modules);
     }
+
+    /// <summary>Channels each space keeps: those named in <paramref name="kept"/> by their group's weight, the rest all.</summary>
+    private static Func<ChannelSpaces.Space, long> KeptBy(IReadOnlyDictionary<string, long> kept) =>
+        space => space.Frozen is null && space.Producers.Count > 0 && kept.TryGetValue($"{space.Producers[0]}.weight", out long k) ? k : space.Channels; // a group's weight is its first producer's
+
+    /// <summary>A Conv2d or Linear of the model as a cost table prices it: one sample's input shape, inputs per channel (H·W behind a flatten), channel counts.</summary>
+    internal sealed record PricedLayer(string Name, nn.Module Module, long[] SampleInput, long PerChannel, long InChannels, long OutChannels);
+
+    /// <summary>Every Conv2d and Linear the trace ran, in order, at its channel counts when the groups in <paramref name="kept"/> (by weight) keep that many (the rest all).</summary>
+    internal IReadOnlyList<PricedLayer> PricedLayers(IReadOnlyDictionary<string, long>? kept = null)
+    {
+        ThrowIfShrunk();
+        Func<ChannelSpaces.Space, long> keep = KeptBy(kept ?? new Dictionary<string, long>());
+        var layers = new List<PricedLayer>();
+        foreach (var (name, inShape, _, reads, perChannel, writes) in _spaces.Layers(_modules))
+        {
+            nn.Module module = _modules[name];
+            long declared = module is Conv2d conv ? conv.in_channels : ((Linear)module).in_features;
+            long inChannels = reads.Length == 0 ? declared : reads.Sum(r => keep(_spaces.SpaceOf(r)));
+            long outChannels = writes is int w ? keep(_spaces.SpaceOf(w)) : inChannels;   // a depthwise convolution's channels are its input's
+            layers.Add(new PricedLayer(name, module, inShape.Skip(1).ToArray(), reads.Length == 0 ? 1 : perChannel, inChannels, outChannels));
+        }
+        return layers;
+    }
+
+    /// <summary>
+    /// The one Conv2d or Linear that reads <paramref name="group"/>'s channels and nothing else, with its inputs per
+    /// channel; null when the group has several readers (a residual stage) or its reader reads other channels too.
+    /// </summary>
+    internal (string Consumer, long PerChannel)? SoleConsumer(ChannelGroup group)
+    {
+        int root = _rootOf[group.Weight];
+        if (group.Consumers.Count != 1) return null;
+        var reader = _spaces.Layers(_modules).FirstOrDefault(l => l.Module == group.Consumers[0]);
+        return reader.Module is not null && reader.Reads.Length == 1 && reader.Reads[0] == root && reader.Writes is not null
+            ? (reader.Module, reader.PerChannel) : null;
+    }
+
+    /// <summary>The model this graph was traced from.</summary>
+    internal nn.Module Model => _model;
 
     /// <summary>The dense MACs of a group's own layers (its producers and depthwise convolutions): its share of the model.</summary>
     internal long Macs(ChannelGroup group) => _spaces.GroupMacs(_rootOf[group.Weight], _modules);

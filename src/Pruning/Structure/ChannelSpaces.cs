@@ -25,10 +25,21 @@ internal sealed class ChannelSpaces
     /// <summary>The spaces along dimension 1 (each space's channels in order) and the elements per channel after a flatten.</summary>
     private readonly record struct Layout(int[] Spaces, long PerChannel);
 
+    /// <summary>Modules that act on each channel alone and map 0 to 0, so a dead channel stays dead through them.</summary>
+    internal static readonly HashSet<Type> PassThrough =
+    [
+        typeof(ReLU), typeof(ReLU6), typeof(LeakyReLU), typeof(ELU), typeof(GELU), typeof(SiLU), typeof(Tanh), typeof(Hardswish),
+        typeof(MaxPool2d), typeof(AvgPool2d), typeof(AdaptiveAvgPool2d), typeof(Dropout), typeof(Dropout2d), typeof(Identity),
+    ];
+
+    /// <summary>A depthwise convolution: one filter per channel, as many outputs as inputs.</summary>
+    internal static bool IsDepthwise(Conv2d conv) => conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
+
     private readonly List<Space> _spaces = [];
     private readonly Dictionary<string, Layout> _reads = [];      // what each Conv2d/Linear/BatchNorm reads
     private readonly Dictionary<string, int> _writes = [];        // the space each Conv2d/Linear (not depthwise) writes
     private readonly Dictionary<string, (long[] In, long[] Out)> _shapes = [];
+    private readonly List<string> _order = [];                   // every module with a shape, in the order the trace ran it
     private readonly Dictionary<string, string> _batchNormAfter = [];  // producer → the BatchNorm that reads its output
 
     public static ChannelSpaces Analyze(ModuleTrace trace, IReadOnlyDictionary<string, nn.Module> modules)
@@ -66,10 +77,10 @@ internal sealed class ChannelSpaces
         bool parameters = module.parameters().Any();
         if (parameters && !calls.Add(name))
             throw new NotSupportedException($"'{name}' runs more than once in one forward pass (shared weights); its channels cannot be tracked.");
-        _shapes[name] = (inShape, node.Shape);
+        if (_shapes.TryAdd(name, (inShape, node.Shape))) _order.Add(name);
         switch (module)
         {
-            case Conv2d conv when SequentialChannels.IsDepthwise(conv):
+            case Conv2d conv when IsDepthwise(conv):
                 _reads[name] = input;
                 if (input.Spaces.Length == 1) Root(input.Spaces[0]).ChannelWise.Add(name);
                 else Freeze(input, $"'{name}' is a depthwise convolution over a concatenation");
@@ -99,7 +110,7 @@ internal sealed class ChannelSpaces
             case Sigmoid or Hardsigmoid when gate && inShape.SequenceEqual(node.Shape):
                 return input;   // a squeeze-and-excitation gate: its channels only scale the group's own
             default:
-                if (SequentialChannels.PassThrough.Contains(module.GetType()) && inShape.Length == node.Shape.Length && inShape[1] == node.Shape[1])
+                if (PassThrough.Contains(module.GetType()) && inShape.Length == node.Shape.Length && inShape[1] == node.Shape[1])
                     return input;
                 if (parameters)
                     throw new NotSupportedException($"'{name}' is a {module.GetType().Name} with parameters, which the channel analysis does not know; only Conv2d, Linear and BatchNorm layers may hold parameters.");
@@ -217,6 +228,25 @@ internal sealed class ChannelSpaces
             yield return (s, new ChannelGroup(space.Channels, space.Producers.ToArray(), space.ChannelWise.ToArray(), consumers));
         }
     }
+
+    /// <summary>
+    /// Every Conv2d and Linear the trace ran, in order: its input and output shapes (the trace's batch first), the
+    /// group roots it reads along dimension 1 with the inputs per channel, and the root it writes (null for a depthwise
+    /// convolution, whose channels are its input's).
+    /// </summary>
+    public IEnumerable<(string Module, long[] In, long[] Out, int[] Reads, long PerChannel, int? Writes)> Layers(IReadOnlyDictionary<string, nn.Module> modules)
+    {
+        foreach (string name in _order)
+        {
+            if (modules[name] is not (Conv2d or Linear)) continue;
+            var (inShape, outShape) = _shapes[name];
+            Layout read = _reads.GetValueOrDefault(name, new Layout([], 1));
+            yield return (name, inShape, outShape, read.Spaces.Select(Find).ToArray(), read.PerChannel, _writes.TryGetValue(name, out int w) ? Find(w) : null);
+        }
+    }
+
+    /// <summary>The channels of the group rooted at <paramref name="root"/>.</summary>
+    public Space SpaceOf(int root) => Root(root);
 
     /// <summary>The BatchNorm that reads <paramref name="producer"/>'s output directly, or null.</summary>
     public string? BatchNormAfter(string producer) => _batchNormAfter.GetValueOrDefault(producer);

@@ -18,7 +18,7 @@ internal static class ModuleSurgery
         switch (module)
         {
             case Conv2d conv:
-                bool depthwise = SequentialChannels.IsDepthwise(conv);
+                bool depthwise = ChannelSpaces.IsDepthwise(conv);
                 if (depthwise) columns = null; // one input channel per filter: the rows are the channels
                 conv.weight = Select(conv.weight!, rows, columns);
                 if (conv.bias is { } convBias) conv.bias = Select(convBias, rows, null);

@@ -82,7 +82,7 @@ internal sealed class AmcEnvironment : IDisposable
                 return _options.Latency!.Milliseconds(Layers.Select((l, t) => (l.Weight, (double)pruned[t] / l.Units)).ToDictionary(p => p.Weight, p => p.Item2));
             default:
                 var kept = Layers.Select((l, t) => (l.Weight, l.Units - pruned[t])).ToDictionary(p => p.Weight, p => p.Item2);
-                return _options.Resource == AmcResource.Latency ? _options.Latency!.ChannelMilliseconds(kept) : _graph!.Macs(kept);
+                return _options.Resource == AmcResource.Latency ? _options.Latency!.ChannelMilliseconds(_graph!, kept) : _graph!.Macs(kept);
         }
     }
 
@@ -200,8 +200,7 @@ internal sealed class AmcEnvironment : IDisposable
         {
             throw new ArgumentException($"Channel mode traces the model once on a random float input of shape [2, {string.Join(", ", options.InputShape!)}] (AmcOptions.InputShape) to find its channel groups, and the model failed on it: {e.Message.Split('\n')[0]}", nameof(model), e);
         }
-        if (options.Resource == AmcResource.Latency && graph.Groups.FirstOrDefault(g => g.Producers.Count > 1) is { } shared)
-            throw new ArgumentException($"AmcResource.Latency prices layers one by one, but {shared} write the same channels (a residual group); search such models by Flops.", "options");
+        if (options.Resource == AmcResource.Latency) options.Latency!.CheckCovers(graph, "options");
         var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
         ChannelGraph structure = graph;
         return graph.Groups.Select(g => modules[g.Producers[0]] switch
