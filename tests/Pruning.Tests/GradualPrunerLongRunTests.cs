@@ -68,25 +68,22 @@ public sealed class GradualPrunerLongRunTests : IDisposable
     }
 
     [Fact]
-    public void Shrink_leaves_no_temporary_tensor_behind()
+    public void Shrinking_leaves_no_temporary_tensor_behind()
     {
         var model = nn.Sequential(("conv1", nn.Conv2d(1, 8, 3, padding: 1)), ("bn1", nn.BatchNorm2d(8)), ("relu1", nn.ReLU()),
             ("flat", nn.Flatten()), ("fc1", nn.Linear(8 * 4 * 4, 6)), ("relu2", nn.ReLU()), ("fc2", nn.Linear(6, 3)));
-        var channels = SequentialChannels.Analyze(model);
+        ChannelGraph channels;
+        using (var example = torch.randn(2, 1, 4, 4)) channels = ChannelGraph.Trace(model, example);
         using (torch.no_grad())
-        {
-            model.get_parameter("bn1.weight")!.narrow(0, 0, 3).zero_();
-            model.get_parameter("bn1.bias")!.narrow(0, 0, 3).zero_();
-        }
-        // A module's parameters never join a dispose scope; any other tensor Shrink made outside its own scopes and
+            foreach (string name in new[] { "conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias" })
+                model.get_parameter(name)!.narrow(0, 0, 3).zero_();
+        // A module's parameters never join a dispose scope; any other tensor shrinking made outside its own scopes and
         // did not dispose would land in this one.
-        Sequential shrunk;
         using (var scope = torch.NewDisposeScope())
         {
-            shrunk = channels.Shrink();
-            scope.DisposablesCount.Should().Be(0, "Shrink disposes its temporaries itself");
+            channels.ShrinkInPlace();
+            scope.DisposablesCount.Should().Be(0, "ShrinkInPlace disposes its temporaries itself");
         }
-        shrunk.get_parameter("conv1.weight")!.shape[0].Should().Be(5);
-
+        model.get_parameter("conv1.weight")!.shape[0].Should().Be(5);
     }
 }

@@ -20,9 +20,9 @@ internal static class TestModels
 
     /// <summary>
     /// Prunes the output channels of <paramref name="weights"/> one-shot by L1 norm to <paramref name="sparsity"/>, their
-    /// coupled parameters with them (<paramref name="channels"/>), and strips the masks: ready for <c>channels.Shrink()</c>.
+    /// coupled parameters with them (<paramref name="channels"/>), and strips the masks: ready for <c>channels.ShrinkInPlace()</c>.
     /// </summary>
-    public static void PruneChannels(Sequential model, Pruning.Structure.SequentialChannels channels, double sparsity, params string[] weights)
+    public static void PruneChannels(nn.Module model, Pruning.Structure.ChannelGraph channels, double sparsity, params string[] weights)
     {
         using var pruner = new GradualPruner(model, new PruningOptions
         {

@@ -17,7 +17,8 @@ public class ChannelNetAdaptTests
         var model = nn.Sequential(("conv1", nn.Conv2d(1, 8, 3, padding: 1)), ("relu", nn.ReLU()), ("flat", nn.Flatten()), ("fc", nn.Linear(8 * 6 * 6, 4)));
         long reads = 0;
         var clock = new CountingClock(() => reads++);
-        var table = LatencyTable.MeasureDense(model, [1, 6, 6], batch: 2, runs: 5, clock: clock);
+        using var example = torch.randn(2, 1, 6, 6);
+        var table = LatencyTable.MeasureDense(ChannelGraph.Trace(model, example), batch: 2, runs: 5, clock: clock);
         table.Layers.Should().Equal(new LatencyLayer("conv1.weight", 1, 8), new LatencyLayer("fc.weight", 8, 4));
         reads.Should().Be(0, "nothing is timed before it is asked for");
         double conv = table.Milliseconds(new LayerVariant("conv1.weight", 1, 4, 0));
@@ -36,6 +37,21 @@ public class ChannelNetAdaptTests
     private static LatencyTable ProductTable() =>
         new([new("fc1.weight", 16, 32), new("fc2.weight", 32, 24), new("fc3.weight", 24, 3)], 1, measure: v => v.InChannels * v.OutChannels);
 
+    private static ChannelGraph Graph(nn.Module<Tensor, Tensor> model)
+    {
+        using var example = torch.randn(2, 16);
+        return ChannelGraph.Trace(model, example);
+    }
+
+    [Fact]
+    public void A_table_that_does_not_list_the_models_layers_is_refused_naming_both()
+    {
+        var model = TestModels.Mlp(seed: 5);
+        var table = new LatencyTable([new("fc1.weight", 16, 32), new("fc2.weight", 32, 24)], 1, measure: v => 1);
+        FluentActions.Invoking(() => ChannelNetAdapt.Run(model, Graph(model), table, _ => 0)).Should().Throw<ArgumentException>()
+            .WithMessage("*lists [fc1.weight, fc2.weight]*[fc1.weight, fc2.weight, fc3.weight]*");
+    }
+
     private sealed class CountingClock(Action onRead) : ILatencyClock
     {
         private long _now;
@@ -47,10 +63,11 @@ public class ChannelNetAdaptTests
     public void Each_iteration_cuts_the_fewest_channels_that_meet_the_step_and_the_result_shrinks_exactly()
     {
         var model = TestModels.Mlp(seed: 3);   // fc1 16→32, fc2 32→24, fc3 24→3
+        var graph = Graph(model);
         // Latency ∝ in × out: dense 16·32 + 32·24 + 24·3 = 1352; budget 70 % = 946.4; ΔR = 135.2.
         var table = ProductTable();
         var tried = new List<(string Layer, double Sparsity)>();
-        var result = ChannelNetAdapt.Run(model, table, p =>
+        var result = ChannelNetAdapt.Run(model, graph, table, p =>
         {
             tried.Add((p.Layer, p.Sparsity));
             return p.Layer == "fc2.weight" ? 1.0 : 0.5;
@@ -63,17 +80,18 @@ public class ChannelNetAdaptTests
         result.Iterations.Should().HaveCount(2);
         result.Iterations[1].Channels.Should().Be(12);
         result.BudgetMet.Should().BeTrue();
-        result.Channels.Should().BeEquivalentTo(new Dictionary<string, long> { ["fc1.weight"] = 32, ["fc2.weight"] = 12, ["fc3.weight"] = 3 });
+        result.Channels.Should().BeEquivalentTo(new Dictionary<string, long> { ["fc1.weight"] = 32, ["fc2.weight"] = 12 });
         result.Sparsities.Should().BeEquivalentTo(new Dictionary<string, double> { ["fc1.weight"] = 0, ["fc2.weight"] = 0.5 });
 
-        // The model holds the cut: 12 of fc2's 24 rows (and biases) are zero, and Shrink removes them without changing outputs.
+        // The model holds the cut: 12 of fc2's 24 rows (and biases) are zero, and shrinking removes them without changing outputs.
         var w = model.get_parameter("fc2.weight")!.detach();
         w.reshape(24, -1).ne(0).any(1).sum().item<long>().Should().Be(12);
-        var shrunk = SequentialChannels.Analyze(model).Shrink();
-        shrunk.get_parameter("fc2.weight")!.shape.Should().Equal(12, 32);
         var (x, _) = TestModels.Batch(4);
         using var __ = torch.no_grad();
-        shrunk.call(x).allclose(model.call(x), rtol: 1e-5, atol: 1e-6).Should().BeTrue();
+        using Tensor before = model.call(x);
+        graph.ShrinkInPlace();
+        model.get_parameter("fc2.weight")!.shape.Should().Equal(12, 32);
+        model.call(x).allclose(before, rtol: 1e-5, atol: 1e-6).Should().BeTrue();
     }
 
     [Fact]
@@ -81,7 +99,7 @@ public class ChannelNetAdaptTests
     {
         var model = TestModels.Mlp(seed: 4);
         var table = ProductTable();
-        ChannelNetAdapt.Run(model, table, p =>
+        ChannelNetAdapt.Run(model, Graph(model), table, p =>
         {
             using (torch.no_grad()) foreach (var q in p.Model.parameters()) q.add_(0.01f);
             p.Remask();

@@ -12,7 +12,13 @@ public sealed class ChannelReconstructionTests
     private static List<Tensor> Inputs(int seed, int batches, int inputs = 16) =>
         Enumerable.Range(0, batches).Select(i => TestModels.Batch(seed * 100 + i, inputs: inputs).X).ToList();
 
-    private static Tensor Outputs(Sequential model, IEnumerable<Tensor> inputs)
+    private static ChannelGraph Graph(nn.Module<Tensor, Tensor> model, params long[] shape)
+    {
+        using var example = torch.randn(shape);
+        return ChannelGraph.Trace(model, example);
+    }
+
+    private static Tensor Outputs(nn.Module<Tensor, Tensor> model, IEnumerable<Tensor> inputs)
     {
         using var noGrad = torch.no_grad();
         return torch.cat(inputs.Select(x => model.call(x)).ToList());
@@ -32,7 +38,7 @@ public sealed class ChannelReconstructionTests
             }
         var inputs = Inputs(2, 4);
         Tensor before = Outputs(model, inputs);
-        var channels = SequentialChannels.Analyze(model);
+        var channels = Graph(model, 2, 16);
 
         var report = ChannelReconstruction.Prune(channels, new CalibrationSet(inputs), new ChannelReconstructionOptions
         {
@@ -45,9 +51,9 @@ public sealed class ChannelReconstructionTests
         report.Should().ContainSingle().Which.Kept.Should().Be(29);
         report[0].ErrorAfterRefit.Should().BeLessThan(1e-9);
         Outputs(model, inputs).sub(before).abs().max().item<float>().Should().BeLessThan(1e-5f);
-        var small = channels.Shrink();
-        ((Linear)small.named_children().First(c => c.name == "fc1").module).out_features.Should().Be(29);
-        Outputs(small, inputs).sub(before).abs().max().item<float>().Should().BeLessThan(1e-5f);
+        channels.ShrinkInPlace();
+        ((Linear)model.named_children().First(c => c.name == "fc1").module).out_features.Should().Be(29);
+        Outputs(model, inputs).sub(before).abs().max().item<float>().Should().BeLessThan(1e-5f);
     }
 
     [Theory]
@@ -62,7 +68,7 @@ public sealed class ChannelReconstructionTests
 
         var model = TestModels.Mlp(3);
         model.load_state_dict(dense.state_dict());
-        var report = ChannelReconstruction.Prune(SequentialChannels.Analyze(model), new CalibrationSet(inputs),
+        var report = ChannelReconstruction.Prune(Graph(model, 2, 16), new CalibrationSet(inputs),
             new ChannelReconstructionOptions { Sparsity = 0.5, Selection = selection });
 
         report.Select(r => (r.Producer, r.Kept)).Should().Equal(("fc1", 16), ("fc2", 12));
@@ -99,24 +105,42 @@ public sealed class ChannelReconstructionTests
             ("flatten", nn.Flatten()), ("fc", nn.Linear(8 * 4 * 4, 3)));
         model.eval();
         var inputs = Enumerable.Range(0, 4).Select(i => torch.randn([16, 1, 8, 8], generator: new torch.Generator((ulong)(20 + i)))).ToList();
-        var channels = SequentialChannels.Analyze(model);
+        var channels = Graph(model, 2, 1, 8, 8);
         var report = ChannelReconstruction.Prune(channels, new CalibrationSet(inputs), new ChannelReconstructionOptions { Sparsity = 0.5 });
 
         report.Select(r => (r.Producer, r.Consumer, r.Kept)).Should().Equal(("conv1", "conv2", 3), ("conv2", "fc", 4));
-        var small = channels.Shrink();
-        Outputs(small, inputs).sub(Outputs(model, inputs)).abs().max().item<float>().Should().BeLessThan(1e-4f);
-        ((Conv2d)small.named_children().First(c => c.name == "conv2").module).in_channels.Should().Be(3);
-        ((Linear)small.named_children().First(c => c.name == "fc").module).in_features.Should().Be(4 * 16);
+        Tensor masked = Outputs(model, inputs);
+        channels.ShrinkInPlace();
+        Outputs(model, inputs).sub(masked).abs().max().item<float>().Should().BeLessThan(1e-4f);
+        ((Conv2d)model.named_children().First(c => c.name == "conv2").module).in_channels.Should().Be(3);
+        ((Linear)model.named_children().First(c => c.name == "fc").module).in_features.Should().Be(4 * 16);
+    }
+
+    [Fact]
+    public void In_a_resnet_only_the_groups_one_layer_reads_alone_are_reconstructed()
+    {
+        var model = Pruning.Tests.Structure.ChannelGraphTests.TinyResNet(8);
+        model.eval();
+        var graph = Graph(model, 2, 1, 12, 12);
+        var inputs = Enumerable.Range(0, 3).Select(i => torch.randn([16, 1, 12, 12], generator: new torch.Generator((ulong)(40 + i)))).ToList();
+        var report = ChannelReconstruction.Prune(graph, new CalibrationSet(inputs), new ChannelReconstructionOptions { Sparsity = 0.5 });
+
+        // The stem's group (read by block1 and by block1's add) and block2's output group are several layers' input: left whole.
+        report.Select(r => r.Producer).Should().Equal(graph.Groups.Where(g => g.Consumers.Count == 1).Select(g => g.Producers[0]));
+        report.Should().NotBeEmpty().And.OnlyContain(r => r.Kept == r.Channels / 2);
+        Tensor masked = Outputs(model, inputs);
+        graph.ShrinkInPlace();
+        Outputs(model, inputs).sub(masked).abs().max().item<float>().Should().BeLessThan(1e-4f);
     }
 
     [Fact]
     public void Bad_input_is_refused_naming_what_is_wrong()
     {
         var model = TestModels.Mlp(6);
-        var channels = SequentialChannels.Analyze(model);
+        var channels = Graph(model, 2, 16);
         FluentActions.Invoking(() => ChannelReconstruction.Prune(channels, new CalibrationSet(Inputs(1, 1)),
                 new ChannelReconstructionOptions { Sparsity = 0.5, Overrides = new Dictionary<string, double> { ["fc9"] = 0.5 } }))
-            .Should().Throw<ArgumentException>().WithMessage("*'fc9'*not a producer*fc1, fc2*");
+            .Should().Throw<ArgumentException>().WithMessage("*'fc9'*not the first producer of a group*fc1, fc2*");
         FluentActions.Invoking(() => new ChannelReconstructionOptions { Sparsity = 1 }).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Sparsity*");
         FluentActions.Invoking(() => ChannelReconstruction.Prune(channels, new CalibrationSet([]), new ChannelReconstructionOptions { Sparsity = 0.5 }))
             .Should().Throw<InvalidOperationException>().WithMessage("*no batches*");

@@ -137,7 +137,7 @@ public sealed class ChannelGraphTests
         return model;
     }
 
-    private static string Describe(ChannelGroup g) =>
+    internal static string Describe(ChannelGroup g) =>
         $"{g.Channels}: {string.Join("+", g.Producers)} | {string.Join(",", g.ChannelWise)} | {string.Join(",", g.Consumers.Order(StringComparer.Ordinal))}";
 
     internal static void PruneGroups(nn.Module model, ChannelGraph graph, double sparsity)
