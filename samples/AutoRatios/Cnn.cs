@@ -12,6 +12,16 @@ internal static class Cnn
 
     public static Sequential Build(int seed) => ConvNets.ConvBn(seed);
 
+    /// <summary>The model's channel groups, traced on two random images.</summary>
+    public static Pruning.Structure.ChannelGraph Graph(nn.Module<Tensor, Tensor> model)
+    {
+        using var example = torch.randn([2, .. Input]);
+        return Pruning.Structure.ChannelGraph.Trace(model, example);
+    }
+
+    /// <summary>MACs of one image through the model as it is.</summary>
+    public static long Macs(nn.Module<Tensor, Tensor> model) => Graph(model).Macs();
+
     public static Sequential Copy(Sequential dense)
     {
         var copy = Build(1);

@@ -23,7 +23,7 @@ internal sealed class Methods(Sequential dense, FashionMnist train, Func<TorchSh
 
     /// <summary>Channel mode's resource: MACs kept, as a fraction, when each producer keeps C − round(r·C) channels.</summary>
     public static double KeptMacs(IReadOnlyDictionary<string, double> ratios, Sequential model) =>
-        ChannelCost.Macs(model, Cnn.Input, Kept(ratios, model)) / ChannelCost.Macs(model, Cnn.Input);
+        Cnn.Graph(model).Macs(Kept(ratios, model)) / (double)Cnn.Macs(model);
 
     private static Dictionary<string, long> Kept(IReadOnlyDictionary<string, double> ratios, Sequential model) =>
         ratios.ToDictionary(r => r.Key, r =>
@@ -72,7 +72,7 @@ internal sealed class Methods(Sequential dense, FashionMnist train, Func<TorchSh
         }
         var options = new NetAdaptOptions { TargetLatencyFraction = budget, ReductionPerIteration = mode == AmcMode.Fine ? 0.1 : 0.05 };
         if (mode == AmcMode.Channel)
-            return ChannelNetAdapt.Run(model, ChannelCost.Table(model, Cnn.Input), Evaluate, options).Sparsities
+            return ChannelNetAdapt.Run(model, Cnn.Graph(model), Evaluate, options).Sparsities
                 .Where(s => Producers.Contains(s.Key)).ToDictionary(s => s.Key, s => s.Value);
         // Fine mode: a cost table of non-zeros per layer and sparsity, so NetAdapt's "latency" is the non-zero count.
         var layers = Weights.Select(w => new LatencyLayer(w, model.get_parameter(w)!.shape.Skip(1).Aggregate(1L, (a, b) => a * b), model.get_parameter(w)!.shape[0])).ToList();

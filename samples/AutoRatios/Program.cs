@@ -75,7 +75,7 @@ root.SetAction(parse =>
     }
     dense.eval();
     double denseTest = Cnn.Accuracy(dense, test);
-    Console.WriteLine($"Dense CNN: validation {Cnn.Accuracy(dense, valid):P2}, test {denseTest:P2}; {Methods.Weights.Sum(w => dense.get_parameter(w)!.numel()):N0} weights, {ChannelCost.Macs(dense, Cnn.Input):N0} MACs per image.");
+    Console.WriteLine($"Dense CNN: validation {Cnn.Accuracy(dense, valid):P2}, test {denseTest:P2}; {Methods.Weights.Sum(w => dense.get_parameter(w)!.numel()):N0} weights, {Cnn.Macs(dense):N0} MACs per image.");
 
     var methods = new Methods(dense, train, Validate, quick, episodes, warmup);
     var rows = new List<Dictionary<string, object>>();
@@ -137,7 +137,7 @@ root.SetAction(parse =>
                 }
                 else
                 {
-                    var channels = SequentialChannels.Analyze(model);
+                    var channels = Cnn.Graph(model);
                     using (var pruner = new GradualPruner(model, new PruningOptions
                     {
                         Schedule = new OneShotSchedule(0.5),
@@ -151,9 +151,9 @@ root.SetAction(parse =>
                         Cnn.Train(model, train, fineTune, 5e-4, pruner, seed);
                         pruner.Strip();
                     }
-                    Sequential shrunk = channels.Shrink();
-                    achieved = ChannelCost.Macs(shrunk, Cnn.Input) / ChannelCost.Macs(dense, Cnn.Input);
-                    accuracy = Cnn.Accuracy(shrunk, test);
+                    channels.ShrinkInPlace();
+                    achieved = Cnn.Macs(model) / (double)Cnn.Macs(dense);
+                    accuracy = Cnn.Accuracy(model, test);
                 }
                 if (achieved > budget + 1e-9)
                 {

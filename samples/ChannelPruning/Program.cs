@@ -72,7 +72,11 @@ internal static class ChannelDemo
         using var batch = test.Images.narrow(0, 0, 256).reshape(-1, 1, 28, 28);
         var models = new List<(string Name, Sequential Model, double? Masked)> { ("dense", dense.Model, null) };
         foreach (var run in new[] { slimmed, filters })
-            models.Add((run.Name, run.Channels!.Shrink(), test.Accuracy(run.Model, asImages: true)));
+        {
+            double masked = test.Accuracy(run.Model, asImages: true);
+            run.Channels!.ShrinkInPlace();   // the dead channels go from the model's own layers
+            models.Add((run.Name, run.Model, masked));
+        }
         double[] latency = Latency(models.Select(m => m.Model).ToArray(), batch);
         for (int i = 0; i < models.Count; i++)
         {
@@ -94,7 +98,7 @@ internal static class ChannelDemo
         return same ? 0 : 1;
     }
 
-    private static PruningOptions Options(PruningSchedule schedule, IPruningCriterion criterion, SequentialChannels channels) => new()
+    private static PruningOptions Options(PruningSchedule schedule, IPruningCriterion criterion, ChannelGraph channels) => new()
     {
         Schedule = schedule,
         Criterion = criterion,
@@ -103,15 +107,16 @@ internal static class ChannelDemo
         Channels = channels,
     };
 
-    private sealed record Trained(string Name, Sequential Model, SequentialChannels? Channels);
+    private sealed record Trained(string Name, Sequential Model, ChannelGraph? Channels);
 
     /// <summary>conv(1→16)-BN-ReLU-pool, conv(16→32)-BN-ReLU-pool, conv(32→64)-BN-ReLU, global average pool, linear(64→10).</summary>
     private static Sequential Cnn(int seed) => ConvNets.ConvBn(seed);
 
-    private static Trained Train(string name, int seed, int epochs, FashionMnist train, Func<SequentialChannels, PruningOptions>? prune, double l1)
+    private static Trained Train(string name, int seed, int epochs, FashionMnist train, Func<ChannelGraph, PruningOptions>? prune, double l1)
     {
         var model = Cnn(seed);
-        var channels = SequentialChannels.Analyze(model);
+        ChannelGraph channels;
+        using (var example = train.Images.narrow(0, 0, 2).reshape(-1, 1, 28, 28)) channels = ChannelGraph.Trace(model, example);
         var optimizer = SafeOptim.Adam(model.parameters(), 2e-3);
         using var pruner = prune is null ? null : new GradualPruner(model, prune(channels), optimizer);
         var order = new Generator((ulong)seed);

@@ -168,21 +168,24 @@ summary["netadapt"] = new Dictionary<string, object>
 
 // ── 3b. NetAdapt with channels and TorchSharp latencies (batch 64): the model gets physically smaller ─────────────
 var channelModel = Copy(dense);
-var channelTable = LatencyTable.MeasureDense(channelModel, [784], batch: 64, runs: quick ? 15 : 41);
-var channelResult = ChannelNetAdapt.Run(channelModel, channelTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+Pruning.Structure.ChannelGraph channelGraph;
+using (var example = test.Images.narrow(0, 0, 2).contiguous()) channelGraph = Pruning.Structure.ChannelGraph.Trace(channelModel, example);
+var channelTable = LatencyTable.MeasureDense(channelGraph, batch: 64, runs: quick ? 15 : 41);
+var channelResult = ChannelNetAdapt.Run(channelModel, channelGraph, channelTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt over channels (TorchSharp latency table, batch 64, {channelTable.Measured.Count} entries timed):\n{channelResult}");
 // Long-term fine-tune with the channels held (row granularity, coupled bias), then remove them for real.
-var channelStructure = Pruning.Structure.SequentialChannels.Analyze(channelModel);
 Train(channelModel, train, budget, o => new GradualPruner(channelModel, new PruningOptions
 {
     Schedule = new ConstantSparsitySchedule(0.5, 0, 100),
-    Targets = Pruning.Targets.PruningTargets.Default.Include([.. channelStructure.Layers.Select(l => l.Weight)]),
+    Targets = Pruning.Targets.PruningTargets.Default.Include([.. channelGraph.Weights]),
     Granularity = Pruning.Grouping.PruningGranularity.OutputChannels(),
-    Channels = channelStructure,
+    Channels = channelGraph,
     Overrides = ParameterOverride.FinalSparsities(channelResult.Sparsities),
 }, o), seed0);
-var shrunk = channelStructure.Shrink();
-double shrunkAcc = testSet.Accuracy(shrunk), channelMaskedAcc = testSet.Accuracy(channelModel);
+double channelMaskedAcc = testSet.Accuracy(channelModel);
+channelGraph.ShrinkInPlace();
+var shrunk = channelModel;
+double shrunkAcc = testSet.Accuracy(shrunk);
 double TorchTime(Sequential m)
 {
     using var x = test.Images.narrow(0, 0, 64).contiguous();

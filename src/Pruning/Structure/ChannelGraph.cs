@@ -206,10 +206,23 @@ public sealed class ChannelGraph
         return space => space.Frozen is null ? space.Channels - MaskSelector.TargetCount(granularity, sparsity, space.Channels) : space.Channels;
     }
 
-    /// <summary>MACs of one sample when the groups named in <paramref name="kept"/> (by weight) keep that many channels and the rest keep all.</summary>
-    internal long Macs(IReadOnlyDictionary<string, long> kept)
+    /// <summary>
+    /// Multiply-accumulates of one sample through the traced layers when the groups named in <paramref name="kept"/>
+    /// (by <see cref="ChannelGroup.Weight"/>) keep that many channels and the rest keep all: what the model costs after
+    /// per-group ratios (AMC's, NetAdapt's) are pruned and shrunk.
+    /// </summary>
+    /// <exception cref="ArgumentException">A name is not a group's weight, or a count is not between 1 and the group's channels.</exception>
+    public long Macs(IReadOnlyDictionary<string, long> kept)
     {
         ThrowIfShrunk();
+        ArgumentNullException.ThrowIfNull(kept);
+        foreach (var (weight, count) in kept)
+        {
+            if (!_byWeight.TryGetValue(weight, out ChannelGroup? group))
+                throw new ArgumentException($"'{weight}' is not the weight of a group; groups: {string.Join(", ", Weights)}.", nameof(kept));
+            if (count < 1 || count > group.Channels)
+                throw new ArgumentException($"'{weight}' is to keep {count} of its {group.Channels} channels; keep between 1 and {group.Channels}.", nameof(kept));
+        }
         return _spaces.Macs(KeptBy(kept), _modules);
     }
 
