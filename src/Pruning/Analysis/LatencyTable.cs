@@ -179,7 +179,7 @@ public sealed class LatencyTable
         ArgumentOutOfRangeException.ThrowIfNegative(threads);
         clock ??= StopwatchClock.Instance;
         SparseModel exported = SparseExport.ToSparseModel(model, input, MatrixFormat.Dense);
-        IReadOnlyList<string> names = SparseExport.WeightNames(model);
+        IReadOnlyList<string> names = SparseExport.WeightNames(model, input);
         var probes = new Dictionary<string, (SparseLayer Layer, FeatureShape Input)>();
         var layers = new List<LatencyLayer>();
         FeatureShape shape = input;

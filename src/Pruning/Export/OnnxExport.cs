@@ -11,12 +11,11 @@ namespace Pruning.Export;
 /// <summary>
 /// Writes a pruned TorchSharp model as an ONNX file for ONNX Runtime and other ONNX tools: dense weights with the
 /// pruned zeros in place, or the smaller model <see cref="Structure.ChannelGraph.ShrinkInPlace"/> leaves after channel
-/// pruning (which any dense runtime runs faster). The model is a Sequential chain (nested Sequentials are
-/// flattened) or any model of your own Module classes, traced once as <see cref="SparseExport"/> does (its adds become
-/// Add nodes and its channel concatenations Concat nodes), of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d, ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid,
-/// SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity and
-/// <see cref="Structure.Residual"/> blocks (an Add of their two branches); anything else
-/// is refused with its name. The graph's batch dimension is symbolic. Export after <see cref="GradualPruner.Strip"/>
+/// pruning (which any dense runtime runs faster). The model, a Sequential chain (with <see cref="Structure.Residual"/>
+/// blocks or not) or your own Module classes, is traced once as <see cref="SparseExport"/> does (its adds become Add
+/// nodes and its channel concatenations Concat nodes), of Linear, Conv2d (any groups, zero padding), BatchNorm1d/2d,
+/// ReLU, ReLU6, LeakyReLU, ELU, Tanh, Sigmoid, SiLU, Hardswish, Hardsigmoid, Softmax, LogSoftmax, MaxPool2d, AvgPool2d,
+/// AdaptiveAvgPool2d(1), Flatten, Dropout and Identity; anything else is refused with its name. The graph's batch dimension is symbolic. Export after <see cref="GradualPruner.Strip"/>
 /// (or with the masks applied) so pruned weights are exact zeros; the model is read, never changed.
 /// </summary>
 public static class OnnxExport
@@ -61,16 +60,6 @@ public static class OnnxExport
                 case Linear linear: pending = FoldableLayer.From(name, linear); break;
                 case Conv2d conv: pending = FoldableLayer.From(name, conv); break;
                 case BatchNorm norm: graph.BatchNorm(name, norm); break;
-                case Structure.Residual residual:
-                {
-                    var (x, rank) = graph.Position;
-                    Emit(graph, SparseExport.Chain(residual.Main, $"{name}.main"), options);
-                    string main = graph.Position.Tensor;
-                    graph.Position = (x, rank);
-                    if (residual.Shortcut is not null) Emit(graph, SparseExport.Chain(residual.Shortcut, $"{name}.shortcut"), options);
-                    graph.Add(name, main);
-                    break;
-                }
                 case Structure.TracedBranches branches:
                 {
                     var start = graph.Position;

@@ -12,10 +12,10 @@ namespace Pruning.Export;
 
 /// <summary>
 /// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
-/// interchange file. The model is a Sequential chain (nested Sequentials are flattened; <see cref="Residual"/> blocks
-/// become residual layers) or any model of your own Module classes (TorchVision's ResNet too), whose forward is traced
-/// once: its residual adds, channel concatenations and squeeze-and-excitation scalings become residual, concatenation
-/// and scaling layers (see <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be Linear, Conv2d
+/// interchange file. The model is any model whose forward takes one tensor and returns one: a Sequential chain, one with
+/// <see cref="Residual"/> blocks, or your own Module classes (TorchVision's ResNet too). Its forward is traced once:
+/// its residual adds, channel concatenations and squeeze-and-excitation scalings become residual, concatenation and
+/// scaling layers (see <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be Linear, Conv2d
 /// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, ReLU6, LeakyReLU, Tanh,
 /// Sigmoid, Hardswish, Hardsigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
 /// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
@@ -38,20 +38,15 @@ public static class SparseExport
     }
 
     /// <summary>
-    /// The modules in the order they run: a Sequential chain (with <see cref="Residual"/> blocks) as declared, or, for a
-    /// model with Module classes of its own, the chain one traced forward pass on a random input of
-    /// <paramref name="input"/>'s shape gives (adds and concatenations become branch items).
+    /// The modules in the order they run, as one traced forward pass on a random input of <paramref name="input"/>'s
+    /// shape gives them (a Sequential being the simplest case; adds, <see cref="Residual"/> blocks included, and
+    /// concatenations become branch items).
     /// </summary>
     internal static IEnumerable<(string Name, nn.Module Module)> Modules(nn.Module model, FeatureShape input)
     {
-        if (model is Sequential && Declared(model)) return Chain(model, "");
         using var example = ModuleTrace.Example(input.IsVector ? [input.Channels] : [input.Channels, input.Height, input.Width]);
         return TracedChain.From(model, example);
     }
-
-    /// <summary>Only Sequentials and Residual blocks hold other modules: nothing to trace.</summary>
-    private static bool Declared(nn.Module module) =>
-        module.children().All(c => c is Sequential or Residual ? Declared(c) : !c.children().Any());
 
     /// <summary>The runtime layers of a chain (a residual block's branches are chains too).</summary>
     private static List<SparseLayer> Convert(IEnumerable<(string Name, nn.Module Module)> chain, MatrixFormat format)
@@ -75,10 +70,6 @@ public static class SparseExport
                     break;
                 case Conv2d conv:
                     pending = FoldableLayer.From(name, conv);
-                    break;
-                case Residual residual:
-                    layers.Add(new ResidualLayer(Convert(Chain(residual.Main, $"{name}.main"), format),
-                        residual.Shortcut is null ? null : Convert(Chain(residual.Shortcut, $"{name}.shortcut"), format)));
                     break;
                 case TracedBranches { How: TracedBranches.Combine.Scale } scale:
                     if (scale.Branches[0].Count > 0 || scale.Branches[1].Count == 0)
@@ -155,9 +146,9 @@ public static class SparseExport
         SafeTensorsBitmask.Write(path, tensors);
     }
 
-    /// <summary>The weight names of the Linear and Conv2d layers, in the order their layers appear in the exported model.</summary>
-    internal static IReadOnlyList<string> WeightNames(nn.Module model) =>
-        Chain(model, "").Where(c => c.Module is Linear or Conv2d).Select(c => $"{c.Name}.weight").ToArray();
+    /// <summary>The weight names of the Linear and Conv2d layers of the exported model's top-level chain, in order.</summary>
+    internal static IReadOnlyList<string> WeightNames(nn.Module model, FeatureShape input) =>
+        Modules(model, input).Where(c => c.Module is Linear or Conv2d).Select(c => $"{c.Name}.weight").ToArray();
 
     private static SparseLayer Build(FoldableLayer layer, MatrixFormat format)
     {
@@ -170,20 +161,6 @@ public static class SparseExport
         catch (ArgumentException e) when (e.ParamName is "block" or "pattern" or "dense")
         {
             throw new ArgumentException($"Layer '{layer.Name}' cannot be stored as {format}: {SparseModelFile.Bare(e)}", nameof(format), e);
-        }
-    }
-
-    /// <summary>The modules of a Sequential chain, nested Sequentials flattened, with their dotted names.</summary>
-    internal static IEnumerable<(string Name, nn.Module Module)> Chain(nn.Module module, string prefix)
-    {
-        if (module is not Sequential)
-            throw new NotSupportedException($"'{(prefix.Length == 0 ? "the model" : prefix)}' is a {module.GetType().Name}, not a Sequential chain, which is what is read layer by layer here (a latency table measures Sequential chains; the exporters trace other models).");
-        foreach (var (name, child) in module.named_children())
-        {
-            string path = prefix.Length == 0 ? name : $"{prefix}.{name}";
-            if (child is Sequential)
-                foreach (var inner in Chain(child, path)) yield return inner;
-            else yield return (path, child);
         }
     }
 

@@ -123,6 +123,7 @@ internal sealed class ModuleTrace
         var calls = new List<(string? Name, Tensor Input, Tensor Output)>();
         var handles = new List<Action>();
         var pending = new Dictionary<string, Tensor>();
+        var running = new List<string>();   // modules whose forward started and has not returned, innermost last
         bool training = model.training;
         using Tensor copy = input.clone();
         try
@@ -136,6 +137,7 @@ internal sealed class ModuleTrace
                 var pre = leaf.register_forward_pre_hook((_, x) =>
                 {
                     pending[name] = x.detach().clone().DetachFromDisposeScope();
+                    running.Add(name);
                     return x;
                 });
                 handles.Add(pre.remove);
@@ -143,15 +145,27 @@ internal sealed class ModuleTrace
                 {
                     calls.Add((name, pending[name], output.detach().clone().DetachFromDisposeScope()));
                     pending.Remove(name);
+                    running.Remove(name);
                     return output;
                 });
                 handles.Add(post.remove);
             }
             model.eval();
             Tensor result;
-            using (torch.no_grad())
-            using (var scope = torch.NewDisposeScope())
-                result = ((nn.Module<Tensor, Tensor>)model).call(copy).detach().clone().DetachFromDisposeScope();
+            try
+            {
+                using (torch.no_grad())
+                using (var scope = torch.NewDisposeScope())
+                    result = ((nn.Module<Tensor, Tensor>)model).call(copy).detach().clone().DetachFromDisposeScope();
+            }
+            catch (System.Runtime.InteropServices.ExternalException e)
+            {
+                string where = running.Count > 0
+                    ? $"'{running[^1]}' ({model.named_modules().FirstOrDefault(m => m.name == running[^1]).module?.GetType().Name ?? "module"}) failed"
+                    : "The model's forward failed";
+                throw new NotSupportedException(
+                    $"{where} on the traced input of shape [{string.Join(", ", input.shape)}] (the example, ×10 and sign-flipped as one batch): {e.Message.Split('\n')[0]}", e);
+            }
             calls.Add((null, result, result));   // the model's output
             try
             {

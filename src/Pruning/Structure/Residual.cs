@@ -5,11 +5,10 @@ using static TorchSharp.torch;
 namespace Pruning.Structure;
 
 /// <summary>
-/// A residual block declared as such: y = main(x) + shortcut(x), the shortcut being the identity when none is given.
-/// Put it in a <c>Sequential</c> (followed by its activation, as in ResNet's basic block) and the model exports to the
-/// sparse runtime (<see cref="Pruning.Sparse.Layers.ResidualLayer"/>) and to ONNX (an Add node). This is the explicit
-/// declaration of a residual connection, for Sequential models; blocks written as your own <c>Module</c> classes are
-/// found by tracing instead (<see cref="ChannelGraph"/>, and the exporters trace such models themselves).
+/// A residual block as a module: y = main(x) + shortcut(x), the shortcut being the identity when none is given, for
+/// writing a ResNet as a <c>Sequential</c> (followed by its activation, as in ResNet's basic block). It is a plain
+/// module: the trace sees its add like any other (<see cref="ChannelGraph"/> groups the channels on either side, the
+/// exporters make it a <see cref="Pruning.Sparse.Layers.ResidualLayer"/> or an ONNX Add).
 /// </summary>
 public sealed class Residual : nn.Module<Tensor, Tensor>
 {

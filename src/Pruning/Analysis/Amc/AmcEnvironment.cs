@@ -196,10 +196,6 @@ internal sealed class AmcEnvironment : IDisposable
         {
             throw new ArgumentException($"Channel mode cannot search this model: {(e is ArgumentException a ? a.Bare() : e.Message)}", nameof(model), e);
         }
-        catch (System.Runtime.InteropServices.ExternalException e)
-        {
-            throw new ArgumentException($"Channel mode traces the model once on a random float input of shape [2, {string.Join(", ", options.InputShape!)}] (AmcOptions.InputShape) to find its channel groups, and the model failed on it: {e.Message.Split('\n')[0]}", nameof(model), e);
-        }
         if (options.Resource == AmcResource.Latency) options.Latency!.CheckCovers(graph, "options");
         var modules = model.named_modules().ToDictionary(m => m.name, m => m.module);
         ChannelGraph structure = graph;
