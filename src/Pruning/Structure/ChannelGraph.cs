@@ -98,17 +98,14 @@ public sealed class ChannelGraph
         if (!_byWeight.TryGetValue(weightName, out ChannelGroup? group)) return [];
         var names = new List<string>();
         foreach (string producer in group.Producers)
-        {
-            if (producer != group.Producers[0]) names.Add($"{producer}.weight");
-            if (HasBias(producer)) names.Add($"{producer}.bias");
-        }
+            foreach (string parameter in ChannelParameters(producer))
+                if (producer != group.Producers[0] || parameter != "weight") names.Add($"{producer}.{parameter}");
         foreach (string module in group.ChannelWise)
-        {
-            names.Add($"{module}.weight");
-            if (HasBias(module)) names.Add($"{module}.bias");
-        }
+            names.AddRange(ChannelParameters(module).Select(parameter => $"{module}.{parameter}"));
         return names;
     }
+
+    private IReadOnlyList<string> ChannelParameters(string module) => _spaces.HandlerOf(module).ChannelParameters(_modules[module]);
 
     /// <summary>
     /// The other weights scored with <paramref name="weightName"/>: their row importances are reduced with its own
@@ -288,18 +285,18 @@ public sealed class ChannelGraph
         foreach (ChannelGroup group in Groups)
             alive[_rootOf[group.Weight]] = AliveChannels(group);
         var selections = _spaces.Selections(alive).ToList();
-        foreach (var (name, _, _) in selections) ModuleSurgery.Check(_modules[name]);   // all or nothing
+        foreach (var (name, _, _) in selections) _spaces.HandlerOf(name).CheckShrinkable(_modules[name]);   // all or nothing
         RefuseTiedParameters(selections.Select(s => s.Module));
         var model = (nn.Module<Tensor, Tensor>)_model;
         bool training = model.training;
         model.eval();
-        var restore = selections.Select(s => ModuleSurgery.Save(_modules[s.Module])).ToList();
+        var restore = selections.Select(s => _spaces.HandlerOf(s.Module).Save(_modules[s.Module])).ToList();
         try
         {
             var inputs = ModuleTrace.VerificationInputs(_example).ToList();
             var expected = inputs.Select(i => model.call(i.Input.clone())).ToList();
             foreach (var (name, rows, columns) in selections)
-                ModuleSurgery.Shrink(_modules[name], rows, columns);
+                _spaces.HandlerOf(name).Shrink(_modules[name], rows, columns);
             // The trace cannot see what a forward does with a module's own channel count: check the outputs, on the
             // example and on fresh inputs at other scales.
             for (int i = 0; i < inputs.Count; i++)
@@ -358,13 +355,6 @@ public sealed class ChannelGraph
         return kept.Length > 0 ? kept : [0]; // one channel keeps every reader with an input
     }
 
-    private bool HasBias(string module) => _modules[module] switch
-    {
-        Conv2d conv => conv.bias is not null,
-        Linear linear => linear.bias is not null,
-        BatchNorm bn => bn.bias is not null,
-        _ => false,
-    };
 
     private void ThrowIfShrunk()
     {

@@ -25,13 +25,6 @@ internal sealed class ChannelSpaces
     /// <summary>The spaces along dimension 1 (each space's channels in order) and the elements per channel after a flatten.</summary>
     private readonly record struct Layout(int[] Spaces, long PerChannel);
 
-    /// <summary>Modules that act on each channel alone and map 0 to 0, so a dead channel stays dead through them.</summary>
-    internal static readonly HashSet<Type> PassThrough =
-    [
-        typeof(ReLU), typeof(ReLU6), typeof(LeakyReLU), typeof(ELU), typeof(GELU), typeof(SiLU), typeof(Tanh), typeof(Hardswish),
-        typeof(MaxPool2d), typeof(AvgPool2d), typeof(AdaptiveAvgPool2d), typeof(Dropout), typeof(Dropout2d), typeof(Identity),
-    ];
-
     /// <summary>A depthwise convolution: one filter per channel, as many outputs as inputs.</summary>
     internal static bool IsDepthwise(Conv2d conv) => conv.groups > 1 && conv.groups == conv.in_channels && conv.out_channels == conv.in_channels;
 
@@ -41,6 +34,7 @@ internal sealed class ChannelSpaces
     private readonly Dictionary<string, (long[] In, long[] Out)> _shapes = [];
     private readonly List<string> _order = [];                   // every module with a shape, in the order the trace ran it
     private readonly Dictionary<string, string> _batchNormAfter = [];  // producer → the BatchNorm that reads its output
+    private readonly Dictionary<string, ModuleHandler> _handlers = []; // every module with a handler, by name
 
     public static ChannelSpaces Analyze(ModuleTrace trace, IReadOnlyDictionary<string, nn.Module> modules)
     {
@@ -78,44 +72,37 @@ internal sealed class ChannelSpaces
         if (parameters && !calls.Add(name))
             throw new NotSupportedException($"'{name}' runs more than once in one forward pass (shared weights); its channels cannot be tracked.");
         if (_shapes.TryAdd(name, (inShape, node.Shape))) _order.Add(name);
-        switch (module)
+        if (module is TorchSharp.Modules.Flatten) return Flatten(input, inShape, node.Shape, $"'{name}'");
+        if (module is Sigmoid or Hardsigmoid && gate && inShape.SequenceEqual(node.Shape))
+            return input;   // a squeeze-and-excitation gate: its channels only scale the group's own
+        if (ModuleHandlers.For(module) is not { } handler)
         {
-            case Conv2d conv when IsDepthwise(conv):
+            if (parameters)
+                throw new NotSupportedException($"'{name}' is a {module.GetType().Name} with parameters, which the channel analysis does not know: register a ModuleHandler for it (ModuleHandlers.Register), or keep it out of the traced model.");
+            Freeze(input, $"'{name}' is a {module.GetType().Name}, which may mix channels or not map 0 to 0");
+            return Frozen(node.Shape.Length > 1 ? node.Shape[1] : 1, $"'{name}' is a {module.GetType().Name}");
+        }
+        _handlers[name] = handler;
+        ChannelUse use = handler.Channels(module, inShape, node.Shape);
+        switch (use.Role)
+        {
+            case ChannelRole.Produces:
                 _reads[name] = input;
-                if (input.Spaces.Length == 1) Root(input.Spaces[0]).ChannelWise.Add(name);
-                else Freeze(input, $"'{name}' is a depthwise convolution over a concatenation");
-                return input;
-            case Conv2d { groups: 1 } conv:
+                if (input.PerChannel != 1 && inShape.Length > 2) Freeze(input, $"'{name}' reads a flattened tensor");
+                return Produce(name, node.Shape[1]);
+            case ChannelRole.ChannelWise:
                 _reads[name] = input;
-                if (input.PerChannel != 1) Freeze(input, $"'{name}' reads a flattened tensor");
-                return Produce(name, conv.out_channels);
-            case Conv2d conv:
-                Freeze(input, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise");
-                return Written(name, Frozen(conv.out_channels, $"'{name}' is a grouped convolution (groups = {conv.groups}) that is not depthwise"));
-            case Linear linear when inShape.Length == 2:
-                _reads[name] = input;
-                return Produce(name, linear.out_features);
-            case Linear linear:
-                Freeze(input, $"'{name}' is a Linear over a tensor of rank {inShape.Length}");
-                return Written(name, Frozen(node.Shape[1], $"'{name}' is a Linear over a tensor of rank {inShape.Length}"));
-            case BatchNorm bn:
-                _reads[name] = input;
-                if (!bn.affine) Freeze(input, $"'{name}' is a BatchNorm without scale and shift, which cannot zero a channel");
-                else if (input.PerChannel != 1) Freeze(input, $"'{name}' is a BatchNorm over a flattened tensor ({input.PerChannel} features a channel)");
-                else if (input.Spaces.Length != 1) Freeze(input, $"'{name}' is a BatchNorm over a concatenation");
+                if (input.PerChannel != 1) Freeze(input, $"'{name}' is {use.What} over a flattened tensor ({input.PerChannel} features a channel)");
+                else if (input.Spaces.Length != 1) Freeze(input, $"'{name}' is {use.What} over a concatenation");
                 else Root(input.Spaces[0]).ChannelWise.Add(name);
                 return input;
-            case TorchSharp.Modules.Flatten:
-                return Flatten(input, inShape, node.Shape, $"'{name}'");
-            case Sigmoid or Hardsigmoid when gate && inShape.SequenceEqual(node.Shape):
-                return input;   // a squeeze-and-excitation gate: its channels only scale the group's own
+            case ChannelRole.PassThrough when !parameters:
+                return input;
             default:
-                if (PassThrough.Contains(module.GetType()) && inShape.Length == node.Shape.Length && inShape[1] == node.Shape[1])
-                    return input;
-                if (parameters)
-                    throw new NotSupportedException($"'{name}' is a {module.GetType().Name} with parameters, which the channel analysis does not know; only Conv2d, Linear and BatchNorm layers may hold parameters.");
-                Freeze(input, $"'{name}' is a {module.GetType().Name}, which may mix channels or not map 0 to 0");
-                return Frozen(node.Shape.Length > 1 ? node.Shape[1] : 1, $"'{name}' is a {module.GetType().Name}");
+                string reason = use.Role == ChannelRole.Opaque ? $"'{name}' is {use.What}" : $"'{name}' passes channels through but holds parameters";
+                Freeze(input, reason);
+                var frozen = Frozen(node.Shape.Length > 1 ? node.Shape[1] : 1, reason);
+                return parameters ? Written(name, frozen) : frozen;
         }
     }
 
@@ -306,22 +293,13 @@ internal sealed class ChannelSpaces
 
     private long ModuleMacs(string name, Func<Space, long> kept, IReadOnlyDictionary<string, nn.Module> modules, bool weightsOnly)
     {
+        if (!_handlers.TryGetValue(name, out ModuleHandler? handler)) return 0;
         var (_, outShape) = _shapes[name];
-        long batch = Math.Max(1, outShape[0]);
-        long inputs = _reads.TryGetValue(name, out Layout read) ? read.Spaces.Sum(s => kept(Root(s))) * read.PerChannel : 0;
-        long outputs = _writes.TryGetValue(name, out int written) ? kept(Root(written)) : 0;
-        switch (modules[name])
-        {
-            case Conv2d conv:
-                long positions = (weightsOnly ? 1 : outShape.Skip(2).Aggregate(1L, (x, y) => x * y)) * conv.kernel_size.Aggregate(1L, (x, y) => x * y);
-                if (!_writes.ContainsKey(name) && _reads.ContainsKey(name)) return positions * inputs; // depthwise: one filter per channel
-                if (conv.groups == 1) return positions * inputs * outputs;
-                return positions * conv.in_channels / conv.groups * conv.out_channels;
-            case Linear linear:
-                long rows = weightsOnly ? 1 : outShape.Aggregate(1L, (x, y) => x * y) / batch / Math.Max(1, outShape[^1]);
-                return _reads.ContainsKey(name) ? inputs * outputs * rows : linear.in_features * linear.out_features * rows;
-            default:
-                return 0;
-        }
+        long? inputs = _reads.TryGetValue(name, out Layout read) ? read.Spaces.Sum(s => kept(Root(s))) * read.PerChannel : null;
+        long? outputs = _writes.TryGetValue(name, out int written) ? kept(Root(written)) : null;
+        return handler.Macs(modules[name], outShape, inputs, outputs, weightsOnly);
     }
+
+    /// <summary>The handler of a module the trace ran (every Conv2d, Linear and BatchNorm has one).</summary>
+    public ModuleHandler HandlerOf(string module) => _handlers[module];
 }
