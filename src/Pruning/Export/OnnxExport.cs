@@ -75,14 +75,17 @@ public static class OnnxExport
                     else graph.Concat(name, results);
                     break;
                 }
-                default: graph.Other(name, module); break;
+                default:
+                    if (Structure.ModuleHandlers.For(module) is not { } handler || !handler.ToOnnx(module, name, new OnnxLowering(graph)))
+                        graph.Other(name, module);
+                    break;
             }
         }
         if (pending is not null) graph.Weighted(pending);
     }
 
     /// <summary>Builds the graph node by node, tracking the current tensor's name and rank.</summary>
-    private sealed class GraphBuilder
+    internal sealed class GraphBuilder
     {
         private readonly OnnxExportOptions _options;
         private readonly GraphProto _graph = new() { Name = "pruned" };
@@ -280,6 +283,23 @@ public static class OnnxExport
             tensor.RawData = ByteString.CopyFrom(bytes);
             _graph.Initializer.Add(tensor);
             return unique;
+        }
+
+        /// <summary>An initializer holding <paramref name="values"/> of shape <paramref name="dims"/>; returns its (unique) name.</summary>
+        public string Constant(string name, float[] values, long[] dims) => Initializer(name, values, dims);
+
+        /// <summary>A node of a handler's lowering: its output becomes the current tensor, of rank <paramref name="rank"/> (null: unchanged).</summary>
+        public void Custom(string op, string name, IReadOnlyList<string> inputs, IReadOnlyDictionary<string, object>? attributes, int? rank)
+        {
+            var converted = (attributes ?? new Dictionary<string, object>()).Select(a => a.Value switch
+            {
+                long or int => Int(a.Key, System.Convert.ToInt64(a.Value, System.Globalization.CultureInfo.InvariantCulture)),
+                float or double => Float(a.Key, System.Convert.ToSingle(a.Value, System.Globalization.CultureInfo.InvariantCulture)),
+                long[] values => Ints(a.Key, values),
+                _ => throw new ArgumentException($"ONNX attribute '{a.Key}' of node '{name}' is a {a.Value?.GetType().Name ?? "null"}; give a long, a float or a long[].", nameof(attributes)),
+            }).ToArray();
+            Node(op, name, inputs, converted);
+            if (rank is int r) _rank = r;
         }
 
         private string Unique(string name)

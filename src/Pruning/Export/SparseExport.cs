@@ -117,6 +117,11 @@ public static class SparseExport
                 case Dropout or Dropout2d or Identity:
                     break;
                 default:
+                    if (ModuleHandlers.For(module)?.ToRuntime(module) is { } lowered)
+                    {
+                        layers.AddRange(lowered);
+                        break;
+                    }
                     throw new NotSupportedException($"Module '{name}' ({module.GetType().Name}) cannot be exported; supported: Linear, Conv2d, BatchNorm1d/2d after them, Residual, ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Hardswish, Hardsigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity.");
             }
         }

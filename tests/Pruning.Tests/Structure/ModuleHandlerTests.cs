@@ -77,6 +77,29 @@ public sealed class ModuleHandlerTests
             var layer = (GainLinear)module;
             return (inputs ?? layer.weight.shape[1]) * (outputs ?? layer.weight.shape[0]);
         }
+
+        /// <summary>The gain folded in: W' = diag(s)·W, b' = s·b.</summary>
+        private static (float[] W, float[] B, int Rows, int Cols) Folded(GainLinear layer)
+        {
+            using var scope = torch.NewDisposeScope();
+            Tensor s = layer.scale.detach();
+            return (TestModels.Values(layer.weight.detach().mul(s.unsqueeze(1))), TestModels.Values(layer.bias.detach().mul(s)),
+                (int)layer.weight.shape[0], (int)layer.weight.shape[1]);
+        }
+
+        public override IReadOnlyList<Pruning.Sparse.Layers.SparseLayer>? ToRuntime(nn.Module module)
+        {
+            var (w, b, rows, cols) = Folded((GainLinear)module);
+            return [new Pruning.Sparse.Layers.LinearLayer(Pruning.Sparse.Matrices.WeightMatrix.FromDense(w, rows, cols, Pruning.Sparse.Matrices.MatrixFormat.Auto), b)];
+        }
+
+        public override bool ToOnnx(nn.Module module, string name, Pruning.Export.OnnxLowering graph)
+        {
+            var (w, b, rows, cols) = Folded((GainLinear)module);
+            string weight = graph.Constant($"{name}.weight", w, rows, cols), bias = graph.Constant($"{name}.bias", b, rows);
+            graph.Node("Gemm", name, [graph.Current, weight, bias], new Dictionary<string, object> { ["transB"] = 1L });
+            return true;
+        }
     }
 
     /// <summary>Reverses the channel order: parameterless, but it mixes channels; a handler that calls it a pass-through lies.</summary>
@@ -128,6 +151,24 @@ public sealed class ModuleHandlerTests
         model.get_parameter("fc2.weight")!.shape.Should().Equal(3, 5);
         using (torch.no_grad())
             TestModels.Values(model.call(x)).Zip(masked).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-5f);
+    }
+
+    [Fact]
+    public void A_registered_handler_lowers_its_module_to_the_runtime_and_to_onnx()
+    {
+        ModuleHandlers.Register<GainLinear>(new GainLinearHandler());
+        var model = GainModel(3);
+        model.eval();
+        var shape = new Pruning.Sparse.Layers.FeatureShape(6);
+        var runtime = Pruning.Export.SparseExport.ToSparseModel(model, shape);
+        runtime.Layers.OfType<Pruning.Sparse.Layers.LinearLayer>().Should().HaveCount(3, "fc1, the gain layer folded to a Linear, fc2");
+        byte[] onnx = Pruning.Export.OnnxExport.ToBytes(model, shape);
+        Onnx.ModelProto.Parser.ParseFrom(onnx).Graph.Node.Select(n => n.OpType).Should().Equal("Gemm", "Relu", "Gemm", "Relu", "Gemm");
+        using var x = torch.randn(5, 6).mul(3.ToScalar());
+        float[] expected;
+        using (torch.no_grad()) expected = TestModels.Values(model.call(x));
+        runtime.Run(TestModels.Values(x), 5).Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-4f * Math.Max(1, expected.Max(Math.Abs)));
+        Pruning.Tests.Export.OnnxExportTests.ShouldMatchTorch(onnx, model, x);
     }
 
     [Fact]

@@ -54,4 +54,17 @@ public abstract class ModuleHandler
     /// weights it keeps instead.
     /// </summary>
     public virtual long Macs(nn.Module module, long[] outputShape, long? inputs, long? outputs, bool weightsOnly) => 0;
+
+    /// <summary>
+    /// The sparse runtime's layers that compute <paramref name="module"/> in inference (<see cref="Export.SparseExport"/>
+    /// asks for every module it has no lowering of its own for), or null when this handler does not lower it.
+    /// </summary>
+    public virtual IReadOnlyList<Sparse.Layers.SparseLayer>? ToRuntime(nn.Module module) => null;
+
+    /// <summary>
+    /// Adds the ONNX nodes that compute <paramref name="module"/> (named <paramref name="name"/> in the model) to
+    /// <paramref name="graph"/> (<see cref="Export.OnnxExport"/> asks for every module it has no lowering of its own
+    /// for); false when this handler does not lower it.
+    /// </summary>
+    public virtual bool ToOnnx(nn.Module module, string name, Export.OnnxLowering graph) => false;
 }
