@@ -86,6 +86,42 @@ public static class FormatTuning
         return new FormatTuningResult(new SparseModel(model.InputShape, layers), choices);
     }
 
+    /// <summary>
+    /// The same model with every Linear and Conv2d weight, inside residual, concatenation and scaling layers too,
+    /// stored in <paramref name="format"/> (e.g. <see cref="MatrixFormat.Dense"/>: the same weights as a dense
+    /// baseline). The values are the same; only their storage and kernels change.
+    /// </summary>
+    /// <exception cref="ArgumentException">A layer's weight cannot be stored in <paramref name="format"/> (a block shape that does not tile it, zeros that do not follow an N:M pattern); the message names the layer.</exception>
+    public static SparseModel Reencode(SparseModel model, MatrixFormat format)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return new SparseModel(model.InputShape, Reencode(model.Layers, format, "layer "), model.Options);
+    }
+
+    private static SparseLayer[] Reencode(IReadOnlyList<SparseLayer> chain, MatrixFormat format, string where) =>
+        chain.Select((layer, i) => Reencode(layer, format, $"{where}{i}")).ToArray();
+
+    private static SparseLayer Reencode(SparseLayer layer, MatrixFormat format, string where)
+    {
+        try
+        {
+            return layer switch
+            {
+                LinearLayer linear => new LinearLayer(WeightMatrix.FromDense(linear.Weight.ToDense(), linear.Weight.Rows, linear.Weight.Cols, format), linear.Bias),
+                Conv2dLayer conv => new Conv2dLayer(WeightMatrix.FromDense(conv.Weight.ToDense(), conv.Weight.Rows, conv.Weight.Cols, format), conv.Bias,
+                    conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Auto, conv.Groups),
+                ResidualLayer residual => new ResidualLayer(Reencode(residual.Main, format, $"{where}.main."), Reencode(residual.Shortcut, format, $"{where}.shortcut.")),
+                ConcatLayer concat => new ConcatLayer(concat.Branches.Select((b, i) => (IReadOnlyList<SparseLayer>)Reencode(b, format, $"{where}.branch{i}.")).ToArray()),
+                ScaleLayer scale => new ScaleLayer(Reencode(scale.Factors, format, $"{where}.factors.")),
+                _ => layer,
+            };
+        }
+        catch (ArgumentException e) when (layer is LinearLayer or Conv2dLayer)
+        {
+            throw new ArgumentException($"{where} ({layer.Describe()}) cannot be stored as {format}: {e.Message}", nameof(format), e);
+        }
+    }
+
     private static SparseLayer[] Candidates(SparseLayer layer, IReadOnlyList<MatrixFormat> formats)
     {
         switch (layer)

@@ -102,4 +102,27 @@ public class FormatTuningTests
         FluentActions.Invoking(() => FormatTuning.Tune(model, [MatrixFormat.Auto])).Should().Throw<ArgumentException>().WithParameterName("formats");
         FluentActions.Invoking(() => FormatTuning.Tune(model, [])).Should().Throw<ArgumentException>().WithParameterName("formats");
     }
+
+    [Fact]
+    public void Reencoding_stores_every_weight_in_the_format_asked_for_inside_branches_too_and_computes_the_same()
+    {
+        var model = new SparseModel(new FeatureShape(2, 6, 6),
+        [
+            Conv2dLayer.FromDense(Reference.Sparse(4, 18, 0.7, seed: 21), 4, Reference.Random(4, 22), 2, (3, 3), padding: (1, 1)),
+            new ResidualLayer([Conv2dLayer.FromDense(Reference.Sparse(4, 36, 0.8, seed: 23), 4, Reference.Random(4, 24), 4, (3, 3), padding: (1, 1))]),
+            new FlattenLayer(),
+            new LinearLayer(WeightMatrix.FromDense(Reference.Sparse(5, 144, 0.9, seed: 25), 5, 144), Reference.Random(5, 26)),
+        ]);
+        model.Layers[1].Should().BeOfType<ResidualLayer>().Which.Main[0].Should().BeOfType<Conv2dLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Csr);
+
+        SparseModel dense = FormatTuning.Reencode(model, MatrixFormat.Dense);
+
+        dense.Layers[0].Should().BeOfType<Conv2dLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Dense);
+        dense.Layers[1].Should().BeOfType<ResidualLayer>().Which.Main[0].Should().BeOfType<Conv2dLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Dense);
+        dense.Layers[3].Should().BeOfType<LinearLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Dense);
+        float[] x = Reference.Random(3 * 72, 27);
+        dense.Run(x, 3).Zip(model.Run(x, 3)).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-5f);
+
+        FluentActions.Invoking(() => FormatTuning.Reencode(model, MatrixFormat.Nm2of4)).Should().Throw<ArgumentException>().WithMessage("layer 0 (Conv2d 2→4*) cannot be stored as Nm2of4*");
+    }
 }
