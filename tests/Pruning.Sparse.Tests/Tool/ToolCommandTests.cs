@@ -1,5 +1,6 @@
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Sequences;
 using Pruning.Sparse.Serialization;
 using Pruning.Tool;
 
@@ -81,6 +82,31 @@ public sealed class ToolCommandTests : IDisposable
         SparseModel original = SparseModelFile.Load(path), result = SparseModelFile.Load(tuned);
         float[] x = Reference.Random(16, 5);
         result.Run(x, 2).Should().Equal(original.Run(x, 2));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_sequence_model_is_inspected_and_timed_against_its_weights_dense_and_refused_by_tune(bool gru)
+    {
+        SequenceModel model = Sequences.SequenceModelTests.Lstm(seed: 3, gru);
+        string path = Path.Combine(_dir, "lm.psq");
+        SequenceModelFile.Save(model, path);
+
+        var (code, output, _) = Capture(() => Commands.Inspect(path));
+        code.Should().Be(0);
+        output.Should().StartWith($"{path}: sequence model file, version ").And.Contain("vocabulary 20, 2 recurrent layers, 20 outputs");
+        output.Split('\n').Count(l => l.StartsWith(gru ? "  GRU" : "  LSTM", StringComparison.Ordinal)).Should().Be(2);
+        output.Should().Contain($"total {model.StoredParameters:N0} stored parameters");
+
+        (code, output, _) = Capture(() => Commands.Bench(path, "1,3", threads: 1, runs: 3, steps: 4));
+        code.Should().Be(0);
+        output.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^batch [13], 4 steps: .* µs as stored, .* µs dense \(\d+\.\d\d×\); [\d,]+ tokens/s$")).Should().Be(2);
+
+        var refused = Capture(() => Commands.Tune(path, Path.Combine(_dir, "t.psm"), 1, false, 3));
+        refused.Code.Should().Be(1);
+        refused.Err.Should().Contain("is a sequence model");
+        File.Exists(Path.Combine(_dir, "t.psm")).Should().BeFalse();
     }
 
     [Fact]
