@@ -6,6 +6,12 @@ namespace Pruning.Sparse.Tuning;
 /// <summary>The tuned model and what was measured for each weighted layer.</summary>
 public sealed record FormatTuningResult(SparseModel Model, IReadOnlyList<LayerFormatChoice> Choices)
 {
+    /// <summary>The model with every weighted layer in its fastest measured format.</summary>
+    public SparseModel Model { get; init; } = Model;
+
+    /// <summary>Per weighted layer, the candidates' times and the choice.</summary>
+    public IReadOnlyList<LayerFormatChoice> Choices { get; init; } = Choices;
+
     /// <summary>A table: layer, each candidate's time, the choice.</summary>
     public override string ToString()
     {

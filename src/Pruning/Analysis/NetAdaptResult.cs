@@ -3,7 +3,7 @@ using System.Text;
 
 namespace Pruning.Analysis;
 
-/// <summary>The outcome of <see cref="NetAdapt.Run"/> or <see cref="O:Pruning.Analysis.ChannelNetAdapt.Run"/>.</summary>
+/// <summary>The outcome of <see cref="NetAdapt.Run"/> or of <see cref="ChannelNetAdapt"/>'s Run (either cost: a latency table or MACs).</summary>
 /// <param name="Iterations">The kept proposal of every iteration.</param>
 /// <param name="Sparsities">Per weight, its final sparsity (for channel NetAdapt, the fraction of its channels
 /// removed): ready for <see cref="ParameterOverride.FinalSparsities"/>.</param>

@@ -26,7 +26,9 @@ public sealed class Adam : TorchSharp.Modules.Adam
         double weight_decay = 0, bool amsgrad = false, bool maximize = false)
         : base(parameters, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize) { }
 
-    /// <inheritdoc />
+    /// <summary>One Adam step over every parameter group, exactly as TorchSharp's, with each Scalar held until its native call returns.</summary>
+    /// <param name="closure">Re-evaluates the model and returns the loss, as in TorchSharp; may be null.</param>
+    /// <returns>The closure's loss, or null without a closure.</returns>
     public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
     {
         var options = (Options)group.Options;

@@ -23,7 +23,9 @@ public sealed class SGD : TorchSharp.Modules.SGD
         bool nesterov = false, bool maximize = false)
         : base(parameters, lr, momentum, dampening, weight_decay, nesterov, maximize) { }
 
-    /// <inheritdoc />
+    /// <summary>One SGD step over every parameter group, exactly as TorchSharp's, with each Scalar held until its native call returns.</summary>
+    /// <param name="closure">Re-evaluates the model and returns the loss, as in TorchSharp; may be null.</param>
+    /// <returns>The closure's loss, or null without a closure.</returns>
     public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
     {
         var options = group.Options;

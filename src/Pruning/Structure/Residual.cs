@@ -31,7 +31,9 @@ public sealed class Residual : nn.Module<Tensor, Tensor>
     /// <summary>The shortcut branch, or null for the identity.</summary>
     public Sequential? Shortcut => shortcut;
 
-    /// <inheritdoc />
+    /// <summary>The main branch of <paramref name="input"/> plus its shortcut (the input itself without one).</summary>
+    /// <param name="input">The block's input.</param>
+    /// <returns>main(input) + shortcut(input).</returns>
     public override Tensor forward(Tensor input)
     {
         Tensor y = main.call(input);
