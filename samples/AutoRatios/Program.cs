@@ -31,7 +31,7 @@ var root = new RootCommand("AMC against uniform, sensitivity, NetAdapt and globa
 };
 root.SetAction(parse =>
 {
-    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
     bool quick = parse.GetValue(quickOption);
     int seeds = quick ? 1 : parse.GetValue(seedsOption), episodes = quick ? 40 : parse.GetValue(episodesOption);
     int warmup = quick ? 10 : Math.Min(100, episodes / 4), fineTune = quick ? 50 : parse.GetValue(fineTuneOption);

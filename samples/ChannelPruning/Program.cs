@@ -31,7 +31,7 @@ var root = new RootCommand("Network slimming vs L1-norm filter pruning on a smal
 };
 root.SetAction(parse =>
 {
-    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
     try
     {
         return ChannelDemo.Run(parse.GetValue(epochs), parse.GetValue(ratio), parse.GetValue(penalty), parse.GetValue(dataDir)!,
@@ -120,9 +120,8 @@ internal static class ChannelDemo
         var optimizer = SafeOptim.Adam(model.parameters(), 2e-3);
         using var pruner = prune is null ? null : new GradualPruner(model, prune(channels), optimizer);
         var order = new Generator((ulong)seed);
-        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn()).Start(ctx =>
         {
-            var task = ctx.AddTask(name, maxValue: (train.Count + BatchSize - 1) / BatchSize * epochs);
+            using var progress = new TrainingProgress(name, (train.Count + BatchSize - 1) / BatchSize * epochs, pruner);
             for (int epoch = 0; epoch < epochs; epoch++)
             {
                 model.train();
@@ -138,10 +137,10 @@ internal static class ChannelDemo
                     loss.backward();
                     optimizer.step();
                     pruner?.Step();
-                    task.Increment(1);
+                    progress.Step(loss);
                 }
             }
-        });
+        }
         pruner?.Strip();
         model.eval();
         return new Trained(name, model, prune is null ? null : channels);

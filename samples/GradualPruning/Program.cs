@@ -43,7 +43,7 @@ var root = new RootCommand("Gradual magnitude pruning of LeNet-300-100 on Fashio
 };
 root.SetAction(parse =>
 {
-    TorchHealthReport health = TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+    TorchHealthReport health = TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
     if (parse.GetValue(torchHealth))
     {
         Console.WriteLine(health);
@@ -179,11 +179,8 @@ internal static class Demo
         string label = prune is null ? "dense " : "pruned";
         long step = 0;
 
-        AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-            .Start(ctx =>
             {
-                var task = ctx.AddTask(label, maxValue: stepsPerEpoch * s.Epochs);
+                using var progress = new TrainingProgress(label, stepsPerEpoch * s.Epochs, pruner);
                 for (int epoch = 0; epoch < s.Epochs; epoch++)
                 {
                     using var permutation = torch.randperm(train.Count, generator: order);
@@ -196,16 +193,10 @@ internal static class Demo
                         loss.backward();
                         optimizer.step();
                         pruner?.Step();
-                        if (step % 50 == 0)
-                        {
-                            string sparsity = pruner is null ? "" : $"  sparsity {pruner.Updates.LastOrDefault()?.Layers.Average(l => l.Sparsity) ?? 0:P0}";
-                            task.Description = $"{label} epoch {epoch + 1}/{s.Epochs}  loss {loss.item<float>():F3}{sparsity}";
-                        }
-                        task.Increment(1);
+                        progress.Step(loss);
                     }
                 }
-                task.Description = $"{label} done";
-            });
+            }
 
         PruningReport? report = pruner?.Strip();
         return new Result(test.Accuracy(model), step, report);

@@ -33,7 +33,7 @@ return root.Parse(args).Invoke();
 
 static int Run(bool quick, int seeds, int seed0, HashSet<string> experiments, string data, string? corpusFile, int cnnImages, int cnnEpochs, string outDir, string? summaryJson)
 {
-TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
 if (experiments.Except(["mlp", "cnn", "mobilenet", "lstm"]).FirstOrDefault() is { } unknown)
 {
     Console.Error.WriteLine($"Unknown experiment '{unknown}'; choose from mlp, cnn, mobilenet, lstm.");

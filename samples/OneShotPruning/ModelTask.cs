@@ -1,5 +1,6 @@
 using Pruning;
 using Pruning.Reconstruction;
+using Pruning.Samples;
 using Pruning.Targets;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -37,14 +38,17 @@ internal abstract class ModelTask
     {
         model.train();
         var optimizer = Pruning.Optimizers.SafeOptim.Adam(model.parameters(), learningRate);
+        using var progress = new TrainingProgress(pruner is null ? "training" : "fine-tuning", steps, pruner);
         for (int step = 0; step < steps; step++)
         {
             using var scope = torch.NewDisposeScope();
             optimizer.zero_grad();
-            loss(step).backward();
+            Tensor value = loss(step);
+            value.backward();
             nn.utils.clip_grad_norm_(model.parameters(), 5.0);
             optimizer.step();
             pruner?.Step();
+            progress.Step(value);
         }
         model.eval();
     }

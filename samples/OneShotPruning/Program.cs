@@ -33,7 +33,7 @@ var root = new RootCommand("One-shot pruning with magnitude, Wanda and OBS/Spars
 };
 root.SetAction(parse =>
 {
-    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
     bool quick = parse.GetValue(quickOption);
     int seeds = quick ? 1 : parse.GetValue(seedsOption), samples = quick ? 128 : parse.GetValue(samplesOption);
     int fineTuneSteps = quick ? 10 : parse.GetValue(fineTuneOption);

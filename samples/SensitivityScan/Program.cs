@@ -41,7 +41,7 @@ return root.Parse(args).Invoke();
 
 static int Run(bool quick, int seeds, int seed0, double total, string data, string outDir, string? summaryJson, bool cnnPart)
 {
-TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
 if (seeds <= 0) seeds = quick ? 1 : 3;
 if (!(total >= 0 && total < 1))
 {
@@ -336,6 +336,7 @@ static void Train(Sequential model, FashionMnist data, long steps, Func<optim.Op
     var order = new Generator((ulong)seed);
     Tensor permutation = torch.randperm(data.Count, generator: order);
     long position = 0;
+    using var progress = new TrainingProgress(cnn ? "CNN" : "MLP", steps, pruner);
     for (long step = 0; step < steps; step++, position += 128)
     {
         if (position + 128 > data.Count) { permutation.Dispose(); permutation = torch.randperm(data.Count, generator: order); position = 0; }
@@ -343,9 +344,11 @@ static void Train(Sequential model, FashionMnist data, long steps, Func<optim.Op
         var idx = permutation.narrow(0, position, 128);
         optimizer.zero_grad();
         var x = data.Images.index_select(0, idx);
-        nn.functional.cross_entropy(model.call(cnn ? x.reshape(-1, 1, 28, 28) : x), data.Labels.index_select(0, idx)).backward();
+        var loss = nn.functional.cross_entropy(model.call(cnn ? x.reshape(-1, 1, 28, 28) : x), data.Labels.index_select(0, idx));
+        loss.backward();
         optimizer.step();
         pruner?.Step();
+        progress.Step(loss);
     }
     permutation.Dispose();
     pruner?.Strip();

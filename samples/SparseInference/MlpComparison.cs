@@ -38,6 +38,7 @@ internal static class MlpComparison
         using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = schedule }, optimizer))
         {
             var order = new Generator((ulong)seed);
+            using var progress = new TrainingProgress($"LeNet-300-100 to {sparsity:P0}", total, pruner);
             for (int epoch = 0; epoch < epochs; epoch++)
             {
                 using var permutation = torch.randperm(train.Count, generator: order);
@@ -46,9 +47,11 @@ internal static class MlpComparison
                     using var scope = torch.NewDisposeScope();
                     var idx = permutation.narrow(0, start, Math.Min(batchSize, train.Count - start));
                     optimizer.zero_grad();
-                    nn.functional.cross_entropy(model.call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx)).backward();
+                    Tensor loss = nn.functional.cross_entropy(model.call(train.Images.index_select(0, idx)), train.Labels.index_select(0, idx));
+                    loss.backward();
                     optimizer.step();
                     pruner.Step();
+                    progress.Step(loss);
                 }
             }
             Console.WriteLine($"Trained {epochs} epochs in {clock.Elapsed.TotalSeconds:F0} s.");

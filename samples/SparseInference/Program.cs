@@ -26,7 +26,7 @@ var root = new RootCommand("Train and prune a model, export it, and run the file
 };
 root.SetAction(parse =>
 {
-    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/installation.md)
+    TorchHealth.Ensure();   // libtorch's known answers first: one warning line if this CPU gets them wrong (docs/reference/installation.md)
     var settings = new Settings(parse.GetValue(quickOption), parse.GetValue(epochsOption), parse.GetValue(sparsityOption), parse.GetValue(seedOption),
         parse.GetValue(trainLimitOption), parse.GetValue(dataOption)!, parse.GetValue(corpusOption), parse.GetValue(outOption)!);
     if (settings.Epochs < 1 || !(settings.Sparsity >= 0 && settings.Sparsity < 1) || settings.TrainLimit < 0)

@@ -76,6 +76,7 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
         {
             var order = new Generator((ulong)seed);
             model.train();
+            using var progress = new TrainingProgress($"{experiment} width {width:0.###}, seed {seed}", (train.Count + 127) / 128 * epochs, pruner);
             for (int epoch = 0; epoch < epochs; epoch++)
             {
                 using var permutation = torch.randperm(train.Count, generator: order);
@@ -86,9 +87,11 @@ internal sealed class ImageExperiments(FashionMnist train, FashionMnist test, in
                     Tensor x = train.Images.index_select(0, idx);
                     if (asImages) x = x.reshape(-1, 1, 28, 28);
                     optimizer.zero_grad();
-                    nn.functional.cross_entropy(model.call(x), train.Labels.index_select(0, idx)).backward();
+                    Tensor loss = nn.functional.cross_entropy(model.call(x), train.Labels.index_select(0, idx));
+                    loss.backward();
                     optimizer.step();
                     pruner?.Step();
+                    progress.Step(loss);
                 }
             }
             pruner?.Strip();

@@ -36,20 +36,23 @@ internal sealed class LstmLanguageModel : nn.Module<Tensor, (Tensor, Tensor)?, (
     /// <paramref name="steps"/>, the state carried from window to window; gradients clipped to norm 1; the pruner (if
     /// any) steps after the optimizer.
     /// </summary>
-    public void TrainEpoch(Tensor data, int steps, optim.Optimizer optimizer, Pruning.GradualPruner? pruner)
+    public void TrainEpoch(Tensor data, int steps, optim.Optimizer optimizer, Pruning.GradualPruner? pruner, string label = "LSTM epoch")
     {
         train();
         (Tensor, Tensor)? state = null;
+        using var progress = new TrainingProgress(label, Math.Max(1, (data.shape[1] - steps + steps - 1) / steps), pruner);
         for (long i = 0; i + 1 < data.shape[1] - steps + 1; i += steps)
         {
             using var scope = torch.NewDisposeScope();
             Tensor x = data.narrow(1, i, steps), y = data.narrow(1, i + 1, steps);
             optimizer.zero_grad();
             var (logits, next) = call(x, state);
-            nn.functional.cross_entropy(logits.reshape(-1, _vocabulary), y.reshape(-1)).backward();
+            Tensor loss = nn.functional.cross_entropy(logits.reshape(-1, _vocabulary), y.reshape(-1));
+            loss.backward();
             nn.utils.clip_grad_norm_(parameters(), 1.0);
             optimizer.step();
             pruner?.Step();
+            progress.Step(loss);
             var previous = state;
             state = (next.Item1.detach().MoveToOuterDisposeScope(), next.Item2.detach().MoveToOuterDisposeScope());
             if (previous is { } old) { old.Item1.Dispose(); old.Item2.Dispose(); }

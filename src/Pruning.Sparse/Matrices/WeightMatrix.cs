@@ -36,7 +36,7 @@ public abstract class WeightMatrix
 {
     /// <summary>
     /// <see cref="MatrixFormat.Auto"/> stores a matrix as CSR when at most this fraction of its entries is non-zero.
-    /// Measured at 4096×4096 on a 2-core AVX-512 machine against our dense kernels (docs/sparse-inference.md): CSR
+    /// Measured at 4096×4096 on a 2-core AVX-512 machine against our dense kernels (docs/results/inference-speed.md): CSR
     /// is faster at batch 1 from 50 % sparsity on, and at batch 64 from 60 % on; this threshold is the batched one.
     /// A property, not a constant: it is a measured value that later versions may change.
     /// </summary>

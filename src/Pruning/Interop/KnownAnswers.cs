@@ -5,7 +5,7 @@ namespace Pruning.Interop;
 
 /// <summary>
 /// The health check's computations. The shapes are the smallest found that libtorch 2.10 (oneDNN 3.7.1) got wrong on
-/// an AMD Zen 5 host whose hypervisor hides the cache topology (docs/installation.md): convolutions with more than 16
+/// an AMD Zen 5 host whose hypervisor hides the cache topology (docs/reference/installation.md): convolutions with more than 16
 /// input channels that are not a multiple of 16 (3×3 from batch 2, 5×5 and larger from batch 1), their gradients, and
 /// an LSTM whose hidden size is not a multiple of 32; plus a Linear, which goes to MKL. Inputs come from a fixed integer
 /// hash, not from torch's generator, so running the check changes no seeded run.

@@ -7,7 +7,7 @@ namespace Pruning.Interop;
 /// Known-answer checks of the libtorch under TorchSharp: a few small convolutions (forward and gradients), an LSTM and
 /// a Linear, each compared with an answer we compute in double precision. libtorch 2.10 (TorchSharp-cpu 0.107) gets
 /// convolutions and LSTMs wrong on some hosts: on an AMD Zen 5 whose hypervisor hides the cache topology, its oneDNN
-/// generates kernels for caches of 1 byte (docs/installation.md). A model trained there is wrong without any error.
+/// generates kernels for caches of 1 byte (docs/reference/installation.md). A model trained there is wrong without any error.
 /// </summary>
 /// <remarks>
 /// The library calls <see cref="Ensure"/> once per process, on first use (creating a <see cref="GradualPruner"/>,

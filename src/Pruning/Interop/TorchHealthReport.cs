@@ -42,7 +42,7 @@ public sealed class TorchHealthReport
     public string Cpu { get; }
 
     /// <summary>True on an AMD CPU whose cache-topology leaf (CPUID 0x8000001D) reads as zeros, the cause of oneDNN's wrong
-    /// results measured so far (docs/installation.md).</summary>
+    /// results measured so far (docs/reference/installation.md).</summary>
     public bool CacheTopologyHidden { get; }
 
     /// <summary>How long the checks took (both rounds, for <see cref="TorchHealth.Ensure"/>).</summary>
@@ -60,7 +60,7 @@ public sealed class TorchHealthReport
             if (Healthy && RemedyApplied is null)
                 return Invariant($"libtorch health: all {Results.Count} known-answer checks pass ({host}; oneDNN {OnOff(OneDnnEnabled)}).");
             if (Healthy)
-                return Invariant($"libtorch health: WARNING: libtorch computed {FailuresBeforeRemedy.Count} of {Results.Count} known answers wrong on this CPU ({host}): {Names(FailuresBeforeRemedy)}. {RemedyApplied}; all {Results.Count} pass now. See docs/installation.md.");
+                return Invariant($"libtorch health: WARNING: libtorch computed {FailuresBeforeRemedy.Count} of {Results.Count} known answers wrong on this CPU ({host}): {Names(FailuresBeforeRemedy)}. {RemedyApplied}; all {Results.Count} pass now. See docs/reference/installation.md.");
             return Invariant($"libtorch health: WARNING: libtorch computes {Failures.Count} of {Results.Count} known answers wrong on this CPU ({host}): {Names(Failures)}. {Remedy}");
         }
     }

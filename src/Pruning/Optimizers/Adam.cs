@@ -9,7 +9,7 @@ namespace Pruning.Optimizers;
 /// <summary>
 /// TorchSharp's <see cref="TorchSharp.Modules.Adam"/> with every Scalar kept alive until its native call returns.
 /// TorchSharp 0.107's own step passes temporary Scalars (β₁, the step size, the hidden α = 1 of <c>add_</c>) whose
-/// finalizer can run during the call and crash the process (docs/scalar-race.md). This class is TorchSharp's Adam,
+/// finalizer can run during the call and crash the process (docs/reference/scalar-race.md). This class is TorchSharp's Adam,
 /// with the same name: the same options, the same state (<see cref="TorchSharp.Modules.Adam.State"/>), the same
 /// <c>state_dict</c> and files (each loads the other's), and the same arithmetic in the same order, so it trains
 /// bit-identically and is a drop-in replacement. Create it with <see cref="SafeOptim.Adam"/>.

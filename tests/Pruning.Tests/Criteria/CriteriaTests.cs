@@ -92,7 +92,7 @@ public sealed class CriteriaTests
 /// <summary>The custom criterion shown in the README, compiled and checked here so the README stays right.</summary>
 public sealed class RowRelativeMagnitude : IPruningCriterion
 {
-    // |w| relative to the largest |w| of its row: every output neuron keeps its own strongest inputs (docs/training.md).
+    // |w| relative to the largest |w| of its row: every output neuron keeps its own strongest inputs (docs/how-to/extend-the-pruner.md).
     public Tensor Score(string parameterName, Tensor weight)
     {
         using var epsilon = 1e-12.ToScalar();
