@@ -15,7 +15,9 @@ if (args is ["quick", ..])
     // --conv: one Conv2d layer, im2col against direct sparse convolution, and TorchSharp's conv2d.
     // --obs: one-shot OBS/SparseGPT, Wanda and magnitude on one d×d Linear (--dims 300,1200,2400 --rows 1024).
     // --models lenet,cnn,mlp4096: whole models, the sparse runtime against ONNX Runtime (dense and channel-shrunk).
-    if (Pruning.Benchmarks.ObsQuickMode.Wants(args)) Pruning.Benchmarks.ObsQuickMode.Run(args);
+    // --gemm: the dense product, our blocked GEMM against our row kernel, OpenBLAS and ONNX Runtime (GFLOP/s).
+    if (Pruning.Benchmarks.GemmQuickMode.Wants(args)) Pruning.Benchmarks.GemmQuickMode.Run(args);
+    else if (Pruning.Benchmarks.ObsQuickMode.Wants(args)) Pruning.Benchmarks.ObsQuickMode.Run(args);
     else if (Pruning.Benchmarks.ModelsQuickMode.Wants(args)) Pruning.Benchmarks.ModelsQuickMode.Run(args);
     else if (Pruning.Benchmarks.ConvQuickMode.Wants(args)) Pruning.Benchmarks.ConvQuickMode.Run(args);
     else if (Pruning.Benchmarks.KernelQuickMode.Wants(args)) Pruning.Benchmarks.KernelQuickMode.Run(args);

@@ -42,7 +42,21 @@ public sealed class DenseMatrix : WeightMatrix
 
     internal override void ReadRow(int row, Span<float> destination) => _values.AsSpan(row * Cols, Cols).CopyTo(destination);
 
+    /// <summary>The weights packed for the blocked product, made on the first batch wide enough to use it.</summary>
+    private PackedWeights? _packed;
+
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
+    {
+        if (batch >= Gemm.MinColumns)
+        {
+            Gemm.Multiply(simd, LazyInitializer.EnsureInitialized(ref _packed, () => new PackedWeights(_values, Rows, Cols)), x, y, bias, batch, threads);
+            return;
+        }
+        MultiplyByRows(x, y, bias, batch, threads, simd);
+    }
+
+    /// <summary>The row-blocked kernel, without packing: for narrow batches (and as the benchmarks' baseline).</summary>
+    internal unsafe void MultiplyByRows(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, StoredEntries * batch, Rows), (Rows + 3) / 4);
         var bounds = new int[parts + 1];

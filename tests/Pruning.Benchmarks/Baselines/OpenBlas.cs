@@ -34,6 +34,10 @@ internal static unsafe class OpenBlas
 
     public static void Threads(int threads) => SetThreads(threads);
 
+    /// <summary>C[m, n] = A[m, k]·B[k, n], all row-major.</summary>
+    public static void Gemm(float* a, float* b, float* c, int m, int n, int k) =>
+        Sgemm(RowMajor, NoTrans, NoTrans, m, n, k, 1f, a, k, b, n, 0f, c, n);
+
     /// <summary>y[batch, rows] = x[batch, cols] · Wᵀ with W [rows, cols] row-major: gemv at batch 1, gemm otherwise.</summary>
     public static void Linear(float* w, int rows, int cols, float* x, float* y, int batch)
     {

@@ -1,0 +1,217 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Pruning.Sparse.Kernels;
+
+/// <summary>
+/// A dense weight matrix packed once for <see cref="Gemm"/>: panels of <see cref="Gemm.RowsPerPanel"/> rows, each
+/// stored column by column (the panel's rows side by side for every input), zero rows filling the last panel.
+/// </summary>
+internal sealed class PackedWeights
+{
+    public PackedWeights(ReadOnlySpan<float> rowMajor, int rows, int cols)
+    {
+        if (rowMajor.Length != (long)rows * cols) throw new ArgumentException($"Expected {(long)rows * cols} values, got {rowMajor.Length}.", nameof(rowMajor));
+        const int mr = Gemm.RowsPerPanel;
+        (Rows, Cols, Panels) = (rows, cols, (rows + mr - 1) / mr);
+        Values = new float[(long)Panels * cols * mr];
+        for (int r = 0; r < rows; r++)
+        {
+            long panel = (long)(r / mr) * cols * mr;
+            int i = r % mr;
+            ReadOnlySpan<float> row = rowMajor.Slice(r * cols, cols);
+            for (int k = 0; k < cols; k++) Values[panel + (long)k * mr + i] = row[k];
+        }
+    }
+
+    public int Rows { get; }
+    public int Cols { get; }
+    public int Panels { get; }
+
+    /// <summary>[panel][input][row in panel].</summary>
+    public float[] Values { get; }
+}
+
+/// <summary>
+/// The dense matrix product y[M, N] = bias + W[M, K]·x[K, N] of the runtime's layout (features × batch·pixels, row
+/// major), blocked for the caches: x is packed in blocks of <see cref="DepthBlock"/> inputs × up to
+/// <see cref="ColumnBlock"/> columns into panels <see cref="ColumnsPerPanel"/> wide (the micro-panel stays in L1 while
+/// the weights' panels, packed once, stream past it), and a register-blocked micro-kernel computes
+/// <see cref="RowsPerPanel"/> rows × two vectors of columns per pass. Column blocks are the unit of work for the
+/// threads; each packs only its own columns.
+/// </summary>
+internal static unsafe class Gemm
+{
+    /// <summary>Rows of the micro-kernel: 6 rows × 2 vectors is 12 accumulators, two loads and a broadcast, within AVX2's 16 registers.</summary>
+    public const int RowsPerPanel = 6;
+
+    /// <summary>Inputs per packed block: a 256 × 32 micro-panel of x is 32 KiB, in L1 beside the weights' 6 KiB.</summary>
+    public const int DepthBlock = 256;
+
+    /// <summary>Most columns per block (a multiple of every panel width): a 256 × 512 block of x is 512 KiB, in L2.</summary>
+    public const int ColumnBlock = 512;
+
+    /// <summary>Fewer columns than this take the row-blocked kernel of <see cref="DenseKernels"/>: packing would not pay.</summary>
+    public const int MinColumns = 16;
+
+    /// <summary>Columns per panel at <paramref name="level"/>: two vectors (8 for the scalar path).</summary>
+    public static int ColumnsPerPanel(SimdLevel level) => level switch
+    {
+        SimdLevel.Vector512 => 2 * Vector512<float>.Count,
+        SimdLevel.Vector256 => 2 * Vector256<float>.Count,
+        _ => 8,
+    };
+
+    [ThreadStatic] private static float[]? _packedColumns;
+
+    /// <summary>y[M, n] = bias + W·x[K, n]; x and y rows are <paramref name="n"/> apart.</summary>
+    public static void Multiply(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int threads)
+    {
+        int nr = ColumnsPerPanel(level);
+        // Column blocks: at most ColumnBlock wide, enough of them for the threads, whole panels each.
+        int wanted = Parallelism.Chunks(Parallelism.Threads(threads, (long)w.Rows * w.Cols * n, (n + nr - 1) / nr), (n + nr - 1) / nr);
+        int width = Math.Min(ColumnBlock, Math.Max(nr, (n + wanted - 1) / wanted + nr - 1) / nr * nr);
+        int blocks = (n + width - 1) / width;
+        var bounds = new int[blocks + 1];
+        for (int b = 1; b <= blocks; b++) bounds[b] = Math.Min(n, b * width);
+        nint px = (nint)x, py = (nint)y, pb = (nint)bias;
+        Parallelism.Run(bounds, (first, end) => Block(level, w, (float*)px, (float*)py, (float*)pb, n, first, end));
+    }
+
+    /// <summary>Columns [first, end) of y, every row.</summary>
+    private static void Block(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int first, int end)
+    {
+        int nr = ColumnsPerPanel(level), columns = end - first, panels = (columns + nr - 1) / nr;
+        int needed = DepthBlock * panels * nr;
+        float[] buffer = _packedColumns is { } b && b.Length >= needed ? b : (_packedColumns = new float[Math.Max(needed, DepthBlock * ColumnBlock)]);
+        fixed (float* packed = buffer)
+        fixed (float* a = w.Values)
+        {
+            for (int k0 = 0; k0 < w.Cols; k0 += DepthBlock)
+            {
+                int depth = Math.Min(DepthBlock, w.Cols - k0);
+                PackColumns(x + (long)k0 * n + first, n, depth, columns, nr, packed);
+                bool accumulate = k0 > 0;
+                for (int p = 0; p < panels; p++)
+                {
+                    int c0 = p * nr, valid = Math.Min(nr, columns - c0);
+                    float* bp = packed + (long)p * depth * nr;
+                    for (int panel = 0; panel < w.Panels; panel++)
+                    {
+                        int r0 = panel * RowsPerPanel, rows = Math.Min(RowsPerPanel, w.Rows - r0);
+                        float* ap = a + ((long)panel * w.Cols + k0) * RowsPerPanel;
+                        float* c = y + (long)r0 * n + first + c0;
+                        float* rowBias = bias == null || accumulate ? null : bias + r0;
+                        switch (level)
+                        {
+                            case SimdLevel.Vector512: Tile<Lanes512, Vector512<float>>(ap, bp, depth, c, n, rows, valid, rowBias, accumulate); break;
+                            case SimdLevel.Vector256: Tile<Lanes256, Vector256<float>>(ap, bp, depth, c, n, rows, valid, rowBias, accumulate); break;
+                            default: ScalarTile(ap, bp, depth, nr, c, n, rows, valid, rowBias, accumulate); break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>x[depth, columns] (rows <paramref name="stride"/> apart) into panels [panel][input][nr], zero-padded.</summary>
+    private static void PackColumns(float* x, int stride, int depth, int columns, int nr, float* packed)
+    {
+        for (int c0 = 0; c0 < columns; c0 += nr)
+        {
+            int valid = Math.Min(nr, columns - c0);
+            float* panel = packed + (long)(c0 / nr) * depth * nr;
+            for (int k = 0; k < depth; k++)
+            {
+                float* source = x + (long)k * stride + c0;
+                float* target = panel + (long)k * nr;
+                if (valid == nr) Buffer.MemoryCopy(source, target, nr * sizeof(float), nr * sizeof(float));
+                else
+                {
+                    for (int j = 0; j < valid; j++) target[j] = source[j];
+                    for (int j = valid; j < nr; j++) target[j] = 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// C[rows, valid] (rows <paramref name="ldc"/> apart) = bias + A·B, or += A·B when <paramref name="accumulate"/>:
+    /// 6 rows × 2 vectors of accumulators over <paramref name="depth"/> inputs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile<TL, TVec>(float* a, float* b, int depth, float* c, int ldc, int rows, int valid, float* bias, bool accumulate)
+        where TL : struct, ILanes<TVec> where TVec : struct
+    {
+        int v = TL.Count;
+        TVec c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        TVec c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int k = 0; k < depth; k++, a += RowsPerPanel, b += 2 * v)
+        {
+            TVec b0 = TL.Load(b), b1 = TL.Load(b + v);
+            TVec w = TL.Broadcast(a[0]); c00 = TL.MulAdd(w, b0, c00); c01 = TL.MulAdd(w, b1, c01);
+            w = TL.Broadcast(a[1]); c10 = TL.MulAdd(w, b0, c10); c11 = TL.MulAdd(w, b1, c11);
+            w = TL.Broadcast(a[2]); c20 = TL.MulAdd(w, b0, c20); c21 = TL.MulAdd(w, b1, c21);
+            w = TL.Broadcast(a[3]); c30 = TL.MulAdd(w, b0, c30); c31 = TL.MulAdd(w, b1, c31);
+            w = TL.Broadcast(a[4]); c40 = TL.MulAdd(w, b0, c40); c41 = TL.MulAdd(w, b1, c41);
+            w = TL.Broadcast(a[5]); c50 = TL.MulAdd(w, b0, c50); c51 = TL.MulAdd(w, b1, c51);
+        }
+        if (rows == RowsPerPanel && valid == 2 * v)
+        {
+            Store<TL, TVec>(c, c00, c01, v, bias, 0, accumulate);
+            Store<TL, TVec>(c + ldc, c10, c11, v, bias, 1, accumulate);
+            Store<TL, TVec>(c + 2L * ldc, c20, c21, v, bias, 2, accumulate);
+            Store<TL, TVec>(c + 3L * ldc, c30, c31, v, bias, 3, accumulate);
+            Store<TL, TVec>(c + 4L * ldc, c40, c41, v, bias, 4, accumulate);
+            Store<TL, TVec>(c + 5L * ldc, c50, c51, v, bias, 5, accumulate);
+            return;
+        }
+        // An edge tile: through a buffer, only its valid part.
+        float* tile = stackalloc float[RowsPerPanel * 2 * v];
+        TL.Store(tile, c00); TL.Store(tile + v, c01);
+        TL.Store(tile + 2 * v, c10); TL.Store(tile + 3 * v, c11);
+        TL.Store(tile + 4 * v, c20); TL.Store(tile + 5 * v, c21);
+        TL.Store(tile + 6 * v, c30); TL.Store(tile + 7 * v, c31);
+        TL.Store(tile + 8 * v, c40); TL.Store(tile + 9 * v, c41);
+        TL.Store(tile + 10 * v, c50); TL.Store(tile + 11 * v, c51);
+        StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store<TL, TVec>(float* c, TVec low, TVec high, int v, float* bias, int row, bool accumulate)
+        where TL : struct, ILanes<TVec> where TVec : struct
+    {
+        if (accumulate)
+        {
+            TL.Store(c, TL.Add(TL.Load(c), low));
+            TL.Store(c + v, TL.Add(TL.Load(c + v), high));
+        }
+        else
+        {
+            TVec start = TL.Broadcast(bias == null ? 0 : bias[row]);
+            TL.Store(c, TL.Add(start, low));
+            TL.Store(c + v, TL.Add(start, high));
+        }
+    }
+
+    private static void StoreEdge(float* tile, int width, float* c, int ldc, int rows, int valid, float* bias, bool accumulate)
+    {
+        for (int i = 0; i < rows; i++)
+        {
+            float* target = c + (long)i * ldc;
+            float start = bias == null ? 0 : bias[i];
+            for (int j = 0; j < valid; j++) target[j] = accumulate ? target[j] + tile[i * width + j] : start + tile[i * width + j];
+        }
+    }
+
+    /// <summary>The scalar reference of <see cref="Tile{TL, TVec}"/>.</summary>
+    private static void ScalarTile(float* a, float* b, int depth, int nr, float* c, int ldc, int rows, int valid, float* bias, bool accumulate)
+    {
+        float* tile = stackalloc float[RowsPerPanel * nr];
+        new Span<float>(tile, RowsPerPanel * nr).Clear();
+        for (int k = 0; k < depth; k++, a += RowsPerPanel, b += nr)
+            for (int i = 0; i < RowsPerPanel; i++)
+                for (int j = 0; j < nr; j++) tile[i * nr + j] += a[i] * b[j];
+        StoreEdge(tile, nr, c, ldc, rows, valid, bias, accumulate);
+    }
+}
