@@ -9,7 +9,7 @@ namespace Pruning.Benchmarks;
 /// <c>-- quick --gemm [--threads T] [--json]</c>: the dense product y[M, N] = W[M, K]·x[K, N] by our blocked GEMM (packed
 /// weights, packed column panels, register-blocked micro-kernel), by our row-blocked kernel (what dense layers ran
 /// before), by OpenBLAS's sgemm and by ONNX Runtime's Gemm (a Linear with prepacked weights; batch-major, the same
-/// multiply-adds), interleaved in one process, medians after warm-up; GFLOP/s. The shapes: 4096² × 64 and × 512, and
+/// multiply-adds), interleaved in blocks in one process, medians after warm-up; GFLOP/s. The shapes: 4096² × 64 and × 512, and
 /// the im2col products of TorchVision resnet18's convolutions at 224×224, batch 1 (N = output pixels) and batch 64.
 /// </summary>
 internal static class GemmQuickMode
@@ -41,6 +41,7 @@ internal static class GemmQuickMode
             using var ort = new OrtLinear(w, m, k, n, threads);
             var actions = new List<(string Name, Action Run)>();
             actions.Add(("ours_gemm", () => { fixed (float* px = x, py = y) Gemm.Multiply(level, packed, px, py, null, n, threads); }));
+            if (threads > 1) actions.Add(("ours_gemm_1thread", () => { fixed (float* px = x, py = y) Gemm.Multiply(level, packed, px, py, null, n, 1); }));
             actions.Add(("ours_rows", () => { fixed (float* px = x, py = y) dense.MultiplyByRows(px, py, null, n, threads, level); }));
             if (OpenBlas.Available) actions.Add(("openblas", () => { fixed (float* pw = w, px = x, py = y) OpenBlas.Gemm(pw, px, py, m, n, k); }));
             actions.Add(("onnxruntime", ort.Run));
@@ -48,8 +49,15 @@ internal static class GemmQuickMode
             int runs = (int)Math.Clamp(2e10 / flops, 3, 200);
             foreach (var a in actions) a.Run();
             var times = actions.Select(_ => new List<double>()).ToArray();
-            for (int r = 0; r < runs; r++)
-                for (int a = 0; a < actions.Count; a++) times[a].Add(QuickMode.Time(actions[a].Run));
+            // Interleaved blocks: a 20 ms pause (another engine's threads spin on the cores for a while after a call:
+            // ONNX Runtime's, OpenBLAS's, our pool's), each variant once untimed, then three timed runs.
+            for (int r = 0; r < (runs + 2) / 3; r++)
+                for (int a = 0; a < actions.Count; a++)
+                {
+                    Thread.Sleep(20);
+                    actions[a].Run();
+                    for (int t = 0; t < 3; t++) times[a].Add(QuickMode.Time(actions[a].Run));
+                }
             double[] medians = times.Select(QuickMode.Median).ToArray();
             string Gflops(int a) => (flops / medians[a] / 1e6).ToString("F1", CultureInfo.InvariantCulture);
             if (json)

@@ -42,8 +42,15 @@ internal sealed class PackedWeights
 /// </summary>
 internal static unsafe class Gemm
 {
-    /// <summary>Rows of the micro-kernel: 6 rows × 2 vectors is 12 accumulators, two loads and a broadcast, within AVX2's 16 registers.</summary>
-    public const int RowsPerPanel = 6;
+    /// <summary>
+    /// Rows per packed panel. The 512-bit micro-kernel takes a whole panel: 12 rows × 2 vectors is 24 accumulators, two
+    /// loads and a broadcast, within AVX-512's 32 registers. The 256-bit one takes half a panel (<see cref="HalfPanel"/>
+    /// rows, 12 accumulators within AVX2's 16 registers) twice.
+    /// </summary>
+    public const int RowsPerPanel = 12;
+
+    /// <summary>Rows of the 256-bit micro-kernel.</summary>
+    public const int HalfPanel = 6;
 
     /// <summary>Inputs per packed block: a 256 × 32 micro-panel of x is 32 KiB, in L1 beside the weights' 6 KiB.</summary>
     public const int DepthBlock = 256;
@@ -67,23 +74,38 @@ internal static unsafe class Gemm
     /// <summary>y[M, n] = bias + W·x[K, n]; x and y rows are <paramref name="n"/> apart.</summary>
     public static void Multiply(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int threads)
     {
-        int nr = ColumnsPerPanel(level);
-        // Column blocks: at most ColumnBlock wide, enough of them for the threads, whole panels each.
-        int wanted = Parallelism.Chunks(Parallelism.Threads(threads, (long)w.Rows * w.Cols * n, (n + nr - 1) / nr), (n + nr - 1) / nr);
-        int width = Math.Min(ColumnBlock, Math.Max(nr, (n + wanted - 1) / wanted + nr - 1) / nr * nr);
+        int nr = ColumnsPerPanel(level), columnPanels = (n + nr - 1) / nr;
+        // Parts of work for the threads. With columns to spare (at least four panels a part), column blocks: a block's
+        // packed columns then serve every row. With few columns (narrow batches, small feature maps), row ranges over
+        // as few column blocks as ColumnBlock allows, so the weights are streamed once, shared by the threads, and the
+        // (cheaper) packing of the columns is what is repeated.
+        int parts = Parallelism.Chunks(Parallelism.Threads(threads, (long)w.Rows * w.Cols * n, columnPanels * w.Panels), columnPanels * w.Panels);
+        int width = columnPanels >= 4 * parts || w.Panels == 1
+            ? Math.Min(ColumnBlock, Math.Max(1, columnPanels / parts) * nr)
+            : Math.Min(ColumnBlock, columnPanels * nr);
         int blocks = (n + width - 1) / width;
-        var bounds = new int[blocks + 1];
-        for (int b = 1; b <= blocks; b++) bounds[b] = Math.Min(n, b * width);
+        int rowGroups = Math.Clamp((parts + blocks - 1) / blocks, 1, w.Panels);
         nint px = (nint)x, py = (nint)y, pb = (nint)bias;
-        Parallelism.Run(bounds, (first, end) => Block(level, w, (float*)px, (float*)py, (float*)pb, n, first, end));
+        var tasks = new int[blocks * rowGroups + 1];
+        for (int t = 1; t < tasks.Length; t++) tasks[t] = t;
+        Parallelism.Run(tasks, (first, end) =>
+        {
+            for (int t = first; t < end; t++)
+            {
+                int block = t % blocks, group = t / blocks;
+                int panelFirst = (int)((long)w.Panels * group / rowGroups), panelEnd = (int)((long)w.Panels * (group + 1) / rowGroups);
+                Block(level, w, (float*)px, (float*)py, (float*)pb, n, block * width, Math.Min(n, (block + 1) * width), panelFirst, panelEnd);
+            }
+        });
     }
 
-    /// <summary>Columns [first, end) of y, every row.</summary>
-    private static void Block(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int first, int end)
+    /// <summary>Columns [first, end) of y, rows of panels [panelFirst, panelEnd).</summary>
+    private static void Block(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int first, int end, int panelFirst, int panelEnd)
     {
         int nr = ColumnsPerPanel(level), columns = end - first, panels = (columns + nr - 1) / nr;
         int needed = DepthBlock * panels * nr;
         float[] buffer = _packedColumns is { } b && b.Length >= needed ? b : (_packedColumns = new float[Math.Max(needed, DepthBlock * ColumnBlock)]);
+        float* edge = stackalloc float[RowsPerPanel * 32];   // one edge tile: 12 rows × 2 vectors of 16
         fixed (float* packed = buffer)
         fixed (float* a = w.Values)
         {
@@ -96,7 +118,7 @@ internal static unsafe class Gemm
                 {
                     int c0 = p * nr, valid = Math.Min(nr, columns - c0);
                     float* bp = packed + (long)p * depth * nr;
-                    for (int panel = 0; panel < w.Panels; panel++)
+                    for (int panel = panelFirst; panel < panelEnd; panel++)
                     {
                         int r0 = panel * RowsPerPanel, rows = Math.Min(RowsPerPanel, w.Rows - r0);
                         float* ap = a + ((long)panel * w.Cols + k0) * RowsPerPanel;
@@ -104,9 +126,13 @@ internal static unsafe class Gemm
                         float* rowBias = bias == null || accumulate ? null : bias + r0;
                         switch (level)
                         {
-                            case SimdLevel.Vector512: Tile<Lanes512, Vector512<float>>(ap, bp, depth, c, n, rows, valid, rowBias, accumulate); break;
-                            case SimdLevel.Vector256: Tile<Lanes256, Vector256<float>>(ap, bp, depth, c, n, rows, valid, rowBias, accumulate); break;
-                            default: ScalarTile(ap, bp, depth, nr, c, n, rows, valid, rowBias, accumulate); break;
+                            case SimdLevel.Vector512: Tile12(ap, bp, depth, c, n, rows, valid, rowBias, accumulate, edge); break;
+                            case SimdLevel.Vector256:
+                                Tile<Lanes256, Vector256<float>>(ap, bp, depth, c, n, Math.Min(HalfPanel, rows), valid, rowBias, accumulate, edge);
+                                if (rows > HalfPanel)
+                                    Tile<Lanes256, Vector256<float>>(ap + HalfPanel, bp, depth, c + (long)HalfPanel * n, n, rows - HalfPanel, valid, rowBias == null ? null : rowBias + HalfPanel, accumulate, edge);
+                                break;
+                            default: ScalarTile(ap, bp, depth, nr, c, n, rows, valid, rowBias, accumulate, edge); break;
                         }
                     }
                 }
@@ -137,10 +163,11 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// C[rows, valid] (rows <paramref name="ldc"/> apart) = bias + A·B, or += A·B when <paramref name="accumulate"/>:
-    /// 6 rows × 2 vectors of accumulators over <paramref name="depth"/> inputs.
+    /// 6 rows (half a panel: <paramref name="a"/> steps a whole panel per input) × 2 vectors of accumulators over
+    /// <paramref name="depth"/> inputs.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TL, TVec>(float* a, float* b, int depth, float* c, int ldc, int rows, int valid, float* bias, bool accumulate)
+    private static void Tile<TL, TVec>(float* a, float* b, int depth, float* c, int ldc, int rows, int valid, float* bias, bool accumulate, float* tile)
         where TL : struct, ILanes<TVec> where TVec : struct
     {
         int v = TL.Count;
@@ -156,7 +183,7 @@ internal static unsafe class Gemm
             w = TL.Broadcast(a[4]); c40 = TL.MulAdd(w, b0, c40); c41 = TL.MulAdd(w, b1, c41);
             w = TL.Broadcast(a[5]); c50 = TL.MulAdd(w, b0, c50); c51 = TL.MulAdd(w, b1, c51);
         }
-        if (rows == RowsPerPanel && valid == 2 * v)
+        if (rows == HalfPanel && valid == 2 * v)
         {
             Store<TL, TVec>(c, c00, c01, v, bias, 0, accumulate);
             Store<TL, TVec>(c + ldc, c10, c11, v, bias, 1, accumulate);
@@ -166,14 +193,63 @@ internal static unsafe class Gemm
             Store<TL, TVec>(c + 5L * ldc, c50, c51, v, bias, 5, accumulate);
             return;
         }
-        // An edge tile: through a buffer, only its valid part.
-        float* tile = stackalloc float[RowsPerPanel * 2 * v];
+        // An edge tile: through the caller's buffer (6 rows × 2 vectors), only its valid part.
         TL.Store(tile, c00); TL.Store(tile + v, c01);
         TL.Store(tile + 2 * v, c10); TL.Store(tile + 3 * v, c11);
         TL.Store(tile + 4 * v, c20); TL.Store(tile + 5 * v, c21);
         TL.Store(tile + 6 * v, c30); TL.Store(tile + 7 * v, c31);
         TL.Store(tile + 8 * v, c40); TL.Store(tile + 9 * v, c41);
         TL.Store(tile + 10 * v, c50); TL.Store(tile + 11 * v, c51);
+        StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
+    }
+
+    /// <summary>The 512-bit micro-kernel: a whole panel, 12 rows × 2 vectors of 16 columns, as <see cref="Tile{TL, TVec}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile12(float* a, float* b, int depth, float* c, int ldc, int rows, int valid, float* bias, bool accumulate, float* tile)
+    {
+        const int v = 16;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        for (int k = 0; k < depth; k++, a += RowsPerPanel, b += 2 * v)
+        {
+            Vector512<float> b0 = Vector512.Load(b), b1 = Vector512.Load(b + v);
+            Vector512<float> w = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(w, b0, c00); c01 = Vector512.FusedMultiplyAdd(w, b1, c01);
+            w = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(w, b0, c10); c11 = Vector512.FusedMultiplyAdd(w, b1, c11);
+            w = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(w, b0, c20); c21 = Vector512.FusedMultiplyAdd(w, b1, c21);
+            w = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(w, b0, c30); c31 = Vector512.FusedMultiplyAdd(w, b1, c31);
+            w = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(w, b0, c40); c41 = Vector512.FusedMultiplyAdd(w, b1, c41);
+            w = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(w, b0, c50); c51 = Vector512.FusedMultiplyAdd(w, b1, c51);
+            w = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(w, b0, c60); c61 = Vector512.FusedMultiplyAdd(w, b1, c61);
+            w = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(w, b0, c70); c71 = Vector512.FusedMultiplyAdd(w, b1, c71);
+            w = Vector512.Create(a[8]); c80 = Vector512.FusedMultiplyAdd(w, b0, c80); c81 = Vector512.FusedMultiplyAdd(w, b1, c81);
+            w = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(w, b0, c90); c91 = Vector512.FusedMultiplyAdd(w, b1, c91);
+            w = Vector512.Create(a[10]); ca0 = Vector512.FusedMultiplyAdd(w, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(w, b1, ca1);
+            w = Vector512.Create(a[11]); cb0 = Vector512.FusedMultiplyAdd(w, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(w, b1, cb1);
+        }
+        if (rows == RowsPerPanel && valid == 2 * v)
+        {
+            Store<Lanes512, Vector512<float>>(c, c00, c01, v, bias, 0, accumulate);
+            Store<Lanes512, Vector512<float>>(c + ldc, c10, c11, v, bias, 1, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 2L * ldc, c20, c21, v, bias, 2, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 3L * ldc, c30, c31, v, bias, 3, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 4L * ldc, c40, c41, v, bias, 4, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 5L * ldc, c50, c51, v, bias, 5, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 6L * ldc, c60, c61, v, bias, 6, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 7L * ldc, c70, c71, v, bias, 7, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 8L * ldc, c80, c81, v, bias, 8, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 9L * ldc, c90, c91, v, bias, 9, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 10L * ldc, ca0, ca1, v, bias, 10, accumulate);
+            Store<Lanes512, Vector512<float>>(c + 11L * ldc, cb0, cb1, v, bias, 11, accumulate);
+            return;
+        }
+        c00.Store(tile); c01.Store(tile + v); c10.Store(tile + 2 * v); c11.Store(tile + 3 * v);
+        c20.Store(tile + 4 * v); c21.Store(tile + 5 * v); c30.Store(tile + 6 * v); c31.Store(tile + 7 * v);
+        c40.Store(tile + 8 * v); c41.Store(tile + 9 * v); c50.Store(tile + 10 * v); c51.Store(tile + 11 * v);
+        c60.Store(tile + 12 * v); c61.Store(tile + 13 * v); c70.Store(tile + 14 * v); c71.Store(tile + 15 * v);
+        c80.Store(tile + 16 * v); c81.Store(tile + 17 * v); c90.Store(tile + 18 * v); c91.Store(tile + 19 * v);
+        ca0.Store(tile + 20 * v); ca1.Store(tile + 21 * v); cb0.Store(tile + 22 * v); cb1.Store(tile + 23 * v);
         StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
     }
 
@@ -205,9 +281,8 @@ internal static unsafe class Gemm
     }
 
     /// <summary>The scalar reference of <see cref="Tile{TL, TVec}"/>.</summary>
-    private static void ScalarTile(float* a, float* b, int depth, int nr, float* c, int ldc, int rows, int valid, float* bias, bool accumulate)
+    private static void ScalarTile(float* a, float* b, int depth, int nr, float* c, int ldc, int rows, int valid, float* bias, bool accumulate, float* tile)
     {
-        float* tile = stackalloc float[RowsPerPanel * nr];
         new Span<float>(tile, RowsPerPanel * nr).Clear();
         for (int k = 0; k < depth; k++, a += RowsPerPanel, b += nr)
             for (int i = 0; i < RowsPerPanel; i++)

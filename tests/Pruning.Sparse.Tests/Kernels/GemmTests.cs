@@ -9,7 +9,9 @@ public class GemmTests
     {
         { 1, 1, 16 },          // one row, one input: a tile of one valid row
         { 6, 8, 32 },          // exactly one panel of rows, one vector pair of columns at 512 bits
-        { 7, 5, 17 },          // a second panel with one row; a column tail
+        { 7, 5, 17 },          // one panel: a whole 6-row half and a half with one row; a column tail
+        { 13, 9, 40 },         // a second panel with one row
+        { 24, 33, 64 },        // two whole panels
         { 13, 256, 47 },       // one whole depth block
         { 11, 257, 100 },      // a second depth block of one input
         { 64, 600, 513 },      // three depth blocks, a column block and one more column
@@ -40,13 +42,13 @@ public class GemmTests
     [Fact]
     public void Packing_puts_each_panels_rows_side_by_side_per_input_and_zero_fills_the_last_panel()
     {
-        // 7 × 2: rows r hold (10r, 10r + 1); panel 0 rows 0–5, panel 1 row 6 and five zero rows.
-        float[] w = Enumerable.Range(0, 7).SelectMany(r => new[] { 10f * r, 10f * r + 1 }).ToArray();
-        var packed = new PackedWeights(w, 7, 2);
+        // 13 × 2: rows r hold (10r, 10r + 1); panel 0 rows 0–11, panel 1 row 12 and eleven zero rows.
+        float[] w = Enumerable.Range(0, 13).SelectMany(r => new[] { 10f * r, 10f * r + 1 }).ToArray();
+        var packed = new PackedWeights(w, 13, 2);
         packed.Panels.Should().Be(2);
-        packed.Values.Should().Equal(
-            0, 10, 20, 30, 40, 50, 1, 11, 21, 31, 41, 51,
-            60, 0, 0, 0, 0, 0, 61, 0, 0, 0, 0, 0);
+        float[] Panel0(int k) => Enumerable.Range(0, 12).Select(r => 10f * r + k).ToArray();
+        float[] Panel1(int k) => [120f + k, .. new float[11]];
+        packed.Values.Should().Equal([.. Panel0(0), .. Panel0(1), .. Panel1(0), .. Panel1(1)]);
     }
 
     [Fact]
