@@ -93,7 +93,13 @@ internal static class ModelsQuickMode
                 () => oursShrunk.Run(x, y, batch, threads),
             ];
             double[] ms = KernelQuickMode.Blocks(variants, rounds: 12, warmupMs: 50, blockMs: 30, stream: null, out _);
-            if (args.Contains("--layers")) PerLayer(ours, batch, threads);
+            if (args.Contains("--layers"))
+            {
+                Console.WriteLine($"    layers of sparse-fp32, batch {batch}:");
+                PerLayer(ours, batch, threads);
+                Console.WriteLine($"    layers of runtime-shrunk, batch {batch}:");
+                PerLayer(oursShrunk, batch, threads);
+            }
             string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk", "runtime-shrunk"];
             if (json)
             {

@@ -236,7 +236,7 @@ public sealed class Conv2dLayer : SparseLayer
             return;
         }
         int columns = batch * outShape.Plane;
-        ReadOnlySpan<float> cols = IsPointwise ? input[..(InChannels * columns)] : Im2Col(input, shape, outShape, batch, scratch);
+        ReadOnlySpan<float> cols = IsPointwise ? input[..(InChannels * columns)] : Im2Col(input, shape, outShape, batch, scratch, threads);
         Weight.Multiply(cols, output[..(Weight.Rows * columns)], columns, Bias, threads);
     }
 
@@ -306,35 +306,53 @@ public sealed class Conv2dLayer : SparseLayer
         return offsets;
     }
 
-    /// <summary>[C, N, H, W] → [C·kh·kw, N·Ho·Wo], zero where the window reaches into the padding.</summary>
-    private Span<float> Im2Col(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, int batch, Span<float> scratch)
+    /// <summary>
+    /// [C, N, H, W] → [C·kh·kw, N·Ho·Wo], zero where the window reaches into the padding. Rows are filled in parallel;
+    /// within an output line the columns whose window is inside the input form one range (copied as a block at
+    /// stride 1), the padding on either side is cleared.
+    /// </summary>
+    private unsafe Span<float> Im2Col(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, int batch, Span<float> scratch, int threads)
+    {
+        int columns = batch * outShape.Plane, rows = Weight.Cols;
+        Span<float> cols = scratch[..(rows * columns)];
+        fixed (float* px = input, pc = cols)
+        {
+            nint x = (nint)px, c = (nint)pc;
+            Kernels.Parallelism.Run(Kernels.Parallelism.Even(rows, threads, (long)rows * columns / 4), (first, end) =>
+            {
+                for (int row = first; row < end; row++) Im2ColRow((float*)x, shape, outShape, batch, row, (float*)c + (long)row * columns);
+            });
+        }
+        return cols;
+    }
+
+    /// <summary>Row (channel c, tap ky, kx) of the im2col matrix.</summary>
+    private unsafe void Im2ColRow(float* input, FeatureShape shape, FeatureShape outShape, int batch, int row, float* dst)
     {
         int ho = outShape.Height, wo = outShape.Width, h = shape.Height, w = shape.Width;
-        int columns = batch * ho * wo;
-        Span<float> cols = scratch[..(Weight.Cols * columns)];
-        int row = 0;
-        for (int c = 0; c < InChannels; c++)
-            for (int ky = 0; ky < Kernel.H; ky++)
-                for (int kx = 0; kx < Kernel.W; kx++, row++)
+        int taps = Kernel.H * Kernel.W, c = row / taps, ky = row % taps / Kernel.W, kx = row % Kernel.W;
+        int sw = Stride.W, shift = kx * Dilation.W - Padding.W;   // ix = ox·sw + shift
+        // Output columns whose input column is inside [0, w): lo ≤ ox < hi.
+        int lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
+        int hi = w - 1 - shift < 0 ? 0 : Math.Min(wo, (w - 1 - shift) / sw + 1);
+        if (hi < lo) hi = lo;
+        for (int n = 0; n < batch; n++)
+        {
+            float* plane = input + ((long)c * batch + n) * h * w;
+            for (int oy = 0; oy < ho; oy++, dst += wo)
+            {
+                int iy = oy * Stride.H - Padding.H + ky * Dilation.H;
+                if ((uint)iy >= (uint)h)
                 {
-                    Span<float> dst = cols.Slice(row * columns, columns);
-                    int k = 0;
-                    for (int n = 0; n < batch; n++)
-                    {
-                        ReadOnlySpan<float> plane = input.Slice(((c * batch) + n) * h * w, h * w);
-                        for (int oy = 0; oy < ho; oy++)
-                        {
-                            int iy = oy * Stride.H - Padding.H + ky * Dilation.H;
-                            if ((uint)iy >= (uint)h) { dst.Slice(k, wo).Clear(); k += wo; continue; }
-                            ReadOnlySpan<float> line = plane.Slice(iy * w, w);
-                            for (int ox = 0; ox < wo; ox++, k++)
-                            {
-                                int ix = ox * Stride.W - Padding.W + kx * Dilation.W;
-                                dst[k] = (uint)ix < (uint)w ? line[ix] : 0f;
-                            }
-                        }
-                    }
+                    new Span<float>(dst, wo).Clear();
+                    continue;
                 }
-        return cols;
+                float* line = plane + (long)iy * w + shift;
+                if (lo > 0) new Span<float>(dst, lo).Clear();
+                if (sw == 1) new ReadOnlySpan<float>(line + lo, hi - lo).CopyTo(new Span<float>(dst + lo, hi - lo));
+                else for (int ox = lo; ox < hi; ox++) dst[ox] = line[ox * sw];
+                if (hi < wo) new Span<float>(dst + hi, wo - hi).Clear();
+            }
+        }
     }
 }

@@ -38,6 +38,8 @@ public class LayerTests
     [InlineData(2, 2, 10, 10, 3, 3, 1, 2, 2)] // dilated and padded
     [InlineData(3, 2, 5, 11, 7, 5, 1, 2, 1)]  // kernel as tall as the input, wide rows, odd batch
     [InlineData(2, 1, 1, 9, 2, 1, 1, 0, 1)]   // a single input row
+    [InlineData(2, 3, 13, 12, 14, 7, 2, 3, 1)] // a 7×7 stride-2 stem: padding on both sides of every line, 14 rows (two panels)
+    [InlineData(1, 2, 7, 9, 3, 3, 3, 4, 2)]   // stride 3, dilated, padding so wide that some windows see one input column
     public void Conv2d_matches_a_direct_convolution(int n, int c, int h, int w, int outC, int k, int s, int p, int d)
     {
         float[] weight = Reference.Sparse(outC, c * k * k, 0.7, seed: 5);
