@@ -42,6 +42,7 @@ internal static unsafe class DenseKernels
     {
         if (batch == 1) { Gemv<TL, TVec>(w, cols, x, y, bias, first, end); return; }
         int n = TL.Count;
+        if (batch < n) { Narrow<TL, TVec>(w, cols, x, y, bias, batch, first, end); return; }
         int vectorEnd = batch - batch % n;
         int r = first;
         // Four rows × two vectors of the batch: each loaded x vector feeds four FMAs.
@@ -134,6 +135,65 @@ internal static unsafe class DenseKernels
             float s = TL.Sum(TL.Add(TL.Add(a0, a1), TL.Add(a2, a3)));
             for (; k < cols; k++) s += wr[k] * x[k];
             y[r] = (bias == null ? 0 : bias[r]) + s;
+        }
+    }
+
+    /// <summary>
+    /// A batch narrower than a vector (small feature maps: 2×2 pixels at batch 1): x is transposed to [batch, cols] so
+    /// that each output is a dot product along the inputs, vectorized like <see cref="Gemv{TL, TVec}"/>, four columns
+    /// at a time sharing each load of the weights.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Narrow<TL, TVec>(float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct
+    {
+        int n = TL.Count;
+        float[] rented = System.Buffers.ArrayPool<float>.Shared.Rent(batch * cols);
+        try
+        {
+            fixed (float* xt = rented)
+            {
+                for (int k = 0; k < cols; k++)
+                    for (int b = 0; b < batch; b++) xt[(long)b * cols + k] = x[(long)k * batch + b];
+                for (int r = first; r < end; r++)
+                {
+                    float* wr = w + (long)r * cols;
+                    float start = bias == null ? 0 : bias[r];
+                    int b = 0;
+                    for (; b + 4 <= batch; b += 4)
+                    {
+                        float* x0 = xt + (long)b * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
+                        TVec a0 = TL.Broadcast(0), a1 = a0, a2 = a0, a3 = a0;
+                        int k = 0;
+                        for (; k + n <= cols; k += n)
+                        {
+                            TVec wk = TL.Load(wr + k);
+                            a0 = TL.MulAdd(wk, TL.Load(x0 + k), a0);
+                            a1 = TL.MulAdd(wk, TL.Load(x1 + k), a1);
+                            a2 = TL.MulAdd(wk, TL.Load(x2 + k), a2);
+                            a3 = TL.MulAdd(wk, TL.Load(x3 + k), a3);
+                        }
+                        float s0 = TL.Sum(a0), s1 = TL.Sum(a1), s2 = TL.Sum(a2), s3 = TL.Sum(a3);
+                        for (; k < cols; k++) { s0 += wr[k] * x0[k]; s1 += wr[k] * x1[k]; s2 += wr[k] * x2[k]; s3 += wr[k] * x3[k]; }
+                        float* yr = y + (long)r * batch + b;
+                        yr[0] = start + s0; yr[1] = start + s1; yr[2] = start + s2; yr[3] = start + s3;
+                    }
+                    for (; b < batch; b++)
+                    {
+                        float* xb = xt + (long)b * cols;
+                        TVec a = TL.Broadcast(0);
+                        int k = 0;
+                        for (; k + n <= cols; k += n) a = TL.MulAdd(TL.Load(wr + k), TL.Load(xb + k), a);
+                        float sum = TL.Sum(a);
+                        for (; k < cols; k++) sum += wr[k] * xb[k];
+                        y[(long)r * batch + b] = start + sum;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(rented);
         }
     }
 }
