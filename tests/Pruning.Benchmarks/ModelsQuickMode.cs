@@ -23,6 +23,8 @@ namespace Pruning.Benchmarks;
 /// then <see cref="ChannelGraph.ShrinkInPlace"/>): what ORT can actually speed up; our runtime runs that one too. resnet18 is TorchVision's, on
 /// 3×64×64 inputs (traced into residual layers). ORT: preallocated, bound OrtValues,
 /// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode. --layers also times every runtime layer alone.
+/// --json: per model and batch, the two summary rows (<c>variant</c> pruned or shrunk, <c>ours_ms</c>, <c>ort_ms</c>,
+/// <c>ratio_vs_ort</c> = ORT time / ours), then one row per engine (<c>engine</c>, <c>ms</c>, …).
 /// </summary>
 internal static class ModelsQuickMode
 {
@@ -103,9 +105,14 @@ internal static class ModelsQuickMode
             string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk", "runtime-shrunk"];
             if (json)
             {
+                // The summary rows: "pruned" = our runtime on the weight-pruned model against ONNX Runtime on the dense
+                // one; "shrunk" = both engines on the same channel-shrunk model.
+                foreach (var (variant, oursMs, ortMs) in new[] { ("pruned", ms[0], ms[2]), ("shrunk", ms[4], ms[3]) })
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"{{\"model\":\"{name}\",\"variant\":\"{variant}\",\"batch\":{batch},\"threads\":{threads},\"ours_ms\":{oursMs:F5},\"ort_ms\":{ortMs:F5},\"ratio_vs_ort\":{ortMs / oursMs:F3}}}"));
                 for (int v = 0; v < names.Length; v++)
                     Console.WriteLine(FormattableString.Invariant(
-                        $"{{\"model\":\"{name}\",\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"variant\":\"{names[v]}\",\"ms\":{ms[v]:F5},\"ratio_vs_onnxruntime_dense\":{ms[2] / ms[v]:F3},\"weights\":{weights},\"non_zeros\":{nonZeros},\"shrunk_weights\":{Weights(shrunk)},\"channel_sparsity\":{channelSparsity:F3}}}"));
+                        $"{{\"model\":\"{name}\",\"sparsity\":{sparsity},\"batch\":{batch},\"threads\":{threads},\"engine\":\"{names[v]}\",\"ms\":{ms[v]:F5},\"ratio_vs_onnxruntime_dense\":{ms[2] / ms[v]:F3},\"weights\":{weights},\"non_zeros\":{nonZeros},\"shrunk_weights\":{Weights(shrunk)},\"channel_sparsity\":{channelSparsity:F3}}}"));
                 continue;
             }
             Console.WriteLine(FormattableString.Invariant(
