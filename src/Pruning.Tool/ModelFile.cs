@@ -30,13 +30,10 @@ internal sealed record ModelFile(string Path, string Kind, uint Version, long By
     }
 
     /// <summary>Non-zero weights of a layer, inside its branches too.</summary>
-    public static long NonZeros(SparseLayer layer) => layer switch
+    public static long NonZeros(SparseLayer layer) => LayerChains.All([layer]).Sum(l => l switch
     {
         LinearLayer linear => linear.Weight.NonZeros,
         Conv2dLayer conv => conv.Weight.NonZeros,
-        ResidualLayer residual => residual.Main.Concat(residual.Shortcut).Sum(NonZeros),
-        ConcatLayer concat => concat.Branches.SelectMany(b => b).Sum(NonZeros),
-        ScaleLayer scale => scale.Factors.Sum(NonZeros),
         _ => 0,
-    };
+    });
 }

@@ -183,24 +183,15 @@ internal static unsafe class Gemm
             w = TL.Broadcast(a[4]); c40 = TL.MulAdd(w, b0, c40); c41 = TL.MulAdd(w, b1, c41);
             w = TL.Broadcast(a[5]); c50 = TL.MulAdd(w, b0, c50); c51 = TL.MulAdd(w, b1, c51);
         }
-        if (rows == HalfPanel && valid == 2 * v)
-        {
-            Store<TL, TVec>(c, c00, c01, v, bias, 0, accumulate);
-            Store<TL, TVec>(c + ldc, c10, c11, v, bias, 1, accumulate);
-            Store<TL, TVec>(c + 2L * ldc, c20, c21, v, bias, 2, accumulate);
-            Store<TL, TVec>(c + 3L * ldc, c30, c31, v, bias, 3, accumulate);
-            Store<TL, TVec>(c + 4L * ldc, c40, c41, v, bias, 4, accumulate);
-            Store<TL, TVec>(c + 5L * ldc, c50, c51, v, bias, 5, accumulate);
-            return;
-        }
-        // An edge tile: through the caller's buffer (6 rows × 2 vectors), only its valid part.
-        TL.Store(tile, c00); TL.Store(tile + v, c01);
-        TL.Store(tile + 2 * v, c10); TL.Store(tile + 3 * v, c11);
-        TL.Store(tile + 4 * v, c20); TL.Store(tile + 5 * v, c21);
-        TL.Store(tile + 6 * v, c30); TL.Store(tile + 7 * v, c31);
-        TL.Store(tile + 8 * v, c40); TL.Store(tile + 9 * v, c41);
-        TL.Store(tile + 10 * v, c50); TL.Store(tile + 11 * v, c51);
-        StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
+        // A whole tile is stored into C; an edge tile goes through the caller's buffer, then only its valid part.
+        bool whole = rows == HalfPanel && valid == 2 * v;
+        Put<TL, TVec>(whole, c, ldc, tile, 0, c00, c01, bias, accumulate);
+        Put<TL, TVec>(whole, c, ldc, tile, 1, c10, c11, bias, accumulate);
+        Put<TL, TVec>(whole, c, ldc, tile, 2, c20, c21, bias, accumulate);
+        Put<TL, TVec>(whole, c, ldc, tile, 3, c30, c31, bias, accumulate);
+        Put<TL, TVec>(whole, c, ldc, tile, 4, c40, c41, bias, accumulate);
+        Put<TL, TVec>(whole, c, ldc, tile, 5, c50, c51, bias, accumulate);
+        if (!whole) StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
     }
 
     /// <summary>The 512-bit micro-kernel: a whole panel, 12 rows × 2 vectors of 16 columns, as <see cref="Tile{TL, TVec}"/>.</summary>
@@ -228,35 +219,38 @@ internal static unsafe class Gemm
             w = Vector512.Create(a[10]); ca0 = Vector512.FusedMultiplyAdd(w, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(w, b1, ca1);
             w = Vector512.Create(a[11]); cb0 = Vector512.FusedMultiplyAdd(w, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(w, b1, cb1);
         }
-        if (rows == RowsPerPanel && valid == 2 * v)
-        {
-            Store<Lanes512, Vector512<float>>(c, c00, c01, v, bias, 0, accumulate);
-            Store<Lanes512, Vector512<float>>(c + ldc, c10, c11, v, bias, 1, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 2L * ldc, c20, c21, v, bias, 2, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 3L * ldc, c30, c31, v, bias, 3, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 4L * ldc, c40, c41, v, bias, 4, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 5L * ldc, c50, c51, v, bias, 5, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 6L * ldc, c60, c61, v, bias, 6, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 7L * ldc, c70, c71, v, bias, 7, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 8L * ldc, c80, c81, v, bias, 8, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 9L * ldc, c90, c91, v, bias, 9, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 10L * ldc, ca0, ca1, v, bias, 10, accumulate);
-            Store<Lanes512, Vector512<float>>(c + 11L * ldc, cb0, cb1, v, bias, 11, accumulate);
-            return;
-        }
-        c00.Store(tile); c01.Store(tile + v); c10.Store(tile + 2 * v); c11.Store(tile + 3 * v);
-        c20.Store(tile + 4 * v); c21.Store(tile + 5 * v); c30.Store(tile + 6 * v); c31.Store(tile + 7 * v);
-        c40.Store(tile + 8 * v); c41.Store(tile + 9 * v); c50.Store(tile + 10 * v); c51.Store(tile + 11 * v);
-        c60.Store(tile + 12 * v); c61.Store(tile + 13 * v); c70.Store(tile + 14 * v); c71.Store(tile + 15 * v);
-        c80.Store(tile + 16 * v); c81.Store(tile + 17 * v); c90.Store(tile + 18 * v); c91.Store(tile + 19 * v);
-        ca0.Store(tile + 20 * v); ca1.Store(tile + 21 * v); cb0.Store(tile + 22 * v); cb1.Store(tile + 23 * v);
-        StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
+        bool whole = rows == RowsPerPanel && valid == 2 * v;
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 0, c00, c01, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 1, c10, c11, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 2, c20, c21, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 3, c30, c31, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 4, c40, c41, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 5, c50, c51, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 6, c60, c61, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 7, c70, c71, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 8, c80, c81, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 9, c90, c91, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 10, ca0, ca1, bias, accumulate);
+        Put<Lanes512, Vector512<float>>(whole, c, ldc, tile, 11, cb0, cb1, bias, accumulate);
+        if (!whole) StoreEdge(tile, 2 * v, c, ldc, rows, valid, bias, accumulate);
     }
 
+    /// <summary>
+    /// Row <paramref name="row"/> of a tile (two vectors): into C (bias added, or accumulated) when the tile is
+    /// <paramref name="whole"/>, otherwise into the edge buffer <paramref name="tile"/> for <see cref="StoreEdge"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store<TL, TVec>(float* c, TVec low, TVec high, int v, float* bias, int row, bool accumulate)
+    private static void Put<TL, TVec>(bool whole, float* c, int ldc, float* tile, int row, TVec low, TVec high, float* bias, bool accumulate)
         where TL : struct, ILanes<TVec> where TVec : struct
     {
+        int v = TL.Count;
+        if (!whole)
+        {
+            TL.Store(tile + 2 * row * v, low);
+            TL.Store(tile + (2 * row + 1) * v, high);
+            return;
+        }
+        c += (long)row * ldc;
         if (accumulate)
         {
             TL.Store(c, TL.Add(TL.Load(c), low));
