@@ -22,9 +22,18 @@ public sealed class GlobalAveragePoolLayer : SparseLayer
                 for (int p = first; p < end; p++)
                 {
                     float* v = (float*)src + (long)p * plane;
-                    double sum = 0;
-                    for (int i = 0; i < plane; i++) sum += v[i];
-                    ((float*)dst)[p] = (float)(sum / plane);
+                    // Four independent double sums: one chain would wait on each add's latency.
+                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                    int i = 0;
+                    for (; i + 4 <= plane; i += 4)
+                    {
+                        s0 += v[i];
+                        s1 += v[i + 1];
+                        s2 += v[i + 2];
+                        s3 += v[i + 3];
+                    }
+                    for (; i < plane; i++) s0 += v[i];
+                    ((float*)dst)[p] = (float)((s0 + s1 + (s2 + s3)) / plane);
                 }
             });
         }

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace Pruning.Sparse.Layers;
 
 /// <summary>Pooling kinds.</summary>
@@ -86,26 +88,57 @@ public sealed class Pool2dLayer : SparseLayer
             nint src = (nint)px, dst = (nint)py;
             Kernels.Parallelism.Run(bounds, (first, end) =>
             {
-                for (int p = first; p < end; p++)
-                    Plane((float*)src + (long)p * h * w, (float*)dst + (long)p * ho * wo, h, w, ho, wo);
+                Span<float> rowMax = w <= 4096 ? stackalloc float[w] : new float[w];
+                fixed (float* row = rowMax)
+                    for (int p = first; p < end; p++)
+                    {
+                        float* from = (float*)src + (long)p * h * w, to = (float*)dst + (long)p * ho * wo;
+                        if (Kind == PoolKind.Max) MaxPlane(from, to, h, w, ho, wo, row);
+                        else AveragePlane(from, to, h, w, ho, wo);
+                    }
             });
         }
     }
 
-    /// <summary>One plane. Max propagates NaN, as PyTorch's max pooling does.</summary>
-    private unsafe void Plane(float* src, float* dst, int h, int w, int ho, int wo)
+    /// <summary>
+    /// Max pooling of one plane in two passes per output row: the window's input rows are reduced element-wise into
+    /// <paramref name="row"/> (vectorized, NaN-propagating like <see cref="MathF.Max(float, float)"/>), then each output takes the
+    /// maximum of its columns of that row. A NaN anywhere in a window gives NaN, as in PyTorch.
+    /// </summary>
+    private unsafe void MaxPlane(float* src, float* dst, int h, int w, int ho, int wo, float* row)
     {
-        if (Kind == PoolKind.Max && Kernel == (2, 2) && Stride == (2, 2) && Padding == (0, 0) && 2 * ho <= h && 2 * wo <= w)
+        for (int oy = 0; oy < ho; oy++)
         {
-            // The common 2×2/2 case: two input rows per output row, no bounds to clip.
-            for (int oy = 0; oy < ho; oy++)
+            int y0 = oy * Stride.H - Padding.H, y1 = Math.Min(y0 + Kernel.H, h);
+            y0 = Math.Max(y0, 0);
+            new ReadOnlySpan<float>(src + (long)y0 * w, w).CopyTo(new Span<float>(row, w));
+            for (int iy = y0 + 1; iy < y1; iy++)
             {
-                float* a = src + 2 * oy * w, b = a + w, o = dst + oy * wo;
-                for (int ox = 0; ox < wo; ox++)
-                    o[ox] = MathF.Max(MathF.Max(a[2 * ox], a[2 * ox + 1]), MathF.Max(b[2 * ox], b[2 * ox + 1]));
+                float* line = src + (long)iy * w;
+                int i = 0;
+                for (; i + Vector256<float>.Count <= w; i += Vector256<float>.Count)
+                    Vector256.Max(Vector256.Load(row + i), Vector256.Load(line + i)).Store(row + i);
+                for (; i < w; i++) row[i] = MathF.Max(row[i], line[i]);
             }
-            return;
+            float* o = dst + (long)oy * wo;
+            for (int ox = 0; ox < wo; ox++)
+            {
+                int x0 = ox * Stride.W - Padding.W, x1 = Math.Min(x0 + Kernel.W, w);
+                x0 = Math.Max(x0, 0);
+                float m = row[x0];
+                for (int ix = x0 + 1; ix < x1; ix++)
+                {
+                    float v = row[ix];
+                    if (v > m || float.IsNaN(v)) m = v;
+                }
+                o[ox] = m;
+            }
         }
+    }
+
+    /// <summary>Average pooling of one plane, dividing by the window's size with or without padding (<see cref="CountIncludePad"/>).</summary>
+    private unsafe void AveragePlane(float* src, float* dst, int h, int w, int ho, int wo)
+    {
         for (int oy = 0; oy < ho; oy++)
             for (int ox = 0; ox < wo; ox++)
             {
@@ -114,20 +147,10 @@ public sealed class Pool2dLayer : SparseLayer
                 int padded = (Math.Min(y0 + Kernel.H, h + Padding.H) - y0) * (Math.Min(x0 + Kernel.W, w + Padding.W) - x0);
                 y0 = Math.Max(y0, 0);
                 x0 = Math.Max(x0, 0);
-                if (Kind == PoolKind.Max)
-                {
-                    float acc = float.NegativeInfinity;
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++) acc = MathF.Max(acc, src[iy * w + ix]);
-                    dst[oy * wo + ox] = acc;
-                }
-                else
-                {
-                    float acc = 0f;
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++) acc += src[iy * w + ix];
-                    dst[oy * wo + ox] = acc / (CountIncludePad ? padded : (y1 - y0) * (x1 - x0));
-                }
+                float acc = 0f;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) acc += src[iy * w + ix];
+                dst[oy * wo + ox] = acc / (CountIncludePad ? padded : (y1 - y0) * (x1 - x0));
             }
     }
 }

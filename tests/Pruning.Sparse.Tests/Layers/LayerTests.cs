@@ -152,6 +152,41 @@ public class LayerTests
         new SparseModel(shape, [new Pool2dLayer(PoolKind.Average, (3, 3), (2, 2), (1, 1), countIncludePad: false)]).Run(x)[0].Should().BeApproximately(14f / 4, 1e-6f);
     }
 
+    [Theory]
+    [InlineData(2, 2, 2, 2, 0, 0, false, 9, 8)]     // 2×2/2, odd height: the last input row is dropped
+    [InlineData(3, 3, 2, 2, 1, 1, false, 33, 21)]   // resnet's stem pool, widths past one vector
+    [InlineData(3, 2, 1, 2, 1, 1, true, 7, 40)]     // uneven kernel and stride, ceil mode
+    [InlineData(5, 5, 3, 3, 2, 2, true, 11, 12)]
+    [InlineData(1, 1, 1, 1, 0, 0, false, 3, 17)]
+    public void Max_pooling_equals_the_window_maximum_with_nans_propagated(int kh, int kw, int sh, int sw, int ph, int pw, bool ceil, int h, int w)
+    {
+        const int planes = 3;   // channels × batch (2 × … as [C, N, H, W] planes)
+        var rng = new Random(kh * 131 + w);
+        float[] x = Enumerable.Range(0, planes * h * w).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        x[h * w + w + 1] = float.NaN;   // one NaN in the second plane
+        var layer = new Pool2dLayer(PoolKind.Max, (kh, kw), (sh, sw), (ph, pw), ceilMode: ceil);
+        FeatureShape output = layer.OutputShape(new FeatureShape(planes, h, w));
+        float[] y = new SparseModel(new FeatureShape(planes, h, w), [layer]).Run(x);
+        int nans = 0;
+        for (int p = 0; p < planes; p++)
+            for (int oy = 0; oy < output.Height; oy++)
+                for (int ox = 0; ox < output.Width; ox++)
+                {
+                    float expected = float.NegativeInfinity;
+                    for (int iy = Math.Max(0, oy * sh - ph); iy < Math.Min(h, oy * sh - ph + kh); iy++)
+                        for (int ix = Math.Max(0, ox * sw - pw); ix < Math.Min(w, ox * sw - pw + kw); ix++)
+                        {
+                            float v = x[(p * h + iy) * w + ix];
+                            if (float.IsNaN(v) || float.IsNaN(expected)) expected = float.NaN;
+                            else expected = Math.Max(expected, v);
+                        }
+                    float actual = y[(p * output.Height + oy) * output.Width + ox];
+                    if (float.IsNaN(expected)) { actual.Should().Be(float.NaN, $"plane {p} ({oy}, {ox}) sees the NaN"); nans++; }
+                    else actual.Should().Be(expected, $"plane {p} ({oy}, {ox})");
+                }
+        nans.Should().BeGreaterThan(0);
+    }
+
     [Fact]
     public void Flatten_orders_features_channel_then_row_then_column_for_every_sample()
     {
