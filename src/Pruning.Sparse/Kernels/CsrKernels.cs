@@ -79,7 +79,7 @@ internal static unsafe class CsrKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Spmm<TIndex, TValues>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, float* y, float* bias, int batch, int first, int end)
         where TIndex : unmanaged where TValues : struct, ICsrValues =>
-        Spmm(level, rowPointers, columns, values, x, new StridedRows(batch), y, bias, batch, first, end);
+        Spmm(level, rowPointers, columns, values, x, new StridedRows(batch), y, batch, bias, batch, first, end);
 
     /// <summary>
     /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width): the same product, but each column's operand
@@ -89,22 +89,26 @@ internal static unsafe class CsrKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SpmmShifted<TIndex, TValues>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, int* offsets, float* y, float* bias, int width, int first, int end)
         where TIndex : unmanaged where TValues : struct, ICsrValues =>
-        Spmm(level, rowPointers, columns, values, x, new ShiftedRows(offsets), y, bias, width, first, end);
+        Spmm(level, rowPointers, columns, values, x, new ShiftedRows(offsets), y, width, bias, width, first, end);
 
+    /// <summary>
+    /// y[r, 0..batch) = bias[r] + Σ values·x[rows.Offset(column) + 0..batch) for rows [first, end), y's rows
+    /// <paramref name="ldy"/> apart: the general form, which also computes one block of columns of a wider product.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Spmm<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+    public static void Spmm<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, long ldy, float* bias, int batch, int first, int end)
         where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         if (typeof(TValues) != typeof(Float32Values) && level != SimdLevel.Scalar && SimdSupport.HasGather)
         {
-            SpmmDecoded(level, rowPointers, columns, values, x, rows, y, bias, batch, first, end);
+            SpmmDecoded(level, rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end);
             return;
         }
         switch (level)
         {
-            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
-            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, bias, batch, first, end); break;
-            default: SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, 0, first, end); break;
+            case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end); break;
+            case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end); break;
+            default: SpmmTail(rowPointers, columns, values, x, rows, y, ldy, bias, batch, 0, first, end); break;
         }
     }
 
@@ -118,7 +122,7 @@ internal static unsafe class CsrKernels
     /// kernel would repeat it for every batch chunk and cost a scalar decode per broadcast.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmDecoded<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+    private static void SpmmDecoded<TIndex, TValues, TRows>(SimdLevel level, int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, long ldy, float* bias, int batch, int first, int end)
         where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         for (int r = first; r < end; r++)
@@ -136,14 +140,14 @@ internal static unsafe class CsrKernels
                 }
                 for (; k < count; k++) decoded[k] = values.Scaled ? values.Scale(r) * values.At(start + k) : values.At(start + k);
                 var plain = new Float32Values(decoded - start);
-                if (level == SimdLevel.Vector512) SpmmVector<Lanes512, Vector512<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, bias, batch, r, r + 1);
-                else SpmmVector<Lanes256, Vector256<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, bias, batch, r, r + 1);
+                if (level == SimdLevel.Vector512) SpmmVector<Lanes512, Vector512<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, ldy, bias, batch, r, r + 1);
+                else SpmmVector<Lanes256, Vector256<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, ldy, bias, batch, r, r + 1);
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmVector<TL, TVec, TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int first, int end)
+    private static void SpmmVector<TL, TVec, TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, long ldy, float* bias, int batch, int first, int end)
         where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         int n = TL.Count;
@@ -154,7 +158,7 @@ internal static unsafe class CsrKernels
             // Unscaled values accumulate onto the bias; scaled ones from zero, then sum·scale + bias at the store.
             TVec bv = TL.Broadcast(bias == null ? 0 : bias[r]), sv = TL.Broadcast(values.Scale(r));
             TVec b0 = values.Scaled ? TL.Broadcast(0) : bv;
-            float* yr = y + (long)r * batch;
+            float* yr = y + r * ldy;
             int b = 0;
             // Eight accumulators across the batch: each non-zero costs one broadcast and eight loads + FMAs.
             for (; b + 8 * n <= batch; b += 8 * n)
@@ -207,7 +211,7 @@ internal static unsafe class CsrKernels
                 Put<TL, TVec, TValues>(yr + b, TL.Add(a0, a1), sv, bv);
             }
         }
-        if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, rows, y, bias, batch, vectorEnd, first, end);
+        if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, rows, y, ldy, bias, batch, vectorEnd, first, end);
     }
 
     /// <summary>Stores an accumulator: as it is (it started at the bias), or scaled and biased.</summary>
@@ -218,7 +222,7 @@ internal static unsafe class CsrKernels
 
     /// <summary>The batch columns [fromColumn, batch) one at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmTail<TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, float* bias, int batch, int fromColumn, int first, int end)
+    private static void SpmmTail<TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, long ldy, float* bias, int batch, int fromColumn, int first, int end)
         where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         for (int r = first; r < end; r++)
@@ -229,7 +233,7 @@ internal static unsafe class CsrKernels
             {
                 float s = values.Scaled ? 0 : b0;
                 for (int j = start; j < stop; j++) s += values.At(j) * x[rows.Offset(Column(columns, j)) + b];
-                y[(long)r * batch + b] = values.Scaled ? b0 + values.Scale(r) * s : s;
+                y[r * ldy + b] = values.Scaled ? b0 + values.Scale(r) * s : s;
             }
         }
     }

@@ -72,8 +72,25 @@ internal static unsafe class Gemm
     [ThreadStatic] private static float[]? _packedColumns;
 
     /// <summary>y[M, n] = bias + W·x[K, n]; x and y rows are <paramref name="n"/> apart.</summary>
-    public static void Multiply(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int threads)
+    public static void Multiply(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int threads) =>
+        Multiply(level, w, new StoredColumns(x, w.Cols, n), y, bias, threads);
+
+    /// <summary>
+    /// Floats of packing buffer one thread needs for an operand of <paramref name="k"/> rows and <paramref name="n"/>
+    /// columns: one depth block of one column block, in whole panels of the widest path.
+    /// </summary>
+    public static long PackingFloats(int k, int n) => (long)Math.Min(DepthBlock, k) * ((Math.Min(n, ColumnBlock) + 31) / 32 * 32);
+
+    /// <summary>
+    /// y[M, N] = bias + W·x[K, N] for an operand read block by block (<see cref="ColumnSource"/>); y's rows are N apart.
+    /// <paramref name="packing"/>: <see cref="PackingFloats"/> floats for each of <see cref="WorkerPool.Slots"/>
+    /// threads, or null for a buffer of each thread's own (grown to the largest block, at most one depth block of
+    /// <see cref="ColumnBlock"/> columns).
+    /// </summary>
+    public static void Multiply(SimdLevel level, PackedWeights w, ColumnSource x, float* y, float* bias, int threads, float* packing = null)
     {
+        if (x.Rows != w.Cols) throw new ArgumentException($"The operand has {x.Rows} rows; the weights have {w.Cols} columns.", nameof(x));
+        int n = x.Columns;
         int nr = ColumnsPerPanel(level), columnPanels = (n + nr - 1) / nr;
         // Parts of work for the threads. With columns to spare (at least four panels a part), column blocks: a block's
         // packed columns then serve every row. With few columns (narrow batches, small feature maps), row ranges over
@@ -85,7 +102,8 @@ internal static unsafe class Gemm
             : Math.Min(ColumnBlock, columnPanels * nr);
         int blocks = (n + width - 1) / width;
         int rowGroups = Math.Clamp((parts + blocks - 1) / blocks, 1, w.Panels);
-        nint px = (nint)x, py = (nint)y, pb = (nint)bias;
+        nint py = (nint)y, pb = (nint)bias, pp = (nint)packing;
+        long slot = PackingFloats(w.Cols, n);
         var tasks = new int[blocks * rowGroups + 1];
         for (int t = 1; t < tasks.Length; t++) tasks[t] = t;
         Parallelism.Run(tasks, (first, end) =>
@@ -94,25 +112,35 @@ internal static unsafe class Gemm
             {
                 int block = t % blocks, group = t / blocks;
                 int panelFirst = (int)((long)w.Panels * group / rowGroups), panelEnd = (int)((long)w.Panels * (group + 1) / rowGroups);
-                Block(level, w, (float*)px, (float*)py, (float*)pb, n, block * width, Math.Min(n, (block + 1) * width), panelFirst, panelEnd);
+                Block(level, w, x, (float*)py, (float*)pb, n, block * width, Math.Min(n, (block + 1) * width), panelFirst, panelEnd,
+                    pp == 0 ? null : (float*)pp + WorkerPool.Slot * slot);
             }
         });
     }
 
-    /// <summary>Columns [first, end) of y, rows of panels [panelFirst, panelEnd).</summary>
-    private static void Block(SimdLevel level, PackedWeights w, float* x, float* y, float* bias, int n, int first, int end, int panelFirst, int panelEnd)
+    /// <summary>Columns [first, end) of y, rows of panels [panelFirst, panelEnd), packing into <paramref name="packing"/> or this thread's own buffer.</summary>
+    private static void Block(SimdLevel level, PackedWeights w, ColumnSource x, float* y, float* bias, int n, int first, int end, int panelFirst, int panelEnd, float* packing)
+    {
+        if (packing != null)
+        {
+            PackedBlock(level, w, x, y, bias, n, first, end, panelFirst, panelEnd, packing);
+            return;
+        }
+        int needed = DepthBlock * ColumnBlock;
+        float[] buffer = _packedColumns ??= new float[needed];
+        fixed (float* packed = buffer) PackedBlock(level, w, x, y, bias, n, first, end, panelFirst, panelEnd, packed);
+    }
+
+    private static void PackedBlock(SimdLevel level, PackedWeights w, ColumnSource x, float* y, float* bias, int n, int first, int end, int panelFirst, int panelEnd, float* packed)
     {
         int nr = ColumnsPerPanel(level), columns = end - first, panels = (columns + nr - 1) / nr;
-        int needed = DepthBlock * panels * nr;
-        float[] buffer = _packedColumns is { } b && b.Length >= needed ? b : (_packedColumns = new float[Math.Max(needed, DepthBlock * ColumnBlock)]);
         float* edge = stackalloc float[RowsPerPanel * 32];   // one edge tile: 12 rows × 2 vectors of 16
-        fixed (float* packed = buffer)
         fixed (float* a = w.Values)
         {
             for (int k0 = 0; k0 < w.Cols; k0 += DepthBlock)
             {
                 int depth = Math.Min(DepthBlock, w.Cols - k0);
-                PackColumns(x + (long)k0 * n + first, n, depth, columns, nr, packed);
+                PackColumns(x, k0, depth, first, columns, nr, packed);
                 bool accumulate = k0 > 0;
                 for (int p = 0; p < panels; p++)
                 {
@@ -140,24 +168,16 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>x[depth, columns] (rows <paramref name="stride"/> apart) into panels [panel][input][nr], zero-padded.</summary>
-    private static void PackColumns(float* x, int stride, int depth, int columns, int nr, float* packed)
+    /// <summary>x[k0 .. k0 + depth, first .. first + columns) into panels [panel][input][nr], zero-padded.</summary>
+    private static void PackColumns(ColumnSource x, int k0, int depth, int first, int columns, int nr, float* packed)
     {
         for (int c0 = 0; c0 < columns; c0 += nr)
         {
             int valid = Math.Min(nr, columns - c0);
             float* panel = packed + (long)(c0 / nr) * depth * nr;
-            for (int k = 0; k < depth; k++)
-            {
-                float* source = x + (long)k * stride + c0;
-                float* target = panel + (long)k * nr;
-                if (valid == nr) Buffer.MemoryCopy(source, target, nr * sizeof(float), nr * sizeof(float));
-                else
-                {
-                    for (int j = 0; j < valid; j++) target[j] = source[j];
-                    for (int j = valid; j < nr; j++) target[j] = 0;
-                }
-            }
+            x.Copy(k0, depth, first + c0, valid, panel, nr);
+            if (valid < nr)
+                for (int k = 0; k < depth; k++) new Span<float>(panel + (long)k * nr + valid, nr - valid).Clear();
         }
     }
 

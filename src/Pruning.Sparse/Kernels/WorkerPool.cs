@@ -17,6 +17,18 @@ internal sealed class WorkerPool
 
     [ThreadStatic] private static bool t_insideJob;
 
+    /// <summary>This thread's slot: worker i has i + 1, every other thread 0.</summary>
+    [ThreadStatic] private static int t_slot;
+
+    /// <summary>
+    /// The calling thread's slot in [0, <see cref="Slots"/>): distinct for the threads working on one job at the same
+    /// time (the caller has 0), so a kernel can give each its own part of one scratch buffer.
+    /// </summary>
+    public static int Slot => t_slot;
+
+    /// <summary>How many threads can work on one job: the workers and the caller.</summary>
+    public int Slots => Workers + 1;
+
     private readonly object _gate = new();
     private readonly object _sleep = new();
     private Job? _job;
@@ -27,7 +39,10 @@ internal sealed class WorkerPool
     {
         Workers = Math.Max(0, workers);
         for (int i = 0; i < Workers; i++)
-            new Thread(Loop) { IsBackground = true, Name = $"Pruning.Sparse worker {i}" }.Start();
+        {
+            int slot = i + 1;
+            new Thread(() => Loop(slot)) { IsBackground = true, Name = $"Pruning.Sparse worker {i}" }.Start();
+        }
     }
 
     /// <summary>Threads besides the caller's.</summary>
@@ -73,9 +88,10 @@ internal sealed class WorkerPool
         }
     }
 
-    private void Loop()
+    private void Loop(int slot)
     {
         t_insideJob = true;
+        t_slot = slot;
         long seen = 0;
         while (true)
         {

@@ -199,7 +199,7 @@ public sealed class Conv2dLayer : SparseLayer
             return checked((long)InChannels * batch * plane + Slack + Weight.Rows * width);
         }
         if (IsPointwise) return 0;
-        return checked((long)Weight.Cols * batch * output.Plane);
+        return Weight.ColumnsScratch(checked(batch * output.Plane));
     }
 
     /// <summary>Whole vectors of slack after the padded input, so the wide output can be rounded up to them.</summary>
@@ -218,7 +218,7 @@ public sealed class Conv2dLayer : SparseLayer
         return (checked(hp * wp), checked((width + Slack - 1) / Slack * Slack));
     }
 
-    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         FeatureShape outShape = OutputShape(shape);
         if (_groups is not null)
@@ -236,8 +236,20 @@ public sealed class Conv2dLayer : SparseLayer
             return;
         }
         int columns = batch * outShape.Plane;
-        ReadOnlySpan<float> cols = IsPointwise ? input[..(InChannels * columns)] : Im2Col(input, shape, outShape, batch, scratch, threads);
-        Weight.Multiply(cols, output[..(Weight.Rows * columns)], columns, Bias, threads);
+        if (IsPointwise)
+        {
+            Weight.Multiply(input[..(InChannels * columns)], output[..(Weight.Rows * columns)], columns, Bias, threads, Simd);
+            return;
+        }
+        if (input.Length < (long)shape.Size * batch || output.Length < (long)Weight.Rows * columns)
+            throw new ArgumentException("The buffers are smaller than the shapes.", nameof(input));
+        fixed (float* x = input)
+        fixed (float* y = output)
+        fixed (float* b = _bias)
+        {
+            var im2col = new Im2ColColumns(x, InChannels, batch, (shape.Height, shape.Width), (outShape.Height, outShape.Width), Kernel, Stride, Padding, Dilation);
+            Weight.MultiplyColumns(im2col, y, b, threads, Simd, scratch);
+        }
     }
 
     /// <summary>
@@ -280,7 +292,7 @@ public sealed class Conv2dLayer : SparseLayer
                         new Span<float>(from + row * w, w).CopyTo(new Span<float>(to + (row + pad.H) * wp + pad.W, w));
                 }
             });
-            ((CsrMatrix)Weight).MultiplyShiftedCore(x, o, y, b, width, threads, Simd);
+            ((CsrMatrix)Weight).MultiplyShiftedCore(x, o, y, b, width, threads, Simd, footprintRows: InChannels);
             Kernels.Parallelism.Run(Kernels.Parallelism.Even(rows, threads, (long)rows * batch * ho * wo), (first, end) =>
             {
                 for (int oc = first; oc < end; oc++)
@@ -304,55 +316,5 @@ public sealed class Conv2dLayer : SparseLayer
                     offsets[t++] = c * batch * plane + ky * Dilation.H * wp + kx * Dilation.W;
         _taps = new TapTable(shape, batch, offsets);
         return offsets;
-    }
-
-    /// <summary>
-    /// [C, N, H, W] → [C·kh·kw, N·Ho·Wo], zero where the window reaches into the padding. Rows are filled in parallel;
-    /// within an output line the columns whose window is inside the input form one range (copied as a block at
-    /// stride 1), the padding on either side is cleared.
-    /// </summary>
-    private unsafe Span<float> Im2Col(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, int batch, Span<float> scratch, int threads)
-    {
-        int columns = batch * outShape.Plane, rows = Weight.Cols;
-        Span<float> cols = scratch[..(rows * columns)];
-        fixed (float* px = input, pc = cols)
-        {
-            nint x = (nint)px, c = (nint)pc;
-            Kernels.Parallelism.Run(Kernels.Parallelism.Even(rows, threads, (long)rows * columns / 4), (first, end) =>
-            {
-                for (int row = first; row < end; row++) Im2ColRow((float*)x, shape, outShape, batch, row, (float*)c + (long)row * columns);
-            });
-        }
-        return cols;
-    }
-
-    /// <summary>Row (channel c, tap ky, kx) of the im2col matrix.</summary>
-    private unsafe void Im2ColRow(float* input, FeatureShape shape, FeatureShape outShape, int batch, int row, float* dst)
-    {
-        int ho = outShape.Height, wo = outShape.Width, h = shape.Height, w = shape.Width;
-        int taps = Kernel.H * Kernel.W, c = row / taps, ky = row % taps / Kernel.W, kx = row % Kernel.W;
-        int sw = Stride.W, shift = kx * Dilation.W - Padding.W;   // ix = ox·sw + shift
-        // Output columns whose input column is inside [0, w): lo ≤ ox < hi.
-        int lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
-        int hi = w - 1 - shift < 0 ? 0 : Math.Min(wo, (w - 1 - shift) / sw + 1);
-        if (hi < lo) hi = lo;
-        for (int n = 0; n < batch; n++)
-        {
-            float* plane = input + ((long)c * batch + n) * h * w;
-            for (int oy = 0; oy < ho; oy++, dst += wo)
-            {
-                int iy = oy * Stride.H - Padding.H + ky * Dilation.H;
-                if ((uint)iy >= (uint)h)
-                {
-                    new Span<float>(dst, wo).Clear();
-                    continue;
-                }
-                float* line = plane + (long)iy * w + shift;
-                if (lo > 0) new Span<float>(dst, lo).Clear();
-                if (sw == 1) new ReadOnlySpan<float>(line + lo, hi - lo).CopyTo(new Span<float>(dst + lo, hi - lo));
-                else for (int ox = lo; ox < hi; ox++) dst[ox] = line[ox * sw];
-                if (hi < wo) new Span<float>(dst + hi, wo - hi).Clear();
-            }
-        }
     }
 }

@@ -269,42 +269,98 @@ public sealed class CsrMatrix : WeightMatrix
     internal override unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
         // A gathered non-zero (batch 1) costs about as much as eight streamed dense multiply-adds.
-        long work = batch == 1 ? NonZeros * 8 + Rows : (NonZeros + Rows) * batch;
-        ForEachRowRange(work, threads, new Product(simd, x, y, bias, batch));
+        if (batch == 1) ForEachPart(1, NonZeros * 8 + Rows, threads, Cols, new VectorProduct(simd, x, y, bias));
+        else MultiplyColumns(new StoredColumns(x, Cols, batch), y, bias, threads, simd, null, 0);
     }
 
     /// <summary>
-    /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width) (see <see cref="CsrKernels.SpmmShifted"/>).
-    /// The caller guarantees every offset + width stays inside x.
+    /// y[Rows, N] = bias + W·x for an operand read block by block: each block of columns is copied (when it is not
+    /// stored) into a per-thread buffer and serves every row while it is in cache.
     /// </summary>
-    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd) =>
-        ForEachRowRange((NonZeros + Rows) * width, threads, new ShiftedProduct(simd, x, offsets, y, bias, width));
-
-    /// <summary>A kernel over a range of rows, for either column index width.</summary>
-    private unsafe interface IRowRangeKernel
+    internal override unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
     {
-        void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues;
+        long slot = x.Stored != null ? 0 : (long)Cols * WidestBlock(x.Columns, Cols);
+        if (scratch.Length < slot * WorkerPool.Shared.Slots) throw new ArgumentException($"The product needs {slot * WorkerPool.Shared.Slots} floats of scratch, got {scratch.Length}.", nameof(scratch));
+        fixed (float* blocks = scratch)
+            MultiplyColumns(x, y, bias, threads, simd, blocks, slot);
     }
 
-    private readonly unsafe struct Product(SimdLevel simd, float* x, float* y, float* bias, int batch) : IRowRangeKernel
+    /// <summary>One block of the operand per thread that can run a part (<see cref="WorkerPool.Slots"/>).</summary>
+    internal override long ColumnsScratch(int columns) => (long)Cols * WidestBlock(columns, Cols) * WorkerPool.Shared.Slots;
+
+    private unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* blocks, long slot) =>
+        ForEachPart(x.Columns, (NonZeros + Rows) * x.Columns, threads, Cols, new BlockProduct(simd, x, y, bias, blocks, slot));
+
+    /// <summary>
+    /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width) (see <see cref="CsrKernels.SpmmShifted"/>),
+    /// in column blocks sized for <paramref name="footprintRows"/> distinct operand rows (a convolution's input
+    /// channels: its taps overlap). The caller guarantees every offset + width stays inside x.
+    /// </summary>
+    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd, int footprintRows) =>
+        ForEachPart(width, (NonZeros + Rows) * width, threads, footprintRows, new ShiftedProduct(simd, x, offsets, y, bias, width));
+
+    /// <summary>A kernel over a range of rows and a block of columns, for either column index width.</summary>
+    private unsafe interface IPartKernel
     {
-        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues
+        void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int c0, int count, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues;
+    }
+
+    private readonly unsafe struct VectorProduct(SimdLevel simd, float* x, float* y, float* bias) : IPartKernel
+    {
+        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int c0, int count, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues =>
+            CsrKernels.Spmv(simd, rowPointers, columns, values, x, y, bias, first, end);
+    }
+
+    /// <summary>
+    /// A block of columns of the product. A computed operand's block is first copied into this thread's slot of
+    /// <paramref name="blocks"/> (<paramref name="slot"/> floats each).
+    /// </summary>
+    private readonly unsafe struct BlockProduct(SimdLevel simd, ColumnSource x, float* y, float* bias, float* blocks, long slot) : IPartKernel
+    {
+        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int c0, int count, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues
         {
-            if (batch == 1) CsrKernels.Spmv(simd, rowPointers, columns, values, x, y, bias, first, end);
-            else CsrKernels.Spmm(simd, rowPointers, columns, values, x, y, bias, batch, first, end);
+            if (x.Stored != null)
+            {
+                CsrKernels.Spmm(simd, rowPointers, columns, values, x.Stored + c0, new StridedRows(x.Columns), y + c0, x.Columns, bias, count, first, end);
+                return;
+            }
+            float* block = blocks + WorkerPool.Slot * slot;
+            x.Copy(0, x.Rows, c0, count, block, count);
+            CsrKernels.Spmm(simd, rowPointers, columns, values, block, new StridedRows(count), y + c0, x.Columns, bias, count, first, end);
         }
     }
 
-    private readonly unsafe struct ShiftedProduct(SimdLevel simd, float* x, int* offsets, float* y, float* bias, int width) : IRowRangeKernel
+    private readonly unsafe struct ShiftedProduct(SimdLevel simd, float* x, int* offsets, float* y, float* bias, int width) : IPartKernel
     {
-        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues =>
-            CsrKernels.SpmmShifted(simd, rowPointers, columns, values, x, offsets, y, bias, width, first, end);
+        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int c0, int count, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues =>
+            CsrKernels.Spmm(simd, rowPointers, columns, values, x + c0, new ShiftedRows(offsets), y + c0, width, bias, count, first, end);
     }
 
-    /// <summary>Pins the matrix and runs <paramref name="kernel"/> over row ranges of about equal work on the kernel threads.</summary>
-    private unsafe void ForEachRowRange<TKernel>(long work, int threads, TKernel kernel) where TKernel : struct, IRowRangeKernel
+    /// <summary>Operand floats a column block should span: 256 KB, which stays in L2 while every row passes over it.</summary>
+    private const int BlockFloats = 64 * 1024;
+
+    /// <summary>Column blocks are whole multiples of this many columns (the kernels' tiles), between one and 16 multiples.</summary>
+    private const int BlockUnit = 64;
+
+    /// <summary>The widest column block for an operand of <paramref name="n"/> columns whose blocks span <paramref name="footprintRows"/> rows.</summary>
+    private static int WidestBlock(int n, int footprintRows) =>
+        n <= BlockUnit ? n : Math.Min(n, Math.Clamp(BlockFloats / Math.Max(1, footprintRows) / BlockUnit * BlockUnit, BlockUnit, 16 * BlockUnit));
+
+    /// <summary>
+    /// Pins the matrix and runs <paramref name="kernel"/> over parts of about equal work on the kernel threads: column
+    /// blocks of the N columns, sized so that <paramref name="footprintRows"/> operand rows of one block fit in
+    /// <see cref="BlockFloats"/>, and when there are fewer blocks than parts, row ranges of equal non-zeros within each.
+    /// </summary>
+    private unsafe void ForEachPart<TKernel>(int n, long work, int threads, int footprintRows, TKernel kernel) where TKernel : struct, IPartKernel
     {
-        int[] bounds = _split.For(Parallelism.Chunks(Parallelism.Threads(threads, work, Rows), Rows));
+        int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, Rows * (n / BlockUnit + 1)), Rows * (n / BlockUnit + 1));
+        int width = WidestBlock(n, footprintRows);
+        if (n > BlockUnit) width = Math.Min(width, (int)(((long)n + parts - 1) / parts + BlockUnit - 1) / BlockUnit * BlockUnit);
+        int blocks = (int)(((long)n + width - 1) / width);
+        int rowGroups = Math.Clamp((parts + blocks - 1) / blocks, 1, Rows);
+        int[] rowBounds = _split.For(rowGroups);
+        var tasks = new int[blocks * rowGroups + 1];
+        for (int t = 1; t < tasks.Length; t++) tasks[t] = t;
         fixed (int* rp = _rowPointers)
         fixed (float* v32 = _values.Float32)
         fixed (ushort* v16 = _values.Float16)
@@ -316,22 +372,28 @@ public sealed class CsrMatrix : WeightMatrix
             nint prp = (nint)rp, pv32 = (nint)v32, pv16 = (nint)v16, pv8 = (nint)v8, ps = (nint)scales, pc16 = (nint)c16, pc32 = (nint)c32;
             MatrixFormat encoding = Format;
             bool narrow = HasNarrowIndices;
-            Parallelism.Run(bounds, (first, end) =>
+            Parallelism.Run(tasks, (firstTask, endTask) =>
             {
-                switch (encoding)
+                for (int t = firstTask; t < endTask; t++)
                 {
-                    case MatrixFormat.CsrFloat16: Run(kernel, narrow, prp, pc16, pc32, new Float16Values((ushort*)pv16), first, end); break;
-                    case MatrixFormat.CsrInt8: Run(kernel, narrow, prp, pc16, pc32, new Int8Values((sbyte*)pv8, (float*)ps), first, end); break;
-                    default: Run(kernel, narrow, prp, pc16, pc32, new Float32Values((float*)pv32), first, end); break;
+                    int block = t % blocks, group = t / blocks;
+                    int c0 = block * width, count = Math.Min(width, n - c0), first = rowBounds[group], end = rowBounds[group + 1];
+                    if (first == end) continue;
+                    switch (encoding)
+                    {
+                        case MatrixFormat.CsrFloat16: Run(kernel, narrow, prp, pc16, pc32, new Float16Values((ushort*)pv16), c0, count, first, end); break;
+                        case MatrixFormat.CsrInt8: Run(kernel, narrow, prp, pc16, pc32, new Int8Values((sbyte*)pv8, (float*)ps), c0, count, first, end); break;
+                        default: Run(kernel, narrow, prp, pc16, pc32, new Float32Values((float*)pv32), c0, count, first, end); break;
+                    }
                 }
             });
         }
     }
 
-    private static unsafe void Run<TKernel, TValues>(TKernel kernel, bool narrow, nint rowPointers, nint columns16, nint columns32, TValues values, int first, int end)
-        where TKernel : struct, IRowRangeKernel where TValues : struct, ICsrValues
+    private static unsafe void Run<TKernel, TValues>(TKernel kernel, bool narrow, nint rowPointers, nint columns16, nint columns32, TValues values, int c0, int count, int first, int end)
+        where TKernel : struct, IPartKernel where TValues : struct, ICsrValues
     {
-        if (narrow) kernel.Run((int*)rowPointers, (ushort*)columns16, values, first, end);
-        else kernel.Run((int*)rowPointers, (int*)columns32, values, first, end);
+        if (narrow) kernel.Run((int*)rowPointers, (ushort*)columns16, values, c0, count, first, end);
+        else kernel.Run((int*)rowPointers, (int*)columns32, values, c0, count, first, end);
     }
 }

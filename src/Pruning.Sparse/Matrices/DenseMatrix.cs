@@ -49,11 +49,33 @@ public sealed class DenseMatrix : WeightMatrix
     {
         if (batch >= Gemm.MinColumns)
         {
-            Gemm.Multiply(simd, LazyInitializer.EnsureInitialized(ref _packed, () => new PackedWeights(_values, Rows, Cols)), x, y, bias, batch, threads);
+            Gemm.Multiply(simd, Packed, x, y, bias, batch, threads);
             return;
         }
         MultiplyByRows(x, y, bias, batch, threads, simd);
     }
+
+    internal override unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
+    {
+        if (x.Columns < Gemm.MinColumns)
+        {
+            base.MultiplyColumns(x, y, bias, threads, simd, scratch);
+            return;
+        }
+        long needed = Gemm.PackingFloats(Cols, x.Columns) * WorkerPool.Shared.Slots;
+        if (scratch.Length < needed) throw new ArgumentException($"The product needs {needed} floats of scratch, got {scratch.Length}.", nameof(scratch));
+        fixed (float* packing = scratch) Gemm.Multiply(simd, Packed, x, y, bias, threads, packing);
+    }
+
+    /// <summary>
+    /// The blocked product packs the operand a block at a time, one packing buffer per thread; operands narrower than
+    /// <see cref="Gemm.MinColumns"/> are materialized for the row kernel. The size never shrinks as the columns grow: buffers sized for one batch serve
+    /// every smaller one.
+    /// </summary>
+    internal override long ColumnsScratch(int columns) =>
+        Math.Max(base.ColumnsScratch(Math.Min(columns, Gemm.MinColumns - 1)), Gemm.PackingFloats(Cols, columns) * WorkerPool.Shared.Slots);
+
+    private PackedWeights Packed => LazyInitializer.EnsureInitialized(ref _packed, () => new PackedWeights(_values, Rows, Cols));
 
     /// <summary>The row-blocked kernel, without packing: for narrow batches (and as the benchmarks' baseline).</summary>
     internal unsafe void MultiplyByRows(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)

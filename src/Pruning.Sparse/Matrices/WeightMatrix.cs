@@ -144,4 +144,21 @@ public abstract class WeightMatrix
 
     /// <summary>The kernel call behind <see cref="Multiply(ReadOnlySpan{float}, Span{float}, int, ReadOnlySpan{float}, int)"/>, on pinned, validated buffers.</summary>
     internal abstract unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd);
+
+    /// <summary>
+    /// y[Rows, N] = bias + W·x for an operand read block by block (a convolution's im2col matrix). This default
+    /// materializes the whole operand into <paramref name="scratch"/> (<see cref="ColumnsScratch"/> floats) and runs
+    /// <see cref="MultiplyCore"/>; formats whose kernels read blocks themselves override both.
+    /// </summary>
+    internal virtual unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
+    {
+        fixed (float* operand = scratch[..checked(x.Rows * x.Columns)])
+        {
+            x.Materialize(operand, threads);
+            MultiplyCore(operand, y, bias, x.Columns, threads, simd);
+        }
+    }
+
+    /// <summary>Floats of scratch <see cref="MultiplyColumns"/> needs for an operand of <paramref name="columns"/> columns.</summary>
+    internal virtual long ColumnsScratch(int columns) => (long)Cols * columns;
 }

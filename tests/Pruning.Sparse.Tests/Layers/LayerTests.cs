@@ -64,6 +64,41 @@ public class LayerTests
     }
 
     [Theory]
+    [InlineData(1)]   // 900 output columns: blocks of the operand, more parts than blocks (row groups within a block)
+    [InlineData(2)]   // 256 columns, strided windows
+    public void Convolutions_read_their_input_block_by_block_in_every_format_width_and_thread_count(int stride)
+    {
+        // 24 channels × 3×3 = 216 operand rows: a CSR block spans 256 columns, the GEMM a depth block of 216 and
+        // column panels with an edge; 40 filters = three 12-row panels and a partial fourth.
+        const int n = 4, c = 24, h = 15, w = 15, outC = 40, k = 3, p = 1;
+        float[] weight = Reference.Sparse(outC, c * k * k, 0.85, seed: 31);
+        float[] bias = Reference.Random(outC, 32);
+        float[] x = Reference.Random((long)n * c * h * w, 33);
+        foreach (MatrixFormat format in new[] { MatrixFormat.Csr, MatrixFormat.CsrFloat16, MatrixFormat.CsrInt8, MatrixFormat.Dense, MatrixFormat.Bsr4x1 })
+        {
+            WeightMatrix matrix = WeightMatrix.FromDense(weight, outC, c * k * k, format);
+            // The reference uses the values the format stores (fp16 and int8 round them).
+            float[] expected = Conv(x, n, c, h, w, matrix.ToDense(), outC, k, k, stride, p, 1, bias);
+            var algorithms = new List<ConvAlgorithm> { ConvAlgorithm.Im2Col };
+            if (stride == 1 && matrix is CsrMatrix) algorithms.Add(ConvAlgorithm.Direct);
+            foreach (ConvAlgorithm algorithm in algorithms)
+                foreach (SimdLevel level in Reference.Levels)
+                {
+                    var model = new SparseModel(new FeatureShape(c, h, w), [new Conv2dLayer(matrix, bias, c, (k, k), (stride, stride), (p, p), algorithm: algorithm) { Simd = level }]);
+                    for (int threads = 1; threads <= 3; threads++)
+                    {
+                        var y = new float[n * model.OutputShape.Size];
+                        Array.Fill(y, float.NaN);   // every output must be written
+                        model.Run(x, y, n, threads);
+                        y.ShouldMatch(expected);
+                    }
+                    // A smaller batch after a larger one reuses the buffers sized for the larger.
+                    model.Run(x.AsSpan(0, c * h * w).ToArray(), 1, 2).ShouldMatch(expected.AsSpan(0, model.OutputShape.Size).ToArray());
+                }
+        }
+    }
+
+    [Theory]
     [InlineData(2, 4, 4, 2, 1, 1)]    // 2 groups, 4 → 4 channels, 3×3, stride 1
     [InlineData(3, 6, 6, 6, 2, 1)]    // depthwise, stride 2
     [InlineData(2, 8, 4, 4, 1, 2)]    // 4 groups of 2 → 1, dilated

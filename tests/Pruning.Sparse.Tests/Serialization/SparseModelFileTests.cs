@@ -277,7 +277,8 @@ public class SparseModelFileTests
                 SparseModel model = SparseModelFile.Read(bytes, "fuzz", options);
                 float[] output = model.Run(new float[model.InputShape.Size], 1);
                 long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-                allocated.Should().BeLessThan(4L * bytes.Length + options.MaxBufferBytes + (256 << 10), $"case {cases} allocated {allocated} bytes");
+                // The working buffers are within the budget; the output array is the caller's result (itself at most one activation).
+                allocated.Should().BeLessThan(4L * bytes.Length + options.MaxBufferBytes + output.Length * sizeof(float) + (256 << 10), $"case {cases} allocated {allocated} bytes");
                 SparseModel again = SparseModelFile.Read(SparseModelFile.ToBytes(model), "round trip", options);
                 again.Describe().Should().Be(model.Describe(), $"case {cases} round-trips");
                 again.Run(new float[model.InputShape.Size], 1).Should().Equal(output, $"case {cases} round-trips");
