@@ -279,14 +279,33 @@ public sealed class CsrMatrix : WeightMatrix
     /// </summary>
     internal override unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
     {
-        long slot = x.Stored != null ? 0 : (long)Cols * WidestBlock(x.Columns, Cols);
-        if (scratch.Length < slot * WorkerPool.Shared.Slots) throw new ArgumentException($"The product needs {slot * WorkerPool.Shared.Slots} floats of scratch, got {scratch.Length}.", nameof(scratch));
-        fixed (float* blocks = scratch)
-            MultiplyColumns(x, y, bias, threads, simd, blocks, slot);
+        long needed = ColumnsScratch(x.Columns);
+        if (scratch.Length < needed) throw new ArgumentException($"The product needs {needed} floats of scratch, got {scratch.Length}.", nameof(scratch));
+        fixed (float* buffer = scratch)
+        {
+            if (x.Stored == null && x.Columns <= MaterializedColumns)
+            {
+                // Too few columns for a block per part: the parts would share blocks and each copy them again.
+                x.Materialize(buffer, threads);
+                MultiplyColumns(new StoredColumns(buffer, x.Rows, x.Columns), y, bias, threads, simd, null, 0);
+            }
+            else MultiplyColumns(x, y, bias, threads, simd, buffer, x.Stored != null ? 0 : (long)Cols * WidestBlock(x.Columns, Cols));
+        }
     }
 
-    /// <summary>One block of the operand per thread that can run a part (<see cref="WorkerPool.Slots"/>).</summary>
-    internal override long ColumnsScratch(int columns) => (long)Cols * WidestBlock(columns, Cols) * WorkerPool.Shared.Slots;
+    /// <summary>
+    /// Operands up to this many columns are materialized whole (in parallel) rather than copied block by block:
+    /// enough blocks of the widest kind for every part of a two-thread run.
+    /// </summary>
+    private int MaterializedColumns => Parallelism.ChunksPerThread * WorkerPool.Shared.Slots * WidestBlock(int.MaxValue, Cols);
+
+    /// <summary>
+    /// One block of the operand per thread that can run a part (<see cref="WorkerPool.Slots"/>), or the whole operand
+    /// when it is narrow enough to be materialized; never less for more columns, so buffers sized for one batch serve
+    /// every smaller one.
+    /// </summary>
+    internal override long ColumnsScratch(int columns) =>
+        (long)Cols * Math.Max(WidestBlock(columns, Cols) * (long)WorkerPool.Shared.Slots, Math.Min(columns, MaterializedColumns));
 
     private unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* blocks, long slot) =>
         ForEachPart(x.Columns, (NonZeros + Rows) * x.Columns, threads, Cols, new BlockProduct(simd, x, y, bias, blocks, slot));

@@ -98,6 +98,27 @@ public class LayerTests
         }
     }
 
+    [Fact]
+    public void Direct_convolution_on_a_tiny_map_switches_to_im2col_for_large_batches_and_stays_exact()
+    {
+        // 3×3 padded on 2×2 maps: the padded plane is 4× the output. Batch 20 runs im2col, batch 1 the shifted product;
+        // the buffers sized by the first serve the second.
+        const int c = 9, outC = 13, h = 2, w = 2;
+        float[] weight = Reference.Sparse(outC, c * 9, 0.8, seed: 41);
+        float[] bias = Reference.Random(outC, 42);
+        float[] x = Reference.Random(20L * c * h * w, 43);
+        float[] expected = Conv(x, 20, c, h, w, weight, outC, 3, 3, 1, 1, 1, bias);
+        foreach (SimdLevel level in Reference.Levels)
+        {
+            var conv = new Conv2dLayer(CsrMatrix.FromDense(weight, outC, c * 9), bias, c, (3, 3), padding: (1, 1)) { Simd = level };
+            conv.Algorithm.Should().Be(ConvAlgorithm.Direct);
+            var model = new SparseModel(new FeatureShape(c, h, w), [conv]);
+            model.Run(x, 20).ShouldMatch(expected);
+            model.Run(x.AsSpan(0, c * h * w).ToArray(), 1).ShouldMatch(expected.AsSpan(0, outC * h * w).ToArray());
+            model.Run(x, 20).ShouldMatch(expected);
+        }
+    }
+
     [Theory]
     [InlineData(2, 4, 4, 2, 1, 1)]    // 2 groups, 4 → 4 channels, 3×3, stride 1
     [InlineData(3, 6, 6, 6, 2, 1)]    // depthwise, stride 2
