@@ -1,3 +1,6 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Pruning.Sparse.Kernels;
 
 /// <summary>
@@ -49,13 +52,15 @@ internal sealed unsafe class StoredColumns(float* x, int rows, int columns) : Co
 internal sealed unsafe class Im2ColColumns : ColumnSource
 {
     private readonly float* _input;
+    private readonly SimdLevel _level;
     private readonly int _batch, _h, _w, _ho, _wo, _kh, _kw;
     private readonly (int H, int W) _stride, _padding, _dilation;
 
-    public Im2ColColumns(float* input, int channels, int batch, (int H, int W) inputSize, (int H, int W) outputSize, (int H, int W) kernel, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation)
+    public Im2ColColumns(float* input, int channels, int batch, (int H, int W) inputSize, (int H, int W) outputSize, (int H, int W) kernel, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, SimdLevel level)
         : base(checked(channels * kernel.H * kernel.W), checked(batch * outputSize.H * outputSize.W))
     {
         _input = input;
+        _level = level;
         _batch = batch;
         (_h, _w) = inputSize;
         (_ho, _wo) = outputSize;
@@ -89,6 +94,7 @@ internal sealed unsafe class Im2ColColumns : ColumnSource
                     int a = Math.Clamp(lo, ox, ox + run), b = Math.Clamp(hi, a, ox + run);
                     if (a > ox) new Span<float>(d, a - ox).Clear();
                     if (sw == 1) new ReadOnlySpan<float>(line + a, b - a).CopyTo(new Span<float>(d + (a - ox), b - a));
+                    else if (sw == 2) EveryOther(line, a, b, d - ox);
                     else for (int i = a; i < b; i++) d[i - ox] = line[i * sw];
                     if (b < ox + run) new Span<float>(d + (b - ox), ox + run - b).Clear();
                 }
@@ -98,5 +104,30 @@ internal sealed unsafe class Im2ColColumns : ColumnSource
                 if (++oy == _ho) { oy = 0; n++; }
             }
         }
+    }
+
+    /// <summary>
+    /// d[i] = line[2i] for i in [a, b) (stride-2 windows: the stems and downsampling layers). Vectors of outputs are
+    /// taken from two loads by one permute; a vector runs only while its loads stay below line[2(b − 1)], which is in bounds.
+    /// </summary>
+    private void EveryOther(float* line, int a, int b, float* d)
+    {
+        int i = a;
+        if (_level == SimdLevel.Vector512 && Avx512F.IsSupported)
+        {
+            Vector512<int> even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for (; i + 16 < b; i += 16)
+                Avx512F.PermuteVar16x32x2(Vector512.Load(line + 2 * i), even, Vector512.Load(line + 2 * i + 16)).Store(d + i);
+        }
+        else if (_level != SimdLevel.Scalar && Avx2.IsSupported)
+        {
+            for (; i + 8 < b; i += 8)
+            {
+                // [0 2 | 8 10 | 4 6 | 12 14] per 128-bit lane, then the 64-bit pairs put in order.
+                Vector256<float> pairs = Avx.Shuffle(Vector256.Load(line + 2 * i), Vector256.Load(line + 2 * i + 8), 0b10_00_10_00);
+                Avx2.Permute4x64(pairs.AsDouble(), 0b11_01_10_00).AsSingle().Store(d + i);
+            }
+        }
+        for (; i < b; i++) d[i] = line[2 * i];
     }
 }

@@ -266,7 +266,7 @@ public sealed class Conv2dLayer : SparseLayer
         fixed (float* y = output)
         fixed (float* b = _bias)
         {
-            var im2col = new Im2ColColumns(x, InChannels, batch, (shape.Height, shape.Width), (outShape.Height, outShape.Width), Kernel, Stride, Padding, Dilation);
+            var im2col = new Im2ColColumns(x, InChannels, batch, (shape.Height, shape.Width), (outShape.Height, outShape.Width), Kernel, Stride, Padding, Dilation, Simd);
             Weight.MultiplyColumns(im2col, y, b, threads, Simd, scratch);
         }
     }

@@ -64,13 +64,14 @@ public class LayerTests
     }
 
     [Theory]
-    [InlineData(1)]   // 900 output columns: blocks of the operand, more parts than blocks (row groups within a block)
-    [InlineData(2)]   // 256 columns, strided windows
-    public void Convolutions_read_their_input_block_by_block_in_every_format_width_and_thread_count(int stride)
+    [InlineData(1, 15, 15)]   // 900 output columns: blocks of the operand, more parts than blocks (row groups within a block)
+    [InlineData(2, 15, 15)]   // 256 columns, strided windows
+    [InlineData(2, 5, 75)]    // stride 2 on lines of 38 outputs: the vector gathers of every other input, and their tails
+    public void Convolutions_read_their_input_block_by_block_in_every_format_width_and_thread_count(int stride, int h, int w)
     {
         // 24 channels × 3×3 = 216 operand rows: a CSR block spans 256 columns, the GEMM a depth block of 216 and
         // column panels with an edge; 40 filters = three 12-row panels and a partial fourth.
-        const int n = 4, c = 24, h = 15, w = 15, outC = 40, k = 3, p = 1;
+        const int n = 4, c = 24, outC = 40, k = 3, p = 1;
         float[] weight = Reference.Sparse(outC, c * k * k, 0.85, seed: 31);
         float[] bias = Reference.Random(outC, 32);
         float[] x = Reference.Random((long)n * c * h * w, 33);
