@@ -94,7 +94,7 @@ internal sealed unsafe class Im2ColColumns : ColumnSource
                     int a = Math.Clamp(lo, ox, ox + run), b = Math.Clamp(hi, a, ox + run);
                     if (a > ox) new Span<float>(d, a - ox).Clear();
                     if (sw == 1) new ReadOnlySpan<float>(line + a, b - a).CopyTo(new Span<float>(d + (a - ox), b - a));
-                    else if (sw == 2) EveryOther(line, a, b, d - ox);
+                    else if (sw == 2) EveryOther(line, a, b, _w - shift, d - ox);
                     else for (int i = a; i < b; i++) d[i - ox] = line[i * sw];
                     if (b < ox + run) new Span<float>(d + (b - ox), ox + run - b).Clear();
                 }
@@ -108,20 +108,21 @@ internal sealed unsafe class Im2ColColumns : ColumnSource
 
     /// <summary>
     /// d[i] = line[2i] for i in [a, b) (stride-2 windows: the stems and downsampling layers). Vectors of outputs are
-    /// taken from two loads by one permute; a vector runs only while its loads stay below line[2(b − 1)], which is in bounds.
+    /// taken from two loads by one permute; a vector runs only while its loads stay inside the input line, which ends
+    /// before line[<paramref name="limit"/>].
     /// </summary>
-    private void EveryOther(float* line, int a, int b, float* d)
+    private void EveryOther(float* line, int a, int b, int limit, float* d)
     {
         int i = a;
         if (_level == SimdLevel.Vector512 && Avx512F.IsSupported)
         {
             Vector512<int> even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            for (; i + 16 < b; i += 16)
+            for (; i + 16 <= b && 2 * i + 32 <= limit; i += 16)
                 Avx512F.PermuteVar16x32x2(Vector512.Load(line + 2 * i), even, Vector512.Load(line + 2 * i + 16)).Store(d + i);
         }
         else if (_level != SimdLevel.Scalar && Avx2.IsSupported)
         {
-            for (; i + 8 < b; i += 8)
+            for (; i + 8 <= b && 2 * i + 16 <= limit; i += 8)
             {
                 // [0 2 | 8 10 | 4 6 | 12 14] per 128-bit lane, then the 64-bit pairs put in order.
                 Vector256<float> pairs = Avx.Shuffle(Vector256.Load(line + 2 * i), Vector256.Load(line + 2 * i + 8), 0b10_00_10_00);
