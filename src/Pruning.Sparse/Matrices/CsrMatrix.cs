@@ -373,8 +373,10 @@ public sealed class CsrMatrix : WeightMatrix
     private unsafe void ForEachPart<TKernel>(int n, long work, int threads, int footprintRows, TKernel kernel) where TKernel : struct, IPartKernel
     {
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, Rows * (n / BlockUnit + 1)), Rows * (n / BlockUnit + 1));
+        // An operand that fits one block stays whole and the rows are split (the widest tiles, each weight read once);
+        // a larger one is cut into blocks of at least two tiles, as even as the parts allow.
         int width = WidestBlock(n, footprintRows);
-        if (n > BlockUnit) width = Math.Min(width, (int)(((long)n + parts - 1) / parts + BlockUnit - 1) / BlockUnit * BlockUnit);
+        if (width < n) width = Math.Min(width, Math.Max(2 * BlockUnit, (int)(((long)n + parts - 1) / parts + BlockUnit - 1) / BlockUnit * BlockUnit));
         int blocks = (int)(((long)n + width - 1) / width);
         int rowGroups = Math.Clamp((parts + blocks - 1) / blocks, 1, Rows);
         int[] rowBounds = _split.For(rowGroups);
