@@ -9,8 +9,9 @@ public enum ConvAlgorithm
     /// <summary><see cref="Direct"/> for CSR filters with stride 1, <see cref="Im2Col"/> otherwise.</summary>
     Auto,
     /// <summary>
-    /// im2col, then one matrix product W [out, in·kh·kw] × columns [in·kh·kw, N·Ho·Wo]. Any format and stride; the
-    /// column matrix costs kh·kw copies of the input whatever the sparsity.
+    /// im2col, then one matrix product W [out, in·kh·kw] × columns [in·kh·kw, N·Ho·Wo]. Any format and stride. Dense and
+    /// CSR filters read the column matrix block by block as they multiply (it is never stored whole); block and N:M
+    /// formats materialize it, kh·kw copies of the input.
     /// </summary>
     Im2Col,
     /// <summary>
