@@ -140,10 +140,48 @@ internal static class ModelsQuickMode
                 if (i >= 9) times.Add(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMicroseconds);
             }
             times.Sort();
-            Console.WriteLine(FormattableString.Invariant($"      {layer.Describe(),-60} {shape} → {alone.OutputShape}: {times[times.Count / 2],9:F1} µs"));
+            double us = times[times.Count / 2];
+            (long dense, long executed) = Macs(layer, shape);
+            // GFLOP/s = 2 · multiply-adds / time: dense-equivalent (the work a dense engine does) and executed (non-zeros only).
+            string rate = dense == 0 ? "" : FormattableString.Invariant($"  {2.0 * dense * batch / us / 1e3,7:F1} GFLOP/s dense-equivalent, {2.0 * executed * batch / us / 1e3,6:F1} executed");
+            Console.WriteLine(FormattableString.Invariant($"      {layer.Describe(),-60} {shape} → {alone.OutputShape}: {us,9:F1} µs{rate}"));
             shape = alone.OutputShape;
         }
     }
+
+    /// <summary>Multiply-adds per sample of a layer (inside residual, concatenation and scaling layers too): dense, and over the stored non-zeros.</summary>
+    private static (long Dense, long NonZero) Macs(SparseLayer layer, FeatureShape input)
+    {
+        switch (layer)
+        {
+            case LinearLayer linear:
+                return ((long)linear.Weight.Rows * linear.Weight.Cols, linear.Weight.NonZeros);
+            case Conv2dLayer conv:
+                long positions = conv.OutputShape(input).Plane;
+                return ((long)conv.Weight.Rows * conv.Weight.Cols * positions, conv.Weight.NonZeros * positions);
+            case ResidualLayer residual:
+                return Add(Chain(residual.Main, input), Chain(residual.Shortcut, input));
+            case ConcatLayer concat:
+                return concat.Branches.Aggregate((0L, 0L), (sum, branch) => Add(sum, Chain(branch, input)));
+            case ScaleLayer scale:
+                return Chain(scale.Factors, input);
+            default:
+                return (0, 0);
+        }
+    }
+
+    private static (long, long) Chain(IReadOnlyList<SparseLayer> chain, FeatureShape input)
+    {
+        (long, long) sum = (0, 0);
+        foreach (SparseLayer layer in chain)
+        {
+            sum = Add(sum, Macs(layer, input));
+            input = layer.OutputShape(input);
+        }
+        return sum;
+    }
+
+    private static (long, long) Add((long A, long B) x, (long A, long B) y) => (x.A + y.A, x.B + y.B);
 
     /// <summary>Stored non-zero weights, inside branching layers too.</summary>
     private static long NonZeros(IEnumerable<SparseLayer> layers) => LayerChains.All(layers).Sum(l => l switch

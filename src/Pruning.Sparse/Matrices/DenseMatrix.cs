@@ -62,18 +62,35 @@ public sealed class DenseMatrix : WeightMatrix
             base.MultiplyColumns(x, y, bias, threads, simd, scratch);
             return;
         }
-        long needed = Gemm.PackingFloats(Cols, x.Columns) * WorkerPool.Shared.Slots;
+        long needed = ColumnsScratch(x.Columns), packing = Gemm.PackingFloats(Cols, x.Columns) * WorkerPool.Shared.Slots;
         if (scratch.Length < needed) throw new ArgumentException($"The product needs {needed} floats of scratch, got {scratch.Length}.", nameof(scratch));
-        fixed (float* packing = scratch) Gemm.Multiply(simd, Packed, x, y, bias, threads, packing);
+        fixed (float* buffer = scratch)
+        {
+            ColumnSource operand = x;
+            if (x.Stored == null && x.Columns <= MaterializedColumns)
+            {
+                // Narrow products split by rows, and every row group would pack the same computed columns again.
+                x.Materialize(buffer + packing, threads);
+                operand = new StoredColumns(buffer + packing, x.Rows, x.Columns);
+            }
+            Gemm.Multiply(simd, Packed, operand, y, bias, threads, buffer);
+        }
     }
 
     /// <summary>
-    /// The blocked product packs the operand a block at a time, one packing buffer per thread; operands narrower than
-    /// <see cref="Gemm.MinColumns"/> are materialized for the row kernel. The size never shrinks as the columns grow: buffers sized for one batch serve
-    /// every smaller one.
+    /// Computed operands up to this many columns are materialized whole (in parallel) before the product: below it the
+    /// GEMM splits its work by rows (<see cref="Gemm.Multiply(SimdLevel, PackedWeights, ColumnSource, float*, float*, int, float*)"/>
+    /// cuts column blocks only with four panels of 32 per part).
+    /// </summary>
+    private static int MaterializedColumns => 4 * Parallelism.ChunksPerThread * WorkerPool.Shared.Slots * 32;
+
+    /// <summary>
+    /// One packing buffer per thread for the blocked product, and room to materialize a narrow operand (also the row
+    /// kernel's, below <see cref="Gemm.MinColumns"/>). The size never shrinks as the columns grow: buffers sized for
+    /// one batch serve every smaller one.
     /// </summary>
     internal override long ColumnsScratch(int columns) =>
-        Math.Max(base.ColumnsScratch(Math.Min(columns, Gemm.MinColumns - 1)), Gemm.PackingFloats(Cols, columns) * WorkerPool.Shared.Slots);
+        (long)Cols * Math.Min(columns, MaterializedColumns) + Gemm.PackingFloats(Cols, columns) * WorkerPool.Shared.Slots;
 
     private PackedWeights Packed => LazyInitializer.EnsureInitialized(ref _packed, () => new PackedWeights(_values, Rows, Cols));
 
