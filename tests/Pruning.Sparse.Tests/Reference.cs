@@ -28,7 +28,7 @@ internal static class Reference
     public static void ShouldMatchAtEveryWidth(this Pruning.Sparse.Matrices.WeightMatrix matrix, float[] dense, float[] bias)
     {
         int rows = matrix.Rows, cols = matrix.Cols;
-        foreach (int batch in new[] { 1, 2, 7, 8, 16, 33, 64, 130 })
+        foreach (int batch in new[] { 1, 2, 7, 8, 13, 16, 33, 64, 130 })
         {
             float[] x = Random((long)cols * batch, batch);
             float[] expected = Multiply(dense, rows, cols, x, batch, bias);

@@ -104,6 +104,8 @@ internal static unsafe class CsrKernels
             SpmmDecoded(level, rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end);
             return;
         }
+        // Fewer columns than a 512-bit vector but at least a 256-bit one: the narrower vectors, not the scalar tail.
+        if (level == SimdLevel.Vector512 && batch < Vector512<float>.Count) level = SimdLevel.Vector256;
         switch (level)
         {
             case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end); break;
@@ -140,7 +142,7 @@ internal static unsafe class CsrKernels
                 }
                 for (; k < count; k++) decoded[k] = values.Scaled ? values.Scale(r) * values.At(start + k) : values.At(start + k);
                 var plain = new Float32Values(decoded - start);
-                if (level == SimdLevel.Vector512) SpmmVector<Lanes512, Vector512<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, ldy, bias, batch, r, r + 1);
+                if (level == SimdLevel.Vector512 && batch >= Vector512<float>.Count) SpmmVector<Lanes512, Vector512<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, ldy, bias, batch, r, r + 1);
                 else SpmmVector<Lanes256, Vector256<float>, TIndex, Float32Values, TRows>(rowPointers, columns, plain, x, rows, y, ldy, bias, batch, r, r + 1);
             }
         }
