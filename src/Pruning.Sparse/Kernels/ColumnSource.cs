@@ -23,13 +23,17 @@ internal abstract unsafe class ColumnSource(int rows, int columns)
     /// <summary>Writes rows [k0, k0 + depth) × columns [c0, c0 + count) to <paramref name="destination"/>, rows <paramref name="pitch"/> apart.</summary>
     public abstract void Copy(int k0, int depth, int c0, int count, float* destination, int pitch);
 
-    /// <summary>The whole operand into <paramref name="destination"/> ([K, N]), rows split across the kernel threads.</summary>
-    public void Materialize(float* destination, int threads)
+    /// <summary>
+    /// The whole operand into <paramref name="destination"/> ([K, N]), rows split across the kernel threads; returns
+    /// the stored copy.
+    /// </summary>
+    public StoredColumns Materialize(float* destination, int threads)
     {
         nint target = (nint)destination;
         int n = Columns;
         Parallelism.Run(Parallelism.Even(Rows, threads, (long)Rows * Columns / 4), (first, end) =>
             Copy(first, end - first, 0, n, (float*)target + (long)first * n, n));
+        return new StoredColumns(destination, Rows, Columns);
     }
 }
 

@@ -84,8 +84,7 @@ internal static unsafe class Gemm
     /// <summary>
     /// y[M, N] = bias + W·x[K, N] for an operand read block by block (<see cref="ColumnSource"/>); y's rows are N apart.
     /// <paramref name="packing"/>: <see cref="PackingFloats"/> floats for each of <see cref="WorkerPool.Slots"/>
-    /// threads, or null for a buffer of each thread's own (grown to the largest block, at most one depth block of
-    /// <see cref="ColumnBlock"/> columns).
+    /// threads, or null for a buffer of each thread's own (one depth block of <see cref="ColumnBlock"/> columns).
     /// </summary>
     public static void Multiply(SimdLevel level, PackedWeights w, ColumnSource x, float* y, float* bias, int threads, float* packing = null)
     {

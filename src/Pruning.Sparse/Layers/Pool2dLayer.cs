@@ -88,7 +88,8 @@ public sealed class Pool2dLayer : SparseLayer
             nint src = (nint)px, dst = (nint)py;
             Kernels.Parallelism.Run(bounds, (first, end) =>
             {
-                Span<float> rowMax = w <= 4096 ? stackalloc float[w] : new float[w];
+                // Max pooling's row of window maxima; average pooling needs none.
+                Span<float> rowMax = Kind != PoolKind.Max ? default : w <= 4096 ? stackalloc float[w] : new float[w];
                 fixed (float* row = rowMax)
                     for (int p = first; p < end; p++)
                     {

@@ -270,27 +270,18 @@ public sealed class CsrMatrix : WeightMatrix
     {
         // A gathered non-zero (batch 1) costs about as much as eight streamed dense multiply-adds.
         if (batch == 1) ForEachPart(1, NonZeros * 8 + Rows, threads, Cols, new VectorProduct(simd, x, y, bias));
-        else MultiplyColumns(new StoredColumns(x, Cols, batch), y, bias, threads, simd, null, 0);
+        else MultiplyBlocks(new StoredColumns(x, Cols, batch), y, bias, threads, simd, null, 0);
     }
 
     /// <summary>
     /// y[Rows, N] = bias + W·x for an operand read block by block: each block of columns is copied (when it is not
     /// stored) into a per-thread buffer and serves every row while it is in cache.
     /// </summary>
-    internal override unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
+    internal override unsafe void MultiplyColumnsCore(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* scratch)
     {
-        long needed = ColumnsScratch(x.Columns);
-        if (scratch.Length < needed) throw new ArgumentException($"The product needs {needed} floats of scratch, got {scratch.Length}.", nameof(scratch));
-        fixed (float* buffer = scratch)
-        {
-            if (x.Stored == null && x.Columns <= MaterializedColumns)
-            {
-                // Too few columns for a block per part: the parts would share blocks and each copy them again.
-                x.Materialize(buffer, threads);
-                MultiplyColumns(new StoredColumns(buffer, x.Rows, x.Columns), y, bias, threads, simd, null, 0);
-            }
-            else MultiplyColumns(x, y, bias, threads, simd, buffer, x.Stored != null ? 0 : (long)Cols * WidestBlock(x.Columns, Cols));
-        }
+        // Too few columns for a block per part: the parts would share blocks and each copy them again.
+        if (x.Stored == null && x.Columns <= MaterializedColumns) x = x.Materialize(scratch, threads);
+        MultiplyBlocks(x, y, bias, threads, simd, scratch, x.Stored != null ? 0 : (long)Cols * WidestBlock(x.Columns, Cols));
     }
 
     /// <summary>
@@ -307,7 +298,7 @@ public sealed class CsrMatrix : WeightMatrix
     internal override long ColumnsScratch(int columns) =>
         (long)Cols * Math.Max(WidestBlock(columns, Cols) * (long)WorkerPool.Shared.Slots, Math.Min(columns, MaterializedColumns));
 
-    private unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* blocks, long slot) =>
+    private unsafe void MultiplyBlocks(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* blocks, long slot) =>
         ForEachPart(x.Columns, (NonZeros + Rows) * x.Columns, threads, Cols, new BlockProduct(simd, x, y, bias, blocks, slot));
 
     /// <summary>

@@ -55,26 +55,18 @@ public sealed class DenseMatrix : WeightMatrix
         MultiplyByRows(x, y, bias, batch, threads, simd);
     }
 
-    internal override unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
+    internal override unsafe void MultiplyColumnsCore(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* scratch)
     {
         if (x.Columns < Gemm.MinColumns)
         {
-            base.MultiplyColumns(x, y, bias, threads, simd, scratch);
+            base.MultiplyColumnsCore(x, y, bias, threads, simd, scratch);
             return;
         }
-        long needed = ColumnsScratch(x.Columns), packing = Gemm.PackingFloats(Cols, x.Columns) * WorkerPool.Shared.Slots;
-        if (scratch.Length < needed) throw new ArgumentException($"The product needs {needed} floats of scratch, got {scratch.Length}.", nameof(scratch));
-        fixed (float* buffer = scratch)
-        {
-            ColumnSource operand = x;
-            if (x.Stored == null && x.Columns <= MaterializedColumns)
-            {
-                // Narrow products split by rows, and every row group would pack the same computed columns again.
-                x.Materialize(buffer + packing, threads);
-                operand = new StoredColumns(buffer + packing, x.Rows, x.Columns);
-            }
-            Gemm.Multiply(simd, Packed, operand, y, bias, threads, buffer);
-        }
+        // The packing buffers first; a narrow computed operand is materialized after them, because the product splits
+        // it by rows and every row group would pack the same computed columns again.
+        float* packing = scratch, operand = scratch + Gemm.PackingFloats(Cols, x.Columns) * WorkerPool.Shared.Slots;
+        if (x.Stored == null && x.Columns <= MaterializedColumns) x = x.Materialize(operand, threads);
+        Gemm.Multiply(simd, Packed, x, y, bias, threads, packing);
     }
 
     /// <summary>

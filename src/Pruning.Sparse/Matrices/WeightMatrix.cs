@@ -146,18 +146,23 @@ public abstract class WeightMatrix
     internal abstract unsafe void MultiplyCore(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd);
 
     /// <summary>
-    /// y[Rows, N] = bias + W·x for an operand read block by block (a convolution's im2col matrix). This default
-    /// materializes the whole operand into <paramref name="scratch"/> (<see cref="ColumnsScratch"/> floats) and runs
-    /// <see cref="MultiplyCore"/>; formats whose kernels read blocks themselves override both.
+    /// y[Rows, N] = bias + W·x for an operand read block by block (a convolution's im2col matrix), with
+    /// <paramref name="scratch"/> of at least <see cref="ColumnsScratch"/> floats.
     /// </summary>
-    internal virtual unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
+    internal unsafe void MultiplyColumns(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, Span<float> scratch)
     {
-        fixed (float* operand = scratch[..checked(x.Rows * x.Columns)])
-        {
-            x.Materialize(operand, threads);
-            MultiplyCore(operand, y, bias, x.Columns, threads, simd);
-        }
+        long needed = ColumnsScratch(x.Columns);
+        if (scratch.Length < needed) throw new ArgumentException($"The product needs {needed} floats of scratch, got {scratch.Length}.", nameof(scratch));
+        fixed (float* buffer = scratch) MultiplyColumnsCore(x, y, bias, threads, simd, buffer);
     }
+
+    /// <summary>
+    /// <see cref="MultiplyColumns"/> on pinned, checked scratch. This default materializes the whole operand into it
+    /// and runs <see cref="MultiplyCore"/>; formats whose kernels read blocks themselves override this and
+    /// <see cref="ColumnsScratch"/>.
+    /// </summary>
+    internal virtual unsafe void MultiplyColumnsCore(ColumnSource x, float* y, float* bias, int threads, SimdLevel simd, float* scratch) =>
+        MultiplyCore(x.Materialize(scratch, threads).Stored, y, bias, x.Columns, threads, simd);
 
     /// <summary>Floats of scratch <see cref="MultiplyColumns"/> needs for an operand of <paramref name="columns"/> columns.</summary>
     internal virtual long ColumnsScratch(int columns) => (long)Cols * columns;
