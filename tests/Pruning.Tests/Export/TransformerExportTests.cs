@@ -1,0 +1,138 @@
+using Pruning.Export;
+using Pruning.Samples.Language;
+using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Sequences;
+using Pruning.Sparse.Serialization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Pruning.Tests.Export;
+
+/// <summary>The sample's transformer (every variant the runtime supports) exported and run against TorchSharp.</summary>
+[Collection(TorchCollection.Name)]
+public sealed class TransformerExportTests
+{
+    private const int Vocabulary = 37, Dimension = 16, Heads = 4, Context = 40;
+
+    private static TransformerLanguageModel Model(int seed, bool normFirst = true, bool fused = false, bool tanh = false, bool tied = false)
+    {
+        torch.manual_seed(seed);
+        var model = new TransformerLanguageModel(Vocabulary, Dimension, Heads, layers: 2, Context, dropoutRate: 0.1, normFirst, fused, tanh, tied);
+        using var _ = torch.no_grad();
+        // Weights large enough that attention is not uniform and LayerNorm's affine terms matter; about 60 % pruned at random.
+        foreach (var (name, p) in model.named_parameters())
+        {
+            p.uniform_(-0.6, 0.6);
+            if (name.Contains("norm", StringComparison.Ordinal) && name.EndsWith("weight", StringComparison.Ordinal)) p.add_(1);
+            using var keep = torch.rand(p.shape).gt(torch.tensor(0.6f));
+            if (p.dim() == 2 && !name.StartsWith("positions", StringComparison.Ordinal)) p.mul_(keep);
+        }
+        return model;
+    }
+
+    private static float[] TorchLogits(TransformerLanguageModel model, int[] tokens, int batch, int steps)
+    {
+        using var _ = torch.no_grad();
+        model.eval();
+        using Tensor logits = model.call(torch.tensor(tokens.Select(t => (long)t).ToArray(), [batch, steps]));
+        return logits.contiguous().data<float>().ToArray();
+    }
+
+    private static void ShouldMatchRange(float[] actual, float[] expected, double relative = 1e-4)
+    {
+        double range = expected.Max() - expected.Min();
+        range.Should().BeGreaterThan(1, "the probe must exercise the model");
+        for (int i = 0; i < actual.Length; i++)
+            Math.Abs((double)actual[i] - expected[i]).Should().BeLessThanOrEqualTo(relative * range, $"logit {i}");
+    }
+
+    [Theory]
+    [InlineData(true, false, false, false)]
+    [InlineData(false, true, true, false)]
+    [InlineData(true, true, false, true)]
+    public void Every_variant_matches_TorchSharp_and_its_cache_equals_recomputation(bool normFirst, bool fused, bool tanh, bool tied)
+    {
+        TransformerLanguageModel model = Model(3, normFirst, fused, tanh, tied);
+        var options = new TransformerExportOptions { Heads = Heads, NormFirst = normFirst, Gelu = tanh ? GeluApproximation.Tanh : GeluApproximation.None };
+        TransformerModel exported = TransformerExport.ToTransformerModel(model, options);
+        exported.Tied.Should().Be(tied);
+        exported.Context.Should().Be(Context);
+        (exported.FinalNorm is null).Should().Be(!normFirst);
+        exported.Blocks[0].QueryKeyValue.Weight.Format.Should().Be(MatrixFormat.Csr, "the pruned projections are stored sparse");
+        foreach (int steps in new[] { 1, 37 })
+        {
+            int[] tokens = Enumerable.Range(0, 3 * steps).Select(i => (i * 13 + 5) % Vocabulary).ToArray();
+            float[] theirs = TorchLogits(model, tokens, 3, steps);
+            ShouldMatchRange(exported.Run(tokens, 3, steps, threads: 2), theirs);
+            if (steps == 1) continue;
+            // Generation: one token at a time with the cache equals TorchSharp's full recomputation at every position.
+            AttentionCache cache = exported.NewCache(3);
+            var logits = new float[3 * Vocabulary];
+            for (int t = 0; t < steps; t++)
+            {
+                exported.Step([tokens[t], tokens[steps + t], tokens[2 * steps + t]], logits, cache);
+                for (int n = 0; n < 3; n++)
+                    ShouldMatchRange(logits.AsSpan(n * Vocabulary, Vocabulary).ToArray(), theirs.AsSpan((n * steps + t) * Vocabulary, Vocabulary).ToArray());
+            }
+        }
+    }
+
+    [Fact]
+    public void A_wrong_description_of_the_forward_is_refused_not_exported()
+    {
+        TransformerLanguageModel model = Model(5);
+        var right = new TransformerExportOptions { Heads = Heads };
+        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { Heads = 2 })).Should().Throw<NotSupportedException>().WithMessage("*logits differ*Heads*");
+        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { NormFirst = false })).Should().Throw<NotSupportedException>().WithMessage("*logits differ*");
+        // The two GELUs differ by under 5e-4 at any input: the default tolerance may pass one for the other (their logits
+        // are that close); a tighter one tells them apart while the right description still passes.
+        TransformerExport.ToTransformerModel(model, right with { Tolerance = 1e-5 });
+        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { Gelu = GeluApproximation.Tanh, Tolerance = 1e-5 }))
+            .Should().Throw<NotSupportedException>().WithMessage("*logits differ*");
+        model.training.Should().BeTrue("the check restores the module's mode");
+    }
+
+    [Fact]
+    public void An_unknown_module_is_refused_by_name()
+    {
+        var model = new Unsupported();
+        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, new TransformerExportOptions { Heads = 2 }))
+            .Should().Throw<NotSupportedException>().WithMessage("*'blocks.0'*'conv'*Conv1d*");
+    }
+
+    private sealed class Unsupported : nn.Module<Tensor, Tensor>
+    {
+        private readonly TorchSharp.Modules.Embedding tokens = nn.Embedding(10, 8), positions = nn.Embedding(5, 8);
+        private readonly TorchSharp.Modules.ModuleList<nn.Module> blocks = nn.ModuleList<nn.Module>(new Odd());
+        private readonly TorchSharp.Modules.Linear decoder = nn.Linear(8, 10);
+
+        public Unsupported() : base("unsupported") => RegisterComponents();
+
+        public override Tensor forward(Tensor input) => throw new NotImplementedException();
+
+        private sealed class Odd : nn.Module
+        {
+            private readonly TorchSharp.Modules.LayerNorm norm = nn.LayerNorm(8);
+            private readonly TorchSharp.Modules.Conv1d conv = nn.Conv1d(8, 8, 1);
+
+            public Odd() : base("odd") => RegisterComponents();
+        }
+    }
+
+    [Fact]
+    public void The_saved_file_loads_to_the_same_logits()
+    {
+        TransformerLanguageModel model = Model(7);
+        string path = Path.Combine(Path.GetTempPath(), $"tfm-{Guid.NewGuid():N}.ptf");
+        try
+        {
+            TransformerModel saved = TransformerExport.Save(model, path, new TransformerExportOptions { Heads = Heads }, MatrixFormat.CsrFloat16);
+            int[] tokens = Enumerable.Range(0, 20).Select(i => i % Vocabulary).ToArray();
+            TransformerModelFile.Load(path).Run(tokens, 2, 10).Should().Equal(saved.Run(tokens, 2, 10));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
