@@ -1,6 +1,7 @@
 // Prune, export, and run without TorchSharp: a model trained and pruned with the Pruning package, exported, and run
 // by the standalone sparse runtime next to TorchSharp in one process. --model mlp (the default): LeNet-300-100 on
-// Fashion-MNIST; --model lstm: the KJV word-level LSTM language model of samples/LargeSparseVsSmallDense;
+// Fashion-MNIST; --model lstm: the KJV word-level LSTM language model of samples/LargeSparseVsSmallDense; --model
+// transformer: a decoder-only transformer language model on the same text, generating with a key/value cache;
 // --model mobilenet: a depthwise-separable CNN on Fashion-MNIST, pruned by weights and by channels; --model resnet: a
 // small ResNet built of Residual blocks, pruned by weights.
 using System.CommandLine;
@@ -9,15 +10,15 @@ using Pruning.Samples;
 
 OpenMpWaiting.MakePassive();   // before the first torch call: libtorch's idle OpenMP threads must not spin on our cores
 
-var modelOption = new Option<string>("--model") { Description = "mlp (LeNet-300-100 on Fashion-MNIST), lstm (the KJV language model) mobilenet (a depthwise-separable CNN on Fashion-MNIST: unstructured and channel pruning) or resnet (a small ResNet of Residual blocks: unstructured).", DefaultValueFactory = _ => "mlp" };
-modelOption.AcceptOnlyFromAmong("mlp", "lstm", "mobilenet", "resnet");
+var modelOption = new Option<string>("--model") { Description = "mlp (LeNet-300-100 on Fashion-MNIST), lstm (the KJV language model), transformer (a decoder-only transformer language model on the same text), mobilenet (a depthwise-separable CNN on Fashion-MNIST: unstructured and channel pruning) or resnet (a small ResNet of Residual blocks: unstructured).", DefaultValueFactory = _ => "mlp" };
+modelOption.AcceptOnlyFromAmong("mlp", "lstm", "transformer", "mobilenet", "resnet");
 var quickOption = new Option<bool>("--quick") { Description = "A short run for CI: less data, fewer epochs, a smaller language model." };
 var epochsOption = new Option<int>("--epochs") { Description = "Training epochs (mlp, mobilenet, resnet).", DefaultValueFactory = _ => 3 };
-var sparsityOption = new Option<double>("--sparsity") { Description = "Final sparsity of the gradual pruning, in [0, 1) (mlp; lstm runs 0, 50, 80 and 90 %).", DefaultValueFactory = _ => 0.9 };
+var sparsityOption = new Option<double>("--sparsity") { Description = "Final sparsity of the gradual pruning, in [0, 1) (mlp; lstm runs 0, 50, 80 and 90 %, transformer 0, 50, 70 and 90 %).", DefaultValueFactory = _ => 0.9 };
 var seedOption = new Option<int>("--seed") { Description = "Seed for weights and batch order.", DefaultValueFactory = _ => 1 };
 var trainLimitOption = new Option<long>("--train-limit") { Description = "Use only the first N training images; 0 = all (mlp)." };
 var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files (mlp).", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
-var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm)." };
+var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm, transformer)." };
 var outOption = new Option<string>("--out") { Description = "Directory for the exported files.", DefaultValueFactory = _ => Path.Combine("out", "sparse-inference") };
 var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per exported model to this file (an array)." };
 var root = new RootCommand("Train and prune a model, export it, and run the file on the sparse runtime against TorchSharp: metric, speed, size.")
@@ -42,6 +43,7 @@ root.SetAction(parse =>
         code = parse.GetValue(modelOption) switch
         {
             "lstm" => LstmComparison.Run(settings, rows),
+            "transformer" => TransformerComparison.Run(settings, rows),
             "mobilenet" or "resnet" => ConvNetComparison.Run(settings, rows, parse.GetValue(modelOption)!),
             _ => MlpComparison.Run(settings, rows),
         };

@@ -46,6 +46,15 @@ public sealed class AttentionCache
     /// <summary>Forgets every position: the next run starts new sequences.</summary>
     public void Reset() => Length = 0;
 
+    /// <summary>Forgets the positions from <paramref name="length"/> on (to go back in a search, or to reuse a prompt's keys and values).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative or more than <see cref="Length"/>.</exception>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > Length)
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"The cache holds {Length} positions; it can be cut to 0–{Length}.");
+        Length = length;
+    }
+
     /// <summary>Layer <paramref name="layer"/>'s keys, [batch, heads, capacity, head size].</summary>
     internal float[] Keys(int layer) => _keys[layer];
 

@@ -211,6 +211,13 @@ public class TransformerModelTests
         float[] other = model.Run(changed, batch, steps);
         other.AsSpan(0, 20 * model.Outputs).ToArray().Should().Equal(whole.AsSpan(0, 20 * model.Outputs).ToArray());
         other.AsSpan(20 * model.Outputs, model.Outputs).ToArray().Should().NotEqual(whole.AsSpan(20 * model.Outputs, model.Outputs).ToArray());
+        // Truncate goes back: the last 7 positions fed again give the same logits.
+        cache.Truncate(steps - 7);
+        int[] tail = [.. tokens[(steps - 7)..steps], .. tokens[(2 * steps - 7)..]];
+        float[] again = model.Run(tail, batch, 7, cache);
+        for (int n = 0; n < batch; n++)
+            again.AsSpan(n * 7 * model.Outputs, 7 * model.Outputs).ToArray().ShouldMatch(whole.AsSpan((n * steps + steps - 7) * model.Outputs, 7 * model.Outputs).ToArray(), 1e-5);
+        FluentActions.Invoking(() => cache.Truncate(steps + 1)).Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("length");
         // Step continues a cache; Reset starts over.
         var step = new float[batch * model.Outputs];
         model.Step([1, 2], step, cache);
