@@ -2,7 +2,9 @@
 // pruned gradually (every Linear of attention and MLP, the embeddings and the decoder), exported, and run by the
 // standalone runtime next to TorchSharp: test perplexity (must equal TorchSharp's), a trigram baseline, tokens per
 // second when generating (our key/value cache against TorchSharp recomputing the context, which is what a TorchSharp
-// module without a cache does), and greedy generation from one prompt (must give the same tokens).
+// module without a cache does, and against ONNX Runtime on the dense model's .onnx, which has no cache either), and
+// greedy generation from one prompt (must give the same tokens). ONNX Runtime's logits must match TorchSharp's.
+using Microsoft.ML.OnnxRuntime;
 using Pruning;
 using Pruning.Export;
 using Pruning.Optimizers;
@@ -47,6 +49,14 @@ internal static class TransformerComparison
         for (int epoch = 0; epoch < denseEpochs; epoch++) TrainEpoch(dense, data, denseOptimizer, null, $"transformer epoch {epoch + 1}");
         Console.WriteLine($"Dense model trained in {clock.Elapsed.TotalSeconds:F0} s.");
         var options = new TransformerExportOptions { Heads = Heads };
+        // ONNX Runtime runs the dense model's export (no cache in the graph: it recomputes the context, as TorchSharp does).
+        string onnxPath = Path.Combine(s.Out, "kjv-transformer-dense.onnx");
+        OnnxExport.Save(TransformerExport.ToTransformerModel(dense, options), onnxPath);
+        using var ort = new InferenceSession(onnxPath, new SessionOptions
+        {
+            IntraOpNumThreads = Environment.ProcessorCount, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        });
+        double? ortDifference = null;
 
         int code = 0;
         foreach (double sparsity in sparsities)
@@ -62,8 +72,14 @@ internal static class TransformerComparison
             double torchPerplexity = TorchPerplexity(model, test, context);
             double runtimePerplexity = RuntimePerplexity(sparse, test, context);
             double difference = Math.Abs(runtimePerplexity - torchPerplexity) / torchPerplexity;
-            var speed = new Dictionary<int, (double Ours, double Dense, double Theirs)>();
-            foreach (int batch in new[] { 1, 16 }) speed[batch] = TokensPerSecond(model, sparse, denseRuntime, batch, vocabulary.Count);
+            if (sparsity == 0)
+            {
+                ortDifference = OrtDifference(ort, model, test, context);
+                if (!(ortDifference <= Tolerance)) code = 1;
+                Console.WriteLine($"ONNX Runtime on the exported .onnx: logits within {ortDifference:E1} of TorchSharp's, relative to their range (tolerance {Tolerance:E0}).");
+            }
+            var speed = new Dictionary<int, (double Ours, double Dense, double Theirs, double Ort)>();
+            foreach (int batch in new[] { 1, 16 }) speed[batch] = TokensPerSecond(model, sparse, denseRuntime, batch == 1 ? ort : null, batch, vocabulary.Count);
             int[] prompt = KjvCorpus.Words(Prompt).Select(w => vocabulary[w]).ToArray();
             int[] ours = GenerateRuntime(sparse, prompt), theirs = GenerateTorch(model, prompt);
             bool identical = ours.SequenceEqual(theirs);
@@ -72,8 +88,9 @@ internal static class TransformerComparison
             Console.WriteLine();
             Console.WriteLine($"── {sparsity:P0} sparse ── {sparse.Describe().Split('\n')[^1]}, file {new FileInfo(path).Length:N0} B");
             Console.WriteLine($"test perplexity: runtime {runtimePerplexity:F4}, TorchSharp {torchPerplexity:F4} (relative difference {difference:E1}; tolerance {Tolerance:E0}); trigram {trigram:F2}");
-            foreach (var (batch, (o, d, t)) in speed)
-                Console.WriteLine($"  batch {batch,2}: runtime with cache {o,10:N0} tokens/s   runtime, dense weights {d,10:N0}   TorchSharp dense, recomputing {t,10:N0}   → {o / t:F2}× TorchSharp, {o / d:F2}× dense runtime");
+            foreach (var (batch, (o, d, t, r)) in speed)
+                Console.WriteLine($"  batch {batch,2}: runtime with cache {o,10:N0} tokens/s   runtime, dense weights {d,10:N0}   TorchSharp dense, recomputing {t,10:N0}   → {o / t:F2}× TorchSharp, {o / d:F2}× dense runtime"
+                    + (r > 0 ? $"; ONNX Runtime dense, recomputing {r:N0} → {o / r:F2}×" : ""));
             Console.WriteLine($"  greedy from \"{Prompt}\" ({(identical ? "identical tokens" : "TOKENS DIFFER")}):");
             Console.WriteLine($"    runtime:    {string.Join(' ', ours.Select(i => vocabulary.Words[i]))}");
             Console.WriteLine($"    TorchSharp: {string.Join(' ', theirs.Select(i => vocabulary.Words[i]))}");
@@ -83,11 +100,10 @@ internal static class TransformerComparison
                 ["torchsharp_metric"] = torchPerplexity, ["runtime_metric"] = runtimePerplexity, ["trigram_metric"] = trigram,
                 ["greedy_identical"] = identical,
                 ["batch1_speedup"] = speed[1].Ours / speed[1].Theirs, ["batch16_speedup"] = speed[16].Ours / speed[16].Theirs,
-                // No ONNX export of transformers yet: the key is kept (null) so that readers of the summary find it.
-                ["ort_batch1_speedup"] = null!,
+                ["ort_batch1_speedup"] = speed[1].Ours / speed[1].Ort, ["ort_max_relative_difference"] = ortDifference!,
                 ["batch1_speedup_vs_dense_runtime"] = speed[1].Ours / speed[1].Dense,
                 ["tokens_per_second"] = speed.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    kv => new { runtime = kv.Value.Ours, runtime_dense_weights = kv.Value.Dense, torchsharp = kv.Value.Theirs }),
+                    kv => new { runtime = kv.Value.Ours, runtime_dense_weights = kv.Value.Dense, torchsharp = kv.Value.Theirs, onnxruntime = kv.Value.Ort > 0 ? kv.Value.Ort : (double?)null }),
                 ["dimension"] = dimension, ["context"] = context, ["file_bytes"] = new FileInfo(path).Length, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
             });
         }
@@ -183,9 +199,11 @@ internal static class TransformerComparison
     /// <summary>
     /// Tokens per second when every one of <paramref name="batch"/> sequences advances one token at the middle of the
     /// context: the runtime with its cache holding the earlier half (cut back before each call), the runtime with dense
-    /// weights, and TorchSharp running the module over the whole prefix (no cache); interleaved in one process.
+    /// weights, TorchSharp running the module over the whole prefix (no cache), and at batch 1 ONNX Runtime running the
+    /// dense export over it; medians of calls timed in blocks, in one process.
     /// </summary>
-    private static (double Ours, double Dense, double Theirs) TokensPerSecond(TransformerLanguageModel model, TransformerModel sparse, TransformerModel dense, int batch, int vocabulary)
+    private static (double Ours, double Dense, double Theirs, double Ort) TokensPerSecond(TransformerLanguageModel model, TransformerModel sparse, TransformerModel dense,
+        InferenceSession? ort, int batch, int vocabulary)
     {
         var random = new Random(batch);
         int half = model.Context / 2;
@@ -210,8 +228,40 @@ internal static class TransformerComparison
             using var _ = torch.no_grad();
             model.call(x);
         };
-        double[] ms = Measure.Interleaved([ours, oursDense, theirs], warmup: 10, runs: batch == 1 ? 200 : 60);
-        return (batch / ms[0] * 1000, batch / ms[1] * 1000, batch / ms[2] * 1000);
+        List<Action> variants = [ours, oursDense, theirs];
+        using var ortTokens = OrtValue.CreateTensorValueFromMemory(whole, [batch, half + 1]);
+        using var ortLogits = OrtValue.CreateTensorValueFromMemory(new float[batch * (half + 1) * vocabulary], [batch, half + 1, vocabulary]);
+        using var binding = ort?.CreateIoBinding();
+        using var run = new RunOptions();
+        if (ort is not null && binding is not null)
+        {
+            binding.BindInput(ort.InputNames[0], ortTokens);
+            binding.BindOutput(ort.OutputNames[0], ortLogits);
+            variants.Add(() => ort.RunWithBinding(run, binding));
+        }
+        // In blocks, not interleaved: ONNX Runtime's workers spin after a call and would slow whatever ran next.
+        double[] ms = Measure.Blocks(variants, rounds: 10);
+        return (batch / ms[0] * 1000, batch / ms[1] * 1000, batch / ms[2] * 1000, ort is null ? 0 : batch / ms[3] * 1000);
+    }
+
+    /// <summary>The largest difference between ONNX Runtime's and TorchSharp's logits on the first test windows, relative to TorchSharp's logit range.</summary>
+    private static double OrtDifference(InferenceSession ort, TransformerLanguageModel model, long[] tokens, int context)
+    {
+        double worst = 0;
+        foreach (var (x, _, n) in Windows(tokens, context).Take(3))
+        {
+            long[] ids = x.Select(t => (long)t).ToArray();
+            using var value = OrtValue.CreateTensorValueFromMemory(ids, [Streams, n]);
+            using var outputs = ort.Run(new RunOptions(), [ort.InputNames[0]], [value], ort.OutputNames);
+            float[] theirs = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+            float[] torchLogits;
+            using (torch.no_grad())
+            using (Tensor logits = model.call(torch.tensor(ids, [Streams, n])))
+                torchLogits = logits.contiguous().data<float>().ToArray();
+            double range = torchLogits.Max() - torchLogits.Min();
+            for (int i = 0; i < theirs.Length; i++) worst = Math.Max(worst, Math.Abs(theirs[i] - (double)torchLogits[i]) / range);
+        }
+        return worst;
     }
 
     /// <summary>Greedy continuation of <paramref name="prompt"/> on the runtime, with the cache: <see cref="Generated"/> tokens.</summary>

@@ -24,7 +24,32 @@ public static class OnnxExport
     public static void Save(nn.Module model, FeatureShape input, string path, OnnxExportOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        byte[] bytes = ToBytes(model, input, options);
+        WriteAtomically(ToBytes(model, input, options), path);
+    }
+
+    /// <summary>
+    /// Writes a transformer language model (as <see cref="TransformerExport"/> builds it, checked against its module) as
+    /// an ONNX file: int64 tokens [batch, steps] in (<see cref="OnnxExportOptions.InputName"/>), logits
+    /// [batch, steps, vocabulary] out, both dimensions symbolic; causal attention over the whole input (no cache).
+    /// Needs opset 17 (LayerNormalization).
+    /// </summary>
+    public static void Save(Sparse.Sequences.TransformerModel model, string path, OnnxExportOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        WriteAtomically(ToBytes(model, options), path);
+    }
+
+    /// <summary>The transformer's ONNX file bytes (see <see cref="Save(Sparse.Sequences.TransformerModel, string, OnnxExportOptions?)"/>).</summary>
+    public static byte[] ToBytes(Sparse.Sequences.TransformerModel model, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new OnnxExportOptions();
+        options.Validate();
+        return TransformerOnnx.Build(model, options).ToByteArray();
+    }
+
+    private static void WriteAtomically(byte[] bytes, string path)
+    {
         string temporary = path + ".tmp";
         File.WriteAllBytes(temporary, bytes);
         File.Move(temporary, path, overwrite: true);
@@ -258,7 +283,7 @@ public static class OnnxExport
         }
 
         /// <summary>The IR version released with the opset (ONNX 1.8 → opset 13, IR 7; 1.16 → opset 21, IR 10).</summary>
-        private static long IrVersion(int opset) => opset switch { 13 => 7, <= 18 => 8, <= 20 => 9, _ => 10 };
+        internal static long IrVersion(int opset) => opset switch { 13 => 7, <= 18 => 8, <= 20 => 9, _ => 10 };
 
         private void Node(string op, string name, IEnumerable<string> inputs, params AttributeProto[] attributes)
         {
@@ -336,13 +361,13 @@ public static class OnnxExport
         private static (long, long) Pair(long[]? values, long fallback) =>
             values is null || values.Length == 0 ? (fallback, fallback) : values.Length == 1 ? (values[0], values[0]) : (values[0], values[1]);
 
-        private static AttributeProto Int(string name, long value) =>
+        internal static AttributeProto Int(string name, long value) =>
             new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 
-        private static AttributeProto Float(string name, float value) =>
+        internal static AttributeProto Float(string name, float value) =>
             new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
 
-        private static AttributeProto Ints(string name, params long[] values)
+        internal static AttributeProto Ints(string name, params long[] values)
         {
             var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
             attribute.Ints.AddRange(values);

@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using Pruning.Export;
 using Pruning.Samples.Language;
 using Pruning.Sparse.Matrices;
@@ -75,6 +76,28 @@ public sealed class TransformerExportTests
                     ShouldMatchRange(logits.AsSpan(n * Vocabulary, Vocabulary).ToArray(), theirs.AsSpan((n * steps + t) * Vocabulary, Vocabulary).ToArray());
             }
         }
+    }
+
+    [Theory]
+    [InlineData(true, false, false, false)]
+    [InlineData(false, true, true, false)]
+    [InlineData(true, true, false, true)]
+    public void The_onnx_file_runs_in_onnx_runtime_with_torchsharps_logits(bool normFirst, bool fused, bool tanh, bool tied)
+    {
+        TransformerLanguageModel model = Model(11, normFirst, fused, tanh, tied);
+        var options = new TransformerExportOptions { Heads = Heads, NormFirst = normFirst, Gelu = tanh ? GeluApproximation.Tanh : GeluApproximation.None };
+        byte[] onnx = OnnxExport.ToBytes(TransformerExport.ToTransformerModel(model, options), new OnnxExportOptions { InputName = "tokens", OutputName = "logits" });
+        using var session = new InferenceSession(onnx, new SessionOptions { IntraOpNumThreads = 1 });
+        foreach (var (batch, steps) in new[] { (3, 37), (1, 1), (2, Context) })
+        {
+            long[] tokens = Enumerable.Range(0, batch * steps).Select(i => (long)((i * 17 + 3) % Vocabulary)).ToArray();
+            using var value = OrtValue.CreateTensorValueFromMemory(tokens, [batch, steps]);
+            using var outputs = session.Run(new RunOptions(), ["tokens"], [value], ["logits"]);
+            outputs[0].GetTensorTypeAndShape().Shape.Should().Equal(batch, steps, Vocabulary);
+            ShouldMatchRange(outputs[0].GetTensorDataAsSpan<float>().ToArray(), TorchLogits(model, tokens.Select(t => (int)t).ToArray(), batch, steps));
+        }
+        FluentActions.Invoking(() => OnnxExport.ToBytes(TransformerExport.ToTransformerModel(model, options), new OnnxExportOptions { Opset = 16 }))
+            .Should().Throw<ArgumentOutOfRangeException>().WithMessage("*opset 17*");
     }
 
     [Fact]
