@@ -4,6 +4,7 @@ using Pruning.Samples.Language;
 using Pruning.Sparse.Matrices;
 using Pruning.Sparse.Sequences;
 using Pruning.Sparse.Serialization;
+using Pruning.Targets;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -113,6 +114,47 @@ public sealed class TransformerExportTests
         FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { Gelu = GeluApproximation.Tanh, Tolerance = 1e-5 }))
             .Should().Throw<NotSupportedException>().WithMessage("*logits differ*");
         model.training.Should().BeTrue("the check restores the module's mode");
+    }
+
+    [Fact]
+    public void One_shot_OBS_on_the_attention_projections_leaves_less_output_error_than_magnitude()
+    {
+        // Token vectors whose features have very different scales (as trained embeddings do): the inputs of the
+        // projections are correlated and uneven, which OBS uses and magnitude ignores.
+        TransformerLanguageModel Fresh()
+        {
+            torch.manual_seed(21);
+            var m = new TransformerLanguageModel(Vocabulary, Dimension, Heads, layers: 2, Context);
+            using var _ = torch.no_grad();
+            foreach (var (name, p) in m.named_parameters())
+                if (p.dim() == 2) p.normal_(0, 0.3);
+            foreach (var (name, p) in m.named_parameters().Where(p => p.name.Contains("norm", StringComparison.Ordinal) && p.name.EndsWith("weight", StringComparison.Ordinal)))
+                p.copy_(torch.linspace(0.1, 3, Dimension));
+            m.eval();
+            return m;
+        }
+        Tensor Batch(int seed) { torch.manual_seed(seed); return torch.randint(Vocabulary, [8, 24], dtype: ScalarType.Int64); }
+        TransformerLanguageModel dense = Fresh();
+        List<Tensor> calibration = [.. Enumerable.Range(0, 6).Select(Batch)];
+        List<Tensor> heldOut = [.. Enumerable.Range(100, 3).Select(Batch)];
+        var targets = PruningTargets.Default.Include("blocks.*.query.weight", "blocks.*.key.weight", "blocks.*.value.weight", "blocks.*.output.weight");
+        var errors = new Dictionary<string, double>();
+        foreach (string method in new[] { "magnitude", "obs" })
+        {
+            TransformerLanguageModel model = Fresh();
+            Pruning.Criteria.IPruningCriterion criterion = method == "obs"
+                ? new Pruning.Reconstruction.ObsCriterion(new Pruning.Reconstruction.CalibrationSet(calibration))
+                : new Pruning.Criteria.MagnitudeCriterion();
+            using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new Pruning.Scheduling.OneShotSchedule(0.5), Criterion = criterion, Targets = targets }))
+            {
+                pruner.Step();
+                pruner.Report().Layers.Select(l => l.Name).Should().HaveCount(8, "q, k, v and the output of both blocks");
+                pruner.Report().Layers.Should().OnlyContain(l => l.Nonzero == l.Total / 2);
+            }
+            using var _ = torch.no_grad();
+            errors[method] = heldOut.Sum(x => dense.call(x).sub(model.call(x)).pow(2).mean().item<float>());
+        }
+        errors["obs"].Should().BeLessThan(0.8 * errors["magnitude"], $"OBS {errors["obs"]:G3} vs magnitude {errors["magnitude"]:G3}");
     }
 
     [Fact]
