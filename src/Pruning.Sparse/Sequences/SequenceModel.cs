@@ -97,13 +97,7 @@ public sealed class SequenceModel
     /// <exception cref="ArgumentException">A span has the wrong length, or the state is for another batch size or model.</exception>
     public void Run(ReadOnlySpan<int> tokens, Span<float> logits, int batch, int steps, RecurrentState? state = null, int threads = 0)
     {
-        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "Batch must be positive.");
-        if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, "Steps must be positive.");
-        ArgumentOutOfRangeException.ThrowIfNegative(threads);
-        if (tokens.Length != (long)batch * steps)
-            throw new ArgumentException($"Tokens must hold batch × steps = {(long)batch * steps} ids, got {tokens.Length}.", nameof(tokens));
-        if (logits.Length != (long)batch * steps * Outputs)
-            throw new ArgumentException($"Logits must hold batch × steps × outputs = {(long)batch * steps * Outputs} values, got {logits.Length}.", nameof(logits));
+        TokenRuns.Check(tokens, logits, batch, steps, Outputs, threads);
         if (state is not null && (state.Batch != batch || state.Layers != Layers.Count))
             throw new ArgumentException($"The state is for {state.Batch} sequences and {state.Layers} layers; this run has {batch} and the model {Layers.Count}.", nameof(state));
         lock (_gate)
@@ -122,9 +116,7 @@ public sealed class SequenceModel
             }
             Span<float> y = b.Logits.AsSpan(0, Outputs * columns);
             Decoder.Weight.Multiply(current[..(Decoder.Weight.Cols * columns)], y, columns, Decoder.Bias, threads);
-            // [outputs, steps·batch] (column t·batch + n) → [batch, steps, outputs], one step's block at a time.
-            for (int t = 0; t < steps; t++)
-                Transposition.Transpose(y[(t * batch)..], Outputs, batch, columns, logits[(t * Outputs)..], (long)steps * Outputs);
+            TokenRuns.WriteBatchFirst(y, logits, batch, steps, Outputs);
         }
     }
 

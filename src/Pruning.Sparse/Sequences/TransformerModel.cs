@@ -138,13 +138,7 @@ public sealed class TransformerModel
     /// <exception cref="ArgumentException">A span has the wrong length, or the cache is for another batch size or model.</exception>
     public void Run(ReadOnlySpan<int> tokens, Span<float> logits, int batch, int steps, AttentionCache? cache = null, int threads = 0)
     {
-        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "Batch must be positive.");
-        if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, "Steps must be positive.");
-        ArgumentOutOfRangeException.ThrowIfNegative(threads);
-        if (tokens.Length != (long)batch * steps)
-            throw new ArgumentException($"Tokens must hold batch × steps = {(long)batch * steps} ids, got {tokens.Length}.", nameof(tokens));
-        if (logits.Length != (long)batch * steps * Outputs)
-            throw new ArgumentException($"Logits must hold batch × steps × outputs = {(long)batch * steps * Outputs} values, got {logits.Length}.", nameof(logits));
+        TokenRuns.Check(tokens, logits, batch, steps, Outputs, threads);
         if (cache is not null && (cache.Batch != batch || cache.Layers != Blocks.Count || cache.Heads != Heads || cache.HeadSize != Dimension / Heads || cache.Capacity > Context))
             throw new ArgumentException($"The cache is for {cache.Batch} sequences of another shape; this run has {batch} sequences (make it with NewCache).", nameof(cache));
         int past = cache?.Length ?? 0;
@@ -176,9 +170,7 @@ public sealed class TransformerModel
             }
             Span<float> y = b.Logits.AsSpan(0, Outputs * columns);
             Decoder.Weight.Multiply(h, y, columns, Decoder.Bias, threads);
-            // [outputs, steps·batch] (column t·batch + n) → [batch, steps, outputs], one step's block at a time.
-            for (int t = 0; t < steps; t++)
-                Transposition.Transpose(y[(t * batch)..], Outputs, batch, columns, logits[(t * Outputs)..], (long)steps * Outputs);
+            TokenRuns.WriteBatchFirst(y, logits, batch, steps, Outputs);
         }
     }
 
