@@ -1,6 +1,7 @@
 // One-shot pruning without retraining, and after a short fine-tune: magnitude, Wanda (|W|·‖X‖, per output row) and
 // OBS/SparseGPT (saliency w²/[H⁻¹]_qq with the OBS update of the kept weights) on LeNet-300-100 and the conv-BN CNN
-// (Fashion-MNIST) and the 2-layer KJV LSTM language model, at 50/70/80/90 % and 2:4, over several calibration seeds.
+// (Fashion-MNIST), the 2-layer KJV LSTM language model and the KJV transformer language model of samples/SparseInference,
+// at 50/70/80/90 % and 2:4, over several calibration seeds.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -16,14 +17,14 @@ using TorchSharp;
 
 OpenMpWaiting.MakePassive();
 
-var modelOption = new Option<string>("--model") { Description = "mlp, cnn, lstm, or all.", DefaultValueFactory = _ => "all" };
-modelOption.AcceptOnlyFromAmong("mlp", "cnn", "lstm", "all");
+var modelOption = new Option<string>("--model") { Description = "mlp, cnn, lstm, transformer, or all.", DefaultValueFactory = _ => "all" };
+modelOption.AcceptOnlyFromAmong("mlp", "cnn", "lstm", "transformer", "all");
 var quickOption = new Option<bool>("--quick") { Description = "A short run for CI: small models and data, 70 % and 2:4, one seed, a few fine-tuning steps." };
 var seedsOption = new Option<int>("--seeds") { Description = "Calibration (and fine-tuning order) seeds per setting.", DefaultValueFactory = _ => 3 };
-var samplesOption = new Option<int>("--calibration-samples") { Description = "Calibration samples: images (mlp, cnn) or 35-token windows (lstm).", DefaultValueFactory = _ => 512 };
+var samplesOption = new Option<int>("--calibration-samples") { Description = "Calibration samples: images (mlp, cnn), 35-token windows (lstm) or context windows (transformer).", DefaultValueFactory = _ => 512 };
 var fineTuneOption = new Option<int>("--finetune-steps") { Description = "Fine-tuning steps after each one-shot pruning (0: none).", DefaultValueFactory = _ => 300 };
 var dataOption = new Option<string>("--data") { Description = "Directory with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
-var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm)." };
+var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm, transformer)." };
 var outOption = new Option<string>("--out") { Description = "Directory for the cached dense models and the plots.", DefaultValueFactory = _ => Path.Combine("out", "one-shot") };
 var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per evaluated model to this file (an array)." };
 var fromOption = new Option<string?>("--from-summary") { Description = "Print the table and draw the plots of an earlier run's --summary-json file, without training." };
@@ -67,14 +68,15 @@ root.SetAction(parse =>
             if (which is "mlp" or "all") tasks.Add(new ImageTask("mlp", train, test, quick ? 1 : 5));
             if (which is "cnn" or "all") tasks.Add(new ImageTask("cnn", train, test, quick ? 1 : 3));
         }
-        if (which is "lstm" or "all")
+        if (which is "lstm" or "transformer" or "all")
         {
             KjvCorpus corpus = parse.GetValue(corpusOption) is { } file ? KjvCorpus.Parse(File.ReadLines(file)) : KjvCorpus.LoadFromBibleCommand();
             var vocabulary = Vocabulary.Build(corpus.Train, 10_000);
             long[] train = vocabulary.Encode(corpus.Train), test = vocabulary.Encode(corpus.Test);
             train = train[..(int)(train.Length * (quick ? 0.03 : 0.25))];
             test = test[..Math.Min(test.Length, quick ? 5_000 : 40_000)];
-            tasks.Add(new LanguageTask(train, test, vocabulary.Count, quick ? 64 : 256, quick ? 1 : 2));
+            if (which is "lstm" or "all") tasks.Add(new LanguageTask(train, test, vocabulary.Count, quick ? 64 : 256, quick ? 1 : 2));
+            if (which is "transformer" or "all") tasks.Add(new TransformerTask(train, test, vocabulary.Count, quick ? 64 : 128, quick ? 32 : 64, quick ? 1 : 3));
         }
     }
     catch (FileNotFoundException e)

@@ -19,7 +19,7 @@ using static TorchSharp.torch;
 
 internal static class TransformerComparison
 {
-    private const int Layers = 2, Heads = 4, Batch = 20, Generated = 20, Streams = 10;
+    private const int Layers = 2, Heads = 4, Batch = 20, Generated = 20, Streams = TransformerTraining.Streams;
     private const double Tolerance = 1e-4;
     private static readonly string Prompt = "in the beginning god created the heaven and the earth";
 
@@ -46,7 +46,7 @@ internal static class TransformerComparison
         var dense = new TransformerLanguageModel(vocabulary.Count, dimension, Heads, Layers, context, dropout);
         using Tensor data = LstmLanguageModel.Batchify(train, Batch);
         var denseOptimizer = SafeOptim.Adam(dense.parameters(), 1e-3);
-        for (int epoch = 0; epoch < denseEpochs; epoch++) TrainEpoch(dense, data, denseOptimizer, null, $"transformer epoch {epoch + 1}");
+        for (int epoch = 0; epoch < denseEpochs; epoch++) TransformerTraining.TrainEpoch(dense, data, denseOptimizer, null, $"transformer epoch {epoch + 1}");
         Console.WriteLine($"Dense model trained in {clock.Elapsed.TotalSeconds:F0} s.");
         var options = new TransformerExportOptions { Heads = Heads };
         // ONNX Runtime runs the dense model's export (no cache in the graph: it recomputes the context, as TorchSharp does).
@@ -69,7 +69,7 @@ internal static class TransformerComparison
             // The same weights stored dense on the runtime: what the sparse formats buy beyond leaving TorchSharp.
             TransformerModel denseRuntime = TransformerExport.ToTransformerModel(model, options, MatrixFormat.Dense);
 
-            double torchPerplexity = TorchPerplexity(model, test, context);
+            double torchPerplexity = TransformerTraining.Perplexity(model, test);
             double runtimePerplexity = RuntimePerplexity(sparse, test, context);
             double difference = Math.Abs(runtimePerplexity - torchPerplexity) / torchPerplexity;
             if (sparsity == 0)
@@ -110,26 +110,6 @@ internal static class TransformerComparison
         return code;
     }
 
-    /// <summary>One epoch over <paramref name="data"/> ([streams, length]) in windows of the context, each window from scratch; gradients clipped to norm 1; the pruner (if any) steps after the optimizer.</summary>
-    private static void TrainEpoch(TransformerLanguageModel model, Tensor data, optim.Optimizer optimizer, GradualPruner? pruner, string label)
-    {
-        model.train();
-        int window = model.Context;
-        using var progress = new TrainingProgress(label, Math.Max(1, (data.shape[1] - 1) / window), pruner);
-        for (long i = 0; i + window + 1 <= data.shape[1]; i += window)
-        {
-            using var scope = torch.NewDisposeScope();
-            Tensor x = data.narrow(1, i, window), y = data.narrow(1, i + 1, window);
-            optimizer.zero_grad();
-            Tensor loss = nn.functional.cross_entropy(model.call(x).reshape(-1, model.Vocabulary), y.reshape(-1));
-            loss.backward();
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0);
-            optimizer.step();
-            pruner?.Step();
-            progress.Step(loss);
-        }
-    }
-
     /// <summary>A copy of the dense model pruned gradually to <paramref name="sparsity"/> (cubic, over the first 70 % of the fine-tuning) while fine-tuning.</summary>
     private static TransformerLanguageModel PrunedCopy(TransformerLanguageModel dense, int vocabulary, int dimension, int context, double dropout, double sparsity, Tensor data, int epochs)
     {
@@ -144,51 +124,17 @@ internal static class TransformerComparison
             Schedule = new PolynomialDecaySchedule(0, sparsity, 0, end, Math.Max(1, end / 20)),
         }, optimizer))
         {
-            for (int epoch = 0; epoch < epochs; epoch++) TrainEpoch(model, data, optimizer, pruner, $"pruning to {sparsity:P0}, epoch {epoch + 1}");
+            for (int epoch = 0; epoch < epochs; epoch++) TransformerTraining.TrainEpoch(model, data, optimizer, pruner, $"pruning to {sparsity:P0}, epoch {epoch + 1}");
             Console.WriteLine($"Pruned to {sparsity:P0}: {pruner.Strip().Sparsity:P2} of the embedding, projection and decoder weights are zero.");
         }
         return model;
-    }
-
-    /// <summary>The test stream cut into <see cref="Streams"/> rows and read in windows of the context, each window from scratch: (inputs, targets, length) per window.</summary>
-    private static IEnumerable<(int[] X, long[] Y, int Steps)> Windows(long[] tokens, int context)
-    {
-        int length = tokens.Length / Streams;
-        for (int i = 0; i + 1 < length; i += context)
-        {
-            int n = Math.Min(context, length - 1 - i);
-            var x = new int[Streams * n];
-            var y = new long[Streams * n];
-            for (int s = 0; s < Streams; s++)
-                for (int t = 0; t < n; t++)
-                {
-                    x[s * n + t] = (int)tokens[s * length + i + t];
-                    y[s * n + t] = tokens[s * length + i + t + 1];
-                }
-            yield return (x, y, n);
-        }
-    }
-
-    private static double TorchPerplexity(TransformerLanguageModel model, long[] tokens, int context)
-    {
-        using var _ = torch.no_grad();
-        double total = 0;
-        long count = 0;
-        foreach (var (x, y, n) in Windows(tokens, context))
-        {
-            using var scope = torch.NewDisposeScope();
-            Tensor logits = model.call(torch.tensor(x.Select(t => (long)t).ToArray(), [Streams, n]));
-            total += nn.functional.cross_entropy(logits.reshape(-1, model.Vocabulary), torch.tensor(y), reduction: nn.Reduction.Sum).item<float>();
-            count += y.Length;
-        }
-        return Perplexity.FromTotalNll(total, count);
     }
 
     private static double RuntimePerplexity(TransformerModel model, long[] tokens, int context)
     {
         double total = 0;
         long count = 0;
-        foreach (var (x, y, n) in Windows(tokens, context))
+        foreach (var (x, y, n) in TransformerTraining.Windows(tokens, context))
         {
             total += Perplexity.TotalNll(model.Run(x, Streams, n), y, model.Outputs);
             count += y.Length;
@@ -248,7 +194,7 @@ internal static class TransformerComparison
     private static double OrtDifference(InferenceSession ort, TransformerLanguageModel model, long[] tokens, int context)
     {
         double worst = 0;
-        foreach (var (x, _, n) in Windows(tokens, context).Take(3))
+        foreach (var (x, _, n) in TransformerTraining.Windows(tokens, context).Take(3))
         {
             long[] ids = x.Select(t => (long)t).ToArray();
             using var value = OrtValue.CreateTensorValueFromMemory(ids, [Streams, n]);
