@@ -44,7 +44,9 @@ internal static class LstmComparison
         int code = 0;
         foreach (double sparsity in sparsities)
         {
-            LstmLanguageModel model = sparsity == 0 ? dense : PrunedCopy(dense, vocabulary.Count, hidden, dropout, sparsity, data, fineTuneEpochs);
+            LstmLanguageModel model = sparsity == 0 ? dense : GradualFineTune.Prune(
+                new LstmLanguageModel(vocabulary.Count, hidden, Layers, dropout), dense, sparsity, (data.shape[1] - 1) / Steps, fineTuneEpochs, 1e-3,
+                (m, optimizer, pruner, _) => m.TrainEpoch(data, Steps, optimizer, pruner));
             model.eval();
             string path = Path.Combine(s.Out, $"kjv-lstm-{sparsity * 100:F0}.psq");
             SequenceExport.Save(model, path);
@@ -88,26 +90,6 @@ internal static class LstmComparison
             });
         }
         return code;
-    }
-
-    /// <summary>A copy of the dense model pruned gradually to <paramref name="sparsity"/> (cubic, over the first 70 % of the fine-tuning) while fine-tuning.</summary>
-    private static LstmLanguageModel PrunedCopy(LstmLanguageModel dense, int vocabulary, int hidden, double dropout, double sparsity, Tensor data, int epochs)
-    {
-        var model = new LstmLanguageModel(vocabulary, hidden, Layers, dropout);
-        using (torch.no_grad())
-            foreach (var ((_, to), (_, from)) in model.named_parameters().Zip(dense.named_parameters())) to.copy_(from);
-        var optimizer = SafeOptim.Adam(model.parameters(), 1e-3);
-        long steps = (data.shape[1] - 1) / Steps * epochs;
-        long end = Math.Max(1, steps * 7 / 10);
-        using (var pruner = new GradualPruner(model, new PruningOptions
-        {
-            Schedule = new PolynomialDecaySchedule(0, sparsity, 0, end, Math.Max(1, end / 20)),
-        }, optimizer))
-        {
-            for (int epoch = 0; epoch < epochs; epoch++) model.TrainEpoch(data, Steps, optimizer, pruner);
-            Console.WriteLine($"Pruned to {sparsity:P0}: {pruner.Strip().Sparsity:P2} of the embedding, LSTM and decoder weights are zero.");
-        }
-        return model;
     }
 
     /// <summary>Perplexity on the sparse runtime, read exactly as <see cref="LstmLanguageModel.Perplexity"/> reads it.</summary>

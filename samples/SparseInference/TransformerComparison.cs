@@ -61,7 +61,9 @@ internal static class TransformerComparison
         int code = 0;
         foreach (double sparsity in sparsities)
         {
-            TransformerLanguageModel model = sparsity == 0 ? dense : PrunedCopy(dense, vocabulary.Count, dimension, context, dropout, sparsity, data, fineTuneEpochs);
+            TransformerLanguageModel model = sparsity == 0 ? dense : GradualFineTune.Prune(
+                new TransformerLanguageModel(vocabulary.Count, dimension, Heads, Layers, context, dropout), dense, sparsity, (data.shape[1] - 1) / context, fineTuneEpochs, 5e-4,
+                (m, optimizer, pruner, e) => TransformerTraining.TrainEpoch(m, data, optimizer, pruner, $"pruning to {sparsity:P0}, epoch {e + 1}"));
             model.eval();
             string path = Path.Combine(s.Out, $"kjv-transformer-{sparsity * 100:F0}.ptf");
             TransformerExport.Save(model, path, options);
@@ -108,26 +110,6 @@ internal static class TransformerComparison
             });
         }
         return code;
-    }
-
-    /// <summary>A copy of the dense model pruned gradually to <paramref name="sparsity"/> (cubic, over the first 70 % of the fine-tuning) while fine-tuning.</summary>
-    private static TransformerLanguageModel PrunedCopy(TransformerLanguageModel dense, int vocabulary, int dimension, int context, double dropout, double sparsity, Tensor data, int epochs)
-    {
-        var model = new TransformerLanguageModel(vocabulary, dimension, Heads, Layers, context, dropout);
-        using (torch.no_grad())
-            foreach (var ((_, to), (_, from)) in model.named_parameters().Zip(dense.named_parameters())) to.copy_(from);
-        var optimizer = SafeOptim.Adam(model.parameters(), 5e-4);
-        long steps = (data.shape[1] - 1) / context * epochs;
-        long end = Math.Max(1, steps * 7 / 10);
-        using (var pruner = new GradualPruner(model, new PruningOptions
-        {
-            Schedule = new PolynomialDecaySchedule(0, sparsity, 0, end, Math.Max(1, end / 20)),
-        }, optimizer))
-        {
-            for (int epoch = 0; epoch < epochs; epoch++) TransformerTraining.TrainEpoch(model, data, optimizer, pruner, $"pruning to {sparsity:P0}, epoch {epoch + 1}");
-            Console.WriteLine($"Pruned to {sparsity:P0}: {pruner.Strip().Sparsity:P2} of the embedding, projection and decoder weights are zero.");
-        }
-        return model;
     }
 
     private static double RuntimePerplexity(TransformerModel model, long[] tokens, int context)
