@@ -96,21 +96,11 @@ internal static class LstmComparison
     private static double RuntimePerplexity(SequenceModel model, long[] tokens)
     {
         const int streams = 10;
-        int length = tokens.Length / streams;
         RecurrentState state = model.NewState(streams);
         double total = 0;
         long count = 0;
-        for (int i = 0; i + 1 < length; i += Steps)
+        foreach (var (x, y, n) in Perplexity.Windows(tokens, streams, Steps))
         {
-            int n = Math.Min(Steps, length - 1 - i);
-            var x = new int[streams * n];
-            var y = new long[streams * n];
-            for (int s = 0; s < streams; s++)
-                for (int t = 0; t < n; t++)
-                {
-                    x[s * n + t] = (int)tokens[s * length + i + t];
-                    y[s * n + t] = tokens[s * length + i + t + 1];
-                }
             total += Perplexity.TotalNll(model.Run(x, streams, n, state), y, model.Outputs);
             count += y.Length;
         }

@@ -116,7 +116,7 @@ internal static class TransformerComparison
     {
         double total = 0;
         long count = 0;
-        foreach (var (x, y, n) in TransformerTraining.Windows(tokens, context))
+        foreach (var (x, y, n) in Perplexity.Windows(tokens, Streams, context))
         {
             total += Perplexity.TotalNll(model.Run(x, Streams, n), y, model.Outputs);
             count += y.Length;
@@ -176,7 +176,7 @@ internal static class TransformerComparison
     private static double OrtDifference(InferenceSession ort, TransformerLanguageModel model, long[] tokens, int context)
     {
         double worst = 0;
-        foreach (var (x, _, n) in TransformerTraining.Windows(tokens, context).Take(3))
+        foreach (var (x, _, n) in Perplexity.Windows(tokens, Streams, context).Take(3))
         {
             long[] ids = x.Select(t => (long)t).ToArray();
             using var value = OrtValue.CreateTensorValueFromMemory(ids, [Streams, n]);

@@ -29,4 +29,26 @@ public static class Perplexity
         }
         return total;
     }
+
+    /// <summary>
+    /// A token stream cut into <paramref name="streams"/> contiguous rows and read side by side in windows of up to
+    /// <paramref name="window"/> steps: per window the inputs [streams, n] (as ids), the next tokens [streams, n], and n.
+    /// </summary>
+    public static IEnumerable<(int[] X, long[] Y, int Steps)> Windows(long[] tokens, int streams, int window)
+    {
+        int length = tokens.Length / streams;
+        for (int i = 0; i + 1 < length; i += window)
+        {
+            int n = Math.Min(window, length - 1 - i);
+            var x = new int[streams * n];
+            var y = new long[streams * n];
+            for (int s = 0; s < streams; s++)
+                for (int t = 0; t < n; t++)
+                {
+                    x[s * n + t] = (int)tokens[s * length + i + t];
+                    y[s * n + t] = tokens[s * length + i + t + 1];
+                }
+            yield return (x, y, n);
+        }
+    }
 }

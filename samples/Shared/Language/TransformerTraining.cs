@@ -30,33 +30,14 @@ internal static class TransformerTraining
         model.eval();
     }
 
-    /// <summary>The stream cut into <see cref="Streams"/> rows and read in windows of <paramref name="context"/>: (inputs, targets, length) per window.</summary>
-    public static IEnumerable<(int[] X, long[] Y, int Steps)> Windows(long[] tokens, int context)
-    {
-        int length = tokens.Length / Streams;
-        for (int i = 0; i + 1 < length; i += context)
-        {
-            int n = Math.Min(context, length - 1 - i);
-            var x = new int[Streams * n];
-            var y = new long[Streams * n];
-            for (int s = 0; s < Streams; s++)
-                for (int t = 0; t < n; t++)
-                {
-                    x[s * n + t] = (int)tokens[s * length + i + t];
-                    y[s * n + t] = tokens[s * length + i + t + 1];
-                }
-            yield return (x, y, n);
-        }
-    }
-
-    /// <summary>Perplexity over a token stream read as <see cref="Windows"/>.</summary>
+    /// <summary>Perplexity over a token stream read as <see cref="Language.Perplexity.Windows"/> of the context, each window from scratch.</summary>
     public static double Perplexity(TransformerLanguageModel model, long[] tokens)
     {
         using var _ = torch.no_grad();
         model.eval();
         double total = 0;
         long count = 0;
-        foreach (var (x, y, n) in Windows(tokens, model.Context))
+        foreach (var (x, y, n) in Language.Perplexity.Windows(tokens, Streams, model.Context))
         {
             using var scope = torch.NewDisposeScope();
             Tensor logits = model.call(torch.tensor(x.Select(t => (long)t).ToArray(), [Streams, n]));

@@ -113,8 +113,8 @@ public sealed class TransformerModel
             long columns = checked((long)batch * steps);
             long hidden = Blocks.Max(b => (long)b.Hidden);
             // The residual stream, its normalized copy, a projection's output, q/k/v, the MLP, the logits, LayerNorm
-            // statistics; the keys and values of a run without a cache (2 per layer and feature); one embedding row and
-            // its position's; one attention slot per thread.
+            // statistics; the keys and values of a run without a cache (2 per layer and feature); 2·d for the embedding
+            // row (one is allocated, read for the token and then for its position); one attention slot per thread.
             long values = checked((6L * Dimension + hidden + Outputs + 2 + 2L * Blocks.Count * Dimension) * columns + 2L * Dimension
                 + (long)WorkerPool.Shared.Slots * AttentionSlot(Context));
             return checked(values * sizeof(float));

@@ -174,10 +174,7 @@ public static class OnnxExport
                 return;
             }
             // y = x·Wᵀ on the last dimension, as torch's linear does for any rank.
-            var transposed = new float[layer.Weight.Length];
-            for (int r = 0; r < layer.Rows; r++)
-                for (int k = 0; k < layer.Columns; k++) transposed[k * layer.Rows + r] = layer.Weight[r * layer.Columns + k];
-            string wt = Initializer($"{layer.Name}.weight_t", transposed, [layer.Columns, layer.Rows]);
+            string wt = Initializer($"{layer.Name}.weight_t", Transposed(layer.Weight, layer.Rows, layer.Columns), [layer.Columns, layer.Rows]);
             Node("MatMul", layer.Bias is null ? layer.Name : $"{layer.Name}.matmul", [_current, wt]);
             if (layer.Bias is { } bias) Node("Add", layer.Name, [_current, Initializer($"{layer.Name}.bias", bias, [layer.Rows])]);
         }
@@ -270,16 +267,31 @@ public static class OnnxExport
                 Name = _options.OutputName,
                 Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
             });
+            return Model(_graph, _options.Opset, modelType);
+        }
+
+        /// <summary>The file around <paramref name="graph"/>: the IR version of the opset, the producer, the default-domain opset.</summary>
+        internal static ModelProto Model(GraphProto graph, int opset, string modelType)
+        {
             var model = new ModelProto
             {
-                IrVersion = IrVersion(_options.Opset),
+                IrVersion = IrVersion(opset),
                 ProducerName = "Pruning",
                 ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
                 DocString = $"{modelType} exported by Pruning.Export.OnnxExport",
-                Graph = _graph,
+                Graph = graph,
             };
-            model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = _options.Opset });
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
             return model;
+        }
+
+        /// <summary>[cols, rows] from row-major [rows, cols]: a Linear's weight for MatMul on the last dimension.</summary>
+        internal static float[] Transposed(float[] w, int rows, int cols)
+        {
+            var transposed = new float[w.Length];
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < cols; k++) transposed[(long)k * rows + r] = w[(long)r * cols + k];
+            return transposed;
         }
 
         /// <summary>The IR version released with the opset (ONNX 1.8 → opset 13, IR 7; 1.16 → opset 21, IR 10).</summary>
@@ -299,15 +311,21 @@ public static class OnnxExport
 
         private string Initializer(string name, float[] values, long[] dims)
         {
-            string unique = Unique(name);
-            var tensor = new TensorProto { Name = unique, DataType = (int)TensorProto.Types.DataType.Float };
+            TensorProto tensor = FloatTensor(Unique(name), values, dims);
+            _graph.Initializer.Add(tensor);
+            return tensor.Name;
+        }
+
+        /// <summary>A float32 initializer (little-endian raw data, as ONNX stores it on any machine).</summary>
+        internal static TensorProto FloatTensor(string name, float[] values, long[] dims)
+        {
+            var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
             tensor.Dims.AddRange(dims);
             var bytes = new byte[values.Length * sizeof(float)];
             for (int i = 0; i < values.Length; i++)
                 System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * sizeof(float)), values[i]);
             tensor.RawData = ByteString.CopyFrom(bytes);
-            _graph.Initializer.Add(tensor);
-            return unique;
+            return tensor;
         }
 
         /// <summary>An initializer holding <paramref name="values"/> of shape <paramref name="dims"/>; returns its (unique) name.</summary>

@@ -57,11 +57,11 @@ public static class SequenceExport
         ArgumentNullException.ThrowIfNull(decoder);
         using var _ = torch.no_grad();
         var table = embedding.weight ?? throw new NotSupportedException("The embedding has no weight.");
-        var embeddingLayer = new EmbeddingLayer(Matrix(table, format));
+        var embeddingLayer = new EmbeddingLayer(SparseExport.Matrix(table, format));
         var layers = new List<RecurrentLayer>();
         foreach (var (name, module) in recurrent)
             layers.AddRange(Layers(name, module, format));
-        var decoderLayer = new LinearLayer(Matrix(decoder.weight!, format), decoder.bias is null ? default : SparseExport.Floats(decoder.bias));
+        var decoderLayer = new LinearLayer(SparseExport.Matrix(decoder.weight!, format), decoder.bias is null ? default : SparseExport.Floats(decoder.bias));
         return new SequenceModel(embeddingLayer, layers, decoderLayer, options);
     }
 
@@ -94,14 +94,12 @@ public static class SequenceExport
             ReadOnlySpan<float> biasIh = parameters.TryGetValue($"bias_ih_l{l}", out var bi) ? SparseExport.Floats(bi) : default;
             ReadOnlySpan<float> biasHh = parameters.TryGetValue($"bias_hh_l{l}", out var bh) ? SparseExport.Floats(bh) : default;
             layers.Add(module is LSTM
-                ? new LstmLayer(Matrix(ih, format), Matrix(hh, format), biasIh, biasHh)
-                : new GruLayer(Matrix(ih, format), Matrix(hh, format), biasIh, biasHh));
+                ? new LstmLayer(SparseExport.Matrix(ih, format), SparseExport.Matrix(hh, format), biasIh, biasHh)
+                : new GruLayer(SparseExport.Matrix(ih, format), SparseExport.Matrix(hh, format), biasIh, biasHh));
         }
         return layers;
     }
 
-    private static WeightMatrix Matrix(Tensor weight, MatrixFormat format) =>
-        WeightMatrix.FromDense(SparseExport.Floats(weight), (int)weight.shape[0], (int)(weight.numel() / weight.shape[0]), format);
 
     private static string Describe(nn.Module model) => model.GetName() is { Length: > 0 } name ? name : model.GetType().Name;
 }

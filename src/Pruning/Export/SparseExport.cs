@@ -177,4 +177,8 @@ public static class SparseExport
         using var cpu = t.detach().cpu().to_type(ScalarType.Float32).contiguous();
         return cpu.data<float>().ToArray();
     }
+
+    /// <summary>A weight tensor [rows, …] as a matrix [rows, the rest] in <paramref name="format"/>.</summary>
+    internal static WeightMatrix Matrix(Tensor weight, MatrixFormat format) =>
+        WeightMatrix.FromDense(Floats(weight), (int)weight.shape[0], (int)(weight.numel() / weight.shape[0]), format);
 }

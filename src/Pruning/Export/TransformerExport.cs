@@ -96,8 +96,8 @@ public static class TransformerExport
         var tokenEmbedding = (Embedding)Next("the token Embedding", m => m is Embedding).Module;
         var positionEmbedding = (Embedding)Next("the position Embedding", m => m is Embedding).Module;
         Tensor tokenWeight = tokenEmbedding.weight!;
-        var tokens = new EmbeddingLayer(Matrix(tokenWeight, format));
-        var positions = new EmbeddingLayer(Matrix(positionEmbedding.weight!, MatrixFormat.Dense));
+        var tokens = new EmbeddingLayer(SparseExport.Matrix(tokenWeight, format));
+        var positions = new EmbeddingLayer(SparseExport.Matrix(positionEmbedding.weight!, MatrixFormat.Dense));
         var blocks = new List<TransformerBlock>();
         while (at < children.Count && children[at].module is not (LayerNorm or Linear or Embedding))
         {
@@ -114,7 +114,7 @@ public static class TransformerExport
         {
             at++;
             bool tied = SameStorage(linear.weight!, tokenWeight);
-            decoder = new LinearLayer(tied ? tokens.Table : Matrix(linear.weight!, format), linear.bias is null ? default : SparseExport.Floats(linear.bias));
+            decoder = new LinearLayer(tied ? tokens.Table : SparseExport.Matrix(linear.weight!, format), linear.bias is null ? default : SparseExport.Floats(linear.bias));
         }
         else decoder = new LinearLayer(tokens.Table, default);
         if (at < children.Count)
@@ -162,7 +162,7 @@ public static class TransformerExport
 
     private static LinearLayer Projection(Linear linear, MatrixFormat format) => Projection(linear.weight!, linear.bias is null ? [] : SparseExport.Floats(linear.bias), format);
 
-    private static LinearLayer Projection(Tensor weight, float[] bias, MatrixFormat format) => new(Matrix(weight, format), bias);
+    private static LinearLayer Projection(Tensor weight, float[] bias, MatrixFormat format) => new(SparseExport.Matrix(weight, format), bias);
 
     private static bool IsModuleList(nn.Module module) => module.GetType() is { IsGenericType: true } t && t.GetGenericTypeDefinition() == typeof(ModuleList<>);
 
@@ -172,8 +172,6 @@ public static class TransformerExport
         && System.Runtime.CompilerServices.Unsafe.AreSame(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(a.bytes),
             ref System.Runtime.InteropServices.MemoryMarshal.GetReference(b.bytes));
 
-    private static WeightMatrix Matrix(Tensor weight, MatrixFormat format) =>
-        WeightMatrix.FromDense(SparseExport.Floats(weight), (int)weight.shape[0], (int)(weight.numel() / weight.shape[0]), format);
 
     /// <summary>Runs two probe sequences through the module and the exported model; refuses the export when they disagree.</summary>
     private static void Check(nn.Module<Tensor, Tensor> model, TransformerModel exported, double tolerance)

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Onnx;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Sequences;
@@ -40,8 +39,8 @@ internal sealed class TransformerOnnx
         string steps = Node("Gather", "steps", [Node("Shape", "shape", [tokens]), Int64s("one_index", [], 1)], Int("axis", 0));
         string positions = Node("Range", "positions", [Int64s("zero", [], 0), steps, Int64s("one", [], 1)]);
         string x = Node("Add", "embedded", [
-            Node("Gather", "token_vectors", [Floats("tokens.weight", Row(_model.Tokens.Table), [_model.Tokens.Vocabulary, d]), tokens]),
-            Node("Gather", "position_vectors", [Floats("positions.weight", Row(_model.Positions.Table), [context, d]), positions])]);
+            Node("Gather", "token_vectors", [Floats("tokens.weight", _model.Tokens.Table.ToDense(), [_model.Tokens.Vocabulary, d]), tokens]),
+            Node("Gather", "position_vectors", [Floats("positions.weight", _model.Positions.Table.ToDense(), [context, d]), positions])]);
         // The causal mask: 0 on and below the diagonal, −∞ above, cut to [steps, steps].
         var mask = new float[(long)context * context];
         for (int i = 0; i < context; i++)
@@ -54,16 +53,7 @@ internal sealed class TransformerOnnx
         Linear("decoder", _model.Decoder, x);
         _graph.Node[^1].Output[0] = options.OutputName;
         _graph.Output.Add(Value(options.OutputName, TensorProto.Types.DataType.Float, 3));
-        var model = new ModelProto
-        {
-            IrVersion = IrVersion(options.Opset),
-            ProducerName = "Pruning",
-            ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
-            DocString = "TransformerModel exported by Pruning.Export.OnnxExport",
-            Graph = _graph,
-        };
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });
-        return model;
+        return Model(_graph, options.Opset, nameof(TransformerModel));
     }
 
     private string Block(string name, TransformerBlock block, string x, string causal)
@@ -116,14 +106,9 @@ internal sealed class TransformerOnnx
     private string Linear(string name, LinearLayer layer, string x)
     {
         int rows = layer.Weight.Rows, cols = layer.Weight.Cols;
-        float[] w = layer.Weight.ToDense(), transposed = new float[w.Length];
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) transposed[(long)k * rows + r] = w[(long)r * cols + k];
-        string y = Node("MatMul", $"{name}.matmul", [x, Floats($"{name}.weight_t", transposed, [cols, rows])]);
+        string y = Node("MatMul", $"{name}.matmul", [x, Floats($"{name}.weight_t", Transposed(layer.Weight.ToDense(), rows, cols), [cols, rows])]);
         return layer.Bias.IsEmpty ? y : Node("Add", name, [y, Floats($"{name}.bias", layer.Bias.ToArray(), [rows])]);
     }
-
-    private static float[] Row(Sparse.Matrices.WeightMatrix m) => m.ToDense();
 
     private string Node(string op, string name, IEnumerable<string> inputs, params AttributeProto[] attributes)
     {
@@ -137,9 +122,7 @@ internal sealed class TransformerOnnx
 
     private string Floats(string name, float[] values, long[] dims)
     {
-        var tensor = new TensorProto { Name = Unique(name), DataType = (int)TensorProto.Types.DataType.Float };
-        tensor.Dims.AddRange(dims);
-        tensor.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        TensorProto tensor = FloatTensor(Unique(name), values, dims);
         _graph.Initializer.Add(tensor);
         return tensor.Name;
     }
