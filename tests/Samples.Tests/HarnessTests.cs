@@ -70,7 +70,7 @@ public class HarnessTests
         model.eval();
         var tokens = Enumerable.Range(0, 10 * 8 + 1).Select(i => (long)(i * 7 % 11)).ToArray();
         var corpus = KjvCorpus.Parse(["Ge1:1 a b c d e f g h i"]);   // 9 words + <unk> + <eos> = the model's 11
-        var experiment = new LstmExperiment(corpus, new LstmExperiment.Settings(11, 2, 10, 35, 1, 0, 1), _ => { });
+        var experiment = new LstmExperiment(corpus, new LanguageSettings(11, 2, 10, 35, 1, 0, 1, 2e-3), _ => { });
         double evaluated = experiment.Evaluate(model, tokens);
 
         // Reference: the same 10 streams of 8 tokens, one pass, logits pulled out and scored by the harness.
@@ -97,6 +97,25 @@ public class HarnessTests
     [Fact]
     public void Lstm_weight_counts_match_the_model_and_include_the_lstm_gates() =>
         Training.Weights(new LstmLanguageModel(100, 16, 2, 0)).Should().Be(NnzBudget.LstmWeights(100, 16, 2));
+
+    [Theory]
+    [InlineData(16, 1)]
+    [InlineData(32, 2)]
+    public void Transformer_weight_counts_match_the_model_and_include_attention_mlp_and_positions(int dimension, int layers) =>
+        Training.Weights(new TransformerLanguageModel(100, dimension, 4, layers, 12)).Should().Be(NnzBudget.TransformerWeights(100, dimension, layers, 12));
+
+    [Fact]
+    public void The_transformer_experiment_prunes_every_projection_and_embedding_and_refuses_widths_the_heads_do_not_divide()
+    {
+        var corpus = KjvCorpus.Parse(["Ge1:1 a b c d e f g h i"]);
+        var experiment = new TransformerExperiment(corpus, new LanguageSettings(11, 2, 10, 8, 1, 0, 1, 1e-3), heads: 4, _ => { });
+        var model = experiment.Create(16);
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5) });
+        pruner.ParameterNames.Should().HaveCount(2 + 2 * 6 + 1).And.Contain(["tokens.weight", "positions.weight", "decoder.weight", "blocks.1.query.weight", "blocks.1.down.weight"]);
+        pruner.Step();
+        Training.NonZeroWeights(model).Should().BeCloseTo(experiment.Weights(16) / 2, 15);
+        FluentActions.Invoking(() => experiment.Create(18)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("width");
+    }
 
     [Fact]
     public void A_wide_model_pruned_to_a_narrow_ones_budget_keeps_that_many_non_zeros()

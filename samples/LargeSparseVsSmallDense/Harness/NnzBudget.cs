@@ -24,6 +24,13 @@ public static class NnzBudget
     public static long LstmWeights(int vocabulary, int hidden, int layers) =>
         2L * vocabulary * hidden + layers * 8L * hidden * hidden;
 
+    /// <summary>
+    /// Prunable weights of the transformer LM at model dimension d: token embedding V×d, position embedding context×d,
+    /// per block q/k/v/output 4d² and MLP 2·4d², decoder d×V (LayerNorm gains and biases are one-dimensional).
+    /// </summary>
+    public static long TransformerWeights(int vocabulary, int dimension, int layers, int context) =>
+        2L * vocabulary * dimension + (long)context * dimension + layers * 12L * dimension * dimension;
+
     /// <summary>The sparsity at which <paramref name="weights"/> keep exactly <paramref name="budget"/> non-zeros.</summary>
     public static double SparsityFor(long budget, long weights)
     {

@@ -5,17 +5,20 @@ using Pruning.Samples;
 namespace LargeSparseVsSmallDense.Harness;
 
 /// <summary>One trained model's outcome.</summary>
-/// <param name="Experiment">"mlp", "cnn" or "lstm".</param>
+/// <param name="Experiment">"mlp", "cnn", "mobilenet", "lstm" or "transformer".</param>
 /// <param name="Model">"dense" or "sparse".</param>
-/// <param name="Width">The width (MLP hidden units, CNN multiplier, LSTM hidden size).</param>
+/// <param name="Width">The width (MLP hidden units, CNN multiplier, LSTM hidden size, transformer dimension).</param>
 /// <param name="Sparsity">Fraction of prunable weights that are zero.</param>
 /// <param name="Nnz">Non-zero prunable weights, counted in the trained model.</param>
-/// <param name="Metric">Test accuracy (mlp, cnn) or test perplexity (lstm).</param>
+/// <param name="Metric">Test accuracy (images) or test perplexity (language models).</param>
 /// <param name="Seed">The seed.</param>
 public sealed record ResultRow(string Experiment, string Model, double Width, double Sparsity, long Nnz, double Metric, int Seed)
 {
     /// <summary>"accuracy" or "perplexity".</summary>
-    public string MetricName => Experiment == "lstm" ? "perplexity" : "accuracy";
+    public string MetricName => IsLanguage(Experiment) ? "perplexity" : "accuracy";
+
+    /// <summary>Whether <paramref name="experiment"/> is a language model's (measured by perplexity).</summary>
+    public static bool IsLanguage(string experiment) => experiment is "lstm" or "transformer";
 }
 
 /// <summary>Tables, JSON and plots of result rows.</summary>
@@ -41,11 +44,11 @@ public static class Report
         var text = new StringBuilder();
         foreach (var group in Summarize(rows).GroupBy(s => s.Experiment))
         {
-            string metric = group.Key == "lstm" ? "test perplexity" : "test accuracy";
+            string metric = ResultRow.IsLanguage(group.Key) ? "test perplexity" : "test accuracy";
             text.AppendLine(CultureInfo.InvariantCulture, $"{group.Key}: {"model",-7} {"width",6} {"sparsity",9} {"NNZ",11}  {metric} (mean ± sd, seeds)");
             foreach (var s in group)
             {
-                string value = group.Key == "lstm" ? $"{s.Mean:F2} ± {s.Spread:F2}" : $"{s.Mean * 100:F2} ± {s.Spread * 100:F2} %";
+                string value = ResultRow.IsLanguage(group.Key) ? $"{s.Mean:F2} ± {s.Spread:F2}" : $"{s.Mean * 100:F2} ± {s.Spread * 100:F2} %";
                 text.AppendLine(CultureInfo.InvariantCulture, $"{"",5} {s.Model,-7} {s.Width,6:0.###} {s.Sparsity,9:P1} {s.Nnz,11:N0}  {value} ({s.Seeds})");
             }
         }
@@ -68,7 +71,7 @@ public static class Report
     {
         var summaries = Summarize(rows.Where(r => r.Experiment == experiment)).ToArray();
         if (summaries.Length == 0) return;
-        bool perplexity = experiment == "lstm";
+        bool perplexity = ResultRow.IsLanguage(experiment);
         double Scale(double v) => perplexity ? v : v * 100;
         var plot = new ScottPlot.Plot();
         var dense = summaries.Where(s => s.Model == "dense").OrderBy(s => s.Nnz).ToArray();
