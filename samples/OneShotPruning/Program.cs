@@ -27,10 +27,11 @@ var dataOption = new Option<string>("--data") { Description = "Directory with th
 var corpusOption = new Option<string?>("--corpus") { Description = "A text file of verses instead of the output of `bible` (lstm, transformer)." };
 var outOption = new Option<string>("--out") { Description = "Directory for the cached dense models and the plots.", DefaultValueFactory = _ => Path.Combine("out", "one-shot") };
 var summaryOption = new Option<string?>("--summary-json") { Description = "Write one JSON object per evaluated model to this file (an array)." };
+var patternsOption = new Option<string?>("--patterns") { Description = "Comma-separated sparsities and N:M patterns, e.g. 50%,90%,4:8 (default 50%,70%,80%,90%,2:4; --quick 70%,2:4)." };
 var fromOption = new Option<string?>("--from-summary") { Description = "Print the table and draw the plots of an earlier run's --summary-json file, without training." };
 var root = new RootCommand("One-shot pruning with magnitude, Wanda and OBS/SparseGPT, without and with a short fine-tune.")
 {
-    modelOption, quickOption, seedsOption, samplesOption, fineTuneOption, dataOption, corpusOption, outOption, summaryOption, fromOption,
+    modelOption, quickOption, seedsOption, samplesOption, fineTuneOption, patternsOption, dataOption, corpusOption, outOption, summaryOption, fromOption,
 };
 root.SetAction(parse =>
 {
@@ -42,6 +43,17 @@ root.SetAction(parse =>
     {
         Console.Error.WriteLine($"--seeds and --calibration-samples must be positive and --finetune-steps ≥ 0 (got {seeds}, {samples}, {fineTuneSteps}).");
         return 2;
+    }
+    string patternList = parse.GetValue(patternsOption) ?? (quick ? "70%,2:4" : "50%,70%,80%,90%,2:4");
+    var patterns = new List<(string Label, double Sparsity, PruningGranularity Granularity)>();
+    foreach (string label in patternList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+    {
+        if (ParsePattern(label) is not { } pattern)
+        {
+            Console.Error.WriteLine($"--patterns: '{label}' is neither a sparsity like 70% (between 0 and 100) nor an N:M pattern like 2:4 (0 < N < M ≤ 64).");
+            return 2;
+        }
+        patterns.Add((label, pattern.Sparsity, pattern.Granularity));
     }
     string outDir = parse.GetValue(outOption)!;
     Directory.CreateDirectory(outDir);
@@ -85,10 +97,6 @@ root.SetAction(parse =>
         return 2;
     }
 
-    (string Label, double Sparsity, PruningGranularity Granularity)[] patterns = quick
-        ? [("70%", 0.7, PruningGranularity.Element), ("2:4", 0.5, PruningGranularity.NOfM(2, 4))]
-        : [("50%", 0.5, PruningGranularity.Element), ("70%", 0.7, PruningGranularity.Element), ("80%", 0.8, PruningGranularity.Element),
-           ("90%", 0.9, PruningGranularity.Element), ("2:4", 0.5, PruningGranularity.NOfM(2, 4))];
     string[] methods = ["magnitude", "wanda", "obs"];
     var rows = new List<Result>();
     int failures = 0;
@@ -156,6 +164,18 @@ static void Plots(IReadOnlyList<Result> rows, string outDir)
         Report.Plot(model.ToList(), png);
         Console.WriteLine($"plot: {png}");
     }
+}
+
+// "70%" → 70 % of each tensor's weights, by element; "4:8" → 4 of every 8 consecutive weights kept (50 %).
+static (double Sparsity, PruningGranularity Granularity)? ParsePattern(string label)
+{
+    var invariant = CultureInfo.InvariantCulture;
+    if (label.EndsWith('%') && double.TryParse(label[..^1], NumberStyles.Float, invariant, out double percent) && percent > 0 && percent < 100)
+        return (percent / 100, PruningGranularity.Element);
+    string[] parts = label.Split(':');
+    if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, invariant, out int n) && int.TryParse(parts[1], NumberStyles.None, invariant, out int m) && n > 0 && n < m && m <= 64)
+        return (1 - (double)n / m, PruningGranularity.NOfM(n, m));
+    return null;
 }
 
 static long Columns(torch.nn.Module model, string parameter) => model.get_parameter(parameter)!.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
