@@ -99,23 +99,14 @@ public static class SafeTensorsBitmask
         // The header is padded with spaces to a multiple of 8 bytes, as the safetensors writer does.
         while (header.Length % 8 != 0) header.WriteByte((byte)' ');
 
-        string temporary = path + ".tmp-" + Environment.ProcessId;
-        try
+        FileFrame.Save(path, file =>
         {
-            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-                file.Write(length);
-                file.Write(header.GetBuffer(), 0, (int)header.Length);
-                foreach (var e in entries) file.Write(e.Data);
-            }
-            File.Move(temporary, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
+            Span<byte> length = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+            file.Write(length);
+            file.Write(header.GetBuffer(), 0, (int)header.Length);
+            foreach (var e in entries) file.Write(e.Data);
+        });
     }
 
     private static byte[] Bytes<T>(T[] values) where T : unmanaged

@@ -13,17 +13,19 @@ internal sealed record SavedPruner(long Step, PruningScope Scope, ComponentConfi
 
 /// <summary>
 /// The pruner's checkpoint file, kept next to the model's own checkpoint so the model's state_dict stays plain.
-/// Layout (little-endian): "PRUNECKP", u32 format version, u64 payload length, payload, u32 CRC-32 of the payload.
-/// The payload holds the step, the scope, the criterion's and granularity's configs, then per mask its name, schedule
-/// config, shape, target, last update step and keep-flags (one bit per element, 1 = kept), then the criterion's state.
-/// The reader treats the file as untrusted: the file may not be larger than the pruner that reads it can need, and
-/// every length is checked against what is left before anything is allocated.
+/// Framed as every file of the library (<see cref="FileFrame"/>: "PRUNECKP", u32 version 4, body, CRC-32); version 3
+/// (the same body behind a u64 length, the CRC over the body alone) still loads. The body holds the step, the scope,
+/// the criterion's and granularity's configs, then per mask its name, schedule config, shape, target, last update step
+/// and keep-flags (one bit per element, 1 = kept), then the criterion's state. The reader treats the file as
+/// untrusted: the file may not be larger than the pruner that reads it can need, and every length is checked against
+/// what is left before anything is allocated.
 /// </summary>
 internal static class PrunerCheckpoint
 {
-    private const uint FormatVersion = 3;
+    private const uint FormatVersion = 4;
+    private const uint LegacyVersion = 3;
     private static readonly byte[] Magic = "PRUNECKP"u8.ToArray();
-    private const int HeaderBytes = 8 + 4 + 8;
+    private const int LegacyHeaderBytes = 8 + 4 + 8;
     private const int MaxRank = 16;
     private const int MaxNameLength = 4096;
 
@@ -34,47 +36,32 @@ internal static class PrunerCheckpoint
     public static long MaxBytes(IEnumerable<long> parameterSizes) =>
         (1 << 20) + parameterSizes.Sum(n => (n + 7) / 8 + 16 * n + 64 * 1024);
 
-    public static void Write(string path, SavedPruner state)
-    {
-        using var payload = new MemoryStream();
-        using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
-        {
-            w.Write(state.Step);
-            w.Write((int)state.Scope);
-            state.Criterion.Write(w);
-            state.Granularity.Write(w);
-            w.Write(state.Masks.Count);
-            foreach (SavedMask m in state.Masks)
-            {
-                w.Write(m.Name);
-                m.Schedule.Write(w);
-                w.Write(m.Shape.Length);
-                foreach (long d in m.Shape) w.Write(d);
-                w.Write(m.Target);
-                w.Write(m.LastUpdateStep);
-                w.Write(m.Keep is not null);
-                if (m.Keep is not null) w.Write(Pack(m.Keep));
-            }
-            w.Write(state.CriterionState is not null);
-            if (state.CriterionState is not null)
-            {
-                w.Write(state.CriterionState.Length);
-                w.Write(state.CriterionState);
-            }
-        }
+    public static void Write(string path, SavedPruner state) => FileFrame.Save(FileFrame.Checksummed(Magic, FormatVersion, w => WriteBody(w, state)), path);
 
-        // Write beside the target and move over it, so a crash never leaves a half-written checkpoint behind.
-        string temp = path + ".tmp";
-        using (var file = File.Create(temp))
-        using (var w = new BinaryWriter(file))
+    private static void WriteBody(BinaryWriter w, SavedPruner state)
+    {
+        w.Write(state.Step);
+        w.Write((int)state.Scope);
+        state.Criterion.Write(w);
+        state.Granularity.Write(w);
+        w.Write(state.Masks.Count);
+        foreach (SavedMask m in state.Masks)
         {
-            w.Write(Magic);
-            w.Write(FormatVersion);
-            w.Write((ulong)payload.Length);
-            w.Write(payload.GetBuffer(), 0, (int)payload.Length);
-            w.Write(Crc32.Compute(payload.GetBuffer().AsSpan(0, (int)payload.Length)));
+            w.Write(m.Name);
+            m.Schedule.Write(w);
+            w.Write(m.Shape.Length);
+            foreach (long d in m.Shape) w.Write(d);
+            w.Write(m.Target);
+            w.Write(m.LastUpdateStep);
+            w.Write(m.Keep is not null);
+            if (m.Keep is not null) w.Write(Pack(m.Keep));
         }
-        File.Move(temp, path, overwrite: true);
+        w.Write(state.CriterionState is not null);
+        if (state.CriterionState is not null)
+        {
+            w.Write(state.CriterionState.Length);
+            w.Write(state.CriterionState);
+        }
     }
 
     /// <summary>Reads and checks a checkpoint of at most <paramref name="maxBytes"/> bytes.</summary>
@@ -82,35 +69,26 @@ internal static class PrunerCheckpoint
     /// <exception cref="InvalidDataException">The file is not a valid checkpoint; the message names it and the problem.</exception>
     public static SavedPruner Read(string path, long maxBytes)
     {
-        byte[] bytes;
-        try
+        byte[] bytes = FileFrame.ReadFile(path, maxBytes, "Pruning checkpoint", (problem, _) => Bad(path, problem));
+        int offset, length;
+        if (bytes.Length >= LegacyHeaderBytes + 4 && bytes.AsSpan(0, 8).SequenceEqual(Magic) && BitConverter.ToUInt32(bytes, 8) == LegacyVersion)
         {
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            if (file.Length > maxBytes)
-                throw Bad(path, $"it is {file.Length} bytes, more than the {maxBytes} a checkpoint of this pruner can need");
-            bytes = new byte[file.Length];
-            file.ReadExactly(bytes);
+            ulong declared = BitConverter.ToUInt64(bytes, 12);
+            if (declared != (ulong)(bytes.Length - LegacyHeaderBytes - 4))
+                throw Bad(path, $"the payload should be {declared} bytes but the file holds {bytes.Length - LegacyHeaderBytes - 4} (truncated or extended)");
+            (offset, length) = (LegacyHeaderBytes, bytes.Length - LegacyHeaderBytes - 4);
+            if (Crc32.Compute(bytes.AsSpan(offset, length)) != BitConverter.ToUInt32(bytes, bytes.Length - 4))
+                throw Bad(path, "its checksum does not match (the file is corrupted)");
         }
-        catch (FileNotFoundException)
+        else
         {
-            throw new FileNotFoundException($"Pruning checkpoint '{path}' does not exist.", path);
+            FileFrame.Payload(bytes, Magic, FormatVersion, FormatVersion, 0, (problem, _) => Bad(path, problem), out _);
+            (offset, length) = (FileFrame.HeaderBytes, bytes.Length - FileFrame.HeaderBytes - 4);
         }
-
-        if (bytes.Length < HeaderBytes + 4 || !bytes.AsSpan(0, 8).SequenceEqual(Magic))
-            throw Bad(path, "it is not a pruning checkpoint (no PRUNECKP header)");
-        uint version = BitConverter.ToUInt32(bytes, 8);
-        if (version != FormatVersion)
-            throw Bad(path, $"format version {version} is not supported (this library reads version {FormatVersion})");
-        ulong length = BitConverter.ToUInt64(bytes, 12);
-        if (length != (ulong)(bytes.Length - HeaderBytes - 4))
-            throw Bad(path, $"the payload should be {length} bytes but the file holds {bytes.Length - HeaderBytes - 4} (truncated or extended)");
-        var payload = bytes.AsSpan(HeaderBytes, (int)length);
-        if (Crc32.Compute(payload) != BitConverter.ToUInt32(bytes, bytes.Length - 4))
-            throw Bad(path, "the checksum does not match (the file is corrupted)");
 
         try
         {
-            using var r = new BinaryReader(new MemoryStream(bytes, HeaderBytes, (int)length, writable: false), Encoding.UTF8);
+            using var r = new BinaryReader(new MemoryStream(bytes, offset, length, writable: false), Encoding.UTF8);
             long remaining() => r.BaseStream.Length - r.BaseStream.Position;
             long step = r.ReadInt64();
             if (step < 0) throw Bad(path, $"it claims step {step}");

@@ -24,7 +24,7 @@ public static class OnnxExport
     public static void Save(nn.Module model, FeatureShape input, string path, OnnxExportOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        WriteAtomically(ToBytes(model, input, options), path);
+        Sparse.Serialization.FileFrame.Save(ToBytes(model, input, options), path);
     }
 
     /// <summary>
@@ -36,7 +36,7 @@ public static class OnnxExport
     public static void Save(Sparse.Sequences.TransformerModel model, string path, OnnxExportOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        WriteAtomically(ToBytes(model, options), path);
+        Sparse.Serialization.FileFrame.Save(ToBytes(model, options), path);
     }
 
     /// <summary>The transformer's ONNX file bytes (see <see cref="Save(Sparse.Sequences.TransformerModel, string, OnnxExportOptions?)"/>).</summary>
@@ -46,13 +46,6 @@ public static class OnnxExport
         options ??= new OnnxExportOptions();
         options.Validate();
         return TransformerOnnx.Build(model, options).ToByteArray();
-    }
-
-    private static void WriteAtomically(byte[] bytes, string path)
-    {
-        string temporary = path + ".tmp";
-        File.WriteAllBytes(temporary, bytes);
-        File.Move(temporary, path, overwrite: true);
     }
 
     /// <summary>The ONNX file's bytes (a serialized ModelProto), e.g. for <c>new InferenceSession(bytes)</c>.</summary>

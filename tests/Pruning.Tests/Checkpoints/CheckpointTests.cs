@@ -243,7 +243,46 @@ public sealed class CheckpointTests : IDisposable
         byte[] bytes = File.ReadAllBytes(path);
         bytes[8] = 9;
         File.WriteAllBytes(path, bytes);
-        LoadInto(path).Should().Throw<InvalidDataException>().WithMessage("*format version 9 is not supported*");
+        LoadInto(path).Should().Throw<InvalidDataException>().WithMessage("*format version is 9; this library reads version 4*");
+    }
+
+    [Fact]
+    public void AVersion3Checkpoint_FromEarlierReleases_StillLoads()
+    {
+        // Version 3 framed the same body behind a u64 length, with the CRC over the body alone.
+        string path = Path.Combine(_dir, "v3.pruning");
+        Dictionary<string, float[]> saved;
+        using (var original = new GradualPruner(TestModels.Mlp(34), new PruningOptions { Schedule = new OneShotSchedule(0.5) }))
+        {
+            original.Step();
+            original.Save(path);
+            saved = original.ParameterNames.ToDictionary(n => n, n => { using var m = original.Mask(n); return m.data<float>().ToArray(); });
+        }
+        byte[] current = File.ReadAllBytes(path);
+        byte[] body = current[12..^4];
+        using (var file = File.Create(path))
+        using (var w = new BinaryWriter(file))
+        {
+            w.Write("PRUNECKP"u8);
+            w.Write(3u);
+            w.Write((ulong)body.Length);
+            w.Write(body);
+            w.Write(Pruning.Sparse.Serialization.Crc32.Compute(body));
+        }
+        var model = TestModels.Mlp(37);
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5) });
+        pruner.Load(path);
+        pruner.CurrentStep.Should().Be(1);
+        foreach (var (name, keep) in saved)
+        {
+            using var mask = pruner.Mask(name);
+            mask.data<float>().ToArray().Should().Equal(keep, name);
+        }
+        // A damaged body under the old frame is still caught by its checksum.
+        byte[] old = File.ReadAllBytes(path);
+        old[30] ^= 1;
+        File.WriteAllBytes(path, old);
+        LoadInto(path).Should().Throw<InvalidDataException>().WithMessage("*checksum does not match*");
     }
 
     [Fact]
@@ -262,7 +301,7 @@ public sealed class CheckpointTests : IDisposable
         var before = pruner.Report();
         string path = Path.Combine(_dir, "garbage.pruning");
         File.WriteAllText(path, "not a checkpoint at all, just some text that is long enough");
-        ((Action)(() => pruner.Load(path))).Should().Throw<InvalidDataException>().WithMessage("*no PRUNECKP header*");
+        ((Action)(() => pruner.Load(path))).Should().Throw<InvalidDataException>().WithMessage("*does not start with \"PRUNECKP\"*");
         pruner.Report().Should().BeEquivalentTo(before);
         pruner.CurrentStep.Should().Be(1);
     }

@@ -107,9 +107,9 @@ public sealed class PrunerCheckpointTests : IDisposable
         for (int trial = 0; trial < 600; trial++)
         {
             byte[] bytes = Mutate(original, random);
-            bool repair = trial % 2 == 0 && bytes.Length >= 24;
+            bool repair = trial % 2 == 0 && bytes.Length >= 16;
             if (repair)
-                BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4), Crc32.Compute(bytes.AsSpan(20, bytes.Length - 24)));
+                BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4), Crc32.Compute(bytes.AsSpan(0, bytes.Length - 4)));
             File.WriteAllBytes(path, bytes);
             long before = GC.GetAllocatedBytesForCurrentThread();
             try

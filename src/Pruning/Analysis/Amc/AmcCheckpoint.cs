@@ -6,18 +6,19 @@ namespace Pruning.Analysis.Amc;
 
 /// <summary>
 /// An AMC search on disk: the options' fingerprint, the episode log, the generator, the reward baseline, the replay
-/// buffer, and every tensor of the agent (networks, targets, Adam moments) with the Adam steps. Written to a temporary
-/// file and moved into place; read as untrusted input: the size is bounded by what this search can hold, every count
-/// is checked before anything is allocated, and a CRC-32 covers the payload.
+/// buffer, and every tensor of the agent (networks, targets, Adam moments) with the Adam steps. Framed as every file of
+/// the library (<see cref="FileFrame"/>: "PRNAMCCK", u32 version 2, body, CRC-32) and written atomically; read as
+/// untrusted input: the size is bounded by what this search can hold, every count is checked before anything is
+/// allocated. Version 1 (magic "PRNAMC01", earlier releases) is refused by name: a search restarts from scratch.
 /// </summary>
 internal static class AmcCheckpoint
 {
-    private static readonly byte[] Magic = "PRNAMC01"u8.ToArray();
+    private static readonly byte[] Magic = "PRNAMCCK"u8.ToArray();
+    private static readonly byte[] VersionOneMagic = "PRNAMC01"u8.ToArray();
+    private const uint Version = 2;
 
-    public static void Write(string path, string fingerprint, DdpgAgent agent, AmcSearch.SearchState search)
-    {
-        using var payload = new MemoryStream();
-        using (var w = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
+    public static void Write(string path, string fingerprint, DdpgAgent agent, AmcSearch.SearchState search) =>
+        FileFrame.Save(FileFrame.Checksummed(Magic, Version, w =>
         {
             w.Write(fingerprint);
             w.Write(search.Episodes.Count);
@@ -48,18 +49,7 @@ internal static class AmcCheckpoint
                 using var host = tensor.detach().cpu().contiguous();
                 w.Write(host.bytes);
             }
-        }
-        byte[] bytes = payload.ToArray();
-        string temporary = path + ".tmp";
-        using (var file = File.Create(temporary))
-        {
-            file.Write(Magic);
-            file.Write(BitConverter.GetBytes((long)bytes.Length));
-            file.Write(bytes);
-            file.Write(BitConverter.GetBytes(Crc32.Compute(bytes)));
-        }
-        File.Move(temporary, path, overwrite: true);
-    }
+        }), path);
 
     public static void Read(string path, string fingerprint, int layers, AmcOptions options, DdpgAgent agent, AmcSearch.SearchState search)
     {
@@ -68,21 +58,14 @@ internal static class AmcCheckpoint
         long episodeBytes = 1 + 8L * layers + 24;
         long limit = 4096 + Encoding.UTF8.GetMaxByteCount(fingerprint.Length) + 4 + options.Episodes * episodeBytes + 40
             + 4 + options.ReplayCapacity * transitionBytes + 16 + tensorBytes;
-        var info = new FileInfo(path);
-        if (info.Length > limit + Magic.Length + 12)
-            throw new InvalidDataException($"AMC checkpoint '{path}' is {info.Length:N0} bytes, more than this search can hold ({limit:N0}); it is of another search or corrupt.");
-        byte[] all = File.ReadAllBytes(path);
-        if (all.Length < Magic.Length + 12 || !all.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new InvalidDataException($"'{path}' is not an AMC checkpoint.");
-        long length = BitConverter.ToInt64(all, Magic.Length);
-        if (length != all.Length - Magic.Length - 12)
-            throw new InvalidDataException($"AMC checkpoint '{path}' is truncated or has trailing bytes.");
-        var payload = all.AsSpan(Magic.Length + 8, (int)length);
-        if (Crc32.Compute(payload) != BitConverter.ToUInt32(all, all.Length - 4))
-            throw new InvalidDataException($"AMC checkpoint '{path}' fails its checksum.");
+        Exception Bad(string problem, long? offset) => new InvalidDataException($"AMC checkpoint '{path}' is invalid: {problem}.");
+        byte[] all = FileFrame.ReadFile(path, limit + FileFrame.HeaderBytes + 4, "AMC checkpoint", Bad);
+        if (all.AsSpan().StartsWith(VersionOneMagic))
+            throw new InvalidDataException($"AMC checkpoint '{path}' has format version 1 (\"PRNAMC01\", an earlier release), which this library no longer reads; delete it to start the search again.");
+        FileFrame.Payload(all, Magic, Version, Version, 0, Bad, out _);
         try
         {
-            using var r = new BinaryReader(new MemoryStream(payload.ToArray()), Encoding.UTF8);
+            using var r = new BinaryReader(new MemoryStream(all, FileFrame.HeaderBytes, all.Length - FileFrame.HeaderBytes - 4, writable: false), Encoding.UTF8);
             string saved = r.ReadString();
             if (saved != fingerprint)
                 throw new InvalidDataException($"AMC checkpoint '{path}' is of another search (other options, model or layers); remove it or change AmcOptions.CheckpointPath.");

@@ -235,5 +235,9 @@ public sealed class AmcTests : IDisposable
         File.WriteAllBytes(path, bytes[..(bytes.Length / 3)]);
         FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Episodes = 3, WarmupEpisodes = 1, Hidden = 8, CheckpointPath = path }))
             .Should().Throw<InvalidDataException>().WithMessage("*truncated*");
+        // Earlier releases' checkpoints (magic PRNAMC01, no version field) are refused by their version, not misread.
+        File.WriteAllBytes(path, [.. "PRNAMC01"u8, .. BitConverter.GetBytes(100L), .. new byte[104]]);
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Episodes = 3, WarmupEpisodes = 1, Hidden = 8, CheckpointPath = path }))
+            .Should().Throw<InvalidDataException>().WithMessage($"AMC checkpoint '{path}' has format version 1*delete it*");
     }
 }
