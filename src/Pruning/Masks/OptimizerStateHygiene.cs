@@ -1,4 +1,4 @@
-using System.Reflection;
+using Pruning.Interop;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -19,24 +19,8 @@ namespace Pruning.Masks;
 /// </remarks>
 internal sealed class OptimizerStateHygiene
 {
-    // The per-element buffers of TorchSharp 0.107's optimizers whose initial value is zero. Rprop's step sizes and
-    // LBFGS's history are not zero-initialised and not per-element respectively, so they are not supported.
-    private static readonly Dictionary<Type, string[]> ZeroInitialisedBuffers = new()
-    {
-        [typeof(SGD.State)] = ["momentum_buffer"],
-        [typeof(Adam.State)] = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
-        [typeof(AdamW.State)] = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
-        [typeof(NAdam.State)] = ["exp_avg", "exp_avg_sq"],
-        [typeof(RAdam.State)] = ["exp_avg", "exp_avg_sq"],
-        [typeof(Adamax.State)] = ["exp_avg", "exp_inf"],
-        [typeof(RMSProp.State)] = ["square_avg", "momentum_buffer", "grad_avg"],
-        [typeof(Adagrad.State)] = ["sum"],
-        [typeof(Adadelta.State)] = ["square_avg", "acc_delta"],
-        [typeof(ASGD.State)] = ["ax"],
-    };
-
     private readonly OptimizerHelper _optimizer;
-    private readonly Dictionary<IntPtr, (OptimizerState State, FieldInfo[] Buffers)> _byParameter = [];
+    private readonly Dictionary<IntPtr, Func<Tensor?>[]> _byParameter = [];
 
     public OptimizerStateHygiene(optim.Optimizer optimizer)
     {
@@ -57,7 +41,7 @@ internal sealed class OptimizerStateHygiene
         if (parameters.Count != states.Count)
             throw new InvalidOperationException($"The optimizer lists {parameters.Count} parameters but {states.Count} states.");
         for (int i = 0; i < parameters.Count; i++)
-            _byParameter[parameters[i].Handle] = (states[i], BuffersOf(states[i]));
+            _byParameter[parameters[i].Handle] = BuffersOf(states[i]);
     }
 
     /// <summary>Whether the optimizer holds state for the parameter.</summary>
@@ -66,21 +50,16 @@ internal sealed class OptimizerStateHygiene
     /// <summary>Zeroes the parameter's buffers where <paramref name="keep"/> is 0. Call under no_grad.</summary>
     public void Clear(Tensor parameter, Tensor keep)
     {
-        if (!_byParameter.TryGetValue(parameter.Handle, out var entry))
+        if (!_byParameter.TryGetValue(parameter.Handle, out var buffers))
             return;
-        foreach (FieldInfo field in entry.Buffers)
-            if (field.GetValue(entry.State) is Tensor buffer && !buffer.IsInvalid)
-                buffer.mul_(keep);
+        foreach (Func<Tensor?> buffer in buffers)
+            if (buffer() is { IsInvalid: false } tensor)
+                tensor.mul_(keep);
     }
 
-    private static FieldInfo[] BuffersOf(OptimizerState state)
-    {
-        if (!ZeroInitialisedBuffers.TryGetValue(state.GetType(), out string[]? names))
-            throw new ArgumentException(
-                $"Clearing the optimizer state of pruned weights is not supported for {state.GetType().DeclaringType?.Name ?? state.GetType().Name}. " +
-                $"Supported: {string.Join(", ", ZeroInitialisedBuffers.Keys.Select(k => k.DeclaringType!.Name))}. " +
-                "Pass no optimizer to prune without clearing its state (weights are still re-masked after every step).", "optimizer");
-        return names.Select(n => state.GetType().GetField(n, BindingFlags.Public | BindingFlags.Instance)
-            ?? throw new InvalidOperationException($"{state.GetType().FullName} has no field '{n}'; this TorchSharp version is not supported.")).ToArray();
-    }
+    private static Func<Tensor?>[] BuffersOf(OptimizerState state) =>
+        TorchInternals.ZeroInitialisedBuffersOf(state) ?? throw new ArgumentException(
+            $"Clearing the optimizer state of pruned weights is not supported for {state.GetType().DeclaringType?.Name ?? state.GetType().Name}. " +
+            $"Supported: {string.Join(", ", TorchInternals.SupportedOptimizers)}. " +
+            "Pass no optimizer to prune without clearing its state (weights are still re-masked after every step).", "optimizer");
 }

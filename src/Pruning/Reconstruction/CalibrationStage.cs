@@ -1,4 +1,4 @@
-using System.Reflection;
+using Pruning.Interop;
 using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -149,9 +149,6 @@ internal abstract partial class CalibrationStage
     /// </summary>
     private sealed class RecurrentStage(string module, nn.Module instance, int layer, IReadOnlyList<string> parameters) : CalibrationStage(module, instance, parameters)
     {
-        private static readonly FieldInfo? LstmBatchFirst = typeof(LSTM).GetField("_batch_first", BindingFlags.NonPublic | BindingFlags.Instance);
-        private static readonly FieldInfo? GruBatchFirst = typeof(GRU).GetField("_batch_first", BindingFlags.NonPublic | BindingFlags.Instance);
-
         public override int Layer { get; } = layer;
 
         public override IDisposable Hook(Action<Tensor, object?> onCall)
@@ -197,9 +194,7 @@ internal abstract partial class CalibrationStage
         internal static (Tensor LayerInput, Tensor Hidden) Run(nn.Module module, int layer, Tensor input, object? state)
         {
             bool lstm = module is LSTM;
-            FieldInfo field = (lstm ? LstmBatchFirst : GruBatchFirst)
-                ?? throw new NotSupportedException($"This TorchSharp's {module.GetType().Name} does not expose batch_first; calibration of recurrent layers needs TorchSharp 0.107.");
-            bool batchFirst = (bool)field.GetValue(module)!;
+            bool batchFirst = TorchInternals.BatchFirst(module);
             var p = module.named_parameters(recurse: false).ToDictionary(x => x.name, x => (Tensor)x.parameter);
             Tensor sequence = input.detach();
             bool unbatched = sequence.dim() == 2;

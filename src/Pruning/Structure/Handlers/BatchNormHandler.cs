@@ -15,8 +15,7 @@ internal sealed class BatchNormHandler : ModuleHandler
 
     public override void CheckShrinkable(nn.Module module)
     {
-        if (!TorchFields.Has(module, TorchFields.BackingField("num_features")))
-            throw new NotSupportedException($"This TorchSharp's {module.GetType().Name} keeps no '{TorchFields.BackingField("num_features")}' field; shrinking in place was written against TorchSharp 0.107. Nothing was changed.");
+        TorchInternals.RequireCounts(module, "num_features");
     }
 
     public override void Shrink(nn.Module module, long[]? rows, long[]? columns)
@@ -30,7 +29,7 @@ internal sealed class BatchNormHandler : ModuleHandler
             if (bn.running_mean is { } mean) bn.running_mean = mean.index_select(0, index).DetachFromDisposeScope();
             if (bn.running_var is { } variance) bn.running_var = variance.index_select(0, index).DetachFromDisposeScope();
         }
-        TorchFields.SetCount(bn, "num_features", rows.Length);
+        TorchInternals.SetCount(bn, "num_features", rows.Length);
     }
 
     public override Action Save(nn.Module module)
@@ -44,7 +43,7 @@ internal sealed class BatchNormHandler : ModuleHandler
             if (beta is not null) bn.bias = ParameterSlices.Restore(beta)!;
             if (mean is not null) bn.running_mean = mean.Value.Tensor;
             if (variance is not null) bn.running_var = variance.Value.Tensor;
-            TorchFields.SetCount(bn, "num_features", features);
+            TorchInternals.SetCount(bn, "num_features", features);
         };
     }
 }

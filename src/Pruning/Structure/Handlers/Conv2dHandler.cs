@@ -23,9 +23,7 @@ internal sealed class Conv2dHandler : ModuleHandler
 
     public override void CheckShrinkable(nn.Module module)
     {
-        foreach (string property in (string[])["out_channels", "in_channels"])
-            if (!TorchFields.Has(module, TorchFields.BackingField(property)))
-                throw new NotSupportedException($"This TorchSharp's Conv2d keeps no '{TorchFields.BackingField(property)}' field; shrinking in place was written against TorchSharp 0.107. Nothing was changed.");
+        TorchInternals.RequireCounts(module, "out_channels", "in_channels");
     }
 
     public override void Shrink(nn.Module module, long[]? rows, long[]? columns)
@@ -37,23 +35,23 @@ internal sealed class Conv2dHandler : ModuleHandler
         if (conv.bias is { } bias) conv.bias = ParameterSlices.Select(bias, rows, null);
         long outputs = conv.weight.shape[0];
         long inputs = depthwise ? outputs : conv.weight.shape[1] * conv.groups;
-        TorchFields.SetCount(conv, "out_channels", outputs);
-        TorchFields.SetCount(conv, "in_channels", inputs);
-        TorchFields.Set(conv, "input_channels", inputs, required: false);
+        TorchInternals.SetCount(conv, "out_channels", outputs);
+        TorchInternals.SetCount(conv, "in_channels", inputs);
+        TorchInternals.SetInputChannels(conv, inputs);
         if (depthwise) conv.groups = outputs;
     }
 
     public override Action Save(nn.Module module)
     {
         var conv = (Conv2d)module;
-        var (w, b, groups, input) = (ParameterSlices.Copy(conv.weight), ParameterSlices.Copy(conv.bias), conv.groups, TorchFields.Get(conv, "input_channels"));
+        var (w, b, groups, input) = (ParameterSlices.Copy(conv.weight), ParameterSlices.Copy(conv.bias), conv.groups, TorchInternals.InputChannels(conv));
         long inputs = conv.in_channels, outputs = conv.out_channels;
         return () =>
         {
             (conv.weight, conv.bias, conv.groups) = (ParameterSlices.Restore(w)!, ParameterSlices.Restore(b), groups);
-            TorchFields.SetCount(conv, "in_channels", inputs);
-            TorchFields.SetCount(conv, "out_channels", outputs);
-            if (input is long n) TorchFields.Set(conv, "input_channels", n, required: false);
+            TorchInternals.SetCount(conv, "in_channels", inputs);
+            TorchInternals.SetCount(conv, "out_channels", outputs);
+            if (input is long n) TorchInternals.SetInputChannels(conv, n);
         };
     }
 
