@@ -70,7 +70,7 @@ internal sealed class Methods(Sequential dense, FashionMnist train, Func<TorchSh
             proposal.Remask();
             return validate(model);
         }
-        var options = new NetAdaptOptions { TargetLatencyFraction = budget, ReductionPerIteration = mode == AmcMode.Fine ? 0.1 : 0.05 };
+        var options = new NetAdaptOptions { TargetCostFraction = budget, ReductionPerIteration = mode == AmcMode.Fine ? 0.1 : 0.05 };
         if (mode == AmcMode.Channel)
             return ChannelNetAdapt.Run(model, Cnn.Graph(model), Evaluate, options).Sparsities
                 .Where(s => Producers.Contains(s.Key)).ToDictionary(s => s.Key, s => s.Value);

@@ -146,7 +146,7 @@ double ShortTermFineTune(NetAdaptProposal proposal)
     proposal.Model.train();
     return accuracy;
 }
-var netadapt = NetAdapt.Run(adapted, table, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+var netadapt = NetAdapt.Run(adapted, table, ShortTermFineTune, new NetAdaptOptions { TargetCostFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt (short-term fine-tune {shortTerm} steps per proposal, metric = validation accuracy):\n{netadapt}");
 // Long-term fine-tune with the found per-layer sparsities held by a pruner.
 Train(adapted, train, budget, o => new GradualPruner(adapted, new PruningOptions
@@ -158,11 +158,11 @@ double adaptedAcc = testSet.Accuracy(adapted);
 double measuredDense = RunTime(SparseExport.ToSparseModel(dense, new FeatureShape(784)));
 double measuredAdapted = RunTime(SparseExport.ToSparseModel(adapted, new FeatureShape(784)));
 Console.WriteLine($"After long-term fine-tuning: test accuracy {adaptedAcc:P2} (dense {testSet.Accuracy(dense):P2}); " +
-    $"whole exported model at batch 1: {measuredAdapted * 1000:F1} µs vs dense {measuredDense * 1000:F1} µs ({measuredDense / measuredAdapted:F2}× faster; table estimate {netadapt.DenseLatencyMilliseconds / netadapt.LatencyMilliseconds:F2}×).");
+    $"whole exported model at batch 1: {measuredAdapted * 1000:F1} µs vs dense {measuredDense * 1000:F1} µs ({measuredDense / measuredAdapted:F2}× faster; table estimate {netadapt.DenseCost.Ratio(netadapt.FinalCost):F2}×).");
 summary["netadapt"] = new Dictionary<string, object>
 {
     ["iterations"] = netadapt.Iterations, ["sparsities"] = netadapt.Sparsities, ["budget_met"] = netadapt.BudgetMet,
-    ["table_dense_ms"] = netadapt.DenseLatencyMilliseconds, ["table_final_ms"] = netadapt.LatencyMilliseconds,
+    ["table_dense_ms"] = netadapt.DenseCost.Value, ["table_final_ms"] = netadapt.FinalCost.Value,
     ["measured_dense_ms"] = measuredDense, ["measured_final_ms"] = measuredAdapted, ["test_accuracy"] = adaptedAcc,
 };
 
@@ -171,7 +171,7 @@ var channelModel = Copy(dense);
 Pruning.Structure.ChannelGraph channelGraph;
 using (var example = test.Images.narrow(0, 0, 2).contiguous()) channelGraph = Pruning.Structure.ChannelGraph.Trace(channelModel, example);
 var channelTable = LatencyTable.MeasureDense(channelGraph, batch: 64, runs: quick ? 15 : 41);
-var channelResult = ChannelNetAdapt.Run(channelModel, channelGraph, channelTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+var channelResult = ChannelNetAdapt.Run(channelModel, channelGraph, channelTable, ShortTermFineTune, new NetAdaptOptions { TargetCostFraction = 0.5, ReductionPerIteration = 0.1 });
 Console.WriteLine($"\nNetAdapt over channels (TorchSharp latency table, batch 64, {channelTable.Measured.Count} entries timed):\n{channelResult}");
 // Long-term fine-tune with the channels held (row granularity, coupled bias), then remove them for real.
 Train(channelModel, train, budget, o => new GradualPruner(channelModel, new PruningOptions
@@ -204,11 +204,11 @@ double TorchTime(Sequential m)
 }
 double denseTorch = TorchTime(dense), shrunkTorch = TorchTime(shrunk);
 Console.WriteLine($"After long-term fine-tuning and Shrink: {string.Join(" / ", shrunk.named_parameters().Where(p => p.parameter.dim() == 2).Select(p => $"{p.name} {p.parameter.shape[1]}→{p.parameter.shape[0]}"))}; " +
-    $"test accuracy {shrunkAcc:P2} (masked {channelMaskedAcc:P2}, dense {testSet.Accuracy(dense):P2}); TorchSharp at batch 64: {shrunkTorch:F3} ms vs dense {denseTorch:F3} ms ({denseTorch / shrunkTorch:F2}× faster; table estimate {channelResult.DenseLatencyMilliseconds / channelResult.LatencyMilliseconds:F2}×).");
+    $"test accuracy {shrunkAcc:P2} (masked {channelMaskedAcc:P2}, dense {testSet.Accuracy(dense):P2}); TorchSharp at batch 64: {shrunkTorch:F3} ms vs dense {denseTorch:F3} ms ({denseTorch / shrunkTorch:F2}× faster; table estimate {channelResult.DenseCost.Ratio(channelResult.FinalCost):F2}×).");
 summary["channel_netadapt"] = new Dictionary<string, object>
 {
     ["iterations"] = channelResult.Iterations, ["channels"] = channelResult.Channels!, ["budget_met"] = channelResult.BudgetMet,
-    ["table_dense_ms"] = channelResult.DenseLatencyMilliseconds, ["table_final_ms"] = channelResult.LatencyMilliseconds,
+    ["table_dense_ms"] = channelResult.DenseCost.Value, ["table_final_ms"] = channelResult.FinalCost.Value,
     ["measured_dense_ms"] = denseTorch, ["measured_final_ms"] = shrunkTorch, ["test_accuracy"] = shrunkAcc,
 };
 // ── 4. The same questions on a small CNN ─────────────────────────────────────────────────────────────────────────
@@ -265,7 +265,7 @@ if (cnnPart)
     var cnnTable = LatencyTable.MeasureSparse(cnn, cnnShape, [0.5, 0.7, 0.8, 0.9, 0.95], batch: 1, runs: quick ? 15 : 41);
     Console.WriteLine($"\nCNN latency table (sparse runtime, batch 1):\n{cnnTable}");
     var cnnAdapted = Copy(cnn);
-    var cnnNetAdapt = NetAdapt.Run(cnnAdapted, cnnTable, ShortTermFineTune, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.1 });
+    var cnnNetAdapt = NetAdapt.Run(cnnAdapted, cnnTable, ShortTermFineTune, new NetAdaptOptions { TargetCostFraction = 0.5, ReductionPerIteration = 0.1 });
     Console.WriteLine($"\nCNN NetAdapt (short-term fine-tune {shortTerm} steps per proposal):\n{cnnNetAdapt}");
     Train(cnnAdapted, cnnTrain, quick ? cnnStepsPerEpoch : 2 * cnnStepsPerEpoch, o => new GradualPruner(cnnAdapted, new PruningOptions
     {
@@ -276,7 +276,7 @@ if (cnnPart)
     SparseModel cnnDenseRuntime = SparseExport.ToSparseModel(cnn, cnnShape), cnnAdaptedRuntime = SparseExport.ToSparseModel(cnnAdapted, cnnShape);
     double cnnDenseMs = RunTime(cnnDenseRuntime), cnnAdaptedMs = RunTime(cnnAdaptedRuntime);
     Console.WriteLine($"After long-term fine-tuning: test accuracy {cnnAdaptedAcc:P2} (dense {testSet.Accuracy(cnn, asImages: true):P2}); " +
-        $"exported model at batch 1: {cnnAdaptedMs * 1000:F1} µs vs dense {cnnDenseMs * 1000:F1} µs ({cnnDenseMs / cnnAdaptedMs:F2}× faster; table estimate {cnnNetAdapt.DenseLatencyMilliseconds / cnnNetAdapt.LatencyMilliseconds:F2}×).");
+        $"exported model at batch 1: {cnnAdaptedMs * 1000:F1} µs vs dense {cnnDenseMs * 1000:F1} µs ({cnnDenseMs / cnnAdaptedMs:F2}× faster; table estimate {cnnNetAdapt.DenseCost.Ratio(cnnNetAdapt.FinalCost):F2}×).");
     Console.WriteLine("Exported layers: " + string.Join("; ", cnnAdaptedRuntime.Layers.Where(l => l is Conv2dLayer or LinearLayer).Select(l => l.Describe())));
     summary["cnn"] = new Dictionary<string, object>
     {

@@ -33,10 +33,10 @@ public static class ChannelNetAdapt
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(graph);
         table.CheckCovers(graph, nameof(table));
-        return Run(model, graph, kept => table.ChannelMilliseconds(graph, kept), fineTuneAndEvaluate, options, channelStep);
+        return Run(model, graph, kept => table.ChannelMilliseconds(graph, kept), CostUnit.Milliseconds, fineTuneAndEvaluate, options, channelStep);
     }
 
-    /// <summary>Channel NetAdapt under a FLOPs budget: the cost is the model's MACs (<see cref="ChannelGraph.Macs(double)"/>), and the result's latencies are MACs.</summary>
+    /// <summary>Channel NetAdapt under a FLOPs budget: the cost is the model's MACs (<see cref="ChannelGraph.Macs(double)"/>; the result's costs are in <see cref="CostUnit.Macs"/>).</summary>
     /// <param name="model">The model <paramref name="graph"/> was traced from.</param>
     /// <param name="graph">Its dependency groups.</param>
     /// <param name="fineTuneAndEvaluate">Fine-tunes the proposal briefly (calling <see cref="NetAdaptProposal.Remask"/> after each optimizer step) and returns the metric.</param>
@@ -46,10 +46,10 @@ public static class ChannelNetAdapt
         NetAdaptOptions? options = null, double channelStep = 0.125)
     {
         ArgumentNullException.ThrowIfNull(graph);
-        return Run(model, graph, kept => graph.Macs(kept), fineTuneAndEvaluate, options, channelStep);
+        return Run(model, graph, kept => graph.Macs(kept), CostUnit.Macs, fineTuneAndEvaluate, options, channelStep);
     }
 
-    private static NetAdaptResult Run(nn.Module model, ChannelGraph graph, Func<IReadOnlyDictionary<string, long>, double> cost,
+    private static NetAdaptResult Run(nn.Module model, ChannelGraph graph, Func<IReadOnlyDictionary<string, long>, double> cost, CostUnit unit,
         Func<NetAdaptProposal, double> fineTuneAndEvaluate, NetAdaptOptions? options, double channelStep)
     {
         TorchHealth.EnsureOnFirstUse();
@@ -63,17 +63,9 @@ public static class ChannelNetAdapt
             if (model.get_parameter(weight) is null)
                 throw new ArgumentException($"The graph names '{weight}', which this model does not have: was it traced from another model?", nameof(graph));
         var layers = graph.Groups.Select(g => (g.Weight, g.Channels)).ToList();
-        using var search = new Search(model, layers, layers.ToDictionary(l => l.Weight, l => l.Channels), cost, graph, channelStep);
-        return Finish(model, search, layers, options, fineTuneAndEvaluate);
-    }
-
-    private static NetAdaptResult Finish(nn.Module model, Search search, List<(string Weight, long Channels)> layers, NetAdaptOptions options,
-        Func<NetAdaptProposal, double> fineTuneAndEvaluate)
-    {
-        double dense = search.Latency(search.Kept);
-        var (iterations, latency, budget) = search.Run(model, dense, options, fineTuneAndEvaluate);
-        var sparsities = layers.ToDictionary(l => l.Weight, l => 1 - (double)search.Kept[l.Weight] / l.Channels);
-        return new NetAdaptResult(iterations, sparsities, new Dictionary<string, long>(search.Kept), dense, latency, budget, latency <= budget + 1e-12);
+        using var search = new Search(model, layers, layers.ToDictionary(l => l.Weight, l => l.Channels), cost, unit, graph, channelStep);
+        return search.Run(model, search.Estimate(search.Kept), options, fineTuneAndEvaluate,
+            () => layers.ToDictionary(l => l.Weight, l => 1 - (double)search.Kept[l.Weight] / l.Channels), () => new Dictionary<string, long>(search.Kept));
     }
 
     /// <summary>Options are channel counts below a layer's (or group's) current one, in steps; a layer's mask keeps or prunes whole rows.</summary>
@@ -83,13 +75,14 @@ public static class ChannelNetAdapt
         private readonly nn.Module _model;
         private readonly Dictionary<string, long> _channels;
         private readonly Func<IReadOnlyDictionary<string, long>, double> _cost;
+        private readonly CostUnit _unit;
         private readonly ChannelGraph _structure;
         private readonly double _channelStep;
 
         public Search(nn.Module model, List<(string Weight, long Channels)> layers, Dictionary<string, long> priced,
-            Func<IReadOnlyDictionary<string, long>, double> cost, ChannelGraph structure, double channelStep)
+            Func<IReadOnlyDictionary<string, long>, double> cost, CostUnit unit, ChannelGraph structure, double channelStep)
         {
-            (_model, _cost, _structure, _channelStep) = (model, cost, structure, channelStep);
+            (_model, _cost, _unit, _structure, _channelStep) = (model, cost, unit, structure, channelStep);
             _channels = layers.ToDictionary(l => l.Weight, l => l.Channels);
             Kept = priced;
             foreach (var (weight, _) in layers) Masks[weight] = new ParameterMask(weight, model.get_parameter(weight)!.shape);
@@ -98,15 +91,18 @@ public static class ChannelNetAdapt
         /// <summary>Channels kept per priced layer (or group), by weight.</summary>
         public Dictionary<string, long> Kept { get; }
 
-        public double Latency(IReadOnlyDictionary<string, long> channels) => _cost(channels);
+        /// <summary>The model's cost when each priced layer (or group) keeps <paramref name="channels"/>.</summary>
+        public double Estimate(IReadOnlyDictionary<string, long> channels) => _cost(channels);
+
+        protected override CostUnit Unit => _unit;
 
         protected override IEnumerable<string> Layers => _channels.Keys;
 
-        protected override IEnumerable<(long Option, double Latency)> Options(string layer)
+        protected override IEnumerable<(long Option, double Cost)> Options(string layer)
         {
             long cut = Math.Max(1, (long)Math.Round(_channels[layer] * _channelStep));
             for (long c = Kept[layer] - cut; c >= 1; c -= cut)
-                yield return (c, Latency(new Dictionary<string, long>(Kept) { [layer] = c }));
+                yield return (c, Estimate(new Dictionary<string, long>(Kept) { [layer] = c }));
         }
 
         /// <summary>Zeroes all but <paramref name="keep"/> channels (smallest L1 filter norms first, a group's filters scored together, already-removed ones first of all).</summary>
@@ -133,7 +129,7 @@ public static class ChannelNetAdapt
 
         protected override void Keep(string layer, long channels) => Kept[layer] = channels;
 
-        protected override NetAdaptIteration Record(int iteration, string layer, long channels, double latency, double metric, int tried) =>
-            new(iteration, layer, 1 - (double)channels / _channels[layer], channels, latency, metric, tried);
+        protected override NetAdaptIteration Record(int iteration, string layer, long channels, Cost cost, double metric, int tried) =>
+            new(iteration, layer, 1 - (double)channels / _channels[layer], channels, cost, metric, tried);
     }
 }

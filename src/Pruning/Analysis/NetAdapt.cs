@@ -36,8 +36,7 @@ public static class NetAdapt
 
         using var search = new Search(model, table);
         double dense = table.Milliseconds(table.Layers.ToDictionary(l => l.Name, _ => 0.0));
-        var (iterations, latency, budget) = search.Run(model, dense, options, fineTuneAndEvaluate);
-        return new NetAdaptResult(iterations, new Dictionary<string, double>(search.Sparsities), null, dense, latency, budget, latency <= budget + 1e-12);
+        return search.Run(model, dense, options, fineTuneAndEvaluate, () => new Dictionary<string, double>(search.Sparsities), null);
     }
 
     /// <summary>Options are the table's measured sparsities above a layer's current one.</summary>
@@ -56,9 +55,11 @@ public static class NetAdapt
 
         public Dictionary<string, double> Sparsities { get; }
 
+        protected override CostUnit Unit => CostUnit.Milliseconds;
+
         protected override IEnumerable<string> Layers => _table.Layers.Select(l => l.Name);
 
-        protected override IEnumerable<(double Option, double Latency)> Options(string layer)
+        protected override IEnumerable<(double Option, double Cost)> Options(string layer)
         {
             double others = _table.Milliseconds(Sparsities) - _table.Milliseconds(layer, Sparsities[layer]);
             return _table.Candidates(layer).Where(c => c.Sparsity > Sparsities[layer] + 1e-12).Select(c => (c.Sparsity, others + c.Milliseconds));
@@ -82,7 +83,7 @@ public static class NetAdapt
 
         protected override void Keep(string layer, double sparsity) => Sparsities[layer] = sparsity;
 
-        protected override NetAdaptIteration Record(int iteration, string layer, double sparsity, double latency, double metric, int tried) =>
-            new(iteration, layer, sparsity, null, latency, metric, tried);
+        protected override NetAdaptIteration Record(int iteration, string layer, double sparsity, Cost cost, double metric, int tried) =>
+            new(iteration, layer, sparsity, null, cost, metric, tried);
     }
 }

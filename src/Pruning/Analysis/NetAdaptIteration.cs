@@ -5,7 +5,7 @@ namespace Pruning.Analysis;
 /// <param name="Layer">The weight pruned further.</param>
 /// <param name="Sparsity">Its sparsity after the iteration (for channel NetAdapt, the fraction of channels removed).</param>
 /// <param name="Channels">For channel NetAdapt, the channels it keeps; null otherwise.</param>
-/// <param name="LatencyMilliseconds">The table's estimate for the whole model after the iteration.</param>
+/// <param name="Cost">The estimate for the whole model after the iteration (a latency or MACs, as the search counts).</param>
 /// <param name="Metric">The kept proposal's metric after short-term fine-tuning.</param>
 /// <param name="ProposalsTried">How many proposals were fine-tuned and evaluated.</param>
-public sealed record NetAdaptIteration(int Iteration, string Layer, double Sparsity, long? Channels, double LatencyMilliseconds, double Metric, int ProposalsTried);
+public sealed record NetAdaptIteration(int Iteration, string Layer, double Sparsity, long? Channels, Cost Cost, double Metric, int ProposalsTried);

@@ -3,10 +3,10 @@ namespace Pruning.Analysis;
 /// <summary>What NetAdapt aims for and how it steps.</summary>
 public sealed class NetAdaptOptions
 {
-    /// <summary>The latency budget as a fraction of the dense model's (table) latency, e.g. 0.5. In (0, 1].</summary>
-    public double TargetLatencyFraction { get; init; } = 0.5;
+    /// <summary>The budget as a fraction of the dense model's cost (its table latency, or its MACs), e.g. 0.5. In (0, 1].</summary>
+    public double TargetCostFraction { get; init; } = 0.5;
 
-    /// <summary>The latency cut each iteration aims for (ΔR), as a fraction of the dense latency, e.g. 0.1. In (0, 1].</summary>
+    /// <summary>The cut each iteration aims for (ΔR), as a fraction of the dense cost, e.g. 0.1. In (0, 1].</summary>
     public double ReductionPerIteration { get; init; } = 0.1;
 
     /// <summary>The metric's direction.</summary>
@@ -17,8 +17,8 @@ public sealed class NetAdaptOptions
 
     internal void Validate()
     {
-        if (!(TargetLatencyFraction > 0 && TargetLatencyFraction <= 1))
-            throw new ArgumentOutOfRangeException("options", TargetLatencyFraction, "NetAdaptOptions.TargetLatencyFraction must be in (0, 1].");
+        if (!(TargetCostFraction > 0 && TargetCostFraction <= 1))
+            throw new ArgumentOutOfRangeException("options", TargetCostFraction, "NetAdaptOptions.TargetCostFraction must be in (0, 1].");
         if (!(ReductionPerIteration > 0 && ReductionPerIteration <= 1))
             throw new ArgumentOutOfRangeException("options", ReductionPerIteration, "NetAdaptOptions.ReductionPerIteration must be in (0, 1].");
         if (!Enum.IsDefined(Direction))

@@ -6,7 +6,7 @@ namespace Pruning.Analysis;
 
 /// <summary>
 /// The NetAdapt loop (Yang et al. 2018) that both variants share: each iteration, for every layer, the mildest option
-/// that cuts the estimated latency by ΔR (or, if none does, the one that cuts the most) is applied to the model,
+/// that cuts the estimated cost by ΔR (or, if none does, the one that cuts the most) is applied to the model,
 /// fine-tuned briefly by the caller and evaluated; the model is restored between proposals; the best proposal is kept.
 /// It stops at the budget, or when no layer can be cut further. A variant says what an option is.
 /// </summary>
@@ -16,11 +16,14 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
     /// <summary>Gains below this fraction of ΔR are measurement noise: without the rule, a run chased a 0.0x µs gain and lost 40 points of accuracy.</summary>
     private const double NoiseFraction = 0.05;
 
+    /// <summary>What the estimates count.</summary>
+    protected abstract CostUnit Unit { get; }
+
     /// <summary>The layers proposals are made for, in model order.</summary>
     protected abstract IEnumerable<string> Layers { get; }
 
-    /// <summary>The layer's options beyond its current state, mildest first, each with the whole model's estimated latency if applied.</summary>
-    protected abstract IEnumerable<(TOption Option, double Latency)> Options(string layer);
+    /// <summary>The layer's options beyond its current state, mildest first, each with the whole model's estimated cost if applied.</summary>
+    protected abstract IEnumerable<(TOption Option, double Cost)> Options(string layer);
 
     /// <summary>Applies the option to the model in place and describes the proposal for the callback.</summary>
     protected abstract NetAdaptProposal Apply(string layer, TOption option);
@@ -65,19 +68,23 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
     }
 
     /// <summary>The iteration record for a kept option.</summary>
-    protected abstract NetAdaptIteration Record(int iteration, string layer, TOption option, double latency, double metric, int tried);
+    protected abstract NetAdaptIteration Record(int iteration, string layer, TOption option, Cost cost, double metric, int tried);
 
-    public (List<NetAdaptIteration> Iterations, double Latency, double Budget) Run(nn.Module model, double dense, NetAdaptOptions options,
-        Func<NetAdaptProposal, double> fineTuneAndEvaluate)
+    /// <summary>
+    /// Runs the loop from the model's <paramref name="dense"/> cost; the result's sparsities and channels are the
+    /// variant's (<paramref name="sparsities"/>, <paramref name="channels"/>), read after the last iteration.
+    /// </summary>
+    public NetAdaptResult Run(nn.Module model, double dense, NetAdaptOptions options, Func<NetAdaptProposal, double> fineTuneAndEvaluate,
+        Func<IReadOnlyDictionary<string, double>> sparsities, Func<IReadOnlyDictionary<string, long>>? channels)
     {
-        double budget = dense * options.TargetLatencyFraction, step = dense * options.ReductionPerIteration;
+        double budget = dense * options.TargetCostFraction, step = dense * options.ReductionPerIteration;
         double current = dense;
         var iterations = new List<NetAdaptIteration>();
         for (int iteration = 1; current > budget + 1e-12 && iteration <= options.MaxIterations; iteration++)
         {
             double goal = Math.Max(budget, current - step);
             Dictionary<string, Tensor>? bestState = null;
-            (string Layer, TOption Option, double Latency, double Metric)? best = null;
+            (string Layer, TOption Option, double Cost, double Metric)? best = null;
             int tried = 0;
             var snapshot = Snapshot(model);
             try
@@ -96,7 +103,7 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
                         if (best is { } previous) Discard(previous.Layer);
                         DisposeState(bestState);
                         bestState = Snapshot(model);
-                        best = (layer, pick.Option, pick.Latency, metric);
+                        best = (layer, pick.Option, pick.Cost, metric);
                     }
                     else Discard(layer);
                     Restore(model, snapshot);
@@ -116,21 +123,21 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
             Restore(model, bestState!);
             DisposeState(bestState);
             Promote(kept.Layer, kept.Option);
-            current = kept.Latency;
-            iterations.Add(Record(iteration, kept.Layer, kept.Option, current, kept.Metric, tried));
+            current = kept.Cost;
+            iterations.Add(Record(iteration, kept.Layer, kept.Option, new Cost(current, Unit), kept.Metric, tried));
         }
-        return (iterations, current, budget);
+        return new NetAdaptResult(iterations, sparsities(), channels?.Invoke(), new Cost(dense, Unit), new Cost(current, Unit), new Cost(budget, Unit), current <= budget + 1e-12);
     }
 
-    /// <summary>The mildest option that reaches the goal; if none does, the one with the lowest latency; never one whose gain is noise.</summary>
-    private static (TOption Option, double Latency)? Choose(IEnumerable<(TOption Option, double Latency)> mildestFirst, double current, double goal, double step)
+    /// <summary>The mildest option that reaches the goal; if none does, the one with the lowest cost; never one whose gain is noise.</summary>
+    private static (TOption Option, double Cost)? Choose(IEnumerable<(TOption Option, double Cost)> mildestFirst, double current, double goal, double step)
     {
-        (TOption Option, double Latency)? pick = null;
+        (TOption Option, double Cost)? pick = null;
         foreach (var option in mildestFirst)
         {
-            if (option.Latency > current - NoiseFraction * step) continue;
-            if (option.Latency <= goal + 1e-12) return option;
-            if (pick is null || option.Latency < pick.Value.Latency) pick = option;
+            if (option.Cost > current - NoiseFraction * step) continue;
+            if (option.Cost <= goal + 1e-12) return option;
+            if (pick is null || option.Cost < pick.Value.Cost) pick = option;
         }
         return pick;
     }

@@ -71,11 +71,11 @@ public class ChannelNetAdaptTests
         {
             tried.Add((p.Layer, p.Sparsity));
             return p.Layer == "fc2.weight" ? 1.0 : 0.5;
-        }, new NetAdaptOptions { TargetLatencyFraction = 0.7, ReductionPerIteration = 0.1 });
+        }, new NetAdaptOptions { TargetCostFraction = 0.7, ReductionPerIteration = 0.1 });
 
         // Iteration 1 (goal 1216.8): fc1 to 28 channels gives 1192; fc2 to 21 gives 1247, to 18 gives 1142. fc2 is kept.
         tried.Take(2).Select(t => t.Layer).Should().Equal("fc1.weight", "fc2.weight");
-        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc2.weight", 0.25, 18, 1142, 1.0, 2));
+        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc2.weight", 0.25, 18, new Cost(1142, CostUnit.Milliseconds), 1.0, 2));
         // Iteration 2 (goal 1006.8): fc2 to 12 gives 932, under the budget.
         result.Iterations.Should().HaveCount(2);
         result.Iterations[1].Channels.Should().Be(12);
@@ -107,7 +107,7 @@ public class ChannelNetAdaptTests
             long alive = rows.reshape(rows.shape[0], -1).ne(0).any(1).sum().item<long>();
             alive.Should().Be((long)Math.Round(rows.shape[0] * (1 - p.Sparsity)));
             return 0;
-        }, new NetAdaptOptions { TargetLatencyFraction = 0.9, ReductionPerIteration = 0.1 });
+        }, new NetAdaptOptions { TargetCostFraction = 0.9, ReductionPerIteration = 0.1 });
     }
 
     [Fact]
@@ -121,12 +121,12 @@ public class ChannelNetAdaptTests
         {
             // Prefer cutting the residual groups (stem + block1, block2's output): the proposals' metric says so.
             return p.Layer is "stem.weight" or "block2.conv2.weight" ? 1.0 : 0.5;
-        }, new NetAdaptOptions { TargetLatencyFraction = 0.6, ReductionPerIteration = 0.1 });
+        }, new NetAdaptOptions { TargetCostFraction = 0.6, ReductionPerIteration = 0.1 });
 
-        result.DenseLatencyMilliseconds.Should().Be(dense);
+        result.DenseCost.Should().Be(new Cost(dense, CostUnit.Macs));
         result.BudgetMet.Should().BeTrue();
         result.Iterations.Should().OnlyContain(i => i.Layer == "stem.weight" || i.Layer == "block2.conv2.weight");
-        result.LatencyMilliseconds.Should().BeLessThanOrEqualTo(0.6 * dense);
+        result.FinalCost.Value.Should().BeLessThanOrEqualTo(0.6 * dense);
         // Every layer of a cut group is cut alike, and the shrunk model computes the MACs the search counted.
         long Alive(string weight)
         {
@@ -136,6 +136,6 @@ public class ChannelNetAdaptTests
         Alive("block2.down.0.weight").Should().Be(Alive("block2.conv2.weight")).And.Be(result.Channels!["block2.conv2.weight"]);
         Alive("block1.conv2.weight").Should().Be(Alive("stem.weight")).And.Be(result.Channels!["stem.weight"]);
         graph.ShrinkInPlace();
-        ChannelGraph.Trace(model, x).Macs().Should().Be((long)result.LatencyMilliseconds);
+        ChannelGraph.Trace(model, x).Macs().Should().Be((long)result.FinalCost.Value);
     }
 }

@@ -96,13 +96,13 @@ public class NetAdaptTests
             tried.Add((p.Layer, p.Sparsity));
             // Prefer pruning fc1 (metric higher when fc1 is the proposal).
             return p.Layer == "fc1.weight" ? 1.0 : 0.5;
-        }, new NetAdaptOptions { TargetLatencyFraction = 0.5, ReductionPerIteration = 0.2 });
+        }, new NetAdaptOptions { TargetCostFraction = 0.5, ReductionPerIteration = 0.2 });
 
         // Dense 16 ms; budget 8; ΔR 3.2 ms. Iteration 1 goal 12.8: fc1 → 0.5 (10→6), fc2 → 0.9 cuts only 3 (to 13), the most it can.
         tried.Take(2).Should().Equal(("fc1.weight", 0.5), ("fc2.weight", 0.9));
-        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc1.weight", 0.5, null, 12.0, 1.0, 2));
+        result.Iterations[0].Should().Be(new NetAdaptIteration(1, "fc1.weight", 0.5, null, new Cost(12.0, CostUnit.Milliseconds), 1.0, 2));
         result.BudgetMet.Should().BeTrue();
-        result.LatencyMilliseconds.Should().BeLessThanOrEqualTo(8.0);
+        result.FinalCost.Should().Match<Cost>(c => c.Unit == CostUnit.Milliseconds && c.Value <= 8.0);
         result.Sparsities["fc3.weight"].Should().Be(0, "fc3 never cuts latency");
         // The model holds the kept masks: each layer's zeros match its sparsity.
         foreach (var (name, sparsity) in result.Sparsities)
@@ -123,11 +123,11 @@ public class NetAdaptTests
             var w = p.Model.get_parameter(p.Layer)!.detach().data<float>().ToArray();
             (w.Count(v => v == 0) / (double)w.Length).Should().BeApproximately(p.Sparsity, 0.01);
             return 0;
-        }, new NetAdaptOptions { TargetLatencyFraction = 0.2, ReductionPerIteration = 0.1 });
+        }, new NetAdaptOptions { TargetCostFraction = 0.2, ReductionPerIteration = 0.1 });
 
         // The fastest reachable is 2 + 2 + 1 = 5 ms of 16: above the 3.2 ms budget.
         result.BudgetMet.Should().BeFalse();
-        result.LatencyMilliseconds.Should().Be(5.0);
+        result.FinalCost.Should().Be(new Cost(5.0, CostUnit.Milliseconds));
         result.ToString().Should().Contain("budget NOT met");
     }
 
