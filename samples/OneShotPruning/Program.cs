@@ -108,15 +108,16 @@ root.SetAction(parse =>
                 for (int seed = 1; seed <= seeds; seed++)
                 {
                     var model = task.CopyOfDense();
-                    IPruningCriterion criterion = method switch
+                    // Magnitude: the default criterion, selected by the engine; Wanda and OBS choose masks themselves.
+                    MaskPolicy? policy = method switch
                     {
-                        "magnitude" => new MagnitudeCriterion(),
-                        "wanda" => new WandaCriterion(task.Calibration(model, samples, seed)),
-                        _ => new ObsCriterion(task.Calibration(model, samples, seed)),
+                        "magnitude" => null,
+                        "wanda" => new WandaPolicy(task.Calibration(model, samples, seed)),
+                        _ => new ObsPolicy(task.Calibration(model, samples, seed)),
                     };
                     using var pruner = new GradualPruner(model, new PruningOptions
                     {
-                        Schedule = new OneShotSchedule(sparsity), Criterion = criterion, Granularity = granularity, Targets = task.Targets,
+                        Schedule = new OneShotSchedule(sparsity), Policy = policy, Granularity = granularity, Targets = task.Targets,
                     });
                     var clock = Stopwatch.StartNew();
                     pruner.Step();
@@ -145,7 +146,7 @@ root.SetAction(parse =>
                         rows.Add(new Result(task.Name, task.MetricName, task.HigherIsBetter, method, label, sparsity, granularity.RunLength > 0, samples, true, tuned, seed, seconds, pruner.Report().Sparsity, covariance));
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"",-24} after {fineTuneSteps} fine-tuning steps: {tuned:F4}"));
                     }
-                    (criterion as IDisposable)?.Dispose();
+                    (policy as IDisposable)?.Dispose();
                 }
     }
 

@@ -3,7 +3,6 @@ using Pruning.Checkpoints;
 using Pruning.Criteria;
 using Pruning.Interop;
 using Pruning.Masks;
-using Pruning.Reconstruction;
 using Pruning.Reporting;
 using Pruning.Selection;
 using TorchSharp;
@@ -35,8 +34,8 @@ namespace Pruning;
 /// </example>
 public sealed class GradualPruner : IDisposable
 {
-    private readonly nn.Module _model;
     private readonly ResolvedPruning _plan;
+    private readonly MaskSession _session;
     private readonly ParameterMask[] _masks;
     private readonly OptimizerStateHygiene? _hygiene;
     private readonly List<MaskUpdate> _updates = [];
@@ -54,7 +53,6 @@ public sealed class GradualPruner : IDisposable
         TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        _model = model;
         _plan = options.Resolve(model);
         _masks = _plan.Parameters.Select(p => new ParameterMask(p.Name, p.Shape)).ToArray();
         if (optimizer is not null)
@@ -64,7 +62,7 @@ public sealed class GradualPruner : IDisposable
                 if (!_hygiene.Tracks(Weight(p.Name)))
                     throw new ArgumentException($"The optimizer does not train '{p.Name}'. Was it created for another model, or before model.to(device)?", nameof(optimizer));
         }
-        (_plan.Criterion as ReconstructionCriterion)?.Bind(model, _plan, () => CurrentStep);
+        _session = new MaskSession(model, _plan, () => CurrentStep);
     }
 
     /// <summary>The step the next call to <see cref="Step"/> handles (0 for a new pruner).</summary>
@@ -104,18 +102,15 @@ public sealed class GradualPruner : IDisposable
             // see the masked model, and weights that new masks revive restart from zero with fresh state.
             for (int i = 0; i < _masks.Length; i++)
                 Apply(i, clearState: due?.Contains(i) == true);
-            if (_plan.Criterion is IAccumulatingCriterion accumulating)
-                foreach (ResolvedParameter p in _plan.Parameters)
-                    foreach (string name in p.ScoredWith.Prepend(p.Name))
-                        accumulating.Observe(name, Weight(name));
+            foreach (ResolvedParameter p in _plan.Parameters)
+                _plan.Policy.Observe(p, Weight);
 
             if (due is not null)
             {
                 update = UpdateMasks(due);
                 foreach (int i in due)
                 {
-                    foreach (string name in _plan.Parameters[i].ScoredWith.Prepend(_masks[i].Name))
-                        (_plan.Criterion as IAccumulatingCriterion)?.Reset(name);
+                    _plan.Policy.Reset(_plan.Parameters[i]);
                     Apply(i, clearState: true);
                 }
             }
@@ -177,14 +172,14 @@ public sealed class GradualPruner : IDisposable
         var masks = _masks.Select((m, i) => new SavedMask(m.Name, _plan.Parameters[i].Schedule.Config, m.Shape, m.Target, m.LastUpdateStep,
             m.HasMask ? m.Current.ToArray() : null)).ToList();
         byte[]? criterionState = null;
-        if (_plan.Criterion is IStatefulCriterion stateful)
+        if (_plan.Policy.State is { } stateful)
         {
             using var buffer = new MemoryStream();
             using (var writer = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
                 stateful.SaveState(writer);
             criterionState = buffer.ToArray();
         }
-        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _plan.Scope, _plan.Criterion.Config, _plan.Granularity.Config, masks, criterionState));
+        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _plan.Scope, _plan.Policy.Config, _plan.Granularity.Config, masks, criterionState));
     }
 
     /// <summary>
@@ -198,14 +193,14 @@ public sealed class GradualPruner : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
         long maxBytes = PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count + p.ScoredCount))
-            + (_plan.Criterion is ReconstructionCriterion ? ReconstructionCriterion.MaxStateBytes(_plan.Parameters.Select(p => p.Shape)) : 0);
+            + _plan.Policy.MaxStateBytes(_plan.Parameters.Select(p => p.Shape));
         SavedPruner saved = PrunerCheckpoint.Read(path, maxBytes);
         PrunerCheckpoint.Verify(saved, _plan, path);
 
-        var stateful = _plan.Criterion as IStatefulCriterion;
+        IPrunerState? stateful = _plan.Policy.State;
         if ((stateful is null) != (saved.CriterionState is null))
             throw new InvalidDataException($"Pruning checkpoint '{path}' does not match this pruner: " +
-                (stateful is null ? $"it carries criterion state, but {_plan.Criterion} keeps none." : $"it carries no state for {_plan.Criterion}."));
+                (stateful is null ? $"it carries criterion state, but {_plan.Policy} keeps none." : $"it carries no state for {_plan.Policy}."));
         if (stateful is not null)
         {
             using var reader = new BinaryReader(new MemoryStream(saved.CriterionState!), Encoding.UTF8);
@@ -216,18 +211,18 @@ public sealed class GradualPruner : IDisposable
             }
             catch (EndOfStreamException)
             {
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} ends early.");
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Policy} ends early.");
             }
             catch (FormatException e)
             {
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} is malformed ({e.Message}).", e);
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Policy} is malformed ({e.Message}).", e);
             }
             catch (InvalidDataException e)
             {
                 throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: {e.Message}", e);
             }
             if (reader.BaseStream.Position != reader.BaseStream.Length)
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Criterion} has trailing bytes.");
+                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Policy} has trailing bytes.");
         }
 
         for (int i = 0; i < _masks.Length; i++)
@@ -264,52 +259,13 @@ public sealed class GradualPruner : IDisposable
     /// <summary>Releases the masks. The model keeps its current weights.</summary>
     public void Dispose()
     {
-        (_plan.Criterion as ReconstructionCriterion)?.Unbind();
+        _session.Dispose();
         foreach (ParameterMask m in _masks) m.Dispose();
         _disposed = true;
     }
 
-    /// <summary>Scores the due parameters, selects their new masks through the engine, and records the churn.</summary>
+    /// <summary>Lets the policy choose the due parameters' new masks (and perhaps rewrite their weights), then records the churn.</summary>
     private MaskUpdate UpdateMasks(List<int> due)
-    {
-        long step = CurrentStep;
-        if (_plan.Criterion is ReconstructionCriterion reconstruction)
-            return Reconstruct(reconstruction, due);
-        string when = CriterionScores.AtStep(step);
-        // Scores stay in their (CPU, float32, contiguous) tensors; the engine reads their storage in place.
-        var layers = due.Select(i =>
-        {
-            ResolvedParameter p = _plan.Parameters[i];
-            Tensor scores = CriterionScores.Compute(_plan.Criterion, p.Name, Weight(p.Name), p.ScoredWith.Select(m => (m, (Tensor)Weight(m))).ToList(), _plan.Granularity.Norm, when);
-            return new SelectionLayer(p.Name, TensorMemory.Of(scores), p.Shape)
-            {
-                Sparsity = p.Schedule.SparsityAt(step),
-                Bounds = p.Bounds,
-                PreviousKeep = _masks[i].Current,
-            };
-        }).ToArray();
-        bool[][] next = due.Select(i => _masks[i].NextBuffer()).ToArray();
-        double[] targets = MaskSelector.SelectInto(layers, _plan.Granularity, _plan.Scope, next);
-        return Record(due, next, targets, step);
-    }
-
-    /// <summary>Installs the new masks of the due parameters and records the churn.</summary>
-    private MaskUpdate Record(List<int> due, bool[][] next, double[] targets, long step)
-    {
-        var changes = new List<LayerMaskUpdate>(due.Count);
-        for (int j = 0; j < due.Count; j++)
-        {
-            ParameterMask mask = _masks[due[j]];
-            var (newly, revived) = mask.Replace(next[j]);
-            mask.Target = targets[j];
-            mask.LastUpdateStep = step;
-            changes.Add(new LayerMaskUpdate(mask.Name, targets[j], mask.PrunedCount, mask.Count, newly, revived));
-        }
-        return new MaskUpdate(step, changes);
-    }
-
-    /// <summary>Lets a reconstruction criterion choose the due masks and rewrite the weights, then records the churn.</summary>
-    private MaskUpdate Reconstruct(ReconstructionCriterion criterion, List<int> due)
     {
         long step = CurrentStep;
         var weights = due.Select(i =>
@@ -317,8 +273,18 @@ public sealed class GradualPruner : IDisposable
             ResolvedParameter p = _plan.Parameters[i];
             return new DueWeight(p.Name, p.Bounds.Clamp(p.Schedule.SparsityAt(step)), _masks[i].Current, _masks[i].NextBuffer());
         }).ToList();
-        criterion.Prune(weights);
-        return Record(due, weights.Select(w => w.Keep).ToArray(), weights.Select(w => w.Target).ToArray(), step);
+        _session.Choose(weights, step);
+        var changes = new List<LayerMaskUpdate>(due.Count);
+        for (int j = 0; j < due.Count; j++)
+        {
+            ParameterMask mask = _masks[due[j]];
+            DueWeight chosen = weights[j];
+            var (newly, revived) = mask.Replace(chosen.Keep);
+            mask.Target = chosen.Target;
+            mask.LastUpdateStep = step;
+            changes.Add(new LayerMaskUpdate(mask.Name, chosen.Target, mask.PrunedCount, mask.Count, newly, revived));
+        }
+        return new MaskUpdate(step, changes);
     }
 
     /// <summary>Zeroes the pruned weights of mask <paramref name="index"/>, and their optimizer state if asked.</summary>
@@ -334,10 +300,7 @@ public sealed class GradualPruner : IDisposable
             if (!hygiene.Tracks(weight))
                 throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
         }
-        mask.Apply(weight, hygiene);
-        IReadOnlyList<string> coupled = _plan.Parameters[index].Coupled;
-        if (coupled.Count > 0)
-            mask.ApplyToRows(coupled.Select(Weight), hygiene);
+        _session.Apply(mask, hygiene);
     }
 
     private PruningReport BuildReport()
@@ -353,8 +316,7 @@ public sealed class GradualPruner : IDisposable
     }
 
     /// <summary>Looks the parameter up by name each time: <c>Module.to(device)</c> replaces Parameter objects.</summary>
-    private Parameter Weight(string name) => _model.get_parameter(name)
-        ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
+    private Parameter Weight(string name) => _session.Weight(name);
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

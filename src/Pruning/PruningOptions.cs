@@ -20,9 +20,25 @@ public sealed class PruningOptions
     /// <value>The default is <see cref="PruningTargets.Default"/>: every weight with two or more dimensions.</value>
     public PruningTargets Targets { get; init; } = PruningTargets.Default;
 
-    /// <summary>How important each weight is.</summary>
+    private readonly IPruningCriterion? _criterion;
+
+    /// <summary>How important each weight is: the scores the selection engine chooses masks from.</summary>
     /// <value>The default is <see cref="MagnitudeCriterion"/>.</value>
-    public IPruningCriterion Criterion { get; init; } = new MagnitudeCriterion();
+    public IPruningCriterion Criterion
+    {
+        get => _criterion ?? DefaultCriterion;
+        init => _criterion = value ?? throw new ArgumentNullException(nameof(Criterion), "PruningOptions.Criterion is null.");
+    }
+
+    /// <summary>
+    /// A mask policy that chooses the masks itself, instead of <see cref="Criterion"/>'s scores and the selection
+    /// engine: <see cref="ObsPolicy"/> (OBS/SparseGPT), <see cref="WandaPolicy"/>, or your own <see cref="MaskPolicy"/>.
+    /// Give a criterion or a policy, not both.
+    /// </summary>
+    /// <value>The default is none: the criterion's scores, selected by the engine.</value>
+    public MaskPolicy? Policy { get; init; }
+
+    private static readonly MagnitudeCriterion DefaultCriterion = new();
 
     /// <summary>Which elements are pruned together: single weights, output channels, kernels, blocks or N:M runs.</summary>
     /// <value>The default is <see cref="PruningGranularity.Element"/> (unstructured).</value>
@@ -57,7 +73,8 @@ public sealed class PruningOptions
         ArgumentNullException.ThrowIfNull(model);
         if (Schedule is null) throw new ArgumentException("PruningOptions.Schedule is required.", "options");
         if (Targets is null) throw new ArgumentException("PruningOptions.Targets is null.", "options");
-        if (Criterion is null) throw new ArgumentException("PruningOptions.Criterion is null.", "options");
+        if (_criterion is not null && Policy is not null)
+            throw new ArgumentException($"PruningOptions sets both a Criterion ({_criterion.Config}) and a Policy ({Policy.Config}); a policy chooses masks itself, so give one of them.", "options");
         if (Granularity is null) throw new ArgumentException("PruningOptions.Granularity is null.", "options");
         if (Overrides is null) throw new ArgumentException("PruningOptions.Overrides is null.", "options");
         if (!Enum.IsDefined(Scope)) throw new ArgumentException($"PruningOptions.Scope {Scope} is not a known scope.", "options");
@@ -113,14 +130,14 @@ public sealed class PruningOptions
                 if (names.Contains(c))
                     throw new ArgumentException($"'{c}' is pruned with '{name}' (they share channels), so it cannot be a target of its own; target only the first weight of each group (ChannelGraph.Weights).", "options");
             }
-            if (scoredWith.Length > 0 && (Granularity.GroupCount(shape) != shape[0] || Criterion is ReconstructionCriterion))
-                throw new ArgumentException($"'{name}' shares its channels with {string.Join(", ", scoredWith.Select(w => $"'{w}'"))}: a dependency group is scored per channel, so it needs PruningGranularity.OutputChannels and a criterion that scores weights (not a reconstruction).", "options");
+            if (scoredWith.Length > 0 && (Granularity.GroupCount(shape) != shape[0] || Policy is not null))
+                throw new ArgumentException($"'{name}' shares its channels with {string.Join(", ", scoredWith.Select(w => $"'{w}'"))}: a dependency group is scored per channel, so it needs PruningGranularity.OutputChannels and a criterion that scores weights (not a mask policy).", "options");
             parameters.Add(new ResolvedParameter(name, shape, schedule, custom?.Bounds ?? SparsityRange.Unbounded, coupled)
             {
                 ScoredWith = scoredWith,
                 ScoredCount = scoredWith.Sum(w => model.get_parameter(w)!.numel()),
             });
         }
-        return new ResolvedPruning(parameters, Scope, Criterion, Granularity);
+        return new ResolvedPruning(parameters, Scope, Policy ?? new ScoredSelection(Criterion), Granularity);
     }
 }

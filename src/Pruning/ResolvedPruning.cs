@@ -17,5 +17,8 @@ internal sealed record ResolvedParameter(string Name, long[] Shape, PruningSched
     public long ScoredCount { get; init; }
 }
 
-/// <summary>Validated <see cref="PruningOptions"/> for one model: immutable, what a <see cref="GradualPruner"/> follows.</summary>
-internal sealed record ResolvedPruning(IReadOnlyList<ResolvedParameter> Parameters, PruningScope Scope, IPruningCriterion Criterion, PruningGranularity Granularity);
+/// <summary>
+/// Validated <see cref="PruningOptions"/> for one model: immutable, what a <see cref="GradualPruner"/> follows. The
+/// policy is the options' own, or the criterion's scores selected by the engine.
+/// </summary>
+internal sealed record ResolvedPruning(IReadOnlyList<ResolvedParameter> Parameters, PruningScope Scope, MaskPolicy Policy, PruningGranularity Granularity);

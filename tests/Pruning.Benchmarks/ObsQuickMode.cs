@@ -10,7 +10,7 @@ namespace Pruning.Benchmarks;
 
 /// <summary>
 /// <c>-- quick --obs [--dims 300,1200,2400] [--rows 1024] [--json]</c>: one-shot OBS/SparseGPT on one d×d Linear through
-/// the public path (GradualPruner + ObsCriterion + a CalibrationSet of <c>rows</c> inputs): calibration forward, H
+/// the public path (GradualPruner + ObsPolicy + a CalibrationSet of <c>rows</c> inputs): calibration forward, H
 /// accumulation in float64, Cholesky factors, the column loop and the lazy updates. Unstructured 50 % and 2:4; the
 /// median of 3 runs after one warm-up; Wanda and magnitude on the same layer for scale.
 /// </summary>
@@ -51,13 +51,13 @@ internal static class ObsQuickMode
             // Correlated inputs with uneven scales, in batches of 256 rows.
             Tensor x = torch.randn(rows, d).mm(torch.randn(d, d).mul(0.1).add(torch.eye(d))).mul(torch.linspace(0.1, 2, d));
             var calibration = new CalibrationSet(x.split(256).ToList());
-            Criteria.IPruningCriterion criterion = method switch
+            Criteria.MaskPolicy? policy = method switch
             {
-                "obs" => new ObsCriterion(calibration),
-                "wanda" => new WandaCriterion(calibration),
-                _ => new Criteria.MagnitudeCriterion(),
+                "obs" => new ObsPolicy(calibration),
+                "wanda" => new WandaPolicy(calibration),
+                _ => null,
             };
-            using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = criterion, Granularity = granularity });
+            using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Policy = policy, Granularity = granularity });
             var clock = Stopwatch.StartNew();
             pruner.Step();
             if (run > 0) times.Add(clock.Elapsed.TotalSeconds);

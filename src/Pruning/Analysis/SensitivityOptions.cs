@@ -1,6 +1,8 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
+using Pruning.Scheduling;
 using Pruning.Targets;
+using static TorchSharp.torch;
 
 namespace Pruning.Analysis;
 
@@ -13,8 +15,34 @@ public sealed class SensitivityOptions
     /// <summary>The layers to probe (default: every prunable weight).</summary>
     public PruningTargets Targets { get; init; } = PruningTargets.Default;
 
+    private readonly IPruningCriterion? _criterion;
+
     /// <summary>How elements are scored; must not need gradients (magnitude by default).</summary>
-    public IPruningCriterion Criterion { get; init; } = new MagnitudeCriterion();
+    public IPruningCriterion Criterion
+    {
+        get => _criterion ?? Default;
+        init => _criterion = value ?? throw new ArgumentNullException(nameof(Criterion), "SensitivityOptions.Criterion is null.");
+    }
+
+    /// <summary>
+    /// A mask policy that chooses each probe's mask itself (e.g. <see cref="Reconstruction.ObsPolicy"/> with a
+    /// calibration set, which also rewrites the probed layer's kept weights), instead of <see cref="Criterion"/>'s
+    /// scores. Give a criterion or a policy, not both.
+    /// </summary>
+    public MaskPolicy? Policy { get; init; }
+
+    private static readonly MagnitudeCriterion Default = new();
+
+    /// <summary>The plan a scan probes through: these targets, this granularity, the policy (or the criterion's scores).</summary>
+    internal ResolvedPruning Resolve(nn.Module model)
+    {
+        if (_criterion is not null && Policy is not null)
+            throw new ArgumentException($"SensitivityOptions sets both a Criterion ({_criterion.Config}) and a Policy ({Policy.Config}); give one of them.", "options");
+        var options = Policy is not null
+            ? new PruningOptions { Schedule = new OneShotSchedule(0), Targets = Targets, Granularity = Granularity, Policy = Policy }
+            : new PruningOptions { Schedule = new OneShotSchedule(0), Targets = Targets, Granularity = Granularity, Criterion = Criterion };
+        return options.Resolve(model);
+    }
 
     /// <summary>What is pruned together (elements by default; channels, blocks, N:M…).</summary>
     public PruningGranularity Granularity { get; init; } = PruningGranularity.Element;

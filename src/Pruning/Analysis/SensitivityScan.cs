@@ -43,49 +43,28 @@ public static class SensitivityScan
         if (options.Criterion is IAccumulatingCriterion)
             throw new ArgumentException($"{options.Criterion.GetType().Name} learns from gradients during training; a sensitivity scan needs a criterion that scores the weights alone, such as MagnitudeCriterion.", nameof(options));
         double[] ratios = options.Ratios.Distinct().Order().ToArray();
-        IReadOnlyList<string> names;
+        ResolvedPruning plan;
         try
         {
-            names = options.Targets.Resolve(model);
-            foreach (string name in names)
-                options.Granularity.Validate(name, model.get_parameter(name)!.shape);
+            plan = options.Resolve(model);
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException(e.Bare(), nameof(options), e);
+            throw new ArgumentException(e.Bare().Replace("PruningOptions.", "SensitivityOptions.", StringComparison.Ordinal), nameof(options), e);
         }
 
         double baseline = Evaluate(evaluate, model, "the baseline", null);
         var layers = new List<LayerSensitivity>();
-        foreach (string name in names)
+        using var session = new MaskSession(model, plan, () => 0);
+        foreach (ResolvedParameter parameter in plan.Parameters)
         {
-            Parameter weight = model.get_parameter(name)!;
-            using Tensor saved = weight.detach().clone();
             var points = new List<(double, double)>();
-            try
-            {
-                foreach (double ratio in ratios)
-                {
-                    using (ParameterMask mask = ScoredMask.Select(options.Criterion, name, weight, ratio, options.Granularity, default, "in the sensitivity scan"))
-                    using (torch.no_grad())
-                        mask.Apply(weight, null);
-                    points.Add((ratio, Evaluate(evaluate, model, name, ratio)));
-                    Restore(weight, saved);
-                }
-            }
-            finally
-            {
-                Restore(weight, saved);
-            }
-            layers.Add(new LayerSensitivity(name, weight.numel(), points));
+            foreach (double ratio in ratios)
+                using (session.Probe(new Dictionary<string, double> { [parameter.Name] = ratio }))
+                    points.Add((ratio, Evaluate(evaluate, model, parameter.Name, ratio)));
+            layers.Add(new LayerSensitivity(parameter.Name, parameter.Count, points));
         }
         return new SensitivityResult(baseline, options.Direction, layers);
-    }
-
-    private static void Restore(Parameter weight, Tensor saved)
-    {
-        using var _ = torch.no_grad();
-        weight.copy_(saved);
     }
 
     private static double Evaluate(Func<nn.Module, double> evaluate, nn.Module model, string layer, double? ratio)

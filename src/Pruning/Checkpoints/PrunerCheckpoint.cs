@@ -165,8 +165,8 @@ internal static class PrunerCheckpoint
         InvalidDataException Mismatch(string what) => new($"Pruning checkpoint '{path}' does not match this pruner: {what}.");
         if (saved.Scope != plan.Scope)
             throw Mismatch($"it was saved with scope {saved.Scope}, this pruner uses {plan.Scope}");
-        if (saved.Criterion != plan.Criterion.Config)
-            throw Mismatch($"it was saved with criterion {saved.Criterion}, this pruner uses {plan.Criterion.Config}");
+        if (saved.Criterion != plan.Policy.Config)
+            throw Mismatch($"it was saved with criterion {saved.Criterion}, this pruner uses {plan.Policy.Config}");
         if (saved.Granularity != plan.Granularity.Config)
             throw Mismatch($"it was saved with granularity {saved.Granularity}, this pruner uses {plan.Granularity.Config}");
         var savedNames = saved.Masks.Select(m => m.Name).ToList();

@@ -7,7 +7,7 @@ namespace Pruning.Criteria;
 /// after <c>optimizer.step()</c> and the re-masking, while <c>parameter.grad</c> still holds the step's gradient;
 /// it calls <see cref="Reset"/> after each mask update of the parameter, so every update sees one Δt window.
 /// </summary>
-public interface IAccumulatingCriterion : IStatefulCriterion
+public interface IAccumulatingCriterion : IPruningCriterion, IPrunerState
 {
     /// <summary>Accumulates what this step says about the parameter. Called under <c>torch.no_grad()</c>.</summary>
     void Observe(string parameterName, Parameter parameter);

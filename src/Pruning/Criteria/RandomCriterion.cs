@@ -8,7 +8,7 @@ namespace Pruning.Criteria;
 /// Uniform random scores: the baseline every pruning experiment needs. Deterministic for a seed, and its generator
 /// state is saved with the pruner's checkpoint, so a resumed run draws the same numbers.
 /// </summary>
-public sealed class RandomCriterion(ulong seed) : IStatefulCriterion
+public sealed class RandomCriterion(ulong seed) : IPruningCriterion, IPrunerState
 {
     private readonly ulong _seed = seed;
     private ulong _state = seed;

@@ -114,7 +114,7 @@ public sealed class CheckpointTests : IDisposable
         PruningOptions Make() => new()
         {
             Schedule = new PolynomialDecaySchedule(0.1, 0.8, 4, 22, 6),
-            Criterion = criterion == "obs" ? new Pruning.Reconstruction.ObsCriterion { WindowBatches = 4 } : new Pruning.Reconstruction.WandaCriterion { WindowBatches = 4 },
+            Policy = criterion == "obs" ? new Pruning.Reconstruction.ObsPolicy { WindowBatches = 4 } : new Pruning.Reconstruction.WandaPolicy { WindowBatches = 4 },
         };
         using var runs = StraightAndResumed(Make, "adam", total: 30, stopAt: 15, seed: 52);
 

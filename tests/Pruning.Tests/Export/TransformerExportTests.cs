@@ -142,10 +142,8 @@ public sealed class TransformerExportTests
         foreach (string method in new[] { "magnitude", "obs" })
         {
             TransformerLanguageModel model = Fresh();
-            Pruning.Criteria.IPruningCriterion criterion = method == "obs"
-                ? new Pruning.Reconstruction.ObsCriterion(new Pruning.Reconstruction.CalibrationSet(calibration))
-                : new Pruning.Criteria.MagnitudeCriterion();
-            using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new Pruning.Scheduling.OneShotSchedule(0.5), Criterion = criterion, Targets = targets }))
+            Pruning.Criteria.MaskPolicy? policy = method == "obs" ? new Pruning.Reconstruction.ObsPolicy(new Pruning.Reconstruction.CalibrationSet(calibration)) : null;
+            using (var pruner = new GradualPruner(model, new PruningOptions { Schedule = new Pruning.Scheduling.OneShotSchedule(0.5), Policy = policy, Targets = targets }))
             {
                 pruner.Step();
                 pruner.Report().Layers.Select(l => l.Name).Should().HaveCount(8, "q, k, v and the output of both blocks");

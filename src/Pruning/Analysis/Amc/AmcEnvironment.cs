@@ -32,6 +32,7 @@ internal sealed class AmcEnvironment : IDisposable
     private readonly ChannelGraph? _graph;  // channel mode: the dependency groups searched
     private readonly Dictionary<string, Tensor> _dense;
     private readonly double[,] _static;
+    private readonly MaskSession _session;
 
     public AmcEnvironment(nn.Module model, AmcOptions options)
     {
@@ -55,6 +56,7 @@ internal sealed class AmcEnvironment : IDisposable
             double min = raw.Min(r => r[f]), max = raw.Max(r => r[f]);
             for (int t = 0; t < Layers.Count; t++) _static[t, f] = max > min ? (raw[t][f] - min) / (max - min) : 0;
         }
+        _session = new MaskSession(model, options.Plan(model, Layers.Select(l => l.Weight).ToList(), _graph), () => 0);
         _dense = ModelState.Snapshot(model);
     }
 
@@ -127,25 +129,17 @@ internal sealed class AmcEnvironment : IDisposable
         return state;
     }
 
-    /// <summary>Prunes the model to the policy (units per layer) by the criterion, runs <paramref name="evaluate"/>, and restores the dense weights.</summary>
+    /// <summary>
+    /// Prunes the model to the agent's actions (units per layer) through the mask session (the criterion's scores, or
+    /// the mask policy), runs <paramref name="evaluate"/> (which may fine-tune), and restores the whole model.
+    /// </summary>
     public double Evaluate(IReadOnlyList<long> pruned, Func<nn.Module, double> evaluate)
     {
         try
         {
-            using (torch.no_grad())
-                for (int t = 0; t < Layers.Count; t++)
-                {
-                    AmcLayer layer = Layers[t];
-                    if (pruned[t] == 0) continue;
-                    Parameter weight = _model.get_parameter(layer.Weight)!;
-                    double ratio = (double)pruned[t] / layer.Units;
-                    PruningGranularity granularity = _options.Mode == AmcMode.Fine ? PruningGranularity.Element : PruningGranularity.OutputChannels();
-                    var scoredWith = _graph?.ScoredWith(layer.Weight, _model) ?? [];
-                    using ParameterMask mask = ScoredMask.Select(_options.Criterion, layer.Weight, weight, scoredWith, ratio, granularity, default, "in AMC");
-                    mask.Apply(weight, null);
-                    if (_graph is not null)
-                        mask.ApplyToRows(_graph.CoupledWith(layer.Weight).Select(c => _model.get_parameter(c)!), null);
-                }
+            var ratios = Layers.Select((l, t) => (l.Weight, Pruned: pruned[t], l.Units)).Where(l => l.Pruned > 0)
+                .ToDictionary(l => l.Weight, l => (double)l.Pruned / l.Units);
+            using var probe = _session.Probe(ratios);
             double metric = evaluate(_model);
             if (!double.IsFinite(metric)) throw new InvalidOperationException($"The evaluation returned {metric}; AMC needs a finite metric.");
             return metric;
@@ -207,5 +201,9 @@ internal sealed class AmcEnvironment : IDisposable
         }).ToList();
     }
 
-    public void Dispose() => ModelState.DisposeState(_dense);
+    public void Dispose()
+    {
+        _session.Dispose();
+        ModelState.DisposeState(_dense);
+    }
 }

@@ -1,3 +1,4 @@
+using static TorchSharp.torch;
 using System.Globalization;
 using Pruning.Criteria;
 using Pruning.Targets;
@@ -55,6 +56,24 @@ public sealed class AmcOptions
 
     /// <summary>How a layer is pruned to the chosen ratio: element scores in fine mode, filter scores (L1 of them) in channel mode.</summary>
     public IPruningCriterion Criterion { get; init; } = new MagnitudeCriterion();
+
+    /// <summary>
+    /// A mask policy that prunes each episode's layers itself instead of <see cref="Criterion"/>'s scores (fine mode:
+    /// e.g. <see cref="Reconstruction.ObsPolicy"/> with a calibration set, all layers of an episode at once).
+    /// </summary>
+    /// <value>The default is none: the criterion's scores, selected by the engine.</value>
+    public MaskPolicy? Policy { get; init; }
+
+    /// <summary>The plan an episode prunes through: the searched weights, the mode's granularity, the graph's groups in channel mode.</summary>
+    internal ResolvedPruning Plan(nn.Module model, IReadOnlyList<string> weights, Structure.ChannelGraph? graph)
+    {
+        var targets = PruningTargets.Default.Include([.. weights]);
+        var granularity = Mode == AmcMode.Fine ? Grouping.PruningGranularity.Element : Grouping.PruningGranularity.OutputChannels();
+        var options = Policy is not null
+            ? new PruningOptions { Schedule = new Scheduling.OneShotSchedule(0), Targets = targets, Granularity = granularity, Channels = graph, Policy = Policy }
+            : new PruningOptions { Schedule = new Scheduling.OneShotSchedule(0), Targets = targets, Granularity = granularity, Channels = graph, Criterion = Criterion };
+        return options.Resolve(model);
+    }
 
     /// <summary>The smallest ratio the agent may choose.</summary>
     public double MinRatio { get; init; }
@@ -149,5 +168,5 @@ public sealed class AmcOptions
 
     /// <summary>Everything that changes what a search does, for checkpoints: a resumed search must be the same search.</summary>
     internal string Fingerprint(IEnumerable<string> layers) => string.Create(CultureInfo.InvariantCulture,
-        $"{Mode}|{Resource}|{Budget:R}|{MinRatio:R}|{EffectiveMaxRatio:R}|{Episodes}|{WarmupEpisodes}|{Seed}|{Direction}|{LogResourceReward}|{Hidden}|{ActorLearningRate:R}|{CriticLearningRate:R}|{Tau:R}|{Discount:R}|{ReplayCapacity}|{BatchSize}|{NoiseSigma:R}|{NoiseDecay:R}|{Criterion.Config}|{string.Join(",", layers)}");
+        $"{Mode}|{Resource}|{Budget:R}|{MinRatio:R}|{EffectiveMaxRatio:R}|{Episodes}|{WarmupEpisodes}|{Seed}|{Direction}|{LogResourceReward}|{Hidden}|{ActorLearningRate:R}|{CriticLearningRate:R}|{Tau:R}|{Discount:R}|{ReplayCapacity}|{BatchSize}|{NoiseSigma:R}|{NoiseDecay:R}|{Policy?.Config ?? Criterion.Config}|{string.Join(",", layers)}");
 }

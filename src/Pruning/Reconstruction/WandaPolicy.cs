@@ -16,11 +16,11 @@ namespace Pruning.Reconstruction;
 /// the tensor's exact count is shared across rows in proportion. Groups that span rows (taller blocks) are compared
 /// across the whole tensor.
 /// </remarks>
-public sealed class WandaCriterion : ReconstructionCriterion
+public sealed class WandaPolicy : ReconstructionPolicy
 {
     /// <summary>Creates the criterion.</summary>
     /// <param name="calibration">Inputs to calibrate on at each mask update; null to use the recent training batches.</param>
-    public WandaCriterion(CalibrationSet? calibration = null) : base(calibration) { }
+    public WandaPolicy(CalibrationSet? calibration = null) : base(calibration) { }
 
     /// <inheritdoc />
     public override ComponentConfig Config => new("Wanda", ("window", WindowBatches), ("calibration", Calibration is null ? "training" : "set"));

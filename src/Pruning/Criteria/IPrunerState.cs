@@ -2,8 +2,12 @@ using static TorchSharp.torch;
 
 namespace Pruning.Criteria;
 
-/// <summary>A criterion with state that a checkpoint must carry (accumulated gradients, a random generator).</summary>
-public interface IStatefulCriterion : IPruningCriterion
+/// <summary>
+/// State that a pruner's checkpoint carries for its scorer or its mask policy: accumulated gradient statistics, a
+/// random generator, the inputs gathered for a reconstruction. Implement it on an <see cref="IPruningCriterion"/> or a
+/// <see cref="MaskPolicy"/>; the pruner saves and restores it with the masks.
+/// </summary>
+public interface IPrunerState
 {
     /// <summary>Writes the state; <see cref="LoadState"/> must read back exactly what this wrote.</summary>
     void SaveState(BinaryWriter writer);
@@ -14,6 +18,6 @@ public interface IStatefulCriterion : IPruningCriterion
     /// </summary>
     /// <param name="reader">The saved state, from an untrusted file: check every count before allocating.</param>
     /// <param name="parameters">The pruned parameters by name: state for any other name, or of another shape, is invalid.</param>
-    /// <exception cref="InvalidDataException">The state does not fit this criterion or these parameters.</exception>
+    /// <exception cref="InvalidDataException">The state does not fit these parameters.</exception>
     void LoadState(BinaryReader reader, IReadOnlyDictionary<string, Tensor> parameters);
 }

@@ -10,10 +10,10 @@ using static TorchSharp.torch;
 namespace Pruning.Reconstruction;
 
 /// <summary>
-/// A criterion that uses the inputs of each layer (H = XᵀX, accumulated in float64) to choose its mask, and may
-/// rewrite the kept weights so that the layer's output changes as little as possible: <see cref="ObsCriterion"/>
-/// (OBS / SparseGPT) and <see cref="WandaCriterion"/>. Give it to <see cref="GradualPruner"/> as
-/// <see cref="PruningOptions.Criterion"/>; the pruner hands it each mask update.
+/// A mask policy that uses the inputs of each layer (H = XᵀX, accumulated in float64) to choose its mask, and may
+/// rewrite the kept weights so that the layer's output changes as little as possible: <see cref="ObsPolicy"/>
+/// (OBS / SparseGPT) and <see cref="WandaPolicy"/>. Give it to <see cref="GradualPruner"/> as
+/// <see cref="PruningOptions.Policy"/>; the pruner hands it each mask update.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -35,13 +35,13 @@ namespace Pruning.Reconstruction;
 /// refused: calibration prunes layer by layer, and saliencies scaled by each layer's own H do not rank across layers.
 /// </para>
 /// </remarks>
-public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
+public abstract class ReconstructionPolicy : MaskPolicy, IPrunerState, IDisposable
 {
     private readonly int _windowBatches = 16;
     private Binding? _binding;
     private readonly Dictionary<string, InputCovariance> _windows = [];
 
-    private protected ReconstructionCriterion(CalibrationSet? calibration) => Calibration = calibration;
+    private protected ReconstructionPolicy(CalibrationSet? calibration) => Calibration = calibration;
 
     /// <summary>The calibration inputs, or null to calibrate on the recent training batches.</summary>
     public CalibrationSet? Calibration { get; }
@@ -59,9 +59,6 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
         }
     }
 
-    /// <inheritdoc />
-    public abstract ComponentConfig Config { get; }
-
     /// <summary>
     /// Chooses the mask of one weight (CPU float64 [rows, columns], contiguous) from its inputs' mean covariance
     /// ([columns, columns], or its diagonal [columns] when <see cref="NeedsFullCovariance"/> is false), and updates the
@@ -72,16 +69,11 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
     /// <summary>Whether <see cref="Solve"/> needs all of XᵀX (OBS) or only its diagonal (Wanda: d doubles per layer, not d²).</summary>
     private protected virtual bool NeedsFullCovariance => true;
 
-    /// <summary>Not supported: this criterion chooses masks itself, inside <see cref="GradualPruner"/>'s mask updates.</summary>
-    /// <exception cref="NotSupportedException">Always.</exception>
-    public Tensor Score(string parameterName, Tensor weight) =>
-        throw new NotSupportedException($"{Config.Kind} chooses masks itself from calibration inputs during GradualPruner's mask updates; it gives no per-weight scores to SensitivityScan or NetAdapt. Use MagnitudeCriterion there.");
-
     /// <summary>Attaches to the pruner's model: checks every pruned weight, and without a calibration set hooks the layers.</summary>
-    internal void Bind(nn.Module model, ResolvedPruning plan, Func<long> currentStep)
+    internal override void Attach(nn.Module model, ResolvedPruning plan, Func<long> currentStep)
     {
         if (_binding is not null)
-            throw new ArgumentException($"This {Config.Kind} already serves another pruner; create one criterion per pruner.", "options");
+            throw new ArgumentException($"This {Config.Kind} already serves another pruner; create one policy per pruner.", "options");
         if (plan.Scope == PruningScope.Global)
             throw new ArgumentException($"{Config.Kind} calibrates and prunes layer by layer, so it cannot share a global ranking (PruningScope.Global); use PruningScope.LayerWise with per-layer FinalSparsity overrides.", "options");
         if (Calibration is not null && Calibration.Forward is null && model is not nn.Module<Tensor, Tensor>)
@@ -113,8 +105,8 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
         _binding = binding;
     }
 
-    /// <summary>Removes the hooks; the criterion can serve another pruner afterwards.</summary>
-    internal void Unbind()
+    /// <summary>Removes the hooks; the policy can serve another pruner afterwards.</summary>
+    internal override void Detach()
     {
         if (_binding is null) return;
         foreach (IDisposable hook in _binding.Hooks) hook.Dispose();
@@ -122,8 +114,10 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
     }
 
     /// <summary>Chooses the masks of the due weights (into their Keep arrays) and rewrites the weights.</summary>
-    internal void Prune(IReadOnlyList<DueWeight> due)
+    public override void Choose(MaskPolicyContext context, IReadOnlyList<DueWeight> due)
     {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(due);
         Binding binding = _binding ?? throw new InvalidOperationException($"{Config.Kind} is not attached to a pruner.");
         using var noGrad = torch.no_grad();
         if (Calibration is null)
@@ -260,7 +254,7 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
     }
 
     /// <summary>The most bytes <see cref="SaveState"/> writes for these parameters: bounds what a checkpoint may hold.</summary>
-    internal static long MaxStateBytes(IEnumerable<long[]> shapes) =>
+    internal override long MaxStateBytes(IEnumerable<long[]> shapes) =>
         4 + shapes.Sum(s => { long d = s.Skip(1).Aggregate(1L, (a, b) => a * b); return 1024 + 17 + d * d * 8; });
 
     private static Tensor MoveTo(Tensor host, Device device)
@@ -271,14 +265,11 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
     /// <summary>Removes the hooks and releases the gathered inputs.</summary>
     public void Dispose()
     {
-        Unbind();
+        Detach();
         foreach (InputCovariance w in _windows.Values) w.Dispose();
         _windows.Clear();
         GC.SuppressFinalize(this);
     }
-
-    /// <inheritdoc />
-    public override string ToString() => Config.ToString();
 
     private sealed class Binding(nn.Module model, ResolvedPruning plan, Func<long> currentStep, IReadOnlyList<CalibrationStage> stages)
     {
@@ -292,6 +283,3 @@ public abstract class ReconstructionCriterion : IStatefulCriterion, IDisposable
             ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
     }
 }
-
-/// <summary>One weight a mask update is due for: its target (clamped into its bounds), current mask, and the array the new mask goes to.</summary>
-internal sealed record DueWeight(string Name, double Target, ReadOnlyMemory<bool> PreviousKeep, bool[] Keep);

@@ -16,20 +16,20 @@ namespace Pruning.Reconstruction;
 /// </remarks>
 /// <example>
 /// <code>
-/// var obs = new ObsCriterion(new CalibrationSet(calibrationBatches));
+/// var obs = new ObsPolicy(new CalibrationSet(calibrationBatches));
 /// using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.7), Criterion = obs });
 /// pruner.Step(); // prunes every target to 70 % now, rewriting the kept weights
 /// </code>
 /// </example>
-public sealed class ObsCriterion : ReconstructionCriterion
+public sealed class ObsPolicy : ReconstructionPolicy
 {
     private readonly double _dampening = 0.01;
     private readonly int _blockSize = 128;
 
     /// <summary>Creates the criterion.</summary>
     /// <param name="calibration">Inputs to calibrate on at each mask update, layer by layer; null to use the
-    /// training batches of the <see cref="ReconstructionCriterion.WindowBatches"/> steps before each update.</param>
-    public ObsCriterion(CalibrationSet? calibration = null) : base(calibration) { }
+    /// training batches of the <see cref="ReconstructionPolicy.WindowBatches"/> steps before each update.</param>
+    public ObsPolicy(CalibrationSet? calibration = null) : base(calibration) { }
 
     /// <summary>λ as a fraction of mean(diag H), added to H's diagonal so that it can be inverted.</summary>
     /// <value>The default is 0.01, SparseGPT's. 0 is allowed, and fails with a clear error when H is singular.</value>

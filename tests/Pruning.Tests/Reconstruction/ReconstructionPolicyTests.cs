@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Pruning.Tests.Reconstruction;
 
 [Collection(TorchCollection.Name)]
-public sealed class ReconstructionCriterionTests
+public sealed class ReconstructionPolicyTests
 {
     /// <summary>Batches from the distribution the test models are trained on.</summary>
     private static List<Tensor> Inputs(int seed, int batches) =>
@@ -38,13 +38,13 @@ public sealed class ReconstructionCriterionTests
         return copy;
     }
 
-    private static GradualPruner OneShot(nn.Module model, Pruning.Criteria.IPruningCriterion criterion, double sparsity, PruningGranularity? granularity = null,
+    private static GradualPruner OneShot(nn.Module model, Pruning.Criteria.MaskPolicy? policy, double sparsity, PruningGranularity? granularity = null,
         PruningTargets? targets = null)
     {
         var pruner = new GradualPruner(model, new PruningOptions
         {
             Schedule = new OneShotSchedule(sparsity),
-            Criterion = criterion,
+            Policy = policy,
             Granularity = granularity ?? PruningGranularity.Element,
             Targets = targets ?? PruningTargets.Default,
         });
@@ -65,13 +65,13 @@ public sealed class ReconstructionCriterionTests
         foreach (string method in new[] { "magnitude", "wanda", "obs" })
         {
             var model = Copy(dense, 1);
-            Pruning.Criteria.IPruningCriterion criterion = method switch
+            Pruning.Criteria.MaskPolicy? policy = method switch
             {
-                "magnitude" => new Pruning.Criteria.MagnitudeCriterion(),
-                "wanda" => new WandaCriterion(new CalibrationSet(calibration)),
-                _ => new ObsCriterion(new CalibrationSet(calibration)),
+                "magnitude" => null,
+                "wanda" => new WandaPolicy(new CalibrationSet(calibration)),
+                _ => new ObsPolicy(new CalibrationSet(calibration)),
             };
-            using var pruner = OneShot(model, criterion, sparsity, granularity);
+            using var pruner = OneShot(model, policy, sparsity, granularity);
             foreach (var layer in pruner.Report().Layers)
                 (layer.Total - layer.Nonzero).Should().Be(MaskSelector.PrunedCount(sparsity, layer.Total), $"{method} prunes exactly round(s·n) of {layer.Name}");
             errors[method] = OutputError(dense, model, heldOut);
@@ -87,7 +87,7 @@ public sealed class ReconstructionCriterionTests
         using var pruner = new GradualPruner(model, new PruningOptions
         {
             Schedule = new OneShotSchedule(0.8),
-            Criterion = new ObsCriterion(new CalibrationSet(Inputs(13, 4))),
+            Policy = new ObsPolicy(new CalibrationSet(Inputs(13, 4))),
             Overrides = new Dictionary<string, ParameterOverride>
             {
                 ["fc3.weight"] = new() { FinalSparsity = 0.3 },
@@ -108,7 +108,7 @@ public sealed class ReconstructionCriterionTests
         var dense = TrainedMlp(4);
         var calibration = Inputs(5, 6);
         var model = Copy(dense, 4);
-        using (OneShot(model, new ObsCriterion(new CalibrationSet(calibration)), 0.6)) { }
+        using (OneShot(model, new ObsPolicy(new CalibrationSet(calibration)), 0.6)) { }
 
         // fc2 solved by hand on the inputs that the already pruned fc1 produces: the same weights.
         Tensor Expected(Sequential inputsFrom)
@@ -136,7 +136,7 @@ public sealed class ReconstructionCriterionTests
         using (torch.no_grad())
             model.get_parameter("fc.weight")!.copy_(torch.tensor(new float[] { 1, 0.2f, 5, -1.5f, 2, -0.3f, 0.5f, 1 }, [2, 4]));
         Tensor x = torch.tensor(new float[] { 1, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0.1f, 0, 0, 0, 0, 1 }, [4, 4]);
-        using var pruner = OneShot(model, new WandaCriterion(new CalibrationSet([x])), 0.5);
+        using var pruner = OneShot(model, new WandaPolicy(new CalibrationSet([x])), 0.5);
         TestModels.Values(pruner.Mask("fc.weight")).Should().Equal(0, 1, 0, 1, 1, 1, 0, 0);
         TestModels.Values(model.get_parameter("fc.weight")!).Should().Equal(0, 0.2f, 0, -1.5f, 2, -0.3f, 0, 0);
     }
@@ -154,9 +154,8 @@ public sealed class ReconstructionCriterionTests
             torch.manual_seed(6);
             var model = new TinyLanguageModel();
             model.load_state_dict(dense.state_dict());
-            Pruning.Criteria.IPruningCriterion criterion = method == "obs"
-                ? new ObsCriterion(new CalibrationSet(tokens)) : new Pruning.Criteria.MagnitudeCriterion();
-            using var pruner = OneShot(model, criterion, 0.6, targets: targets);
+            Pruning.Criteria.MaskPolicy? policy = method == "obs" ? new ObsPolicy(new CalibrationSet(tokens)) : null;
+            using var pruner = OneShot(model, policy, 0.6, targets: targets);
             foreach (var layer in pruner.Report().Layers)
                 (layer.Total - layer.Nonzero).Should().Be(MaskSelector.PrunedCount(0.6, layer.Total), layer.Name);
             using var noGrad = torch.no_grad();
@@ -170,8 +169,8 @@ public sealed class ReconstructionCriterionTests
     {
         var model = TestModels.Mlp(7);
         var optimizer = TestModels.Optimizer("adam", model);
-        using var criterion = new ObsCriterion { WindowBatches = 3 };
-        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new PolynomialDecaySchedule(0, 0.8, 5, 35, 10), Criterion = criterion }, optimizer);
+        using var criterion = new ObsPolicy { WindowBatches = 3 };
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new PolynomialDecaySchedule(0, 0.8, 5, 35, 10), Policy = criterion }, optimizer);
         for (int step = 0; step < 40; step++)
         {
             TestModels.TrainStep(model, optimizer, step);
@@ -187,7 +186,7 @@ public sealed class ReconstructionCriterionTests
     public void An_update_without_recent_forward_passes_names_the_parameter()
     {
         var model = TestModels.Mlp(8);
-        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5, 2), Criterion = new ObsCriterion() });
+        using var pruner = new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5, 2), Policy = new ObsPolicy() });
         pruner.Step();
         pruner.Step();
         var act = () => pruner.Step();
@@ -199,46 +198,47 @@ public sealed class ReconstructionCriterionTests
     {
         var model = TestModels.Mlp(9);
         var calibration = new CalibrationSet(Inputs(1, 1));
-        PruningOptions Options(Pruning.Criteria.IPruningCriterion c, PruningScope scope = PruningScope.LayerWise) =>
-            new() { Schedule = new OneShotSchedule(0.5), Criterion = c, Scope = scope };
+        PruningOptions Options(Pruning.Criteria.MaskPolicy c, PruningScope scope = PruningScope.LayerWise) =>
+            new() { Schedule = new OneShotSchedule(0.5), Policy = c, Scope = scope };
 
-        FluentActions.Invoking(() => new GradualPruner(model, Options(new ObsCriterion(calibration), PruningScope.Global)))
+        FluentActions.Invoking(() => new GradualPruner(model, Options(new ObsPolicy(calibration), PruningScope.Global)))
             .Should().Throw<ArgumentException>().WithMessage("*global*LayerWise*");
 
-        var shared = new ObsCriterion(calibration);
+        var shared = new ObsPolicy(calibration);
         using (new GradualPruner(model, Options(shared)))
             FluentActions.Invoking(() => new GradualPruner(TestModels.Mlp(10), Options(shared)))
                 .Should().Throw<ArgumentException>().WithMessage("*another pruner*");
 
         var embedding = nn.Sequential(("emb", nn.Embedding(10, 4)), ("fc", nn.Linear(4, 2)));
-        FluentActions.Invoking(() => new GradualPruner(embedding, Options(new WandaCriterion(calibration))))
+        FluentActions.Invoking(() => new GradualPruner(embedding, Options(new WandaPolicy(calibration))))
             .Should().Throw<ArgumentException>().WithMessage("*'emb.weight'*Embedding*Targets*");
 
         var grouped = nn.Sequential(("conv", nn.Conv2d(4, 4, 3, groups: 2)));
-        FluentActions.Invoking(() => new GradualPruner(grouped, Options(new ObsCriterion(calibration))))
+        FluentActions.Invoking(() => new GradualPruner(grouped, Options(new ObsPolicy(calibration))))
             .Should().Throw<ArgumentException>().WithMessage("*'conv.weight'*groups 2*");
 
-        FluentActions.Invoking(() => new GradualPruner(nn.LSTM(4, 4), Options(new ObsCriterion(calibration))))
+        FluentActions.Invoking(() => new GradualPruner(nn.LSTM(4, 4), Options(new ObsPolicy(calibration))))
             .Should().Throw<ArgumentException>().WithMessage("*does not take one tensor*forward delegate*");
 
-        FluentActions.Invoking(() => new ObsCriterion { Dampening = -1 }).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Dampening*");
-        FluentActions.Invoking(() => new ObsCriterion { BlockSize = 0 }).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*BlockSize*");
-        FluentActions.Invoking(() => new WandaCriterion().Score("fc1.weight", torch.ones(2, 2))).Should().Throw<NotSupportedException>().WithMessage("*SensitivityScan*");
+        FluentActions.Invoking(() => new ObsPolicy { Dampening = -1 }).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Dampening*");
+        FluentActions.Invoking(() => new ObsPolicy { BlockSize = 0 }).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*BlockSize*");
+        FluentActions.Invoking(() => new GradualPruner(model, new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = new Pruning.Criteria.TaylorCriterion(), Policy = new WandaPolicy(calibration) }))
+            .Should().Throw<ArgumentException>().WithMessage("*both a Criterion (Taylor*) and a Policy (Wanda*give one of them*");
     }
 
     [Fact]
     public void Calibration_problems_at_the_update_name_the_layer()
     {
-        using (var pruner = new GradualPruner(TestModels.Mlp(11), new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = new ObsCriterion(new CalibrationSet([])) }))
+        using (var pruner = new GradualPruner(TestModels.Mlp(11), new PruningOptions { Schedule = new OneShotSchedule(0.5), Policy = new ObsPolicy(new CalibrationSet([])) }))
             FluentActions.Invoking(() => pruner.Step()).Should().Throw<InvalidOperationException>().WithMessage("*no batches*");
 
         var bypass = new Bypass();
-        using (var pruner = new GradualPruner(bypass, new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = new ObsCriterion(new CalibrationSet(Inputs(1, 1))) }))
+        using (var pruner = new GradualPruner(bypass, new PruningOptions { Schedule = new OneShotSchedule(0.5), Policy = new ObsPolicy(new CalibrationSet(Inputs(1, 1))) }))
             FluentActions.Invoking(() => pruner.Step()).Should().Throw<InvalidOperationException>().WithMessage("*'hidden'*never ran*Module.call*");
 
         var singular = nn.Sequential(("fc", nn.Linear(16, 4)));
         var few = new CalibrationSet([torch.randn(3, 16)]);
-        using (var pruner = new GradualPruner(singular, new PruningOptions { Schedule = new OneShotSchedule(0.5), Criterion = new ObsCriterion(few) { Dampening = 0 } }))
+        using (var pruner = new GradualPruner(singular, new PruningOptions { Schedule = new OneShotSchedule(0.5), Policy = new ObsPolicy(few) { Dampening = 0 } }))
             FluentActions.Invoking(() => pruner.Step()).Should().Throw<InvalidOperationException>().WithMessage("*'fc.weight'*singular*Dampening*");
     }
 

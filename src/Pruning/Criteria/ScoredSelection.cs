@@ -1,0 +1,60 @@
+using Pruning.Configuration;
+using Pruning.Interop;
+using Pruning.Selection;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pruning.Criteria;
+
+/// <summary>
+/// The default mask policy: each due weight scored by a criterion (a dependency group's rows scored together), the
+/// selection engine choosing exact counts in the plan's scope, with each parameter's schedule and bounds. Its
+/// identity in checkpoints is the criterion's, and the criterion's state is the policy's.
+/// </summary>
+internal sealed class ScoredSelection(IPruningCriterion scorer) : MaskPolicy
+{
+    private ResolvedPruning? _plan;
+
+    public IPruningCriterion Scorer { get; } = scorer;
+
+    public override ComponentConfig Config => Scorer.Config;
+
+    internal override IPrunerState? State => Scorer as IPrunerState;
+
+    internal override void Attach(nn.Module model, ResolvedPruning plan, Func<long> currentStep) => _plan = plan;
+
+    internal override void Detach() => _plan = null;
+
+    internal override void Observe(ResolvedParameter parameter, Func<string, Parameter> weight)
+    {
+        if (Scorer is IAccumulatingCriterion accumulating)
+            foreach (string name in parameter.ScoredWith.Prepend(parameter.Name)) accumulating.Observe(name, weight(name));
+    }
+
+    internal override void Reset(ResolvedParameter parameter)
+    {
+        if (Scorer is IAccumulatingCriterion accumulating)
+            foreach (string name in parameter.ScoredWith.Prepend(parameter.Name)) accumulating.Reset(name);
+    }
+
+    public override void Choose(MaskPolicyContext context, IReadOnlyList<DueWeight> due)
+    {
+        ResolvedPruning plan = _plan ?? throw new InvalidOperationException("The scored selection is not attached to a pruner.");
+        string when = CriterionScores.AtStep(context.Step);
+        Parameter Weight(string name) => context.Model.get_parameter(name) ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
+        // Scores stay in their (CPU, float32, contiguous) tensors; the engine reads their storage in place.
+        var layers = due.Select(d =>
+        {
+            ResolvedParameter p = plan.Parameters.First(q => q.Name == d.Name);
+            Tensor scores = CriterionScores.Compute(Scorer, p.Name, Weight(p.Name), p.ScoredWith.Select(m => (m, (Tensor)Weight(m))).ToList(), plan.Granularity.Norm, when);
+            return new SelectionLayer(p.Name, TensorMemory.Of(scores), p.Shape)
+            {
+                Sparsity = p.Schedule.SparsityAt(context.Step),
+                Bounds = p.Bounds,
+                PreviousKeep = d.PreviousKeep,
+            };
+        }).ToArray();
+        double[] targets = MaskSelector.SelectInto(layers, plan.Granularity, plan.Scope, due.Select(d => d.Keep).ToArray());
+        for (int i = 0; i < due.Count; i++) due[i].Target = targets[i];
+    }
+}
