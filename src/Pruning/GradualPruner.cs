@@ -34,6 +34,7 @@ namespace Pruning;
 /// </example>
 public sealed class GradualPruner : IDisposable
 {
+    private readonly nn.Module _model;
     private readonly ResolvedPruning _plan;
     private readonly MaskSession _session;
     private readonly ParameterMask[] _masks;
@@ -53,6 +54,7 @@ public sealed class GradualPruner : IDisposable
         TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
+        _model = model;
         _plan = options.Resolve(model);
         _masks = _plan.Parameters.Select(p => new ParameterMask(p.Name, p.Shape)).ToArray();
         if (optimizer is not null)
@@ -316,7 +318,8 @@ public sealed class GradualPruner : IDisposable
     }
 
     /// <summary>Looks the parameter up by name each time: <c>Module.to(device)</c> replaces Parameter objects.</summary>
-    private Parameter Weight(string name) => _session.Weight(name);
+    private Parameter Weight(string name) => _model.get_parameter(name)
+        ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

@@ -47,10 +47,13 @@ internal sealed class ScoredSelection(IPruningCriterion scorer) : MaskPolicy
         {
             ResolvedParameter p = plan.Parameters.First(q => q.Name == d.Name);
             Tensor scores = CriterionScores.Compute(Scorer, p.Name, Weight(p.Name), p.ScoredWith.Select(m => (m, (Tensor)Weight(m))).ToList(), plan.Granularity.Norm, when);
+            // Layer-wise, each weight's own target (its bounds already applied); a global ranking shares the
+            // schedule's target and keeps each weight within its bounds.
+            bool global = plan.Scope == PruningScope.Global;
             return new SelectionLayer(p.Name, TensorMemory.Of(scores), p.Shape)
             {
-                Sparsity = p.Schedule.SparsityAt(context.Step),
-                Bounds = p.Bounds,
+                Sparsity = global ? p.Schedule.SparsityAt(context.Step) : d.Target,
+                Bounds = global ? p.Bounds : SparsityRange.Unbounded,
                 PreviousKeep = d.PreviousKeep,
             };
         }).ToArray();

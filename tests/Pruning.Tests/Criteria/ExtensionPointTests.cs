@@ -36,7 +36,7 @@ public class ExtensionPointTests
             foreach (DueWeight d in due)
             {
                 Tensor w = context.Model.get_parameter(d.Name)!;
-                long rows = w.shape[0], columns = w.shape[1], pruned = (long)Math.Round(d.Target * columns);
+                long columns = w.shape[1], pruned = Math.Min(columns - 1, (long)Math.Round(d.Target * columns));
                 Tensor keep = w.abs().argsort(1, descending: true).argsort(1).lt(columns - pruned);
                 Tensor norm = w.abs().sum(1, keepdim: true);
                 Tensor kept = w.mul(keep);

@@ -165,6 +165,25 @@ public sealed class ReconstructionPolicyTests
     }
 
     [Fact]
+    public void The_sensitivity_scan_probes_through_OBS_and_puts_back_the_weights_it_rewrote()
+    {
+        var model = TrainedMlp(12);
+        var original = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        var probes = new List<(long Zeros, bool Rewritten)>();
+        Pruning.Analysis.SensitivityScan.Run(model, m =>
+        {
+            Tensor w = m.get_parameter("fc2.weight")!.detach();
+            long zeros = w.eq(0).sum().item<long>();
+            // The kept weights of an OBS probe are updated, not just masked.
+            if (zeros > 0) probes.Add((zeros, w.ne(0).logical_and(w.ne(original["fc2.weight"])).any().item<bool>()));
+            return 1;
+        }, new Pruning.Analysis.SensitivityOptions { Ratios = [0.5], Policy = new ObsPolicy(new CalibrationSet(Inputs(4, 6))) });
+        probes.Should().Equal((MaskSelector.PrunedCount(0.5, 32 * 24), true));
+        foreach (var (name, value) in original)
+            model.get_parameter(name)!.detach().eq(value).all().item<bool>().Should().BeTrue($"{name} comes back bit for bit");
+    }
+
+    [Fact]
     public void Gradual_pruning_with_OBS_calibrates_on_the_recent_training_batches()
     {
         var model = TestModels.Mlp(7);
