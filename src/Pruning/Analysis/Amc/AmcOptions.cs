@@ -1,7 +1,7 @@
-using static TorchSharp.torch;
 using System.Globalization;
 using Pruning.Criteria;
 using Pruning.Targets;
+using static TorchSharp.torch;
 
 namespace Pruning.Analysis.Amc;
 
