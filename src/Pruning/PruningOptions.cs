@@ -66,6 +66,22 @@ public sealed class PruningOptions
     /// <value>The default is none.</value>
     public IReadOnlyDictionary<string, ParameterOverride> Overrides { get; init; } = new Dictionary<string, ParameterOverride>();
 
+    /// <summary>
+    /// The plan a search probes through (the sensitivity scan, AMC, NetAdapt): exactly <paramref name="weights"/>, at
+    /// <paramref name="granularity"/>, with <paramref name="channels"/>' groups, chosen by <paramref name="policy"/> or
+    /// by <paramref name="criterion"/>'s scores (magnitude when both are null). Targets come with each probe.
+    /// </summary>
+    internal static ResolvedPruning ForProbes(nn.Module model, IEnumerable<string> weights, PruningGranularity granularity, ChannelGraph? channels = null,
+        IPruningCriterion? criterion = null, MaskPolicy? policy = null)
+    {
+        var targets = PruningTargets.Default.Include([.. weights]);
+        var schedule = new OneShotSchedule(0);
+        var options = policy is not null
+            ? new PruningOptions { Schedule = schedule, Targets = targets, Granularity = granularity, Channels = channels, Policy = policy }
+            : new PruningOptions { Schedule = schedule, Targets = targets, Granularity = granularity, Channels = channels, Criterion = criterion ?? DefaultCriterion };
+        return options.Resolve(model);
+    }
+
     /// <summary>Checks the options against <paramref name="model"/> and resolves them into the plan a pruner follows.</summary>
     /// <exception cref="ArgumentException">The options do not fit the model; the message names the option and the parameter.</exception>
     internal ResolvedPruning Resolve(nn.Module model)

@@ -63,29 +63,31 @@ public static class ChannelNetAdapt
             if (model.get_parameter(weight) is null)
                 throw new ArgumentException($"The graph names '{weight}', which this model does not have: was it traced from another model?", nameof(graph));
         var layers = graph.Groups.Select(g => (g.Weight, g.Channels)).ToList();
-        using var search = new Search(model, layers, layers.ToDictionary(l => l.Weight, l => l.Channels), cost, unit, graph, channelStep);
+        var plan = PruningOptions.ForProbes(model, layers.Select(l => l.Weight), PruningGranularity.OutputChannels(), graph);
+        using var search = new Search(model, plan, layers, cost, unit, channelStep);
         return search.Run(model, search.Estimate(search.Kept), options, fineTuneAndEvaluate,
             () => layers.ToDictionary(l => l.Weight, l => 1 - (double)search.Kept[l.Weight] / l.Channels), () => new Dictionary<string, long>(search.Kept));
     }
 
-    /// <summary>Options are channel counts below a layer's (or group's) current one, in steps; a layer's mask keeps or prunes whole rows.</summary>
+    /// <summary>
+    /// Options are channel counts below a layer's (or group's) current one, in steps; a layer's mask keeps or prunes
+    /// whole rows, chosen by the L1 norm of its filters (a group's scored together), and zeroes the channel everywhere
+    /// the plan's groups say (biases, BatchNorms, the group's other layers).
+    /// </summary>
     private sealed class Search : NetAdaptSearch<long>
     {
-        private static readonly IPruningCriterion Magnitude = new MagnitudeCriterion();
         private readonly nn.Module _model;
         private readonly Dictionary<string, long> _channels;
         private readonly Func<IReadOnlyDictionary<string, long>, double> _cost;
         private readonly CostUnit _unit;
-        private readonly ChannelGraph _structure;
         private readonly double _channelStep;
 
-        public Search(nn.Module model, List<(string Weight, long Channels)> layers, Dictionary<string, long> priced,
-            Func<IReadOnlyDictionary<string, long>, double> cost, CostUnit unit, ChannelGraph structure, double channelStep)
+        public Search(nn.Module model, ResolvedPruning plan, List<(string Weight, long Channels)> layers,
+            Func<IReadOnlyDictionary<string, long>, double> cost, CostUnit unit, double channelStep) : base(model, plan)
         {
-            (_model, _cost, _unit, _structure, _channelStep) = (model, cost, unit, structure, channelStep);
+            (_model, _cost, _unit, _channelStep) = (model, cost, unit, channelStep);
             _channels = layers.ToDictionary(l => l.Weight, l => l.Channels);
-            Kept = priced;
-            foreach (var (weight, _) in layers) Masks[weight] = new ParameterMask(weight, model.get_parameter(weight)!.shape);
+            Kept = layers.ToDictionary(l => l.Weight, l => l.Channels);
         }
 
         /// <summary>Channels kept per priced layer (or group), by weight.</summary>
@@ -109,22 +111,8 @@ public static class ChannelNetAdapt
         protected override NetAdaptProposal Apply(string layer, long keep)
         {
             double removed = 1 - (double)keep / _channels[layer];
-            var scoredWith = _structure.ScoredWith(layer, _model);
-            Propose(layer, ScoredMask.Select(Magnitude, layer, _model.get_parameter(layer)!, scoredWith, removed, PruningGranularity.OutputChannels(), Masks[layer].Current, "in channel NetAdapt"));
-            Remask(layer);
+            ProposeAndApply(layer, removed);
             return new NetAdaptProposal(_model, layer, removed, keep, () => Remask(layer));
-        }
-
-        /// <summary>Zeroes every removed channel: its filters (every layer of its group), biases, BatchNorm scales and shifts.</summary>
-        private void Remask(string proposedLayer)
-        {
-            using var noGrad = torch.no_grad();
-            foreach (string name in Masks.Keys)
-            {
-                ParameterMask mask = MaskUnder(name, proposedLayer);
-                mask.Apply(_model.get_parameter(name)!, null);
-                mask.ApplyToRows(_structure.CoupledWith(name).Select(c => _model.get_parameter(c)!), null);
-            }
         }
 
         protected override void Keep(string layer, long channels) => Kept[layer] = channels;

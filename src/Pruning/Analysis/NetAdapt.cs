@@ -34,22 +34,20 @@ public static class NetAdapt
             if (model.get_parameter(layer.Name) is null)
                 throw new ArgumentException($"The latency table names '{layer.Name}', which the model does not have.", nameof(table));
 
-        using var search = new Search(model, table);
+        using var search = new Search(model, table, PruningOptions.ForProbes(model, table.Layers.Select(l => l.Name), PruningGranularity.Element));
         double dense = table.Milliseconds(table.Layers.ToDictionary(l => l.Name, _ => 0.0));
         return search.Run(model, dense, options, fineTuneAndEvaluate, () => new Dictionary<string, double>(search.Sparsities), null);
     }
 
-    /// <summary>Options are the table's measured sparsities above a layer's current one.</summary>
+    /// <summary>Options are the table's measured sparsities above a layer's current one; proposals are magnitude masks.</summary>
     private sealed class Search : NetAdaptSearch<double>
     {
-        private static readonly IPruningCriterion Magnitude = new MagnitudeCriterion();
         private readonly nn.Module _model;
         private readonly LatencyTable _table;
 
-        public Search(nn.Module model, LatencyTable table)
+        public Search(nn.Module model, LatencyTable table, ResolvedPruning plan) : base(model, plan)
         {
             (_model, _table) = (model, table);
-            foreach (LatencyLayer layer in table.Layers) Masks[layer.Name] = new ParameterMask(layer.Name, model.get_parameter(layer.Name)!.shape);
             Sparsities = table.Layers.ToDictionary(l => l.Name, _ => 0.0);
         }
 
@@ -68,17 +66,10 @@ public static class NetAdapt
         /// <summary>Magnitude-prunes the layer to exactly round(s·n) zeros, already pruned weights first, keeping the other masks.</summary>
         protected override NetAdaptProposal Apply(string layer, double sparsity)
         {
-            using (torch.no_grad())
-                foreach (var (name, mask) in Masks) mask.Apply(_model.get_parameter(name)!, null);
-            Propose(layer, ScoredMask.Select(Magnitude, layer, _model.get_parameter(layer)!, sparsity, PruningGranularity.Element, Masks[layer].Current, "in NetAdapt"));
-            Remask(layer);
+            // The kept masks first: the proposal's scores see the model as the search left it.
+            Remask(null);
+            ProposeAndApply(layer, sparsity);
             return new NetAdaptProposal(_model, layer, sparsity, null, () => Remask(layer));
-        }
-
-        private void Remask(string proposedLayer)
-        {
-            using var noGrad = torch.no_grad();
-            foreach (string name in Masks.Keys) MaskUnder(name, proposedLayer).Apply(_model.get_parameter(name)!, null);
         }
 
         protected override void Keep(string layer, double sparsity) => Sparsities[layer] = sparsity;

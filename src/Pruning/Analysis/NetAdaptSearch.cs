@@ -1,4 +1,6 @@
+using Pruning.Criteria;
 using Pruning.Masks;
+using TorchSharp;
 using static TorchSharp.torch;
 using static Pruning.Analysis.ModelState;
 
@@ -13,6 +15,16 @@ namespace Pruning.Analysis;
 /// <typeparam name="TOption">What a proposal does to one layer (a sparsity, a channel count).</typeparam>
 internal abstract class NetAdaptSearch<TOption> : IDisposable
 {
+    /// <summary>Creates the search over <paramref name="plan"/>'s weights (one mask each, all kept), choosing masks through a session of it.</summary>
+    protected NetAdaptSearch(nn.Module model, ResolvedPruning plan)
+    {
+        Session = new MaskSession(model, plan, () => 0);
+        foreach (ResolvedParameter p in plan.Parameters) Masks[p.Name] = new ParameterMask(p.Name, p.Shape);
+    }
+
+    /// <summary>Where proposals choose masks (the plan's policy, its dependency groups) and apply them (coupled rows too).</summary>
+    protected MaskSession Session { get; }
+
     /// <summary>Gains below this fraction of ΔR are measurement noise: without the rule, a run chased a 0.0x µs gain and lost 40 points of accuracy.</summary>
     private const double NoiseFraction = 0.05;
 
@@ -45,7 +57,36 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
     }
 
     /// <summary>The mask <paramref name="layer"/> has under the proposal on <paramref name="proposedLayer"/>.</summary>
-    protected ParameterMask MaskUnder(string layer, string proposedLayer) => layer == proposedLayer ? _proposed[layer] : Masks[layer];
+    protected ParameterMask MaskUnder(string layer, string? proposedLayer) => layer == proposedLayer ? _proposed[layer] : Masks[layer];
+
+    /// <summary>
+    /// Proposes <paramref name="layer"/> pruned to <paramref name="target"/> on top of its kept mask (already pruned
+    /// elements go first) and puts the model in the proposed state: every mask applied, the proposal's in place of the layer's.
+    /// </summary>
+    protected void ProposeAndApply(string layer, double target)
+    {
+        var mask = new ParameterMask(layer, Masks[layer].Shape);
+        try
+        {
+            var due = new DueWeight(layer, target, Masks[layer].Current, mask.NextBuffer());
+            Session.Choose([due], 0);
+            mask.Replace(due.Keep);
+        }
+        catch
+        {
+            mask.Dispose();
+            throw;
+        }
+        Propose(layer, mask);
+        Remask(layer);
+    }
+
+    /// <summary>Zeroes what every mask prunes (the proposal's for <paramref name="proposedLayer"/>, the kept ones for null), coupled parameters included.</summary>
+    protected void Remask(string? proposedLayer)
+    {
+        using var noGrad = torch.no_grad();
+        foreach (string name in Masks.Keys) Session.Apply(MaskUnder(name, proposedLayer), null);
+    }
 
     private void Discard(string layer)
     {
@@ -65,6 +106,7 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
         foreach (ParameterMask mask in Masks.Values.Concat(_proposed.Values)) mask.Dispose();
         Masks.Clear();
         _proposed.Clear();
+        Session.Dispose();
     }
 
     /// <summary>The iteration record for a kept option.</summary>

@@ -38,10 +38,7 @@ public sealed class SensitivityOptions
     {
         if (_criterion is not null && Policy is not null)
             throw new ArgumentException($"SensitivityOptions sets both a Criterion ({_criterion.Config}) and a Policy ({Policy.Config}); give one of them.", "options");
-        var options = Policy is not null
-            ? new PruningOptions { Schedule = new OneShotSchedule(0), Targets = Targets, Granularity = Granularity, Policy = Policy }
-            : new PruningOptions { Schedule = new OneShotSchedule(0), Targets = Targets, Granularity = Granularity, Criterion = Criterion };
-        return options.Resolve(model);
+        return PruningOptions.ForProbes(model, Targets.Resolve(model), Granularity, null, Criterion, Policy);
     }
 
     /// <summary>What is pruned together (elements by default; channels, blocks, N:M…).</summary>

@@ -27,16 +27,12 @@ internal static class CriterionScores
     }
 
     /// <summary>
-    /// <see cref="Compute(IPruningCriterion, string, Tensor, string)"/> for the first weight of a dependency group: its
-    /// rows are scored together with <paramref name="scoredWith"/>'s (group-reduced importance) when there are any.
+    /// The scores of the first weight of a dependency group, per channel: its rows scored together with
+    /// <paramref name="scoredWith"/>'s (<see cref="GroupImportance"/>).
     /// </summary>
-    public static Tensor Compute(IPruningCriterion criterion, string name, Tensor weight, IReadOnlyList<(string Name, Tensor Weight)> scoredWith,
-        Grouping.LpNorm norm, string when)
-    {
-        Tensor scores = Compute(criterion, name, weight, when);
-        return scoredWith.Count == 0 ? scores
-            : GroupImportance.Reduce(scores, scoredWith.Select(m => Compute(criterion, m.Name, m.Weight, when)).ToList(), norm);
-    }
+    public static float[] Group(IPruningCriterion criterion, string name, Tensor weight, IReadOnlyList<(string Name, Tensor Weight)> scoredWith,
+        Grouping.LpNorm norm, string when) =>
+        GroupImportance.Reduce(Compute(criterion, name, weight, when), scoredWith.Select(m => Compute(criterion, m.Name, m.Weight, when)).ToList(), norm);
 
     /// <summary>max |x| propagates NaN and is far cheaper than isfinite().all() on the CPU.</summary>
     private static bool IsFinite(Tensor t)

@@ -12,14 +12,11 @@ namespace Pruning.Criteria;
 /// </summary>
 internal static class GroupImportance
 {
-    /// <summary>
-    /// Scores shaped like <paramref name="leader"/> whose row norm orders the rows as the group score does: the group
-    /// score sits in each row's first element (its square root under L2) and the rest are zero.
-    /// </summary>
+    /// <summary>The group's score per channel (one per row of <paramref name="leader"/>), for <see cref="Selection.SelectionLayer.GroupScores"/>.</summary>
     /// <param name="leader">The element scores of the weight whose mask is selected (CPU, float32, contiguous).</param>
     /// <param name="members">The element scores of the other weights writing the same channels (same first dimension).</param>
     /// <param name="norm">How a row's element scores reduce to one.</param>
-    public static Tensor Reduce(Tensor leader, IReadOnlyList<Tensor> members, LpNorm norm)
+    public static float[] Reduce(Tensor leader, IReadOnlyList<Tensor> members, LpNorm norm)
     {
         long rows = leader.shape[0];
         using var scope = torch.NewDisposeScope();
@@ -33,9 +30,7 @@ internal static class GroupImportance
         using var count = ((double)(members.Count + 1)).ToScalar();
         Tensor group = total.div(count);
         if (norm == LpNorm.L2) group = group.sqrt();
-        Tensor result = torch.zeros([rows, leader.numel() / Math.Max(rows, 1)], ScalarType.Float32);
-        result.select(1, 0).copy_(group);
-        return result.reshape(leader.shape).contiguous().MoveToOuterDisposeScope();
+        return group.to(ScalarType.Float32).data<float>().ToArray();
     }
 
     /// <summary>Row norms divided by their mean (left as they are when the mean is zero).</summary>

@@ -37,7 +37,7 @@ public static class MaskSelector
         ArgumentNullException.ThrowIfNull(layers);
         var keep = new bool[layers.Count][];
         for (int j = 0; j < layers.Count; j++)
-            keep[j] = new bool[layers[j]?.Scores.Length ?? 0];
+            keep[j] = new bool[layers[j]?.Shape is { } shape ? shape.Aggregate(1L, (a, b) => a * b) : 0];
         double[] targets = SelectInto(layers, granularity, scope, keep);
         return layers.Select((l, j) => new MaskSelection(l.Name, keep[j], targets[j], keep[j].LongLength - CountTrue(keep[j]))).ToArray();
     }
@@ -114,8 +114,13 @@ public static class MaskSelector
         if (layer.Shape is null || layer.Shape.Any(d => d < 0))
             throw new ArgumentException($"'{layer.Name}' has no valid shape.", "layers");
         long count = layer.Shape.Aggregate(1L, (a, b) => a * b);
-        if (count != layer.Scores.Length || count == 0)
+        bool grouped = !layer.GroupScores.IsEmpty;
+        if (count == 0 || (grouped ? !layer.Scores.IsEmpty && layer.Scores.Length != count : count != layer.Scores.Length))
             throw new ArgumentException($"'{layer.Name}' has shape [{string.Join(", ", layer.Shape)}] ({count} elements) but {layer.Scores.Length} scores; give one score per element, at least one.", "layers");
+        if (grouped && layer.GroupScores.Length != granularity.GroupCount(layer.Shape))
+            throw new ArgumentException($"'{layer.Name}' has {layer.GroupScores.Length} group scores; {granularity} gives it {granularity.GroupCount(layer.Shape)} groups.", "layers");
+        if (grouped && !AllFinite(layer.GroupScores.Span))
+            throw new ArgumentException($"The group scores of '{layer.Name}' hold NaN or infinite values.", "layers");
         if (!layer.PreviousKeep.IsEmpty && layer.PreviousKeep.Length != count)
             throw new ArgumentException($"The current mask of '{layer.Name}' has {layer.PreviousKeep.Length} flags, the tensor {count} elements.", "layers");
         if (double.IsNaN(layer.Sparsity) || layer.Sparsity < 0 || layer.Sparsity >= 1)
@@ -275,14 +280,15 @@ public static class MaskSelector
     {
         public long Count => Keep.LongLength;
 
-        public static Units Elements(SelectionLayer layer, bool[] keep) => new(layer.Scores, layer.PreviousKeep, keep, null);
+        public static Units Elements(SelectionLayer layer, bool[] keep) =>
+            new(layer.GroupScores.IsEmpty ? layer.Scores : layer.GroupScores, layer.PreviousKeep, keep, null);
 
         /// <summary>Group scores by the granularity's norm (Σs² stands for L2: √ is monotonic); a group counts as
         /// already pruned when every element of it is.</summary>
         public static Units Groups(SelectionLayer layer, PruningGranularity granularity)
         {
             long groups = granularity.GroupCount(layer.Shape);
-            int n = layer.Scores.Length;
+            int n = (int)layer.Count;
             if (groups < 1 || groups > n)
                 throw new ArgumentException($"{granularity} gives '{layer.Name}' {groups} groups for {n} elements; a granularity must give between 1 and one group per element.", "layers");
             int[] groupOf = ArrayPool<int>.Shared.Rent(n);
@@ -302,7 +308,8 @@ public static class MaskSelector
         private static float[] GroupScores(SelectionLayer layer, PruningGranularity granularity, ReadOnlySpan<int> map, long groups, out bool[]? previous)
         {
             int n = map.Length;
-            var scores = new float[groups];
+            bool given = !layer.GroupScores.IsEmpty;
+            var scores = given ? layer.GroupScores.ToArray() : new float[groups];
             ReadOnlySpan<float> element = layer.Scores.Span;
             ReadOnlySpan<bool> before = layer.PreviousKeep.Span;
             previous = before.IsEmpty ? null : new bool[groups];
@@ -311,6 +318,8 @@ public static class MaskSelector
                 int g = map[i];
                 if ((uint)g >= (ulong)groups)
                     throw new ArgumentException($"{granularity} maps element {i} of '{layer.Name}' to group {g}, outside [0, {groups}).", "layers");
+                if (previous is not null && before[i]) previous[g] = true;
+                if (given) continue;
                 float s = Math.Abs(element[i]);
                 scores[g] = granularity.Norm switch
                 {
@@ -318,7 +327,6 @@ public static class MaskSelector
                     LpNorm.L2 => scores[g] + s * s,
                     _ => Math.Max(scores[g], s),
                 };
-                if (previous is not null && before[i]) previous[g] = true;
             }
             if (!AllFinite(scores))
                 throw new ArgumentException($"The group scores of '{layer.Name}' overflow float32; scale the criterion's scores down.", "layers");

@@ -12,6 +12,21 @@ public sealed class MaskSelectorTests
         MaskSelector.Select([new SelectionLayer("w", scores, shape) { Sparsity = sparsity, PreviousKeep = previousKeep }], granularity)[0];
 
     [Fact]
+    public void Group_scores_given_directly_rank_the_groups_as_they_are_and_keep_the_tie_rule()
+    {
+        // Three rows of two: the element scores would rank row 0 last, the group scores rank row 1 last.
+        var layer = new SelectionLayer("w", ReadOnlyMemory<float>.Empty, [3, 2]) { Sparsity = 1 / 3.0, GroupScores = new float[] { 5, 1, 3 } };
+        MaskSelector.Select([layer], PruningGranularity.OutputChannels())[0].Keep.Should().Equal(true, true, false, false, true, true);
+        // Equal group scores: the row already pruned goes first, not the lower index.
+        var tie = layer with { GroupScores = new float[] { 2, 2, 2 }, PreviousKeep = new bool[] { true, true, true, true, false, false } };
+        MaskSelector.Select([tie], PruningGranularity.OutputChannels())[0].Keep.Should().Equal(true, true, true, true, false, false);
+        FluentActions.Invoking(() => MaskSelector.Select([layer with { GroupScores = new float[] { 1, 2 } }], PruningGranularity.OutputChannels()))
+            .Should().Throw<ArgumentException>().WithMessage("*'w' has 2 group scores*3 groups*");
+        FluentActions.Invoking(() => MaskSelector.Select([layer with { GroupScores = new float[] { 1, float.NaN, 2 } }], PruningGranularity.OutputChannels()))
+            .Should().Throw<ArgumentException>().WithMessage("*group scores of 'w'*NaN*");
+    }
+
+    [Fact]
     public void Ties_between_groups_prune_the_group_that_is_already_pruned_first()
     {
         // Four rows with equal L1 norms; row 3 is already pruned. A naive "lower index first" rule would revive row 3

@@ -67,12 +67,8 @@ public sealed class AmcOptions
     /// <summary>The plan an episode prunes through: the searched weights, the mode's granularity, the graph's groups in channel mode.</summary>
     internal ResolvedPruning Plan(nn.Module model, IReadOnlyList<string> weights, Structure.ChannelGraph? graph)
     {
-        var targets = PruningTargets.Default.Include([.. weights]);
         var granularity = Mode == AmcMode.Fine ? Grouping.PruningGranularity.Element : Grouping.PruningGranularity.OutputChannels();
-        var options = Policy is not null
-            ? new PruningOptions { Schedule = new Scheduling.OneShotSchedule(0), Targets = targets, Granularity = granularity, Channels = graph, Policy = Policy }
-            : new PruningOptions { Schedule = new Scheduling.OneShotSchedule(0), Targets = targets, Granularity = granularity, Channels = graph, Criterion = Criterion };
-        return options.Resolve(model);
+        return PruningOptions.ForProbes(model, weights, granularity, graph, Criterion, Policy);
     }
 
     /// <summary>The smallest ratio the agent may choose.</summary>
