@@ -126,6 +126,11 @@ public static class TransformerExport
     {
         var leaves = block.named_modules().Where(m => !m.module.named_children().Any() && !Skipped(m.module)).ToList();
         string Shape() => string.Join(", ", leaves.Select(l => $"'{l.name}' ({l.module.GetType().Name})"));
+        if (leaves.Count == 0)
+            throw new NotSupportedException($"Block '{name}' ({block.GetType().Name}) exposes no submodules"
+                + (block.parameters().Any()
+                    ? " yet holds parameters: a native TorchSharp module (such as nn.TransformerEncoderLayer) whose layers the export cannot read or verify; write the block as a Module of your own with LayerNorm and Linear children."
+                    : "; a block holds LayerNorms and Linears."));
         foreach (var (leaf, module) in leaves)
             if (module is not (LayerNorm or Linear))
                 throw new NotSupportedException($"Block '{name}' holds '{leaf}' ({module.GetType().Name}); a block holds LayerNorms and Linears only ({Shape()}).");

@@ -163,6 +163,27 @@ public sealed class TransformerExportTests
             .Should().Throw<NotSupportedException>().WithMessage("*'blocks.0'*'conv'*Conv1d*");
     }
 
+    [Fact]
+    public void TorchSharps_native_TransformerEncoderLayer_is_refused_by_name()
+    {
+        // TorchSharp 0.107's encoder layer wraps a native libtorch module (post-LN only, fused in_proj): the export cannot
+        // read or verify it, so it refuses it rather than guess.
+        var model = new NativeEncoder();
+        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, new TransformerExportOptions { Heads = 2 }))
+            .Should().Throw<NotSupportedException>().WithMessage("Block 'blocks.0' (TransformerEncoderLayer) exposes no submodules yet holds parameters*native TorchSharp module*own*");
+    }
+
+    private sealed class NativeEncoder : nn.Module<Tensor, Tensor>
+    {
+        private readonly TorchSharp.Modules.Embedding tokens = nn.Embedding(10, 8), positions = nn.Embedding(5, 8);
+        private readonly TorchSharp.Modules.ModuleList<nn.Module> blocks = nn.ModuleList<nn.Module>(nn.TransformerEncoderLayer(8, 2, 16, 0, TorchSharp.torch.nn.Activations.GELU));
+        private readonly TorchSharp.Modules.Linear decoder = nn.Linear(8, 10);
+
+        public NativeEncoder() : base("native_encoder") => RegisterComponents();
+
+        public override Tensor forward(Tensor input) => throw new NotImplementedException();
+    }
+
     private sealed class Unsupported : nn.Module<Tensor, Tensor>
     {
         private readonly TorchSharp.Modules.Embedding tokens = nn.Embedding(10, 8), positions = nn.Embedding(5, 8);
