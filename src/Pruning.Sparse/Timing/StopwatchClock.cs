@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Pruning.Sparse.Timing;
 
 /// <summary>The real clock (<see cref="Stopwatch"/>).</summary>
-public sealed class StopwatchClock : ILatencyClock
+internal sealed class StopwatchClock : ILatencyClock
 {
     private StopwatchClock() { }
 

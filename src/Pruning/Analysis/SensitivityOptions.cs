@@ -1,6 +1,5 @@
 using Pruning.Criteria;
 using Pruning.Grouping;
-using Pruning.Scheduling;
 using Pruning.Targets;
 using static TorchSharp.torch;
 
@@ -15,14 +14,9 @@ public sealed class SensitivityOptions
     /// <summary>The layers to probe (default: every prunable weight).</summary>
     public PruningTargets Targets { get; init; } = PruningTargets.Default;
 
-    private readonly IPruningCriterion? _criterion;
-
-    /// <summary>How elements are scored; must not need gradients (magnitude by default).</summary>
-    public IPruningCriterion Criterion
-    {
-        get => _criterion ?? Default;
-        init => _criterion = value ?? throw new ArgumentNullException(nameof(Criterion), "SensitivityOptions.Criterion is null.");
-    }
+    /// <summary>How elements are scored; must not need gradients.</summary>
+    /// <value>The default (null) is <see cref="MagnitudeCriterion"/>.</value>
+    public IPruningCriterion? Criterion { get; init; }
 
     /// <summary>
     /// A mask policy that chooses each probe's mask itself (e.g. <see cref="Reconstruction.ObsPolicy"/> with a
@@ -31,19 +25,17 @@ public sealed class SensitivityOptions
     /// </summary>
     public MaskPolicy? Policy { get; init; }
 
-    private static readonly MagnitudeCriterion Default = new();
-
-    /// <summary>The plan a scan probes through: these targets, this granularity, the policy (or the criterion's scores).</summary>
-    internal ResolvedPruning Resolve(nn.Module model)
-    {
-        if (_criterion is not null && Policy is not null)
-            throw new ArgumentException($"SensitivityOptions sets both a Criterion ({_criterion.Config}) and a Policy ({Policy.Config}); give one of them.", "options");
-        return PruningOptions.ForProbes(model, Targets.Resolve(model), Granularity, null, Criterion, Policy);
-    }
-
     /// <summary>What is pruned together (elements by default; channels, blocks, N:M…).</summary>
     public PruningGranularity Granularity { get; init; } = PruningGranularity.Element;
 
     /// <summary>The metric's direction.</summary>
     public MetricDirection Direction { get; init; } = MetricDirection.HigherIsBetter;
+
+    /// <summary>The plan a scan probes through: these targets, this granularity, the policy (or the criterion's scores).</summary>
+    internal ResolvedPruning Resolve(nn.Module model)
+    {
+        if (Criterion is not null && Policy is not null)
+            throw new ArgumentException($"SensitivityOptions sets both a Criterion ({Criterion.Config}) and a Policy ({Policy.Config}); give one of them.", "options");
+        return PruningOptions.ForProbes(model, Targets.Resolve(model), Granularity, null, Criterion, Policy);
+    }
 }

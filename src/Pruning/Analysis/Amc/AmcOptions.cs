@@ -55,7 +55,8 @@ public sealed class AmcOptions
     public PruningTargets Targets { get; init; } = PruningTargets.Default;
 
     /// <summary>How a layer is pruned to the chosen ratio: element scores in fine mode, filter scores (L1 of them) in channel mode.</summary>
-    public IPruningCriterion Criterion { get; init; } = new MagnitudeCriterion();
+    /// <value>The default (null) is <see cref="MagnitudeCriterion"/>.</value>
+    public IPruningCriterion? Criterion { get; init; }
 
     /// <summary>
     /// A mask policy that prunes each episode's layers itself instead of <see cref="Criterion"/>'s scores (fine mode:
@@ -159,10 +160,11 @@ public sealed class AmcOptions
         if (Mode == AmcMode.Channel && InputShape is null)
             throw new ArgumentException("AmcOptions.InputShape (one sample, e.g. [1, 28, 28]) is required in channel mode.", "options");
         ArgumentNullException.ThrowIfNull(Targets, "options.Targets");
-        ArgumentNullException.ThrowIfNull(Criterion, "options.Criterion");
+        if (Criterion is not null && Policy is not null)
+            throw new ArgumentException($"AmcOptions sets both a Criterion ({Criterion.Config}) and a Policy ({Policy.Config}); give one of them.", "options");
     }
 
     /// <summary>Everything that changes what a search does, for checkpoints: a resumed search must be the same search.</summary>
     internal string Fingerprint(IEnumerable<string> layers) => string.Create(CultureInfo.InvariantCulture,
-        $"{Mode}|{Resource}|{Budget:R}|{MinRatio:R}|{EffectiveMaxRatio:R}|{Episodes}|{WarmupEpisodes}|{Seed}|{Direction}|{LogResourceReward}|{Hidden}|{ActorLearningRate:R}|{CriticLearningRate:R}|{Tau:R}|{Discount:R}|{ReplayCapacity}|{BatchSize}|{NoiseSigma:R}|{NoiseDecay:R}|{Policy?.Config ?? Criterion.Config}|{string.Join(",", layers)}");
+        $"{Mode}|{Resource}|{Budget:R}|{MinRatio:R}|{EffectiveMaxRatio:R}|{Episodes}|{WarmupEpisodes}|{Seed}|{Direction}|{LogResourceReward}|{Hidden}|{ActorLearningRate:R}|{CriticLearningRate:R}|{Tau:R}|{Discount:R}|{ReplayCapacity}|{BatchSize}|{NoiseSigma:R}|{NoiseDecay:R}|{Policy?.Config ?? (Criterion ?? new MagnitudeCriterion()).Config}|{string.Join(",", layers)}");
 }
