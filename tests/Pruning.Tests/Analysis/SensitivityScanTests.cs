@@ -58,6 +58,8 @@ public class SensitivityScanTests
         FluentActions.Invoking(() => SensitivityScan.Run(model, _ => 1, new SensitivityOptions { Ratios = [0.5, 1.0] })).Should().Throw<ArgumentException>().WithMessage("*Ratio 1 is outside [0, 1)*");
         FluentActions.Invoking(() => SensitivityScan.Run(model, _ => 1, new SensitivityOptions { Ratios = [-0.1] })).Should().Throw<ArgumentException>();
         FluentActions.Invoking(() => SensitivityScan.Run(model, _ => 1, new SensitivityOptions { Criterion = new FisherCriterion() })).Should().Throw<ArgumentException>().WithMessage("*gradients*");
+        FluentActions.Invoking(() => SensitivityScan.Run(model, _ => 1, new SensitivityOptions { Criterion = new MagnitudeCriterion(), Policy = new Pruning.Reconstruction.WandaPolicy() }))
+            .Should().Throw<ArgumentException>().WithMessage("*both a Criterion*and a Policy (Wanda*");
     }
 
     /// <summary>Two layers: "a" (100 weights) tolerant, "b" (300 weights) sensitive. Accuracy baseline 0.9.</summary>

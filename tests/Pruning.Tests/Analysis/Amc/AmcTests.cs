@@ -220,6 +220,8 @@ public sealed class AmcTests : IDisposable
             .Should().Throw<ArgumentException>().WithMessage("*NonZeros*channel*");
         FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 1.5 }))
             .Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Budget*");
+        FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => 1, new AmcOptions { Budget = 0.5, Criterion = new Pruning.Criteria.MagnitudeCriterion(), Policy = new Pruning.Reconstruction.WandaPolicy() }))
+            .Should().Throw<ArgumentException>().WithMessage("*AmcOptions sets both a Criterion*Policy (Wanda*");
         FluentActions.Invoking(() => AmcSearch.Run(mlp, _ => double.NaN, new AmcOptions { Budget = 0.5, Episodes = 2, WarmupEpisodes = 1 }))
             .Should().Throw<InvalidOperationException>().WithMessage("*NaN*");
 
