@@ -56,34 +56,42 @@ internal sealed class MaskSession : IDisposable
     }
 
     /// <summary>
-    /// A probe of the searches: prunes each parameter of <paramref name="targets"/> to its fraction through the policy
-    /// (from dense, all at once, so a sequential policy calibrates each on the pruned layers before it) and applies the
-    /// masks. Disposing the result puts back, bit for bit, every parameter the probe may have changed.
+    /// Prunes each parameter of <paramref name="targets"/> to its fraction through the policy (from dense, all at
+    /// once, so a sequential policy calibrates each on the pruned layers before it) and applies the masks. Nothing is
+    /// kept to undo it: the caller restores the model (<see cref="Probe"/> does).
+    /// </summary>
+    public void Prune(IReadOnlyDictionary<string, double> targets)
+    {
+        var parameters = Plan.Parameters.Where(p => targets.ContainsKey(p.Name)).ToList();
+        var masks = parameters.Select(p => new ParameterMask(p.Name, p.Shape)).ToList();
+        try
+        {
+            var due = parameters.Select((p, i) => new DueWeight(p.Name, p.Bounds.Clamp(targets[p.Name]), default, masks[i].NextBuffer())).ToList();
+            Choose(due, 0);
+            using var noGrad = torch.no_grad();
+            for (int i = 0; i < masks.Count; i++)
+            {
+                masks[i].Replace(due[i].Keep);
+                Apply(masks[i], null);
+            }
+        }
+        finally
+        {
+            foreach (ParameterMask m in masks) m.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A probe of the searches: <see cref="Prune"/>, and disposing the result puts back, bit for bit, every parameter
+    /// the probe may have changed (the pruned ones and the ones coupled to them).
     /// </summary>
     public IDisposable Probe(IReadOnlyDictionary<string, double> targets)
     {
-        var parameters = Plan.Parameters.Where(p => targets.ContainsKey(p.Name)).ToList();
-        string[] touched = parameters.SelectMany(p => p.Coupled.Prepend(p.Name)).Distinct().ToArray();
-        var saved = touched.ToDictionary(n => n, n => Weight(n).detach().clone());
-        var restore = new Restorer(this, saved);
+        string[] touched = Plan.Parameters.Where(p => targets.ContainsKey(p.Name)).SelectMany(p => p.Coupled.Prepend(p.Name)).Distinct().ToArray();
+        var restore = new Restorer(this, touched.ToDictionary(n => n, n => Weight(n).detach().clone()));
         try
         {
-            var masks = parameters.Select(p => new ParameterMask(p.Name, p.Shape)).ToList();
-            try
-            {
-                var due = parameters.Select((p, i) => new DueWeight(p.Name, p.Bounds.Clamp(targets[p.Name]), default, masks[i].NextBuffer())).ToList();
-                Choose(due, 0);
-                using var noGrad = torch.no_grad();
-                for (int i = 0; i < masks.Count; i++)
-                {
-                    masks[i].Replace(due[i].Keep);
-                    Apply(masks[i], null);
-                }
-            }
-            finally
-            {
-                foreach (ParameterMask m in masks) m.Dispose();
-            }
+            Prune(targets);
             return restore;
         }
         catch

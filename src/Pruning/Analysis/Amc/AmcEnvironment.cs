@@ -139,7 +139,7 @@ internal sealed class AmcEnvironment : IDisposable
         {
             var ratios = Layers.Select((l, t) => (l.Weight, Pruned: pruned[t], l.Units)).Where(l => l.Pruned > 0)
                 .ToDictionary(l => l.Weight, l => (double)l.Pruned / l.Units);
-            using var probe = _session.Probe(ratios);
+            _session.Prune(ratios);   // the finally below restores the whole model, which the evaluation may have trained
             double metric = evaluate(_model);
             if (!double.IsFinite(metric)) throw new InvalidOperationException($"The evaluation returned {metric}; AMC needs a finite metric.");
             return metric;
