@@ -9,7 +9,6 @@ using static TorchSharp.torch;
 internal sealed class ImageTask(string name, FashionMnist train, FashionMnist test, int epochs) : ModelTask
 {
     private const int BatchSize = 128;
-    private Sequential? _dense;
 
     public override string Name => name;
 
@@ -36,40 +35,23 @@ internal sealed class ImageTask(string name, FashionMnist train, FashionMnist te
 
     private Tensor Input(Tensor images) => Images ? images.reshape(-1, 1, 28, 28) : images;
 
-    public override void TrainDense(string cache)
-    {
-        _dense = Build(name, 1);
-        if (File.Exists(cache))
-        {
-            _dense.load(cache);
-            Console.WriteLine($"{name}: dense model loaded from {cache}");
-        }
-        else
-        {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            long perEpoch = (train.Count + BatchSize - 1) / BatchSize;
-            var order = new Generator(1);
-            Tensor? permutation = null;
-            Train(_dense, (int)(perEpoch * epochs), 1e-3, step =>
-            {
-                long start = step % perEpoch * BatchSize;
-                if (start == 0) { permutation?.Dispose(); permutation = torch.randperm(train.Count, generator: order).DetachFromDisposeScope(); }
-                Tensor idx = permutation!.narrow(0, start, Math.Min(BatchSize, train.Count - start));
-                return nn.functional.cross_entropy(_dense.call(Input(train.Images.index_select(0, idx))), train.Labels.index_select(0, idx));
-            }, null);
-            permutation?.Dispose();
-            _dense.save(cache);
-            Console.WriteLine($"{name}: dense model trained ({epochs} epochs on {train.Count:N0} images) in {clock.Elapsed.TotalSeconds:F0} s, saved to {cache}");
-        }
-        Console.WriteLine($"{name}: dense {MetricName} {Evaluate(_dense):F4}");
-    }
+    protected override nn.Module Create() => Build(name, 1);
 
-    public override nn.Module CopyOfDense()
+    protected override string TrainFromScratch(nn.Module model)
     {
-        var copy = Build(name, 1);
-        copy.load_state_dict(_dense!.state_dict());
-        copy.eval();
-        return copy;
+        var dense = (Sequential)model;
+        long perEpoch = (train.Count + BatchSize - 1) / BatchSize;
+        var order = new Generator(1);
+        Tensor? permutation = null;
+        Train(dense, (int)(perEpoch * epochs), 1e-3, step =>
+        {
+            long start = step % perEpoch * BatchSize;
+            if (start == 0) { permutation?.Dispose(); permutation = torch.randperm(train.Count, generator: order).DetachFromDisposeScope(); }
+            Tensor idx = permutation!.narrow(0, start, Math.Min(BatchSize, train.Count - start));
+            return nn.functional.cross_entropy(dense.call(Input(train.Images.index_select(0, idx))), train.Labels.index_select(0, idx));
+        }, null);
+        permutation?.Dispose();
+        return $"{epochs} epochs on {train.Count:N0} images";
     }
 
     public override CalibrationSet Calibration(nn.Module model, int samples, int seed)

@@ -9,7 +9,6 @@ internal sealed class LanguageTask(long[] train, long[] test, int vocabulary, in
 {
     private const int Layers = 2, Batch = 20, Steps = 35;
     private const double Dropout = 0.3;
-    private LstmLanguageModel? _dense;
 
     public override string Name => "lstm";
 
@@ -20,35 +19,19 @@ internal sealed class LanguageTask(long[] train, long[] test, int vocabulary, in
     // The embedding is a lookup table: it has no inputs to reconstruct from, so it stays dense for every method.
     public override PruningTargets Targets => PruningTargets.Default.Exclude("embedding.weight");
 
-    public override void TrainDense(string cache)
+    protected override nn.Module Create()
     {
         torch.manual_seed(1);
-        _dense = new LstmLanguageModel(vocabulary, hidden, Layers, Dropout);
-        if (File.Exists(cache))
-        {
-            _dense.load(cache);
-            Console.WriteLine($"lstm: dense model loaded from {cache}");
-        }
-        else
-        {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            using Tensor data = LstmLanguageModel.Batchify(train, Batch);
-            var optimizer = Pruning.Optimizers.SafeOptim.Adam(_dense.parameters(), 2e-3);
-            for (int epoch = 0; epoch < epochs; epoch++) _dense.TrainEpoch(data, Steps, optimizer, null);
-            _dense.save(cache);
-            Console.WriteLine($"lstm: dense model trained ({epochs} epochs on {train.Length:N0} tokens) in {clock.Elapsed.TotalSeconds:F0} s, saved to {cache}");
-        }
-        _dense.eval();
-        Console.WriteLine($"lstm: dense {MetricName} {Evaluate(_dense):F2}");
+        return new LstmLanguageModel(vocabulary, hidden, Layers, Dropout);
     }
 
-    public override nn.Module CopyOfDense()
+    protected override string TrainFromScratch(nn.Module model)
     {
-        torch.manual_seed(1);
-        var copy = new LstmLanguageModel(vocabulary, hidden, Layers, Dropout);
-        copy.load_state_dict(_dense!.state_dict());
-        copy.eval();
-        return copy;
+        var dense = (LstmLanguageModel)model;
+        using Tensor data = LstmLanguageModel.Batchify(train, Batch);
+        var optimizer = Pruning.Optimizers.SafeOptim.Adam(dense.parameters(), 2e-3);
+        for (int epoch = 0; epoch < epochs; epoch++) dense.TrainEpoch(data, Steps, optimizer, null);
+        return $"{epochs} epochs on {train.Length:N0} tokens";
     }
 
     /// <summary><paramref name="samples"/> windows of 35 training tokens from positions chosen by the seed, 32 per batch.</summary>

@@ -19,11 +19,42 @@ internal abstract class ModelTask
     /// <summary>The weights every method prunes (the same for all, so that the counts compare).</summary>
     public abstract PruningTargets Targets { get; }
 
+    private nn.Module? _dense;
+
+    /// <summary>A fresh model of this task, initialized from seed 1.</summary>
+    protected abstract nn.Module Create();
+
+    /// <summary>Trains <paramref name="model"/> from scratch; returns what it saw, for the log ("3 epochs on 60,000 images").</summary>
+    protected abstract string TrainFromScratch(nn.Module model);
+
     /// <summary>Trains the dense model (or loads it from <paramref name="cache"/>, written by an earlier run with the same settings).</summary>
-    public abstract void TrainDense(string cache);
+    public void TrainDense(string cache)
+    {
+        _dense = Create();
+        if (File.Exists(cache))
+        {
+            _dense.load(cache);
+            Console.WriteLine($"{Name}: dense model loaded from {cache}");
+        }
+        else
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            string seen = TrainFromScratch(_dense);
+            _dense.save(cache);
+            Console.WriteLine($"{Name}: dense model trained ({seen}) in {clock.Elapsed.TotalSeconds:F0} s, saved to {cache}");
+        }
+        _dense.eval();
+        Console.WriteLine($"{Name}: dense {MetricName} {Evaluate(_dense).ToString(HigherIsBetter ? "F4" : "F2", System.Globalization.CultureInfo.CurrentCulture)}");
+    }
 
     /// <summary>A fresh model holding the dense weights.</summary>
-    public abstract nn.Module CopyOfDense();
+    public nn.Module CopyOfDense()
+    {
+        nn.Module copy = Create();
+        copy.load_state_dict((_dense ?? throw new InvalidOperationException("TrainDense first.")).state_dict());
+        copy.eval();
+        return copy;
+    }
 
     /// <summary><paramref name="samples"/> training samples chosen by <paramref name="seed"/>, in batches, with how to run the model.</summary>
     public abstract CalibrationSet Calibration(nn.Module model, int samples, int seed);

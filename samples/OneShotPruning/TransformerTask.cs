@@ -8,7 +8,6 @@ using static TorchSharp.torch;
 internal sealed class TransformerTask(long[] train, long[] test, int vocabulary, int dimension, int context, int epochs) : ModelTask
 {
     private const int Layers = 2, Heads = 4, Batch = 20;
-    private TransformerLanguageModel? _dense;
 
     public override string Name => "transformer";
 
@@ -20,37 +19,19 @@ internal sealed class TransformerTask(long[] train, long[] test, int vocabulary,
     // Every Linear is pruned: q, k, v, the attention output, the MLP and the decoder.
     public override PruningTargets Targets => PruningTargets.Default.Exclude("tokens.weight", "positions.weight");
 
-    private TransformerLanguageModel New() => new(vocabulary, dimension, Heads, Layers, context, dropoutRate: 0.1);
-
-    public override void TrainDense(string cache)
+    protected override nn.Module Create()
     {
         torch.manual_seed(1);
-        _dense = New();
-        if (File.Exists(cache))
-        {
-            _dense.load(cache);
-            Console.WriteLine($"transformer: dense model loaded from {cache}");
-        }
-        else
-        {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            using Tensor data = LstmLanguageModel.Batchify(train, Batch);
-            var optimizer = Pruning.Optimizers.SafeOptim.Adam(_dense.parameters(), 1e-3);
-            for (int epoch = 0; epoch < epochs; epoch++) TransformerTraining.TrainEpoch(_dense, data, optimizer, null, $"transformer epoch {epoch + 1}");
-            _dense.save(cache);
-            Console.WriteLine($"transformer: dense model trained ({epochs} epochs on {train.Length:N0} tokens) in {clock.Elapsed.TotalSeconds:F0} s, saved to {cache}");
-        }
-        _dense.eval();
-        Console.WriteLine($"transformer: dense {MetricName} {Evaluate(_dense):F2}");
+        return new TransformerLanguageModel(vocabulary, dimension, Heads, Layers, context, dropoutRate: 0.1);
     }
 
-    public override nn.Module CopyOfDense()
+    protected override string TrainFromScratch(nn.Module model)
     {
-        torch.manual_seed(1);
-        var copy = New();
-        copy.load_state_dict(_dense!.state_dict());
-        copy.eval();
-        return copy;
+        var dense = (TransformerLanguageModel)model;
+        using Tensor data = LstmLanguageModel.Batchify(train, Batch);
+        var optimizer = Pruning.Optimizers.SafeOptim.Adam(dense.parameters(), 1e-3);
+        for (int epoch = 0; epoch < epochs; epoch++) TransformerTraining.TrainEpoch(dense, data, optimizer, null, $"transformer epoch {epoch + 1}");
+        return $"{epochs} epochs on {train.Length:N0} tokens";
     }
 
     /// <summary><paramref name="samples"/> windows of a context's training tokens from positions chosen by the seed, 32 per batch.</summary>
