@@ -15,7 +15,7 @@ using Pruning.Structure;
 using Pruning.Targets;
 using TorchSharp.Modules;
 
-OpenMpWaiting.MakePassive();
+TorchHealth.MakeOpenMpPassive();
 
 var quickOption = new Option<bool>("--quick") { Description = "A short run for CI: less data, 40 AMC episodes, one seed, a short fine-tune." };
 var seedsOption = new Option<int>("--seeds") { Description = "Seeds per method (AMC's search seed and the fine-tuning order).", DefaultValueFactory = _ => 3 };

@@ -15,7 +15,7 @@ using Pruning.Samples.Language;
 using Pruning.Scheduling;
 using TorchSharp;
 
-OpenMpWaiting.MakePassive();
+TorchHealth.MakeOpenMpPassive();
 
 var modelOption = new Option<string>("--model") { Description = "mlp, cnn, lstm, transformer, or all.", DefaultValueFactory = _ => "all" };
 modelOption.AcceptOnlyFromAmong("mlp", "cnn", "lstm", "transformer", "all");

@@ -21,7 +21,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Pruning.Optimizers;
 
-OpenMpWaiting.MakePassive();
+TorchHealth.MakeOpenMpPassive();
 
 var quickOption = new Option<bool>("--quick") { Description = "A short run (about half a minute): fewer images, epochs, ratios and timing runs." };
 var seedsOption = new Option<int>("--seeds") { Description = "Seeds per trained configuration (default 3, or 1 with --quick)." };

@@ -49,17 +49,17 @@ internal static class LstmComparison
                 (m, optimizer, pruner, _) => m.TrainEpoch(data, Steps, optimizer, pruner));
             model.eval();
             string path = Path.Combine(s.Out, $"kjv-lstm-{sparsity * 100:F0}.psq");
-            SequenceExport.Save(model, path);
-            SequenceModel sparse = SequenceModelFile.Load(path);
+            SparseExport.SaveSequenceModel(model, path);
+            SequenceModel sparse = SequenceModel.Load(path);
             // The same weights stored dense on the runtime: what the sparse formats buy beyond leaving TorchSharp.
-            SequenceModel denseRuntime = SequenceExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.Dense);
+            SequenceModel denseRuntime = SparseExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.Dense);
 
             double torchPerplexity = model.Perplexity(test, Steps);
             double runtimePerplexity = RuntimePerplexity(sparse, test);
             double difference = Math.Abs(runtimePerplexity - torchPerplexity) / torchPerplexity;
             // Compressed values: every matrix (embedding, LSTM, decoder) as CSR with half or int8 values.
-            double halfPerplexity = RuntimePerplexity(SequenceExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.CsrFloat16), test);
-            double int8Perplexity = RuntimePerplexity(SequenceExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.CsrInt8), test);
+            double halfPerplexity = RuntimePerplexity(SparseExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.CsrFloat16), test);
+            double int8Perplexity = RuntimePerplexity(SparseExport.ToSequenceModel(model, Pruning.Sparse.Matrices.MatrixFormat.CsrInt8), test);
             var speed = new Dictionary<int, (double Ours, double Dense, double Theirs)>();
             foreach (int batch in new[] { 1, 16, 64 }) speed[batch] = TokensPerSecond(model, sparse, denseRuntime, batch, vocabulary.Count);
             int[] prompt = KjvCorpus.Words(Prompt).Select(w => vocabulary[w]).ToArray();

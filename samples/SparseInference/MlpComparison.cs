@@ -69,7 +69,7 @@ internal static class MlpComparison
         using var ort = new OnnxRuntimeModel(onnxPath, [784], outputs: 10, threads: Environment.ProcessorCount);
         SparseExport.SaveSafeTensors(model, safetensorsPath);
         model.save(checkpointPath);
-        SparseModel sparse = SparseModelFile.Load(modelPath);
+        SparseModel sparse = SparseModel.Load(modelPath);
         Console.WriteLine();
         Console.WriteLine(sparse.Describe());
 

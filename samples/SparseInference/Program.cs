@@ -8,7 +8,7 @@ using System.CommandLine;
 using Pruning.Interop;
 using Pruning.Samples;
 
-OpenMpWaiting.MakePassive();   // before the first torch call: libtorch's idle OpenMP threads must not spin on our cores
+TorchHealth.MakeOpenMpPassive();   // before the first torch call: libtorch's idle OpenMP threads must not spin on our cores
 
 var modelOption = new Option<string>("--model") { Description = "mlp (LeNet-300-100 on Fashion-MNIST), lstm (the KJV language model), transformer (a decoder-only transformer language model on the same text), mobilenet (a depthwise-separable CNN on Fashion-MNIST: unstructured and channel pruning) or resnet (a small ResNet of Residual blocks: unstructured).", DefaultValueFactory = _ => "mlp" };
 modelOption.AcceptOnlyFromAmong("mlp", "lstm", "transformer", "mobilenet", "resnet");

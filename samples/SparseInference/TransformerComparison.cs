@@ -51,7 +51,7 @@ internal static class TransformerComparison
         var options = new TransformerExportOptions { Heads = Heads };
         // ONNX Runtime runs the dense model's export (no cache in the graph: it recomputes the context, as TorchSharp does).
         string onnxPath = Path.Combine(s.Out, "kjv-transformer-dense.onnx");
-        OnnxExport.Save(TransformerExport.ToTransformerModel(dense, options), onnxPath);
+        OnnxExport.Save(SparseExport.ToTransformerModel(dense, options), onnxPath);
         using var ort = new InferenceSession(onnxPath, new SessionOptions
         {
             IntraOpNumThreads = Environment.ProcessorCount, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -66,10 +66,10 @@ internal static class TransformerComparison
                 (m, optimizer, pruner, e) => TransformerTraining.TrainEpoch(m, data, optimizer, pruner, $"pruning to {sparsity:P0}, epoch {e + 1}"));
             model.eval();
             string path = Path.Combine(s.Out, $"kjv-transformer-{sparsity * 100:F0}.ptf");
-            TransformerExport.Save(model, path, options);
-            TransformerModel sparse = TransformerModelFile.Load(path);
+            SparseExport.SaveTransformerModel(model, path, options);
+            TransformerModel sparse = TransformerModel.Load(path);
             // The same weights stored dense on the runtime: what the sparse formats buy beyond leaving TorchSharp.
-            TransformerModel denseRuntime = TransformerExport.ToTransformerModel(model, options, MatrixFormat.Dense);
+            TransformerModel denseRuntime = SparseExport.ToTransformerModel(model, options, MatrixFormat.Dense);
 
             double torchPerplexity = TransformerTraining.Perplexity(model, test);
             double runtimePerplexity = RuntimePerplexity(sparse, test, context);

@@ -1,6 +1,7 @@
 using System.Text;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
+using Pruning.Sparse.Serialization;
 
 namespace Pruning.Sparse;
 
@@ -180,4 +181,33 @@ public sealed class SparseModel
     }
 
     private sealed record Buffers(int Batch, float[] A, float[] B, float[] Scratch);
+
+    /// <summary>
+    /// Loads the model in <paramref name="path"/> (.psm, magic <c>PRNSPMDL</c>). The file is untrusted: its checksum is
+    /// verified before parsing, every count is checked against the bytes left before anything is allocated, and the
+    /// model's working memory must fit <see cref="SparseModelOptions.MaxBufferBytes"/>; any problem is a
+    /// <see cref="SparseModelFormatException"/> naming the file.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="options">Limits for the loaded model (the default budget when null).</param>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="SparseModelFormatException">The file is not a valid model, or the model needs more working memory than allowed.</exception>
+    public static SparseModel Load(string path, SparseModelOptions? options = null) => SparseModelFile.Load(path, options);
+
+    /// <summary>Reads a model from its file bytes (as <see cref="Load"/> checks them); <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
+    public static SparseModel Read(ReadOnlySpan<byte> bytes, string source = "bytes", SparseModelOptions? options = null) => SparseModelFile.Read(bytes, source, options);
+
+    /// <summary>Reads a model from <paramref name="stream"/> (at most 2 GiB − 1 bytes); <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="SparseModelFormatException">The bytes are not a valid model, or the model needs more working memory than allowed.</exception>
+    public static SparseModel Read(Stream stream, string source = "stream", SparseModelOptions? options = null) => SparseModelFile.Read(stream, source, options);
+
+    /// <summary>Writes the model to <paramref name="path"/> (.psm) atomically: a temporary file, then a rename, so a crash never leaves half a file.</summary>
+    public void Save(string path) => SparseModelFile.Save(this, path);
+
+    /// <summary>The model's file bytes, as <see cref="Save"/> writes them.</summary>
+    public byte[] ToBytes() => SparseModelFile.ToBytes(this);
+
+    /// <summary>Writes the model's file bytes to <paramref name="stream"/>.</summary>
+    public void Write(Stream stream) => SparseModelFile.Write(this, stream);
 }

@@ -110,13 +110,13 @@ internal static class Commands
         ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1, "--runs");
         ModelFile model = ModelFile.Load(path);
         SparseModel sparse = model.Sparse
-            ?? throw new ArgumentException($"'{path}' is a sequence model; tuning chooses formats for the layers of a sparse model (.psm). Export a sequence model with the format you want (SequenceExport's format argument).", nameof(path));
+            ?? throw new ArgumentException($"'{path}' is a sequence model; tuning chooses formats for the layers of a sparse model (.psm). Export a sequence model with the format you want (the format argument of SparseExport.ToSequenceModel).", nameof(path));
         var progress = new Progress();
         progress.Report($"timing every candidate format of {sparse.Layers.Count} layers at batch {batch}");
         FormatTuningResult result = FormatTuning.Tune(sparse, allFormats ? FormatTuning.AllFormats : FormatTuning.ExactFormats, batch, runs);
         progress.Clear();
         Console.Write(result);
-        SparseModelFile.Save(result.Model, output);
+        result.Model.Save(output);
         Console.WriteLine(Invariant($"wrote {output} ({new FileInfo(output).Length:N0} bytes)"));
         return 0;
     }

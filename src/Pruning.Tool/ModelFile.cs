@@ -22,9 +22,9 @@ internal sealed record ModelFile(string Path, string Kind, uint Version, long By
         uint version = read >= 12 ? BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(8)) : 0;
         ReadOnlySpan<byte> magic = header.AsSpan(0, Math.Min(read, 8));
         if (magic.SequenceEqual(SparseModelFile.Magic))
-            return new ModelFile(path, "sparse model", version, bytes, SparseModelFile.Load(path), null);
+            return new ModelFile(path, "sparse model", version, bytes, SparseModel.Load(path), null);
         if (magic.SequenceEqual(SequenceModelFile.Magic))
-            return new ModelFile(path, "sequence model", version, bytes, null, SequenceModelFile.Load(path));
+            return new ModelFile(path, "sequence model", version, bytes, null, SequenceModel.Load(path));
         throw new InvalidDataException(
             $"'{path}' is not a model file of Pruning.Sparse: a .psm file starts with {System.Text.Encoding.ASCII.GetString(SparseModelFile.Magic)}, a .psq file with {System.Text.Encoding.ASCII.GetString(SequenceModelFile.Magic)}.");
     }

@@ -3,7 +3,7 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
-Pruning.Interop.OpenMpWaiting.MakePassive();
+Pruning.Interop.TorchHealth.MakeOpenMpPassive();
 Pruning.Interop.TorchHealth.Ensure();   // baselines computed by libtorch must be right: oneDNN off where it is not (docs/reference/installation.md)
 if (Pruning.Benchmarks.RemedyCostMode.Wants(args))
     return Pruning.Benchmarks.RemedyCostMode.Run(args);

@@ -1,6 +1,7 @@
 using System.Text;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
+using Pruning.Sparse.Serialization;
 
 namespace Pruning.Sparse.Sequences;
 
@@ -240,4 +241,26 @@ public sealed class TransformerModel
             return _scratch;
         }
     }
+
+    /// <summary>
+    /// Loads the model in <paramref name="path"/> (.ptf, magic <c>PRNSPTFM</c>). The file is untrusted: its checksum is
+    /// verified before parsing, every count is checked against the bytes left before anything is allocated, and the
+    /// model's working memory must fit <see cref="SparseModelOptions.MaxBufferBytes"/>; any problem is a
+    /// <see cref="SparseModelFormatException"/> naming the file.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="options">Limits for the loaded model (the default budget when null).</param>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="SparseModelFormatException">The file is not a valid transformer model, or the model needs more working memory than allowed.</exception>
+    public static TransformerModel Load(string path, SparseModelOptions? options = null) => TransformerModelFile.Load(path, options);
+
+    /// <summary>Reads a model from its file bytes (as <see cref="Load"/> checks them); <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="SparseModelFormatException">The bytes are not a valid transformer model, or the model needs more working memory than allowed.</exception>
+    public static TransformerModel Read(ReadOnlySpan<byte> bytes, string source = "bytes", SparseModelOptions? options = null) => TransformerModelFile.Read(bytes, source, options);
+
+    /// <summary>Writes the model to <paramref name="path"/> (.ptf) atomically: a temporary file, then a rename, so a crash never leaves half a file.</summary>
+    public void Save(string path) => TransformerModelFile.Save(this, path);
+
+    /// <summary>The model's file bytes, as <see cref="Save"/> writes them.</summary>
+    public byte[] ToBytes() => TransformerModelFile.ToBytes(this);
 }

@@ -5,20 +5,7 @@ using System.Text.Json;
 namespace Pruning.Sparse.Serialization;
 
 /// <summary>One named float32 tensor for <see cref="SafeTensorsBitmask"/>; <paramref name="Compress"/> stores it in the bitmask layout.</summary>
-public sealed record NamedTensor(string Name, long[] Shape, float[] Values, bool Compress)
-{
-    /// <summary>The tensor's name in the file.</summary>
-    public string Name { get; init; } = Name;
-
-    /// <summary>Its dimensions, outermost first.</summary>
-    public long[] Shape { get; init; } = Shape;
-
-    /// <summary>Its values in row-major order; as many as the shape's product.</summary>
-    public float[] Values { get; init; } = Values;
-
-    /// <summary>Whether it is stored in the bitmask layout (a bitmask, the non-zero values and per-row offsets) rather than dense.</summary>
-    public bool Compress { get; init; } = Compress;
-}
+internal sealed record NamedTensor(string Name, long[] Shape, float[] Values, bool Compress);
 
 /// <summary>
 /// Writes safetensors files in the "sparse-bitmask" layout of Neural Magic's compressed-tensors (what vLLM and
@@ -28,7 +15,7 @@ public sealed record NamedTensor(string Name, long[] Shape, float[] Values, bool
 /// <c>{prefix}.row_offsets</c> (I64 [rows], where each row's values start), with prefix = the name without ".weight"
 /// and cols = the product of the other dimensions. Other tensors are stored as plain F32.
 /// </summary>
-public static class SafeTensorsBitmask
+internal static class SafeTensorsBitmask
 {
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> (atomically).</summary>
     public static void Write(string path, IEnumerable<NamedTensor> tensors)

@@ -15,7 +15,7 @@ namespace Pruning.Sparse.Serialization;
 /// Matrices and biases are stored as in <see cref="SparseModelFile"/> (dense, or CSR with uint16 or int32 columns and
 /// float32, half or int8 values; the compressed values need version 2).
 /// </summary>
-public static class SequenceModelFile
+internal static class SequenceModelFile
 {
     /// <summary>The file's first 8 bytes.</summary>
     public static ReadOnlySpan<byte> Magic => "PRNSPSEQ"u8;

@@ -36,7 +36,7 @@ namespace Pruning.Sparse.Serialization;
 /// before the model is returned; any problem is a <see cref="SparseModelFormatException"/> naming the file. Reading
 /// allocates at most a few times the file's size.
 /// </summary>
-public static class SparseModelFile
+internal static class SparseModelFile
 {
     /// <summary>The file's first 8 bytes.</summary>
     public static ReadOnlySpan<byte> Magic => "PRNSPMDL"u8;

@@ -16,7 +16,7 @@ namespace Pruning.Sparse.Serialization;
 /// </code>
 /// Matrices and biases are stored as in <see cref="SparseModelFile"/> version 2 (every format and value type).
 /// </summary>
-public static class TransformerModelFile
+internal static class TransformerModelFile
 {
     private const byte NormFirst = 1, TanhGelu = 2;
 

@@ -28,7 +28,7 @@ public static class OnnxExport
     }
 
     /// <summary>
-    /// Writes a transformer language model (as <see cref="TransformerExport"/> builds it, checked against its module) as
+    /// Writes a transformer language model (as <see cref="SparseExport.ToTransformerModel"/> builds it, checked against its module) as
     /// an ONNX file: int64 tokens [batch, steps] in (<see cref="OnnxExportOptions.InputName"/>), logits
     /// [batch, steps, vocabulary] out, both dimensions symbolic; causal attention over the whole input (no cache).
     /// Needs opset 17 (LayerNormalization).

@@ -3,6 +3,7 @@ using Pruning.Sparse;
 using Pruning.Structure;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Sequences;
 using Pruning.Sparse.Serialization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -11,16 +12,23 @@ using static TorchSharp.torch;
 namespace Pruning.Export;
 
 /// <summary>
-/// Turns a pruned TorchSharp model into a <see cref="SparseModel"/> for standalone inference, and writes the
-/// interchange file. The model is any model whose forward takes one tensor and returns one: a Sequential chain, one with
-/// <see cref="Residual"/> blocks, or your own Module classes (TorchVision's ResNet too). Its forward is traced once:
-/// its residual adds, channel concatenations and squeeze-and-excitation scalings become residual, concatenation and
-/// scaling layers (see <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be Linear, Conv2d
-/// (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before it), ReLU, ReLU6, LeakyReLU, Tanh,
-/// Sigmoid, Hardswish, Hardsigmoid, MaxPool2d and AvgPool2d (floor or ceil mode), AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
-/// Export after <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
+/// Turns a pruned TorchSharp model into a model of our runtime for standalone inference, and writes its file:
+/// <see cref="ToSparseModel"/> for feed-forward and convolutional networks (<see cref="SparseModel"/>),
+/// <see cref="ToSequenceModel(nn.Module, MatrixFormat, SparseModelOptions?)"/> for LSTM/GRU language models
+/// (<see cref="SequenceModel"/>) and <see cref="ToTransformerModel"/> for decoder-only transformers
+/// (<see cref="TransformerModel"/>); each has a Save form that also writes the file. Export after
+/// <see cref="GradualPruner.Strip"/> (or with the masks applied), so pruned weights are exact zeros.
 /// </summary>
-public static class SparseExport
+/// <remarks>
+/// For <see cref="ToSparseModel"/> the model is any model whose forward takes one tensor and returns one: a Sequential
+/// chain, one with <see cref="Residual"/> blocks, or your own Module classes (TorchVision's ResNet too). Its forward is
+/// traced once: its residual adds, channel concatenations and squeeze-and-excitation scalings become residual,
+/// concatenation and scaling layers (see <see cref="ChannelGraph"/> for what the trace recognizes). The layers must be
+/// Linear, Conv2d (any groups, so depthwise too; zero padding), BatchNorm1d/2d (folded into the Linear or Conv2d before
+/// it), ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, Hardswish, Hardsigmoid, MaxPool2d and AvgPool2d (floor or ceil mode),
+/// AdaptiveAvgPool2d(1), Flatten, Dropout and Identity. Anything else is refused with its name.
+/// </remarks>
+public static partial class SparseExport
 {
     /// <summary>
     /// Builds the inference model. <paramref name="input"/> is one sample's shape, e.g. (1, 28, 28) or (784).
@@ -129,17 +137,17 @@ public static class SparseExport
         return layers;
     }
 
-    /// <summary>Builds the inference model and saves it to <paramref name="path"/> (see <see cref="SparseModelFile"/>).</summary>
+    /// <summary>Builds the inference model and saves it to <paramref name="path"/> (see <see cref="SparseModel.Save"/>).</summary>
     public static SparseModel Save(nn.Module model, FeatureShape input, string path, MatrixFormat format = MatrixFormat.Auto)
     {
         SparseModel sparse = ToSparseModel(model, input, format);
-        SparseModelFile.Save(sparse, path);
+        sparse.Save(path);
         return sparse;
     }
 
     /// <summary>
     /// Writes every parameter and buffer of <paramref name="model"/> to a safetensors file; weights with at least two
-    /// dimensions go in compressed-tensors' sparse-bitmask layout (see <see cref="SafeTensorsBitmask"/>).
+    /// dimensions go in compressed-tensors' sparse-bitmask layout (docs/how-to/deploy-on-the-runtime.md, "Interchange", lists its tensors).
     /// </summary>
     public static void SaveSafeTensors(nn.Module model, string path)
     {

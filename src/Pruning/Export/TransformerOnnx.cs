@@ -7,7 +7,7 @@ namespace Pruning.Export;
 
 /// <summary>
 /// The ONNX graph of a <see cref="TransformerModel"/> (already checked against its TorchSharp module by
-/// <see cref="TransformerExport"/>): int64 tokens [batch, steps] in, float logits [batch, steps, vocabulary] out, both
+/// <see cref="SparseExport.ToTransformerModel"/>): int64 tokens [batch, steps] in, float logits [batch, steps, vocabulary] out, both
 /// dimensions symbolic. Gather for the embeddings, LayerNormalization (opset 17), MatMul + Add for every projection
 /// (dense weights with the pruned zeros in place), attention as MatMul/Softmax with the causal mask sliced from a
 /// [context, context] constant, GELU written out with Erf or Tanh (the same graph on every opset from 17).

@@ -66,17 +66,17 @@ public class ConcatLayerTests
     public void A_concatenation_round_trips_through_a_version_2_file()
     {
         SparseModel model = Inception();
-        byte[] bytes = SparseModelFile.ToBytes(model);
+        byte[] bytes = model.ToBytes();
         BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)).Should().Be(2u);
-        SparseModel loaded = SparseModelFile.Read(bytes);
+        SparseModel loaded = SparseModel.Read(bytes);
         loaded.Describe().Should().Be(model.Describe());
-        SparseModelFile.ToBytes(loaded).Should().Equal(bytes);
+        loaded.ToBytes().Should().Equal(bytes);
         float[] x = Reference.Random(2 * 4 * 36, 4);
         loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
 
         byte[] old = (byte[])bytes.Clone();
         old[8] = 1;
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'old.psm'*concatenation*version-1 file cannot hold*");
     }
 
@@ -86,27 +86,27 @@ public class ConcatLayerTests
     [InlineData(uint.MaxValue, "*branches; 2 to 64*")]
     public void Hostile_branch_counts_are_refused_before_anything_is_allocated(uint branches, string message)
     {
-        byte[] bytes = SparseModelFile.ToBytes(Inception());
+        byte[] bytes = Inception().ToBytes();
         int count = 12 + 12 + 4 + 1;   // header, input shape, layer count, the concat's tag: its branch count
         bytes[count - 1].Should().Be(9);
         BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(count), branches);
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(bytes[..^4]), "hostile.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(bytes[..^4]), "hostile.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'hostile.psm'*").WithMessage(message);
 
-        byte[] longBranch = SparseModelFile.ToBytes(Inception());
+        byte[] longBranch = Inception().ToBytes();
         BinaryPrimitives.WriteUInt32LittleEndian(longBranch.AsSpan(count + 4), 1_000_000_000);
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(longBranch[..^4]), "long.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(longBranch[..^4]), "long.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*claims 1000000000 layers, more than the bytes that follow*");
     }
 
     [Fact]
     public void Every_truncation_of_a_graph_file_is_refused_naming_the_file()
     {
-        byte[] bytes = SparseModelFile.ToBytes(Inception());
+        byte[] bytes = Inception().ToBytes();
         for (int length = 0; length < bytes.Length; length += 7)
         {
             byte[] cut = length > 4 ? FileMutations.WithChecksum(bytes[..(length - 4)]) : bytes[..length];
-            FluentActions.Invoking(() => SparseModelFile.Read(cut, "cut.psm")).Should().Throw<SparseModelFormatException>().WithMessage("'cut.psm'*");
+            FluentActions.Invoking(() => SparseModel.Read(cut, "cut.psm")).Should().Throw<SparseModelFormatException>().WithMessage("'cut.psm'*");
         }
     }
 

@@ -149,7 +149,7 @@ public class LayerTests
             conv.Describe().Should().Contain($"groups {groups}");
             var model = new SparseModel(new FeatureShape(c, h, w), [conv]);
             model.Run(x, n).ShouldMatch(expected, format == MatrixFormat.CsrFloat16 ? 2e-3 : 1e-4);
-            var loaded = SparseModelFile.Read(SparseModelFile.ToBytes(model));
+            var loaded = SparseModel.Read(model.ToBytes());
             loaded.Run(x, n).Should().Equal(model.Run(x, n));
         }
         FluentActions.Invoking(() => new Conv2dLayer(WeightMatrix.FromDense(weight, outC, cg * k * k), bias, c, (k, k), groups: 5)).Should()

@@ -39,7 +39,7 @@ public class ResidualLayerTests
         float[] m = new SparseModel(new FeatureShape(4, 9, 9), main).Run(x, batch), s = new SparseModel(new FeatureShape(4, 9, 9), shortcut).Run(x, batch);
         block.Run(x, batch).ShouldMatch(m.Zip(s, (a, b) => a + b).ToArray());
 
-        SparseModel loaded = SparseModelFile.Read(SparseModelFile.ToBytes(block));
+        SparseModel loaded = SparseModel.Read(block.ToBytes());
         loaded.Describe().Should().Be(block.Describe());
         loaded.Run(x, batch).Should().Equal(block.Run(x, batch));
     }
@@ -56,14 +56,14 @@ public class ResidualLayerTests
 
         // A file nesting 9 blocks, each holding only the next (checksum repaired): refused by the parser, naming the file.
         var model = new SparseModel(new FeatureShape(3), [nested]);
-        byte[] bytes = SparseModelFile.ToBytes(model);
+        byte[] bytes = model.ToBytes();
         int first = 12 + 12 + 4;                                   // header, input shape, layer count: the outer block's tag
         bytes[first].Should().Be(8);
         var hostile = new List<byte>(bytes[..first]);
         hostile.AddRange([8, 1, 0, 0, 0]);                         // one more block around the whole chain: main has 1 layer
         hostile.AddRange(bytes[first..^4]);
         hostile.AddRange([0, 0, 0, 0]);                            // its shortcut: identity
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum([.. hostile]), "deep.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum([.. hostile]), "deep.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'deep.psm'*more than 8 deep*");
     }
 }

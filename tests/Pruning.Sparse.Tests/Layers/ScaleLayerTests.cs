@@ -46,16 +46,16 @@ public class ScaleLayerTests
     public void A_scaling_round_trips_through_a_version_2_file_and_bad_ones_are_refused()
     {
         SparseModel model = Excitation();
-        byte[] bytes = SparseModelFile.ToBytes(model);
+        byte[] bytes = model.ToBytes();
         BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)).Should().Be(2u);
-        SparseModel loaded = SparseModelFile.Read(bytes);
+        SparseModel loaded = SparseModel.Read(bytes);
         loaded.Describe().Should().Be(model.Describe());
         float[] x = Reference.Random(2 * 50, 4);
         loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
 
         byte[] old = (byte[])bytes.Clone();
         old[8] = 1;
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'old.psm'*version-1 file cannot hold*");
 
         FluentActions.Invoking(() => new ScaleLayer([])).Should().Throw<ArgumentException>().WithParameterName("factors");

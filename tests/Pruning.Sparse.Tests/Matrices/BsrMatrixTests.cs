@@ -62,7 +62,7 @@ public class BsrMatrixTests
             m.Multiply(x, y, 1, default, 1, level);
             y.ShouldMatch(Reference.Multiply(w, 4, cols, x, 1));
         }
-        var loaded = (BsrMatrix)((LinearLayer)SparseModelFile.Read(SparseModelFile.ToBytes(new SparseModel(new FeatureShape(cols), [new LinearLayer(m, default)]))).Layers[0]).Weight;
+        var loaded = (BsrMatrix)((LinearLayer)SparseModel.Read(new SparseModel(new FeatureShape(cols), [new LinearLayer(m, default)]).ToBytes()).Layers[0]).Weight;
         loaded.ToDense().Should().Equal(w);
     }
 
@@ -84,20 +84,20 @@ public class BsrMatrixTests
             new ActivationLayer(ActivationKind.ReLU),
             new LinearLayer(BsrMatrix.FromDense(BlockSparse(4, 12, (4, 4), 0.3, 2), 4, 12, (4, 4)), default),
         ]);
-        byte[] bytes = SparseModelFile.ToBytes(model);
+        byte[] bytes = model.ToBytes();
         bytes[8].Should().Be(2);
-        SparseModel loaded = SparseModelFile.Read(bytes);
+        SparseModel loaded = SparseModel.Read(bytes);
         loaded.Describe().Should().Be(model.Describe()).And.Contain("BSR 4×1").And.Contain("BSR 4×4");
         float[] x = Reference.Random(3 * 8, 4);
         loaded.Run(x, 3).Should().Equal(model.Run(x, 3));
         for (int length = 0; length < bytes.Length; length++)
-            FluentActions.Invoking(() => SparseModelFile.Read(bytes.AsSpan(0, length), "cut.psm")).Should().Throw<SparseModelFormatException>();
+            FluentActions.Invoking(() => SparseModel.Read(bytes.AsSpan(0, length), "cut.psm")).Should().Throw<SparseModelFormatException>();
 
         // A block shape that does not tile the matrix, with the checksum repaired: refused by the parser, naming it.
         int shapeAt = FindBlockShape(bytes);
         byte[] bad = (byte[])bytes.Clone();
         bad[shapeAt] = 3;   // 3×1 blocks: not a shape the kernels run
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(bad[..^4]), "bad.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(bad[..^4]), "bad.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'bad.psm'*3×1 blocks*");
     }
 

@@ -90,8 +90,8 @@ public class NmMatrixTests
     {
         float[] w = NofM(4, 8, (2, 4), 3, emptier: 0);
         var model = new SparseModel(new FeatureShape(8), [new LinearLayer(NmMatrix.FromDense(w, 4, 8, (2, 4)), Reference.Random(4, 1))]);
-        byte[] bytes = SparseModelFile.ToBytes(model);
-        SparseModel loaded = SparseModelFile.Read(bytes);
+        byte[] bytes = model.ToBytes();
+        SparseModel loaded = SparseModel.Read(bytes);
         loaded.Describe().Should().Be(model.Describe()).And.Contain("2:4");
         float[] x = Reference.Random(2 * 8, 2);
         loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
@@ -101,9 +101,9 @@ public class NmMatrixTests
         bytes[firstWord - 11].Should().Be(10, "the matrix is stored as N:M");
         byte[] bad = (byte[])bytes.Clone();
         bad[firstWord] = 0b0101;   // positions 1 and 1
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(bad[..^4]), "twice.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(bad[..^4]), "twice.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'twice.psm'*names one position twice*");
         for (int length = 0; length < bytes.Length; length++)
-            FluentActions.Invoking(() => SparseModelFile.Read(bytes.AsSpan(0, length), "cut.psm")).Should().Throw<SparseModelFormatException>();
+            FluentActions.Invoking(() => SparseModel.Read(bytes.AsSpan(0, length), "cut.psm")).Should().Throw<SparseModelFormatException>();
     }
 }

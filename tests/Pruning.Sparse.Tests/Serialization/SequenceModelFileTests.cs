@@ -17,10 +17,10 @@ public class SequenceModelFileTests
         string path = Path.Combine(Path.GetTempPath(), $"seq-{Guid.NewGuid():N}.psq");
         try
         {
-            SequenceModelFile.Save(model, path);
-            SequenceModel loaded = SequenceModelFile.Load(path);
+            model.Save(path);
+            SequenceModel loaded = SequenceModel.Load(path);
             loaded.Describe().Should().Be(model.Describe());
-            SequenceModelFile.ToBytes(loaded).Should().Equal(File.ReadAllBytes(path));
+            loaded.ToBytes().Should().Equal(File.ReadAllBytes(path));
             int[] tokens = [1, 5, 9, 2, 0, 19];
             loaded.Run(tokens, 2, 3).Should().Equal(model.Run(tokens, 2, 3));
         }
@@ -33,17 +33,17 @@ public class SequenceModelFileTests
     [Fact]
     public void Every_truncation_is_refused_naming_the_source()
     {
-        byte[] bytes = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
+        byte[] bytes = SequenceModelTests.Lstm().ToBytes();
         for (int length = 0; length < bytes.Length; length += Math.Max(1, bytes.Length / 200))
-            FluentActions.Invoking(() => SequenceModelFile.Read(bytes.AsSpan(0, length), "cut.psq")).Should().Throw<SparseModelFormatException>().WithMessage("*'cut.psq'*");
-        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "wrong-kind")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with \"PRNSPMDL\"*");
+            FluentActions.Invoking(() => SequenceModel.Read(bytes.AsSpan(0, length), "cut.psq")).Should().Throw<SparseModelFormatException>().WithMessage("*'cut.psq'*");
+        FluentActions.Invoking(() => SparseModel.Read(bytes, "wrong-kind")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with \"PRNSPMDL\"*");
     }
 
     [Fact]
     public void Hostile_counts_with_a_valid_checksum_are_refused_before_allocating()
     {
         // A layer count of 2³¹ and an embedding claiming 2²⁸ × 2²⁸ dense values, each with a correct checksum.
-        byte[] valid = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
+        byte[] valid = SequenceModelTests.Lstm().ToBytes();
         using var ms = new MemoryStream();
         using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
         {
@@ -51,7 +51,7 @@ public class SequenceModelFileTests
             w.Write((byte)1); w.Write(1 << 28); w.Write(1 << 28); w.Write(new byte[64]);
         }
         long before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => SequenceModelFile.Read(FileMutations.WithChecksum(ms.ToArray()), "huge.psq")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SequenceModel.Read(FileMutations.WithChecksum(ms.ToArray()), "huge.psq")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*ends inside the embedding dense weights*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10);
     }
@@ -59,13 +59,13 @@ public class SequenceModelFileTests
     [Fact]
     public void A_model_too_large_for_the_budget_is_refused_when_loaded()
     {
-        byte[] bytes = SequenceModelFile.ToBytes(SequenceModelTests.Lstm());
-        FluentActions.Invoking(() => SequenceModelFile.Read(bytes, "small.psq", new SparseModelOptions { MaxBufferBytes = 64 }))
+        byte[] bytes = SequenceModelTests.Lstm().ToBytes();
+        FluentActions.Invoking(() => SequenceModel.Read(bytes, "small.psq", new SparseModelOptions { MaxBufferBytes = 64 }))
             .Should().Throw<SparseModelFormatException>().WithMessage("*'small.psq'*too large to run*");
     }
 
     [Fact]
     public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation() =>
-        FileMutations.ShouldLoadOrFailCleanly(SequenceModelFile.ToBytes(SequenceModelTests.Lstm()), 20261201,
-            (bytes, options) => SequenceModelFile.Read(bytes, "fuzz", options), model => model.Run(new int[2], 1, 2).Should().HaveCount(2 * model.Outputs));
+        FileMutations.ShouldLoadOrFailCleanly(SequenceModelTests.Lstm().ToBytes(), 20261201,
+            (bytes, options) => SequenceModel.Read(bytes, "fuzz", options), model => model.Run(new int[2], 1, 2).Should().HaveCount(2 * model.Outputs));
 }

@@ -20,10 +20,10 @@ public class SparseModelFileTests
         string path = Path.Combine(Path.GetTempPath(), $"model-{Guid.NewGuid():N}.psm");
         try
         {
-            SparseModelFile.Save(model, path);
-            SparseModel loaded = SparseModelFile.Load(path);
+            model.Save(path);
+            SparseModel loaded = SparseModel.Load(path);
             loaded.Describe().Should().Be(model.Describe());
-            SparseModelFile.ToBytes(loaded).Should().Equal(File.ReadAllBytes(path));
+            loaded.ToBytes().Should().Equal(File.ReadAllBytes(path));
             float[] x = Reference.Random(3 * 144, 2);
             loaded.Run(x, 3).Should().Equal(model.Run(x, 3));
         }
@@ -37,7 +37,7 @@ public class SparseModelFileTests
     public void Global_average_pooling_survives_the_round_trip()
     {
         var model = new SparseModel(new FeatureShape(3, 4, 4), [new GlobalAveragePoolLayer(), new FlattenLayer(), new LinearLayer(new DenseMatrix(Reference.Random(6, 1), 2, 3), null)]);
-        var loaded = SparseModelFile.Read(SparseModelFile.ToBytes(model));
+        var loaded = SparseModel.Read(model.ToBytes());
         loaded.Describe().Should().Be(model.Describe());
         float[] x = Reference.Random(2 * 48, 2);
         loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
@@ -49,17 +49,17 @@ public class SparseModelFileTests
         var w = new float[2 * 70_000];
         w[69_999] = 3; w[70_000 + 65_536] = 4;
         var model = new SparseModel(new FeatureShape(70_000), [new LinearLayer(CsrMatrix.FromDense(w, 2, 70_000), null)]);
-        var loaded = SparseModelFile.Read(SparseModelFile.ToBytes(model));
+        var loaded = SparseModel.Read(model.ToBytes());
         ((CsrMatrix)((LinearLayer)loaded.Layers[0]).Weight).ToDense().Should().Equal(w);
     }
 
     [Fact]
     public void Every_truncation_is_reported_naming_the_source()
     {
-        byte[] bytes = SparseModelFile.ToBytes(Model());
+        byte[] bytes = Model().ToBytes();
         for (int length = 0; length < bytes.Length; length += Math.Max(1, bytes.Length / 300))
         {
-            Action read = () => SparseModelFile.Read(bytes.AsSpan(0, length), "cut.psm");
+            Action read = () => SparseModel.Read(bytes.AsSpan(0, length), "cut.psm");
             read.Should().Throw<SparseModelFormatException>().WithMessage("'cut.psm' is not a valid sparse model file: *");
         }
     }
@@ -67,22 +67,22 @@ public class SparseModelFileTests
     [Fact]
     public void A_flipped_bit_fails_the_checksum()
     {
-        byte[] bytes = SparseModelFile.ToBytes(Model());
+        byte[] bytes = Model().ToBytes();
         bytes[bytes.Length / 2] ^= 0x10;
-        Action read = () => SparseModelFile.Read(bytes, "flip.psm");
+        Action read = () => SparseModel.Read(bytes, "flip.psm");
         read.Should().Throw<SparseModelFormatException>().WithMessage("*checksum does not match*");
     }
 
     [Fact]
     public void Wrong_magic_and_version_are_named()
     {
-        byte[] bytes = SparseModelFile.ToBytes(Model());
+        byte[] bytes = Model().ToBytes();
         byte[] other = (byte[])bytes.Clone();
         other[0] = (byte)'X';
-        FluentActions.Invoking(() => SparseModelFile.Read(other, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with*");
+        FluentActions.Invoking(() => SparseModel.Read(other, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with*");
         byte[] newer = (byte[])bytes.Clone();
         newer[8] = 3;
-        FluentActions.Invoking(() => SparseModelFile.Read(newer, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*version is 3*reads versions 1 to 2*");
+        FluentActions.Invoking(() => SparseModel.Read(newer, "m")).Should().Throw<SparseModelFormatException>().WithMessage("*version is 3*reads versions 1 to 2*");
     }
 
     [Fact]
@@ -97,7 +97,7 @@ public class SparseModelFileTests
         }
         byte[] bytes = FileMutations.WithChecksum(ms.ToArray());
         long before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "hostile.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(bytes, "hostile.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*ends inside layer 0 dense weights*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(1 << 20);
     }
@@ -105,7 +105,7 @@ public class SparseModelFileTests
     [Fact]
     public void Missing_file_is_named()
     {
-        FluentActions.Invoking(() => SparseModelFile.Load("/no/such/model.psm")).Should().Throw<FileNotFoundException>().WithMessage("*'/no/such/model.psm'*");
+        FluentActions.Invoking(() => SparseModel.Load("/no/such/model.psm")).Should().Throw<FileNotFoundException>().WithMessage("*'/no/such/model.psm'*");
     }
 
     /// <summary>A model file written by hand: the header, then <paramref name="layers"/>, then the checksum.</summary>
@@ -137,7 +137,7 @@ public class SparseModelFileTests
         byte[] bytes = Handmade(1, 1, 1, 3, w => { for (int i = 0; i < 3; i++) PaddedPointwiseConv(w, 1024); });
         bytes.Length.Should().BeLessThan(200);
         long before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "padded.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(bytes, "padded.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*'padded.psm'*layer 0 is invalid*Padding (1024, 1024)*at most dilation·(kernel − 1) = (0, 0)*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10, "the exception and its message are all that is allocated");
     }
@@ -148,7 +148,7 @@ public class SparseModelFileTests
         // A 16385×16385 single-channel input through a ReLU: 2 × 1 GiB of activation buffers, from a 46-byte file.
         byte[] bytes = Handmade(1, 16_385, 16_385, 1, w => { w.Write((byte)3); w.Write((byte)1); w.Write(0f); });
         long before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "giant.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(bytes, "giant.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*'giant.psm'*too large to run*2,147,745,800 bytes*budget of 268,435,456*MaxBufferBytes*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10, "the exception and its message are all that is allocated");
     }
@@ -161,10 +161,10 @@ public class SparseModelFileTests
         // Two buffers as wide as conv1's 4×12×12 output, and conv1's direct-convolution scratch: the 14×14 padded input,
         // 16 floats of slack, and 4 wide output rows of 11·14 + 12 = 166 positions rounded up to 176.
         perSample.Should().Be(4 * (2 * 4 * 12 * 12 + (14 * 14 + 16 + 4 * 176)));
-        byte[] bytes = SparseModelFile.ToBytes(model);
-        FluentActions.Invoking(() => SparseModelFile.Read(bytes, "small-budget.psm", new SparseModelOptions { MaxBufferBytes = perSample - 1 }))
+        byte[] bytes = model.ToBytes();
+        FluentActions.Invoking(() => SparseModel.Read(bytes, "small-budget.psm", new SparseModelOptions { MaxBufferBytes = perSample - 1 }))
             .Should().Throw<SparseModelFormatException>().WithMessage("*too large to run*");
-        var tight = SparseModelFile.Read(bytes, "tight.psm", new SparseModelOptions { MaxBufferBytes = model.BufferBytes(3) });
+        var tight = SparseModel.Read(bytes, "tight.psm", new SparseModelOptions { MaxBufferBytes = model.BufferBytes(3) });
         tight.Run(new float[3 * 144], 3).Should().HaveCount(6);
         FluentActions.Invoking(() => tight.Run(new float[4 * 144], 4)).Should().Throw<ArgumentOutOfRangeException>()
             .WithMessage("*batch of 4 needs*budget*").Which.ParamName.Should().Be("batch");
@@ -199,20 +199,20 @@ public class SparseModelFileTests
     public void Compressed_values_round_trip_bit_for_bit_in_a_version_2_file_and_exact_models_stay_version_1()
     {
         SparseModel model = CompressedModel();
-        byte[] bytes = SparseModelFile.ToBytes(model);
+        byte[] bytes = model.ToBytes();
         BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)).Should().Be(2u);
-        BinaryPrimitives.ReadUInt32LittleEndian(SparseModelFile.ToBytes(Model()).AsSpan(8)).Should().Be(1u, "a file without compressed values stays readable by version-1 readers");
-        SparseModel loaded = SparseModelFile.Read(bytes);
+        BinaryPrimitives.ReadUInt32LittleEndian(Model().ToBytes().AsSpan(8)).Should().Be(1u, "a file without compressed values stays readable by version-1 readers");
+        SparseModel loaded = SparseModel.Read(bytes);
         loaded.Describe().Should().Be(model.Describe());
         loaded.Describe().Should().Contain("CSR fp16").And.Contain("CSR int8");
-        SparseModelFile.ToBytes(loaded).Should().Equal(bytes);
+        loaded.ToBytes().Should().Equal(bytes);
         float[] x = Reference.Random(2 * 144, 5);
         loaded.Run(x, 2).Should().Equal(model.Run(x, 2));
 
         // The same bytes labelled version 1 are refused: version 1 cannot hold compressed values.
         byte[] old = (byte[])bytes.Clone();
         old[8] = 1;
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(old[..^4]), "old.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*compressed values*version-1 file cannot hold*");
     }
 
@@ -233,7 +233,7 @@ public class SparseModelFileTests
             else { w.Write(tag == 7 ? float.NaN : 0.5f); w.Write((sbyte)1); w.Write(tag == 6 ? sbyte.MinValue : (sbyte)3); }
             w.Write((byte)0);
         }
-        FluentActions.Invoking(() => SparseModelFile.Read(FileMutations.WithChecksum(ms.ToArray()), "bad.psm")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => SparseModel.Read(FileMutations.WithChecksum(ms.ToArray()), "bad.psm")).Should().Throw<SparseModelFormatException>()
             .WithMessage("'bad.psm'*").WithMessage(message);
     }
 
@@ -261,7 +261,7 @@ public class SparseModelFileTests
     public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation(string kind)
     {
         var options = new SparseModelOptions { MaxBufferBytes = 1 << 20 };
-        byte[] valid = SparseModelFile.ToBytes(kind switch { "compressed" => CompressedModel(), "structured" => StructuredModel(), "graph" => Layers.ConcatLayerTests.Inception(), "scale" => Layers.ScaleLayerTests.Excitation(), _ => Model() });
+        byte[] valid = (kind switch { "compressed" => CompressedModel(), "structured" => StructuredModel(), "graph" => Layers.ConcatLayerTests.Inception(), "scale" => Layers.ScaleLayerTests.Excitation(), _ => Model() }).ToBytes();
         var random = new Random(kind.Length * 20261201);
         var clock = Stopwatch.StartNew();
         int cases = 0, loaded = 0, refusedByParser = 0;
@@ -274,12 +274,12 @@ public class SparseModelFileTests
             long before = GC.GetAllocatedBytesForCurrentThread();
             try
             {
-                SparseModel model = SparseModelFile.Read(bytes, "fuzz", options);
+                SparseModel model = SparseModel.Read(bytes, "fuzz", options);
                 float[] output = model.Run(new float[model.InputShape.Size], 1);
                 long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
                 // The working buffers are within the budget; the output array is the caller's result (itself at most one activation).
                 allocated.Should().BeLessThan(4L * bytes.Length + options.MaxBufferBytes + output.Length * sizeof(float) + (256 << 10), $"case {cases} allocated {allocated} bytes");
-                SparseModel again = SparseModelFile.Read(SparseModelFile.ToBytes(model), "round trip", options);
+                SparseModel again = SparseModel.Read(model.ToBytes(), "round trip", options);
                 again.Describe().Should().Be(model.Describe(), $"case {cases} round-trips");
                 again.Run(new float[model.InputShape.Size], 1).Should().Equal(output, $"case {cases} round-trips");
                 loaded++;

@@ -18,13 +18,13 @@ public class TransformerModelFileTests
         string path = Path.Combine(Path.GetTempPath(), $"tfm-{Guid.NewGuid():N}.ptf");
         try
         {
-            TransformerModelFile.Save(model, path);
-            TransformerModel loaded = TransformerModelFile.Load(path);
+            model.Save(path);
+            TransformerModel loaded = TransformerModel.Load(path);
             loaded.Describe().Should().Be(model.Describe());
             loaded.Tied.Should().Be(tied);
             loaded.Blocks.Select(b => (b.NormFirst, b.Gelu)).Should().Equal(model.Blocks.Select(b => (b.NormFirst, b.Gelu)));
             loaded.FinalNorm!.Epsilon.Should().Be(model.FinalNorm!.Epsilon);
-            TransformerModelFile.ToBytes(loaded).Should().Equal(File.ReadAllBytes(path));
+            loaded.ToBytes().Should().Equal(File.ReadAllBytes(path));
             int[] tokens = [1, 5, 9, 2, 0, 19];
             loaded.Run(tokens, 2, 3).Should().Equal(model.Run(tokens, 2, 3));
         }
@@ -37,10 +37,10 @@ public class TransformerModelFileTests
     [Fact]
     public void Every_truncation_is_refused_naming_the_source()
     {
-        byte[] bytes = TransformerModelFile.ToBytes(TransformerModelTests.Small());
+        byte[] bytes = TransformerModelTests.Small().ToBytes();
         for (int length = 0; length < bytes.Length; length += Math.Max(1, bytes.Length / 300))
-            FluentActions.Invoking(() => TransformerModelFile.Read(bytes.AsSpan(0, length), "cut.ptf")).Should().Throw<SparseModelFormatException>().WithMessage("*'cut.ptf'*");
-        FluentActions.Invoking(() => SequenceModelFile.Read(bytes, "wrong-kind")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with \"PRNSPSEQ\"*");
+            FluentActions.Invoking(() => TransformerModel.Read(bytes.AsSpan(0, length), "cut.ptf")).Should().Throw<SparseModelFormatException>().WithMessage("*'cut.ptf'*");
+        FluentActions.Invoking(() => SequenceModel.Read(bytes, "wrong-kind")).Should().Throw<SparseModelFormatException>().WithMessage("*does not start with \"PRNSPSEQ\"*");
     }
 
     [Fact]
@@ -54,17 +54,17 @@ public class TransformerModelFileTests
             w.Write((byte)1); w.Write(1 << 28); w.Write(1 << 28); w.Write(new byte[64]);
         }
         long before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => TransformerModelFile.Read(FileMutations.WithChecksum(ms.ToArray()), "huge.ptf")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => TransformerModel.Read(FileMutations.WithChecksum(ms.ToArray()), "huge.ptf")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*ends inside the token embedding dense weights*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10);
 
-        byte[] valid = TransformerModelFile.ToBytes(TransformerModelTests.Small());
+        byte[] valid = TransformerModelTests.Small().ToBytes();
         // The block count sits after the heads and the two tables; find it by writing a model's prefix.
         int countAt = CountOffset(valid);
         byte[] hostile = valid[..^4];
         BitConverter.GetBytes(int.MaxValue).CopyTo(hostile, countAt);
         before = GC.GetAllocatedBytesForCurrentThread();
-        FluentActions.Invoking(() => TransformerModelFile.Read(FileMutations.WithChecksum(hostile), "blocks.ptf")).Should().Throw<SparseModelFormatException>()
+        FluentActions.Invoking(() => TransformerModel.Read(FileMutations.WithChecksum(hostile), "blocks.ptf")).Should().Throw<SparseModelFormatException>()
             .WithMessage("*block count 2147483647 is impossible*");
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().BeLessThan(256 << 10);
     }
@@ -86,13 +86,13 @@ public class TransformerModelFileTests
     [Fact]
     public void A_model_too_large_for_the_budget_is_refused_when_loaded()
     {
-        byte[] bytes = TransformerModelFile.ToBytes(TransformerModelTests.Small());
-        FluentActions.Invoking(() => TransformerModelFile.Read(bytes, "small.ptf", new SparseModelOptions { MaxBufferBytes = 64 }))
+        byte[] bytes = TransformerModelTests.Small().ToBytes();
+        FluentActions.Invoking(() => TransformerModel.Read(bytes, "small.ptf", new SparseModelOptions { MaxBufferBytes = 64 }))
             .Should().Throw<SparseModelFormatException>().WithMessage("*'small.ptf'*too large to run*");
     }
 
     [Fact]
     public void Fuzzed_files_load_or_fail_cleanly_within_a_bounded_allocation() =>
-        FileMutations.ShouldLoadOrFailCleanly(TransformerModelFile.ToBytes(TransformerModelTests.Small()), 20261206,
-            (bytes, options) => TransformerModelFile.Read(bytes, "fuzz", options), model => model.Run(new int[2], 1, 2).Should().HaveCount(2 * model.Outputs));
+        FileMutations.ShouldLoadOrFailCleanly(TransformerModelTests.Small().ToBytes(), 20261206,
+            (bytes, options) => TransformerModel.Read(bytes, "fuzz", options), model => model.Run(new int[2], 1, 2).Should().HaveCount(2 * model.Outputs));
 }

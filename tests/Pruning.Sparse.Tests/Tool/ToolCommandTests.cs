@@ -26,7 +26,7 @@ public sealed class ToolCommandTests : IDisposable
             new LinearLayer(WeightMatrix.FromDense(Reference.Random(18, 3), 3, 6, MatrixFormat.Dense), Reference.Random(3, 4)),
         ]);
         string path = Path.Combine(_dir, "model.psm");
-        SparseModelFile.Save(model, path);
+        model.Save(path);
         return path;
     }
 
@@ -79,7 +79,7 @@ public sealed class ToolCommandTests : IDisposable
         var (code, output, _) = Capture(() => Commands.Tune(path, tuned, batch: 2, allFormats: false, runs: 3));
         code.Should().Be(0);
         output.Should().Contain("layer 0:").And.Contain($"wrote {tuned}");
-        SparseModel original = SparseModelFile.Load(path), result = SparseModelFile.Load(tuned);
+        SparseModel original = SparseModel.Load(path), result = SparseModel.Load(tuned);
         float[] x = Reference.Random(16, 5);
         result.Run(x, 2).Should().Equal(original.Run(x, 2));
     }
@@ -91,7 +91,7 @@ public sealed class ToolCommandTests : IDisposable
     {
         SequenceModel model = Sequences.SequenceModelTests.Lstm(seed: 3, gru);
         string path = Path.Combine(_dir, "lm.psq");
-        SequenceModelFile.Save(model, path);
+        model.Save(path);
 
         var (code, output, _) = Capture(() => Commands.Inspect(path));
         code.Should().Be(0);

@@ -91,7 +91,7 @@ public sealed class SequenceExportTests
     public void Exported_lstm_and_gru_give_torchsharps_logits_from_a_zero_state(bool gru, bool batchFirst, int steps)
     {
         var model = new LanguageModel(gru, batchFirst, seed: steps + (gru ? 100 : 0));
-        SequenceModel exported = SequenceExport.ToSequenceModel(model);
+        SequenceModel exported = SparseExport.ToSequenceModel(model);
         exported.Layers.Should().HaveCount(Layers).And.AllBeOfType(gru ? typeof(GruLayer) : typeof(LstmLayer));
         exported.Layers[0].WeightHh.Format.Should().Be(MatrixFormat.Csr, "about 70 % of its weights are zero");
         int[] tokens = Tokens(3, steps, seed: 7);
@@ -104,7 +104,7 @@ public sealed class SequenceExportTests
     public void An_initial_state_is_taken_and_the_final_state_equals_torchsharps(bool gru)
     {
         var model = new LanguageModel(gru, batchFirst: true, seed: 11);
-        SequenceModel exported = SequenceExport.ToSequenceModel(model);
+        SequenceModel exported = SparseExport.ToSequenceModel(model);
         torch.manual_seed(12);
         using Tensor h0 = torch.randn(Layers, 2, Hidden), c0 = torch.randn(Layers, 2, Hidden);
         RecurrentState state = exported.NewState(2);
@@ -126,7 +126,7 @@ public sealed class SequenceExportTests
     public void Stepping_one_token_at_a_time_equals_running_the_sequence()
     {
         var model = new LanguageModel(gru: false, batchFirst: true, seed: 21);
-        SequenceModel exported = SequenceExport.ToSequenceModel(model);
+        SequenceModel exported = SparseExport.ToSequenceModel(model);
         int[] tokens = Tokens(2, 12, seed: 22);
         float[] whole = exported.Run(tokens, 2, 12);
         RecurrentState state = exported.NewState(2);
@@ -144,8 +144,8 @@ public sealed class SequenceExportTests
     public void The_file_round_trips_to_the_same_model_and_logits()
     {
         var model = new LanguageModel(gru: true, batchFirst: true, seed: 31);
-        SequenceModel exported = SequenceExport.ToSequenceModel(model);
-        SequenceModel loaded = SequenceModelFile.Read(SequenceModelFile.ToBytes(exported), "lm.psq");
+        SequenceModel exported = SparseExport.ToSequenceModel(model);
+        SequenceModel loaded = SequenceModel.Read(exported.ToBytes(), "lm.psq");
         loaded.Describe().Should().Be(exported.Describe());
         int[] tokens = Tokens(2, 5, seed: 32);
         loaded.Run(tokens, 2, 5).Should().Equal(exported.Run(tokens, 2, 5));
@@ -154,15 +154,15 @@ public sealed class SequenceExportTests
     [Fact]
     public void Out_of_range_tokens_bidirectional_layers_and_foreign_modules_are_refused_by_name()
     {
-        SequenceModel exported = SequenceExport.ToSequenceModel(new LanguageModel(gru: false, batchFirst: true, seed: 41));
+        SequenceModel exported = SparseExport.ToSequenceModel(new LanguageModel(gru: false, batchFirst: true, seed: 41));
         FluentActions.Invoking(() => exported.Run([1, Vocabulary, 2], 1, 3)).Should().Throw<ArgumentOutOfRangeException>()
             .WithMessage($"*Token {Vocabulary} (sequence 0, step 1)*[0, {Vocabulary})*").Which.ParamName.Should().Be("tokens");
         FluentActions.Invoking(() => exported.Run([-1], 1, 1)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Token -1*");
 
         var bidirectional = new Container(("embed", nn.Embedding(10, 4)), ("rnn", nn.LSTM(4, 6, bidirectional: true)), ("out", nn.Linear(12, 10)));
-        FluentActions.Invoking(() => SequenceExport.ToSequenceModel(bidirectional)).Should().Throw<NotSupportedException>().WithMessage("*'rnn' is bidirectional*");
+        FluentActions.Invoking(() => SparseExport.ToSequenceModel(bidirectional)).Should().Throw<NotSupportedException>().WithMessage("*'rnn' is bidirectional*");
         var foreign = new Container(("embed", nn.Embedding(10, 4)), ("norm", nn.LayerNorm(4)), ("rnn", nn.GRU(4, 6)), ("out", nn.Linear(6, 10)));
-        FluentActions.Invoking(() => SequenceExport.ToSequenceModel(foreign)).Should().Throw<NotSupportedException>().WithMessage("*'norm' (LayerNorm)*");
+        FluentActions.Invoking(() => SparseExport.ToSequenceModel(foreign)).Should().Throw<NotSupportedException>().WithMessage("*'norm' (LayerNorm)*");
     }
 
     /// <summary>A module that only holds children, in the order given.</summary>

@@ -90,7 +90,7 @@ public class SparseExportTests
         try
         {
             SparseExport.Save(model, new FeatureShape(16), path);
-            SparseModel loaded = SparseModelFile.Load(path);
+            SparseModel loaded = SparseModel.Load(path);
             var x = TestModels.Batch(2, size: 5).X;
             using Tensor y = loaded.Run(x);
             y.shape.Should().Equal(5, 3);
@@ -189,7 +189,7 @@ public class SparseExportTests
         sparse.Layers.OfType<Conv2dLayer>().Select(c => c.Groups).Should().Equal(1, 8, 1, 4);
         using var x = torch.randn(3, 1, 14, 14);
         ShouldMatchTorch(sparse, model, x);
-        ShouldMatchTorch(SparseModelFile.Read(SparseModelFile.ToBytes(sparse)), model, x);
+        ShouldMatchTorch(SparseModel.Read(sparse.ToBytes()), model, x);
     }
 
     [Theory]
@@ -209,6 +209,6 @@ public class SparseExportTests
         sparse.Layers.OfType<Pool2dLayer>().Should().OnlyContain(p => p.CeilMode);
         using var x = torch.randn(2, 2, 16, 14);
         ShouldMatchTorch(sparse, model, x);
-        ShouldMatchTorch(SparseModelFile.Read(SparseModelFile.ToBytes(sparse)), model, x);
+        ShouldMatchTorch(SparseModel.Read(sparse.ToBytes()), model, x);
     }
 }

@@ -63,7 +63,7 @@ public sealed class TracedExportTests
         using (torch.no_grad()) expected = TestModels.Values(model.call(x));
         double scale = Math.Max(1, expected.Max(v => Math.Abs((double)v)));
         int batch = (int)x.shape[0];
-        foreach (SparseModel candidate in new[] { runtime, SparseModelFile.Read(SparseModelFile.ToBytes(runtime)) })
+        foreach (SparseModel candidate in new[] { runtime, SparseModel.Read(runtime.ToBytes()) })
             candidate.Run(TestModels.Values(x), batch).Zip(expected).Should().OnlyContain(p => Math.Abs(p.First - p.Second) <= 1e-4 * scale);
         OnnxExportTests.ShouldMatchTorch(OnnxExport.ToBytes(model, shape), model, x);
         return runtime;

@@ -56,7 +56,7 @@ public sealed class TransformerExportTests
     {
         TransformerLanguageModel model = Model(3, normFirst, fused, tanh, tied);
         var options = new TransformerExportOptions { Heads = Heads, NormFirst = normFirst, Gelu = tanh ? GeluApproximation.Tanh : GeluApproximation.None };
-        TransformerModel exported = TransformerExport.ToTransformerModel(model, options);
+        TransformerModel exported = SparseExport.ToTransformerModel(model, options);
         exported.Tied.Should().Be(tied);
         exported.Context.Should().Be(Context);
         (exported.FinalNorm is null).Should().Be(!normFirst);
@@ -87,7 +87,7 @@ public sealed class TransformerExportTests
     {
         TransformerLanguageModel model = Model(11, normFirst, fused, tanh, tied);
         var options = new TransformerExportOptions { Heads = Heads, NormFirst = normFirst, Gelu = tanh ? GeluApproximation.Tanh : GeluApproximation.None };
-        byte[] onnx = OnnxExport.ToBytes(TransformerExport.ToTransformerModel(model, options), new OnnxExportOptions { InputName = "tokens", OutputName = "logits" });
+        byte[] onnx = OnnxExport.ToBytes(SparseExport.ToTransformerModel(model, options), new OnnxExportOptions { InputName = "tokens", OutputName = "logits" });
         using var session = new InferenceSession(onnx, new SessionOptions { IntraOpNumThreads = 1 });
         foreach (var (batch, steps) in new[] { (3, 37), (1, 1), (2, Context) })
         {
@@ -97,7 +97,7 @@ public sealed class TransformerExportTests
             outputs[0].GetTensorTypeAndShape().Shape.Should().Equal(batch, steps, Vocabulary);
             ShouldMatchRange(outputs[0].GetTensorDataAsSpan<float>().ToArray(), TorchLogits(model, tokens.Select(t => (int)t).ToArray(), batch, steps));
         }
-        FluentActions.Invoking(() => OnnxExport.ToBytes(TransformerExport.ToTransformerModel(model, options), new OnnxExportOptions { Opset = 16 }))
+        FluentActions.Invoking(() => OnnxExport.ToBytes(SparseExport.ToTransformerModel(model, options), new OnnxExportOptions { Opset = 16 }))
             .Should().Throw<ArgumentOutOfRangeException>().WithMessage("*opset 17*");
     }
 
@@ -106,12 +106,12 @@ public sealed class TransformerExportTests
     {
         TransformerLanguageModel model = Model(5);
         var right = new TransformerExportOptions { Heads = Heads };
-        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { Heads = 2 })).Should().Throw<NotSupportedException>().WithMessage("*logits differ*Heads*");
-        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { NormFirst = false })).Should().Throw<NotSupportedException>().WithMessage("*logits differ*");
+        FluentActions.Invoking(() => SparseExport.ToTransformerModel(model, right with { Heads = 2 })).Should().Throw<NotSupportedException>().WithMessage("*logits differ*Heads*");
+        FluentActions.Invoking(() => SparseExport.ToTransformerModel(model, right with { NormFirst = false })).Should().Throw<NotSupportedException>().WithMessage("*logits differ*");
         // The two GELUs differ by under 5e-4 at any input: the default tolerance may pass one for the other (their logits
         // are that close); a tighter one tells them apart while the right description still passes.
-        TransformerExport.ToTransformerModel(model, right with { Tolerance = 1e-5 });
-        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, right with { Gelu = GeluApproximation.Tanh, Tolerance = 1e-5 }))
+        SparseExport.ToTransformerModel(model, right with { Tolerance = 1e-5 });
+        FluentActions.Invoking(() => SparseExport.ToTransformerModel(model, right with { Gelu = GeluApproximation.Tanh, Tolerance = 1e-5 }))
             .Should().Throw<NotSupportedException>().WithMessage("*logits differ*");
         model.training.Should().BeTrue("the check restores the module's mode");
     }
@@ -159,7 +159,7 @@ public sealed class TransformerExportTests
     public void An_unknown_module_is_refused_by_name()
     {
         var model = new Unsupported();
-        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, new TransformerExportOptions { Heads = 2 }))
+        FluentActions.Invoking(() => SparseExport.ToTransformerModel(model, new TransformerExportOptions { Heads = 2 }))
             .Should().Throw<NotSupportedException>().WithMessage("*'blocks.0'*'conv'*Conv1d*");
     }
 
@@ -169,7 +169,7 @@ public sealed class TransformerExportTests
         // TorchSharp 0.107's encoder layer wraps a native libtorch module (post-LN only, fused in_proj): the export cannot
         // read or verify it, so it refuses it rather than guess.
         var model = new NativeEncoder();
-        FluentActions.Invoking(() => TransformerExport.ToTransformerModel(model, new TransformerExportOptions { Heads = 2 }))
+        FluentActions.Invoking(() => SparseExport.ToTransformerModel(model, new TransformerExportOptions { Heads = 2 }))
             .Should().Throw<NotSupportedException>().WithMessage("Block 'blocks.0' (TransformerEncoderLayer) exposes no submodules yet holds parameters*native TorchSharp module*own*");
     }
 
@@ -210,9 +210,9 @@ public sealed class TransformerExportTests
         string path = Path.Combine(Path.GetTempPath(), $"tfm-{Guid.NewGuid():N}.ptf");
         try
         {
-            TransformerModel saved = TransformerExport.Save(model, path, new TransformerExportOptions { Heads = Heads }, MatrixFormat.CsrFloat16);
+            TransformerModel saved = SparseExport.SaveTransformerModel(model, path, new TransformerExportOptions { Heads = Heads }, MatrixFormat.CsrFloat16);
             int[] tokens = Enumerable.Range(0, 20).Select(i => i % Vocabulary).ToArray();
-            TransformerModelFile.Load(path).Run(tokens, 2, 10).Should().Equal(saved.Run(tokens, 2, 10));
+            TransformerModel.Load(path).Run(tokens, 2, 10).Should().Equal(saved.Run(tokens, 2, 10));
         }
         finally
         {

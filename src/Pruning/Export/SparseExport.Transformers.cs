@@ -31,27 +31,29 @@ public sealed record TransformerExportOptions
     public double Tolerance { get; init; } = 1e-4;
 }
 
-/// <summary>
-/// Turns a pruned decoder-only transformer language model (users' own TorchSharp modules) into a
-/// <see cref="TransformerModel"/> for standalone inference, and writes its file (<see cref="TransformerModelFile"/>).
-/// Pruned projections, embeddings and the decoder are stored sparse where <see cref="MatrixFormat.Auto"/> says so.
-/// </summary>
-/// <remarks>
-/// The pieces are found among the model's modules in registration order (<c>Dropout</c>, <c>Identity</c> and
-/// activation modules are skipped): an <c>Embedding</c> of tokens; an <c>Embedding</c> of positions (its rows are the
-/// context; a sinusoidal table goes in a frozen <c>Embedding</c>); the blocks (children of a <c>ModuleList</c>, or
-/// consecutive children), each holding, in order, a <c>LayerNorm</c>, the query, key and value <c>Linear</c>s [d, d]
-/// (or one [3·d, d]), the output <c>Linear</c>, a <c>LayerNorm</c>, and the MLP's two <c>Linear</c>s; then an optional
-/// final <c>LayerNorm</c> and a <c>Linear</c> decoder (none, or one sharing the token table's tensor: tied). Anything
-/// else is refused with its name. What the modules cannot show (heads, pre- or post-LN, the GELU, causal attention
-/// scaled by 1/√(d/heads), token + position embeddings unscaled) is checked, not assumed: the module (a
-/// <c>Module&lt;Tensor, Tensor&gt;</c> from [batch, steps] token ids to [batch, steps, vocabulary] logits) and the
-/// exported model run the same probe sequences, and a difference beyond <see cref="TransformerExportOptions.Tolerance"/>
-/// refuses the export, so a forward that does something else is never exported silently.
-/// </remarks>
-public static class TransformerExport
+static partial class SparseExport
 {
     /// <summary>Builds the inference model from <paramref name="model"/> and checks it against the module's logits.</summary>
+    /// <remarks>
+    /// <para>
+    /// Turns a pruned decoder-only transformer language model (users' own TorchSharp modules) into a
+    /// <see cref="TransformerModel"/> for standalone inference, and writes its file (<see cref="TransformerModel.Save"/>).
+    /// Pruned projections, embeddings and the decoder are stored sparse where <see cref="MatrixFormat.Auto"/> says so.
+    /// </para>
+    /// <para>
+    /// The pieces are found among the model's modules in registration order (<c>Dropout</c>, <c>Identity</c> and
+    /// activation modules are skipped): an <c>Embedding</c> of tokens; an <c>Embedding</c> of positions (its rows are the
+    /// context; a sinusoidal table goes in a frozen <c>Embedding</c>); the blocks (children of a <c>ModuleList</c>, or
+    /// consecutive children), each holding, in order, a <c>LayerNorm</c>, the query, key and value <c>Linear</c>s [d, d]
+    /// (or one [3·d, d]), the output <c>Linear</c>, a <c>LayerNorm</c>, and the MLP's two <c>Linear</c>s; then an optional
+    /// final <c>LayerNorm</c> and a <c>Linear</c> decoder (none, or one sharing the token table's tensor: tied). Anything
+    /// else is refused with its name. What the modules cannot show (heads, pre- or post-LN, the GELU, causal attention
+    /// scaled by 1/√(d/heads), token + position embeddings unscaled) is checked, not assumed: the module (a
+    /// <c>Module&lt;Tensor, Tensor&gt;</c> from [batch, steps] token ids to [batch, steps, vocabulary] logits) and the
+    /// exported model run the same probe sequences, and a difference beyond <see cref="TransformerExportOptions.Tolerance"/>
+    /// refuses the export, so a forward that does something else is never exported silently.
+    /// </para>
+    /// </remarks>
     /// <exception cref="NotSupportedException">A module is not part of the supported structure, or the exported model's logits differ from the module's; the message says which.</exception>
     public static TransformerModel ToTransformerModel(nn.Module<Tensor, Tensor> model, TransformerExportOptions options, MatrixFormat format = MatrixFormat.Auto,
         SparseModelOptions? runtime = null)
@@ -73,10 +75,10 @@ public static class TransformerExport
     }
 
     /// <summary>Builds and checks the inference model, and saves it to <paramref name="path"/>.</summary>
-    public static TransformerModel Save(nn.Module<Tensor, Tensor> model, string path, TransformerExportOptions options, MatrixFormat format = MatrixFormat.Auto)
+    public static TransformerModel SaveTransformerModel(nn.Module<Tensor, Tensor> model, string path, TransformerExportOptions options, MatrixFormat format = MatrixFormat.Auto)
     {
         TransformerModel transformer = ToTransformerModel(model, options, format);
-        TransformerModelFile.Save(transformer, path);
+        transformer.Save(path);
         return transformer;
     }
 
@@ -96,8 +98,8 @@ public static class TransformerExport
         var tokenEmbedding = (Embedding)Next("the token Embedding", m => m is Embedding).Module;
         var positionEmbedding = (Embedding)Next("the position Embedding", m => m is Embedding).Module;
         Tensor tokenWeight = tokenEmbedding.weight!;
-        var tokens = new EmbeddingLayer(SparseExport.Matrix(tokenWeight, format));
-        var positions = new EmbeddingLayer(SparseExport.Matrix(positionEmbedding.weight!, MatrixFormat.Dense));
+        var tokens = new EmbeddingLayer(Matrix(tokenWeight, format));
+        var positions = new EmbeddingLayer(Matrix(positionEmbedding.weight!, MatrixFormat.Dense));
         var blocks = new List<TransformerBlock>();
         while (at < children.Count && children[at].module is not (LayerNorm or Linear or Embedding))
         {
@@ -114,7 +116,7 @@ public static class TransformerExport
         {
             at++;
             bool tied = SameStorage(linear.weight!, tokenWeight);
-            decoder = new LinearLayer(tied ? tokens.Table : SparseExport.Matrix(linear.weight!, format), linear.bias is null ? default : SparseExport.Floats(linear.bias));
+            decoder = new LinearLayer(tied ? tokens.Table : Matrix(linear.weight!, format), linear.bias is null ? default : Floats(linear.bias));
         }
         else decoder = new LinearLayer(tokens.Table, default);
         if (at < children.Count)
@@ -142,9 +144,9 @@ public static class TransformerExport
         int d = (int)linears[^1].weight!.shape[0];
         Tensor qkv = fused ? linears[0].weight! : torch.cat([linears[0].weight!, linears[1].weight!, linears[2].weight!], 0);
         float[] qkvBias = fused
-            ? linears[0].bias is { } b ? SparseExport.Floats(b) : []
+            ? linears[0].bias is { } b ? Floats(b) : []
             : linears.Take(3).All(l => l.bias is null) ? []
-            : linears.Take(3).SelectMany(l => l.bias is { } lb ? SparseExport.Floats(lb) : new float[d]).ToArray();
+            : linears.Take(3).SelectMany(l => l.bias is { } lb ? Floats(lb) : new float[d]).ToArray();
         int o = fused ? 1 : 3;
         try
         {
@@ -161,13 +163,13 @@ public static class TransformerExport
     {
         if (norm.normalized_shape.Length != 1)
             throw new NotSupportedException($"{what} normalizes over {norm.normalized_shape.Length} dimensions; only the last one can be.");
-        return new Sparse.Sequences.LayerNorm((int)norm.normalized_shape[0], norm.weight is null ? default : SparseExport.Floats(norm.weight),
-            norm.bias is null ? default : SparseExport.Floats(norm.bias), (float)norm.eps);
+        return new Sparse.Sequences.LayerNorm((int)norm.normalized_shape[0], norm.weight is null ? default : Floats(norm.weight),
+            norm.bias is null ? default : Floats(norm.bias), (float)norm.eps);
     }
 
-    private static LinearLayer Projection(Linear linear, MatrixFormat format) => Projection(linear.weight!, linear.bias is null ? [] : SparseExport.Floats(linear.bias), format);
+    private static LinearLayer Projection(Linear linear, MatrixFormat format) => Projection(linear.weight!, linear.bias is null ? [] : Floats(linear.bias), format);
 
-    private static LinearLayer Projection(Tensor weight, float[] bias, MatrixFormat format) => new(SparseExport.Matrix(weight, format), bias);
+    private static LinearLayer Projection(Tensor weight, float[] bias, MatrixFormat format) => new(Matrix(weight, format), bias);
 
     private static bool IsModuleList(nn.Module module) => module.GetType() is { IsGenericType: true } t && t.GetGenericTypeDefinition() == typeof(ModuleList<>);
 
@@ -195,7 +197,7 @@ public static class TransformerExport
             Tensor logits = model.call(torch.tensor(probe.Select(t => (long)t).ToArray(), [batch, steps]));
             if (!logits.shape.SequenceEqual(new long[] { batch, steps, exported.Outputs }))
                 throw new NotSupportedException($"The module maps [{batch}, {steps}] tokens to [{string.Join(", ", logits.shape)}], not [{batch}, {steps}, {exported.Outputs}] logits.");
-            theirs = SparseExport.Floats(logits);
+            theirs = Floats(logits);
         }
         finally
         {
@@ -212,6 +214,6 @@ public static class TransformerExport
         if (!(worst <= tolerance * Math.Max(range, 1e-30)))
             throw new NotSupportedException(
                 $"The exported model's logits differ from the module's by up to {worst:G3} (logit range {range:G3}; at sequence {worstAt / (steps * exported.Outputs)}, step {worstAt / exported.Outputs % steps}): "
-                + "its forward does something this export does not reproduce. Check TransformerExportOptions (Heads, NormFirst, Gelu) and the remarks of TransformerExport (causal attention scaled by 1/√(head size), embeddings added unscaled).");
+                + "its forward does something this export does not reproduce. Check TransformerExportOptions (Heads, NormFirst, Gelu) and the remarks of SparseExport.ToTransformerModel (causal attention scaled by 1/√(head size), embeddings added unscaled).");
     }
 }

@@ -11,24 +11,26 @@ using static TorchSharp.torch;
 
 namespace Pruning.Export;
 
-/// <summary>
-/// Turns a pruned recurrent language model (token embedding → stacked LSTM or GRU → Linear decoder) into a
-/// <see cref="SequenceModel"/> for standalone inference, and writes its file (<see cref="SequenceModelFile"/>). Pruned
-/// <c>weight_ih_l*</c>/<c>weight_hh_l*</c>, the embedding and the decoder are stored sparse where
-/// <see cref="MatrixFormat.Auto"/> says so. Export after <see cref="GradualPruner.Strip"/> (or with the masks applied).
-/// </summary>
-/// <remarks>
-/// The model's forward is not traced: the pieces are found among its direct children in registration order — one
-/// <c>Embedding</c>, then one or more <c>LSTM</c> or <c>GRU</c> modules (stacked in that order, all of one kind), then
-/// one <c>Linear</c>; <c>Dropout</c> anywhere is skipped (inference). Any other child, a bidirectional or projected
-/// recurrent module, or a different order is refused with the module's name. Embedding options that act at lookup
-/// time (<c>max_norm</c>) are not seen and not reproduced.
-/// </remarks>
-public static class SequenceExport
+static partial class SparseExport
 {
     private static readonly Regex LayerParameter = new(@"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$", RegexOptions.CultureInvariant);
 
     /// <summary>Builds the inference model from <paramref name="model"/>'s children (see the remarks).</summary>
+    /// <remarks>
+    /// <para>
+    /// Turns a pruned recurrent language model (token embedding → stacked LSTM or GRU → Linear decoder) into a
+    /// <see cref="SequenceModel"/> for standalone inference, and writes its file (<see cref="SequenceModel.Save"/>). Pruned
+    /// <c>weight_ih_l*</c>/<c>weight_hh_l*</c>, the embedding and the decoder are stored sparse where
+    /// <see cref="MatrixFormat.Auto"/> says so. Export after <see cref="GradualPruner.Strip"/> (or with the masks applied).
+    /// </para>
+    /// <para>
+    /// The model's forward is not traced: the pieces are found among its direct children in registration order — one
+    /// <c>Embedding</c>, then one or more <c>LSTM</c> or <c>GRU</c> modules (stacked in that order, all of one kind), then
+    /// one <c>Linear</c>; <c>Dropout</c> anywhere is skipped (inference). Any other child, a bidirectional or projected
+    /// recurrent module, or a different order is refused with the module's name. Embedding options that act at lookup
+    /// time (<c>max_norm</c>) are not seen and not reproduced.
+    /// </para>
+    /// </remarks>
     /// <exception cref="NotSupportedException">A child is not part of the supported structure; the message names it.</exception>
     public static SequenceModel ToSequenceModel(nn.Module model, MatrixFormat format = MatrixFormat.Auto, SparseModelOptions? options = null)
     {
@@ -57,19 +59,19 @@ public static class SequenceExport
         ArgumentNullException.ThrowIfNull(decoder);
         using var _ = torch.no_grad();
         var table = embedding.weight ?? throw new NotSupportedException("The embedding has no weight.");
-        var embeddingLayer = new EmbeddingLayer(SparseExport.Matrix(table, format));
+        var embeddingLayer = new EmbeddingLayer(Matrix(table, format));
         var layers = new List<RecurrentLayer>();
         foreach (var (name, module) in recurrent)
             layers.AddRange(Layers(name, module, format));
-        var decoderLayer = new LinearLayer(SparseExport.Matrix(decoder.weight!, format), decoder.bias is null ? default : SparseExport.Floats(decoder.bias));
+        var decoderLayer = new LinearLayer(Matrix(decoder.weight!, format), decoder.bias is null ? default : Floats(decoder.bias));
         return new SequenceModel(embeddingLayer, layers, decoderLayer, options);
     }
 
-    /// <summary>Builds the inference model and saves it to <paramref name="path"/> (see <see cref="SequenceModelFile"/>).</summary>
-    public static SequenceModel Save(nn.Module model, string path, MatrixFormat format = MatrixFormat.Auto)
+    /// <summary>Builds the inference model and saves it to <paramref name="path"/> (see <see cref="SequenceModel.Save"/>).</summary>
+    public static SequenceModel SaveSequenceModel(nn.Module model, string path, MatrixFormat format = MatrixFormat.Auto)
     {
         SequenceModel sequence = ToSequenceModel(model, format);
-        SequenceModelFile.Save(sequence, path);
+        sequence.Save(path);
         return sequence;
     }
 
@@ -91,11 +93,11 @@ public static class SequenceExport
         {
             Tensor ih = parameters.GetValueOrDefault($"weight_ih_l{l}") ?? throw new NotSupportedException($"Module '{name}' has no weight_ih_l{l}.");
             Tensor hh = parameters.GetValueOrDefault($"weight_hh_l{l}") ?? throw new NotSupportedException($"Module '{name}' has no weight_hh_l{l}.");
-            ReadOnlySpan<float> biasIh = parameters.TryGetValue($"bias_ih_l{l}", out var bi) ? SparseExport.Floats(bi) : default;
-            ReadOnlySpan<float> biasHh = parameters.TryGetValue($"bias_hh_l{l}", out var bh) ? SparseExport.Floats(bh) : default;
+            ReadOnlySpan<float> biasIh = parameters.TryGetValue($"bias_ih_l{l}", out var bi) ? Floats(bi) : default;
+            ReadOnlySpan<float> biasHh = parameters.TryGetValue($"bias_hh_l{l}", out var bh) ? Floats(bh) : default;
             layers.Add(module is LSTM
-                ? new LstmLayer(SparseExport.Matrix(ih, format), SparseExport.Matrix(hh, format), biasIh, biasHh)
-                : new GruLayer(SparseExport.Matrix(ih, format), SparseExport.Matrix(hh, format), biasIh, biasHh));
+                ? new LstmLayer(Matrix(ih, format), Matrix(hh, format), biasIh, biasHh)
+                : new GruLayer(Matrix(ih, format), Matrix(hh, format), biasIh, biasHh));
         }
         return layers;
     }
