@@ -1,3 +1,4 @@
+using Pruning.Checkpoints;
 using Pruning.Configuration;
 using Pruning.Interop;
 using TorchSharp;
@@ -71,73 +72,37 @@ public abstract class GradientAccumulatingCriterion : IAccumulatingCriterion, ID
     }
 
     /// <inheritdoc />
-    public void SaveState(BinaryWriter writer)
+    public void SaveState(BinaryWriter writer) => StateEntries.Write(writer, _windows, window =>
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        writer.Write(_windows.Count);
-        foreach (var (name, (sum, count)) in _windows.OrderBy(w => w.Key, StringComparer.Ordinal))
-        {
-            writer.Write(name);
-            writer.Write(count);
-            writer.Write((int)sum.dtype);
-            writer.Write(sum.shape.Length);
-            foreach (long d in sum.shape) writer.Write(d);
-            using var host = sum.cpu().contiguous();
-            writer.Write(host.bytes);
-        }
-    }
+        writer.Write(window.Count);
+        writer.Write((int)window.Sum.dtype);
+        writer.Write(window.Sum.shape.Length);
+        foreach (long d in window.Sum.shape) writer.Write(d);
+        StateEntries.WriteTensor(writer, window.Sum);
+    });
 
     /// <inheritdoc />
     public void LoadState(BinaryReader reader, IReadOnlyDictionary<string, Tensor> parameters)
     {
-        ArgumentNullException.ThrowIfNull(reader);
-        ArgumentNullException.ThrowIfNull(parameters);
-        long Remaining() => reader.BaseStream.Length - reader.BaseStream.Position;
-        int entries = reader.ReadInt32();
-        if (entries < 0 || entries > parameters.Count)
-            throw new InvalidDataException($"{this}: the saved state claims {entries} parameters; the pruner has {parameters.Count}.");
-        var loaded = new Dictionary<string, (Tensor Sum, long Count)>();
-        try
+        string owner = ToString()!;
+        var loaded = StateEntries.Read(reader, parameters, owner, (name, parameter) =>
         {
-            for (int e = 0; e < entries; e++)
-            {
-                string name = reader.ReadString();
-                if (!parameters.TryGetValue(name, out Tensor? parameter))
-                    throw new InvalidDataException($"{this}: the saved state names '{name}', which is not a pruned parameter.");
-                if (loaded.ContainsKey(name))
-                    throw new InvalidDataException($"{this}: the saved state holds '{name}' twice.");
-                long count = reader.ReadInt64();
-                var dtype = (ScalarType)reader.ReadInt32();
-                int rank = reader.ReadInt32();
-                if (count <= 0 || rank < 0 || rank > MaxRank)
-                    throw new InvalidDataException($"{this}: the saved state of '{name}' is malformed (count {count}, rank {rank}).");
-                var shape = new long[rank];
-                for (int d = 0; d < rank; d++) shape[d] = reader.ReadInt64();
-                if (!shape.SequenceEqual(parameter.shape))
-                    throw new InvalidDataException($"{this}: the saved state of '{name}' has shape [{string.Join(", ", shape)}], the parameter [{string.Join(", ", parameter.shape)}].");
-                if (dtype != SumType(parameter.dtype))
-                    throw new InvalidDataException($"{this}: the saved state of '{name}' is {dtype}, but a {parameter.dtype} parameter sums in {SumType(parameter.dtype)}.");
-                long bytes = parameter.numel() * (dtype == ScalarType.Float64 ? 8 : 4);
-                if (bytes > Remaining())
-                    throw new InvalidDataException($"{this}: the saved state of '{name}' is truncated.");
-                var host = torch.empty(shape, dtype);
-                reader.BaseStream.ReadExactly(host.bytes);
-                loaded[name] = (host.device == parameter.device ? host : MoveTo(host, parameter.device), count);
-            }
-        }
-        catch
-        {
-            foreach (var window in loaded.Values) window.Sum.Dispose();
-            throw;
-        }
+            long count = reader.ReadInt64();
+            var dtype = (ScalarType)reader.ReadInt32();
+            int rank = reader.ReadInt32();
+            if (count <= 0 || rank < 0 || rank > MaxRank)
+                throw new InvalidDataException($"{owner}: the saved state of '{name}' is malformed (count {count}, rank {rank}).");
+            var shape = new long[rank];
+            for (int d = 0; d < rank; d++) shape[d] = reader.ReadInt64();
+            if (!shape.SequenceEqual(parameter.shape))
+                throw new InvalidDataException($"{owner}: the saved state of '{name}' has shape [{string.Join(", ", shape)}], the parameter [{string.Join(", ", parameter.shape)}].");
+            if (dtype != SumType(parameter.dtype))
+                throw new InvalidDataException($"{owner}: the saved state of '{name}' is {dtype}, but a {parameter.dtype} parameter sums in {SumType(parameter.dtype)}.");
+            return (Sum: StateEntries.ReadTensor(reader, shape, dtype, parameter.device, owner, $"state of '{name}'"), Count: count);
+        }, window => window.Sum.Dispose());
         foreach (var window in _windows.Values) window.Sum.Dispose();
         _windows.Clear();
         foreach (var (name, window) in loaded) _windows[name] = window;
-    }
-
-    private static Tensor MoveTo(Tensor host, Device device)
-    {
-        using (host) return host.to(device);
     }
 
     /// <summary>Releases the accumulated tensors.</summary>

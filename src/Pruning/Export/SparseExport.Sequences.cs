@@ -4,7 +4,6 @@ using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
 using Pruning.Sparse.Sequences;
-using Pruning.Sparse.Serialization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

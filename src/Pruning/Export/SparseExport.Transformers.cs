@@ -3,7 +3,6 @@ using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
 using Pruning.Sparse.Sequences;
-using Pruning.Sparse.Serialization;
 using TorchSharp;
 using TorchSharp.Modules;
 using LayerNorm = TorchSharp.Modules.LayerNorm;

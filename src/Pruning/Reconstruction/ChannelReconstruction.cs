@@ -57,12 +57,7 @@ public sealed class ChannelReconstructionOptions
     public double Dampening
     {
         get => _dampening;
-        init
-        {
-            if (!double.IsFinite(value) || value < 0)
-                throw new ArgumentOutOfRangeException(nameof(Dampening), value, "Dampening must be a finite value ≥ 0.");
-            _dampening = value;
-        }
+        init => _dampening = ObsSolver.CheckDampening(value);
     }
 }
 

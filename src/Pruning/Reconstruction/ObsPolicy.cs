@@ -37,12 +37,7 @@ public sealed class ObsPolicy : ReconstructionPolicy
     public double Dampening
     {
         get => _dampening;
-        init
-        {
-            if (!double.IsFinite(value) || value < 0)
-                throw new ArgumentOutOfRangeException(nameof(Dampening), value, "Dampening must be a finite value ≥ 0.");
-            _dampening = value;
-        }
+        init => _dampening = ObsSolver.CheckDampening(value);
     }
 
     /// <summary>Columns per block: masks are chosen a block at a time, and updates past the block are batched.</summary>

@@ -115,6 +115,10 @@ internal static class ObsSolver
     /// <summary>w²/U_qq²: the loss increase of pruning the weight, as float32 for the engine.</summary>
     private static float Saliency(double weight, double uqq) => (float)(weight * weight / (uqq * uqq));
 
+    /// <summary>A dampening λ (a fraction of mean(diag H) added to H's diagonal) is finite and ≥ 0.</summary>
+    internal static double CheckDampening(double value) => double.IsFinite(value) && value >= 0 ? value
+        : throw new ArgumentOutOfRangeException("Dampening", value, "Dampening must be a finite value ≥ 0.");
+
     /// <summary>
     /// U with UᵀU = (H + λI)⁻¹, λ = <paramref name="dampening"/> · mean(diag H). Inputs that never vary (a zero diagonal
     /// entry) get λ like the rest; a layer whose inputs are all zero gets H = I.

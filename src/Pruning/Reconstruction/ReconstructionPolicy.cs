@@ -1,3 +1,4 @@
+using Pruning.Checkpoints;
 using Pruning.Configuration;
 using Pruning.Criteria;
 using Pruning.Grouping;
@@ -193,61 +194,30 @@ public abstract class ReconstructionPolicy : MaskPolicy, IPrunerState, IDisposab
     }
 
     /// <inheritdoc />
-    public void SaveState(BinaryWriter writer)
+    public void SaveState(BinaryWriter writer) => StateEntries.Write(writer, _windows.Where(w => w.Value.Rows > 0), window =>
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        var entries = _windows.Where(w => w.Value.Rows > 0).OrderBy(w => w.Key, StringComparer.Ordinal).ToList();
-        writer.Write(entries.Count);
-        foreach (var (name, window) in entries)
-        {
-            writer.Write(name);
-            writer.Write(window.Rows);
-            writer.Write(window.Columns);
-            writer.Write(window.DiagonalOnly);
-            using var host = window.Sum!.cpu().contiguous();
-            writer.Write(host.bytes);
-        }
-    }
+        writer.Write(window.Rows);
+        writer.Write(window.Columns);
+        writer.Write(window.DiagonalOnly);
+        StateEntries.WriteTensor(writer, window.Sum!);
+    });
 
     /// <inheritdoc />
     public void LoadState(BinaryReader reader, IReadOnlyDictionary<string, Tensor> parameters)
     {
-        ArgumentNullException.ThrowIfNull(reader);
-        ArgumentNullException.ThrowIfNull(parameters);
-        long Remaining() => reader.BaseStream.Length - reader.BaseStream.Position;
-        int entries = reader.ReadInt32();
-        if (entries < 0 || entries > parameters.Count)
-            throw new InvalidDataException($"{Config}: the saved state claims {entries} input windows; the pruner has {parameters.Count} parameters.");
-        var loaded = new Dictionary<string, InputCovariance>();
-        try
+        string owner = Config.ToString();
+        var loaded = StateEntries.Read(reader, parameters, owner, (name, parameter) =>
         {
-            for (int e = 0; e < entries; e++)
-            {
-                string name = reader.ReadString();
-                if (!parameters.TryGetValue(name, out Tensor? parameter))
-                    throw new InvalidDataException($"{Config}: the saved state names '{name}', which is not a pruned parameter.");
-                if (loaded.ContainsKey(name))
-                    throw new InvalidDataException($"{Config}: the saved state holds '{name}' twice.");
-                long rows = reader.ReadInt64(), columns = reader.ReadInt64();
-                bool diagonal = reader.ReadBoolean();
-                long expected = parameter.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
-                if (rows <= 0 || columns != expected || diagonal == NeedsFullCovariance)
-                    throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are malformed ({rows} rows of {columns} columns, {(diagonal ? "diagonal" : "full")}; the weight takes {expected}).");
-                long[] shape = diagonal ? [columns] : [columns, columns];
-                if (shape.Aggregate(8L, (a, b) => a * b) > Remaining())
-                    throw new InvalidDataException($"{Config}: the saved inputs of '{name}' are truncated.");
-                var host = torch.empty(shape, ScalarType.Float64);
-                reader.BaseStream.ReadExactly(host.bytes);
-                var window = new InputCovariance(name, columns, diagonal);
-                window.Restore(host.device == parameter.device ? host : MoveTo(host, parameter.device), rows);
-                loaded[name] = window;
-            }
-        }
-        catch
-        {
-            foreach (InputCovariance w in loaded.Values) w.Dispose();
-            throw;
-        }
+            long rows = reader.ReadInt64(), columns = reader.ReadInt64();
+            bool diagonal = reader.ReadBoolean();
+            long expected = parameter.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+            if (rows <= 0 || columns != expected || diagonal == NeedsFullCovariance)
+                throw new InvalidDataException($"{owner}: the saved inputs of '{name}' are malformed ({rows} rows of {columns} columns, {(diagonal ? "diagonal" : "full")}; the weight takes {expected}).");
+            Tensor sum = StateEntries.ReadTensor(reader, diagonal ? [columns] : [columns, columns], ScalarType.Float64, parameter.device, owner, $"inputs of '{name}'");
+            var window = new InputCovariance(name, columns, diagonal);
+            window.Restore(sum, rows);
+            return window;
+        }, window => window.Dispose());
         foreach (InputCovariance w in _windows.Values) w.Dispose();
         _windows.Clear();
         foreach (var (name, window) in loaded) _windows[name] = window;
@@ -256,11 +226,6 @@ public abstract class ReconstructionPolicy : MaskPolicy, IPrunerState, IDisposab
     /// <summary>The most bytes <see cref="SaveState"/> writes for these parameters: bounds what a checkpoint may hold.</summary>
     internal override long MaxStateBytes(IEnumerable<long[]> shapes) =>
         4 + shapes.Sum(s => { long d = s.Skip(1).Aggregate(1L, (a, b) => a * b); return 1024 + 17 + d * d * 8; });
-
-    private static Tensor MoveTo(Tensor host, Device device)
-    {
-        using (host) return host.to(device);
-    }
 
     /// <summary>Removes the hooks and releases the gathered inputs.</summary>
     public void Dispose()
