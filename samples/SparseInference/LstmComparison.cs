@@ -8,7 +8,6 @@ using Pruning.Optimizers;
 using Pruning.Samples.Language;
 using Pruning.Scheduling;
 using Pruning.Sparse.Sequences;
-using Pruning.Sparse.Serialization;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -10,7 +10,6 @@ using Pruning.Scheduling;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
-using Pruning.Sparse.Serialization;
 using Pruning.Sparse.Tuning;
 using TorchSharp;
 using static TorchSharp.torch;

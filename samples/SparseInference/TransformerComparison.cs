@@ -13,7 +13,6 @@ using Pruning.Samples.Language;
 using Pruning.Scheduling;
 using Pruning.Sparse.Matrices;
 using Pruning.Sparse.Sequences;
-using Pruning.Sparse.Serialization;
 using TorchSharp;
 using static TorchSharp.torch;
 

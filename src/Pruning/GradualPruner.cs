@@ -34,10 +34,8 @@ namespace Pruning;
 /// </example>
 public sealed class GradualPruner : IDisposable
 {
-    private readonly nn.Module _model;
     private readonly ResolvedPruning _plan;
     private readonly MaskSession _session;
-    private readonly ParameterMask[] _masks;
     private readonly OptimizerStateHygiene? _hygiene;
     private readonly List<MaskUpdate> _updates = [];
     private bool _disposed;
@@ -54,17 +52,18 @@ public sealed class GradualPruner : IDisposable
         TorchHealth.EnsureOnFirstUse();
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        _model = model;
         _plan = options.Resolve(model);
-        _masks = _plan.Parameters.Select(p => new ParameterMask(p.Name, p.Shape)).ToArray();
+        _session = new MaskSession(model, _plan, () => CurrentStep);
         if (optimizer is not null)
         {
             _hygiene = new OptimizerStateHygiene(optimizer);
             foreach (ResolvedParameter p in _plan.Parameters)
-                if (!_hygiene.Tracks(Weight(p.Name)))
+                if (!_hygiene.Tracks(_session.Weight(p.Name)))
+                {
+                    _session.Dispose();
                     throw new ArgumentException($"The optimizer does not train '{p.Name}'. Was it created for another model, or before model.to(device)?", nameof(optimizer));
+                }
         }
-        _session = new MaskSession(model, _plan, () => CurrentStep);
     }
 
     /// <summary>The step the next call to <see cref="Step"/> handles (0 for a new pruner).</summary>
@@ -97,19 +96,19 @@ public sealed class GradualPruner : IDisposable
             // Plain steps allocate nothing here: fewer collections also means fewer chances to hit TorchSharp's
             // finalizer race on temporary Scalars (see the README).
             List<int>? due = null;
-            for (int i = 0; i < _masks.Length; i++)
+            for (int i = 0; i < _plan.Parameters.Count; i++)
                 if (_plan.Parameters[i].Schedule.IsUpdateStep(CurrentStep)) (due ??= []).Add(i);
 
             // The current masks first, with the optimizer state of the parameters about to be updated: scores then
             // see the masked model, and weights that new masks revive restart from zero with fresh state.
-            for (int i = 0; i < _masks.Length; i++)
+            for (int i = 0; i < _plan.Parameters.Count; i++)
                 Apply(i, clearState: due?.Contains(i) == true);
             foreach (ResolvedParameter p in _plan.Parameters)
-                _plan.Policy.Observe(p, Weight);
+                _plan.Policy.Observe(p, _session.Weight);
 
             if (due is not null)
             {
-                update = UpdateMasks(due);
+                update = new MaskUpdate(CurrentStep, _session.Update(due, p => p.Schedule.SparsityAt(CurrentStep), CurrentStep));
                 foreach (int i in due)
                 {
                     _plan.Policy.Reset(_plan.Parameters[i]);
@@ -143,9 +142,8 @@ public sealed class GradualPruner : IDisposable
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(parameterName);
-        ParameterMask mask = _masks.FirstOrDefault(m => m.Name == parameterName)
-            ?? throw new ArgumentException($"'{parameterName}' is not pruned by this pruner; pruned: {string.Join(", ", _masks.Select(m => m.Name))}.", nameof(parameterName));
-        Parameter weight = Weight(parameterName);
+        ParameterMask mask = _session.Mask(parameterName);
+        Parameter weight = _session.Weight(parameterName);
         return mask.KeepTensor(weight.dtype, weight.device);
     }
 
@@ -171,17 +169,7 @@ public sealed class GradualPruner : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
-        var masks = _masks.Select((m, i) => new SavedMask(m.Name, _plan.Parameters[i].Schedule.Config, m.Shape, m.Target, m.LastUpdateStep,
-            m.HasMask ? m.Current.ToArray() : null)).ToList();
-        byte[]? criterionState = null;
-        if (_plan.Policy.State is { } stateful)
-        {
-            using var buffer = new MemoryStream();
-            using (var writer = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
-                stateful.SaveState(writer);
-            criterionState = buffer.ToArray();
-        }
-        PrunerCheckpoint.Write(path, new SavedPruner(CurrentStep, _plan.Scope, _plan.Policy.Config, _plan.Granularity.Config, masks, criterionState));
+        PrunerCheckpoint.Write(path, _session.Snapshot(CurrentStep));
     }
 
     /// <summary>
@@ -194,52 +182,12 @@ public sealed class GradualPruner : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
-        long maxBytes = PrunerCheckpoint.MaxBytes(_plan.Parameters.Select(p => p.Count + p.ScoredCount))
-            + _plan.Policy.MaxStateBytes(_plan.Parameters.Select(p => p.Shape));
-        SavedPruner saved = PrunerCheckpoint.Read(path, maxBytes);
-        PrunerCheckpoint.Verify(saved, _plan, path);
-
-        IPrunerState? stateful = _plan.Policy.State;
-        if ((stateful is null) != (saved.CriterionState is null))
-            throw new InvalidDataException($"Pruning checkpoint '{path}' does not match this pruner: " +
-                (stateful is null ? $"it carries criterion state, but {_plan.Policy} keeps none." : $"it carries no state for {_plan.Policy}."));
-        if (stateful is not null)
-        {
-            using var reader = new BinaryReader(new MemoryStream(saved.CriterionState!), Encoding.UTF8);
-            var parameters = _masks.ToDictionary(m => m.Name, m => (Tensor)Weight(m.Name));
-            try
-            {
-                stateful.LoadState(reader, parameters);
-            }
-            catch (EndOfStreamException)
-            {
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Policy} ends early.");
-            }
-            catch (FormatException e)
-            {
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Policy} is malformed ({e.Message}).", e);
-            }
-            catch (InvalidDataException e)
-            {
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: {e.Message}", e);
-            }
-            if (reader.BaseStream.Position != reader.BaseStream.Length)
-                throw new InvalidDataException($"Pruning checkpoint '{path}' is invalid: the state of {_plan.Policy} has trailing bytes.");
-        }
-
-        for (int i = 0; i < _masks.Length; i++)
-        {
-            SavedMask s = saved.Masks[i];
-            _masks[i].Dispose();
-            if (s.Keep is not null)
-                _masks[i].Replace(s.Keep);
-            _masks[i].Target = s.Target;
-            _masks[i].LastUpdateStep = s.LastUpdateStep;
-        }
+        SavedPruner saved = PrunerCheckpoint.Read(path, _session.MaxCheckpointBytes);
+        _session.Restore(saved, path);
         CurrentStep = saved.Step;
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
-            for (int i = 0; i < _masks.Length; i++) Apply(i, clearState: true);
+            for (int i = 0; i < _plan.Parameters.Count; i++) Apply(i, clearState: true);
     }
 
     /// <summary>
@@ -252,7 +200,7 @@ public sealed class GradualPruner : IDisposable
         ThrowIfDisposed();
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
-            for (int i = 0; i < _masks.Length; i++) Apply(i, clearState: true);
+            for (int i = 0; i < _plan.Parameters.Count; i++) Apply(i, clearState: true);
         PruningReport report = BuildReport();
         Dispose();
         return report;
@@ -262,39 +210,15 @@ public sealed class GradualPruner : IDisposable
     public void Dispose()
     {
         _session.Dispose();
-        foreach (ParameterMask m in _masks) m.Dispose();
         _disposed = true;
-    }
-
-    /// <summary>Lets the policy choose the due parameters' new masks (and perhaps rewrite their weights), then records the churn.</summary>
-    private MaskUpdate UpdateMasks(List<int> due)
-    {
-        long step = CurrentStep;
-        var weights = due.Select(i =>
-        {
-            ResolvedParameter p = _plan.Parameters[i];
-            return new DueWeight(p.Name, p.Bounds.Clamp(p.Schedule.SparsityAt(step)), _masks[i].Current, _masks[i].NextBuffer());
-        }).ToList();
-        _session.Choose(weights, step);
-        var changes = new List<LayerMaskUpdate>(due.Count);
-        for (int j = 0; j < due.Count; j++)
-        {
-            ParameterMask mask = _masks[due[j]];
-            DueWeight chosen = weights[j];
-            var (newly, revived) = mask.Replace(chosen.Keep);
-            mask.Target = chosen.Target;
-            mask.LastUpdateStep = step;
-            changes.Add(new LayerMaskUpdate(mask.Name, chosen.Target, mask.PrunedCount, mask.Count, newly, revived));
-        }
-        return new MaskUpdate(step, changes);
     }
 
     /// <summary>Zeroes the pruned weights of mask <paramref name="index"/>, and their optimizer state if asked.</summary>
     private void Apply(int index, bool clearState)
     {
-        ParameterMask mask = _masks[index];
+        ParameterMask mask = _session.Masks[index];
         if (!mask.HasMask) return;
-        Parameter weight = Weight(mask.Name);
+        Parameter weight = _session.Weight(mask.Name);
         OptimizerStateHygiene? hygiene = clearState ? _hygiene : null;
         if (hygiene is not null && !hygiene.Tracks(weight))
         {
@@ -302,24 +226,20 @@ public sealed class GradualPruner : IDisposable
             if (!hygiene.Tracks(weight))
                 throw new InvalidOperationException($"The optimizer no longer trains '{mask.Name}' (the model was moved or reloaded into new parameters). Create the pruner again with the new optimizer.");
         }
-        _session.Apply(mask, hygiene);
+        _session.Apply(index, hygiene);
     }
 
     private PruningReport BuildReport()
     {
         using var scope = torch.NewDisposeScope();
-        var rows = _masks.Select(m =>
+        var rows = _session.Masks.Select(m =>
         {
-            Parameter weight = Weight(m.Name);
+            Parameter weight = _session.Weight(m.Name);
             long nonzero = weight.count_nonzero().item<long>();
             return new LayerReport(m.Name, m.Shape, double.IsNaN(m.Target) ? 0 : m.Target, nonzero, m.Count, m.MaskedNonzero(weight));
         }).ToList();
         return new PruningReport(CurrentStep, rows);
     }
-
-    /// <summary>Looks the parameter up by name each time: <c>Module.to(device)</c> replaces Parameter objects.</summary>
-    private Parameter Weight(string name) => _model.get_parameter(name)
-        ?? throw new InvalidOperationException($"The model no longer has a parameter named '{name}'.");
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

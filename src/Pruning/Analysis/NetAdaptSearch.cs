@@ -16,13 +16,9 @@ namespace Pruning.Analysis;
 internal abstract class NetAdaptSearch<TOption> : IDisposable
 {
     /// <summary>Creates the search over <paramref name="plan"/>'s weights (one mask each, all kept), choosing masks through a session of it.</summary>
-    protected NetAdaptSearch(nn.Module model, ResolvedPruning plan)
-    {
-        Session = new MaskSession(model, plan, () => 0);
-        foreach (ResolvedParameter p in plan.Parameters) Masks[p.Name] = new ParameterMask(p.Name, p.Shape);
-    }
+    protected NetAdaptSearch(nn.Module model, ResolvedPruning plan) => Session = new MaskSession(model, plan, () => 0);
 
-    /// <summary>Where proposals choose masks (the plan's policy, its dependency groups) and apply them (coupled rows too).</summary>
+    /// <summary>Where the kept masks live and proposals choose masks (the plan's policy, its dependency groups) and apply them (coupled rows too).</summary>
     protected MaskSession Session { get; }
 
     /// <summary>Gains below this fraction of ΔR are measurement noise: without the rule, a run chased a 0.0x µs gain and lost 40 points of accuracy.</summary>
@@ -43,21 +39,15 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
     /// <summary>Records what the option changes once it is kept (the model and the masks already hold it).</summary>
     protected abstract void Keep(string layer, TOption option);
 
-    /// <summary>The kept masks, by weight name.</summary>
-    protected Dictionary<string, ParameterMask> Masks { get; } = [];
-
     /// <summary>The mask each layer's pending proposal would give it.</summary>
     private readonly Dictionary<string, ParameterMask> _proposed = [];
 
     /// <summary>Holds <paramref name="mask"/> as <paramref name="layer"/>'s pending proposal (replacing an older one).</summary>
-    protected void Propose(string layer, ParameterMask mask)
+    private void Propose(string layer, ParameterMask mask)
     {
         Discard(layer);
         _proposed[layer] = mask;
     }
-
-    /// <summary>The mask <paramref name="layer"/> has under the proposal on <paramref name="proposedLayer"/>.</summary>
-    protected ParameterMask MaskUnder(string layer, string? proposedLayer) => layer == proposedLayer ? _proposed[layer] : Masks[layer];
 
     /// <summary>
     /// Proposes <paramref name="layer"/> pruned to <paramref name="target"/> on top of its kept mask (already pruned
@@ -65,10 +55,11 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
     /// </summary>
     protected void ProposeAndApply(string layer, double target)
     {
-        var mask = new ParameterMask(layer, Masks[layer].Shape);
+        ParameterMask kept = Session.Mask(layer);
+        var mask = new ParameterMask(layer, kept.Shape);
         try
         {
-            var due = new DueWeight(layer, target, Masks[layer].Current, mask.NextBuffer());
+            var due = new DueWeight(layer, target, kept.Current, mask.NextBuffer());
             Session.Choose([due], 0);
             mask.Replace(due.Keep);
         }
@@ -85,7 +76,7 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
     protected void Remask(string? proposedLayer)
     {
         using var noGrad = torch.no_grad();
-        foreach (string name in Masks.Keys) Session.Apply(MaskUnder(name, proposedLayer), null);
+        foreach (ParameterMask kept in Session.Masks) Session.Apply(kept.Name == proposedLayer ? _proposed[kept.Name] : kept, null);
     }
 
     private void Discard(string layer)
@@ -95,16 +86,14 @@ internal abstract class NetAdaptSearch<TOption> : IDisposable
 
     private void Promote(string layer, TOption option)
     {
-        Masks[layer].Dispose();
-        Masks[layer] = _proposed[layer];
-        _proposed.Remove(layer);
+        Session.Mask(layer).Replace(_proposed[layer].Current.ToArray());
+        Discard(layer);
         Keep(layer, option);
     }
 
     public void Dispose()
     {
-        foreach (ParameterMask mask in Masks.Values.Concat(_proposed.Values)) mask.Dispose();
-        Masks.Clear();
+        foreach (ParameterMask mask in _proposed.Values) mask.Dispose();
         _proposed.Clear();
         Session.Dispose();
     }
