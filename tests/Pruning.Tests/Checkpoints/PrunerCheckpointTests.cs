@@ -86,6 +86,47 @@ public sealed class PrunerCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void Policy_state_with_an_entry_twice_or_cut_short_is_refused_and_the_pruner_keeps_its_state()
+    {
+        // Wanda keeps one window of input statistics per weight; updates at 4 and 10 calibrate on the 4 steps before.
+        PruningOptions Options() => new() { Schedule = new PolynomialDecaySchedule(0.2, 0.8, 4, 10, 6), Policy = new Pruning.Reconstruction.WandaPolicy { WindowBatches = 4 } };
+        var model = TestModels.Mlp(73);
+        var optimizer = TestModels.Optimizer("adam", model);
+        string path = Path.Combine(_dir, "wanda.pruning");
+        using (var pruner = new GradualPruner(model, Options(), optimizer))
+        {
+            for (int step = 0; step < 8; step++)
+            {
+                TestModels.TrainStep(model, optimizer, step);
+                pruner.Step();
+            }
+            pruner.Save(path);
+        }
+        SavedPruner saved = PrunerCheckpoint.Read(path, long.MaxValue);
+        byte[] state = saved.CriterionState!;
+        BinaryPrimitives.ReadInt32LittleEndian(state).Should().Be(3, "the three weights are in their window at step 8");
+
+        // The first entry in place of the second. An entry: name (1-byte length here), rows, columns, diagonal flag, columns float64s.
+        int Length(int at) => 1 + state[at] + 17 + 8 * (int)BinaryPrimitives.ReadInt64LittleEndian(state.AsSpan(at + 1 + state[at] + 8));
+        int second = 4 + Length(4), third = second + Length(second);
+        byte[] twice = [.. state.AsSpan(0, second), .. state.AsSpan(4, second - 4), .. state.AsSpan(third)];
+        var resumed = TestModels.Mlp(74);
+        using var other = new GradualPruner(resumed, Options());
+        other.Load(path);
+        PrunerCheckpoint.Write(path, saved with { CriterionState = twice });
+        FluentActions.Invoking(() => other.Load(path)).Should().Throw<InvalidDataException>().WithMessage($"*'{path}'*Wanda*holds '{saved.Masks[0].Name}' twice*");
+        PrunerCheckpoint.Write(path, saved with { CriterionState = state[..^9] });
+        FluentActions.Invoking(() => other.Load(path)).Should().Throw<InvalidDataException>().WithMessage("*inputs of*truncated*");
+
+        // The refused loads left the pruner as the good load made it: it continues exactly like the original run.
+        other.CurrentStep.Should().Be(8);
+        PrunerCheckpoint.Write(path, saved);
+        using var again = new GradualPruner(TestModels.Mlp(74), Options());
+        again.Load(path);
+        other.Mask(saved.Masks[0].Name).sum().item<float>().Should().Be(again.Mask(saved.Masks[0].Name).sum().item<float>());
+    }
+
+    [Fact]
     public void A_file_larger_than_the_pruner_can_need_is_refused_before_it_is_read()
     {
         string path = Path.Combine(_dir, "huge.pruning");
