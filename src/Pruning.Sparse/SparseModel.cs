@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
@@ -90,8 +91,17 @@ public sealed class SparseModel
     /// ([N, C, H, W]) and <paramref name="output"/> receives batch × <see cref="OutputShape"/> values.
     /// <paramref name="threads"/> 0 uses every core.
     /// </summary>
-    public void Run(ReadOnlySpan<float> input, Span<float> output, int batch = 1, int threads = 0)
+    public void Run(ReadOnlySpan<float> input, Span<float> output, int batch = 1, int threads = 0) => Run(input, output, batch, threads, null);
+
+    /// <summary>
+    /// <see cref="Run(ReadOnlySpan{float}, Span{float}, int, int)"/>, adding each top-level layer's time inside the
+    /// model (Stopwatch ticks) to <paramref name="layerTicks"/>[i], and the layout conversions at the input and the
+    /// output to its last entry (one more than the layers): the per-layer profile of <c>--layers</c> and <c>pruning bench</c>.
+    /// </summary>
+    internal void Run(ReadOnlySpan<float> input, Span<float> output, int batch, int threads, long[]? layerTicks)
     {
+        if (layerTicks is not null && layerTicks.Length != Layers.Count + 1)
+            throw new ArgumentException($"The profile needs {Layers.Count + 1} entries, one per layer and one for the conversions.", nameof(layerTicks));
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "Batch must be positive.");
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "Thread count must be 0 (all cores) or positive.");
         if (input.Length != (long)InputShape.Size * batch)
@@ -102,9 +112,16 @@ public sealed class SparseModel
         {
             Buffers buffers = BuffersFor(batch);
             Span<float> current = buffers.A, next = buffers.B;
+            long start = layerTicks is null ? 0 : Stopwatch.GetTimestamp();
             ToChannelMajor(input, InputShape, batch, current);
             for (int i = 0; i < Layers.Count; i++)
             {
+                if (layerTicks is not null)
+                {
+                    long now = Stopwatch.GetTimestamp();
+                    layerTicks[i == 0 ? Layers.Count : i - 1] += now - start;
+                    start = now;
+                }
                 SparseLayer layer = Layers[i];
                 if (layer.InPlace)
                 {
@@ -116,7 +133,14 @@ public sealed class SparseModel
                 current = next;
                 next = swap;
             }
+            if (layerTicks is not null)
+            {
+                long now = Stopwatch.GetTimestamp();
+                layerTicks[Layers.Count - 1] += now - start;
+                start = now;
+            }
             FromChannelMajor(current, OutputShape, batch, output);
+            if (layerTicks is not null) layerTicks[Layers.Count] += Stopwatch.GetTimestamp() - start;
         }
     }
 

@@ -15,14 +15,14 @@ using static TorchSharp.torch;
 namespace Pruning.Benchmarks;
 
 /// <summary>
-/// <c>-- quick --models [lenet,cnn,mlp4096,resnet18] [--sparsity 0.9] [--threads 2] [--json] [--layers]</c>: whole models, the sparse runtime
+/// <c>-- quick --models [lenet,cnn,mlp4096,resnet18] [--sparsity 0.9] [--threads 2] [--json] [--layers] [--save DIR]</c>: whole models, the sparse runtime
 /// against ONNX Runtime, at batch 1 and 64, in one process. Each model is pruned one-shot by magnitude (latency does
 /// not depend on training) and exported three ways: our file (fp32 CSR by <c>Auto</c>, and with fp16 values), the
 /// same weights dense in ONNX (zeros in place: what ORT runs), and the channel-shrunk model with about as many
 /// weights as the sparse one has non-zeros (the same fraction of every dependency group's channels removed by L2 norm,
 /// then <see cref="ChannelGraph.ShrinkInPlace"/>): what ORT can actually speed up; our runtime runs that one too. resnet18 is TorchVision's, on
 /// 3×64×64 inputs (traced into residual layers). ORT: preallocated, bound OrtValues,
-/// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode. --layers also times every runtime layer alone.
+/// intra-op threads = ours. Timing: interleaved blocks, as in the kernel mode. --layers also times every top-level runtime layer inside the model.
 /// --json: per model and batch, the two summary rows (<c>variant</c> pruned or shrunk, <c>ours_ms</c>, <c>ort_ms</c>,
 /// <c>ratio_vs_ort</c> = ORT time / ours), then one row per engine (<c>engine</c>, <c>ms</c>, …).
 /// </summary>
@@ -80,6 +80,14 @@ internal static class ModelsQuickMode
         using var ortDense = new OrtModel(OnnxExport.ToBytes(model, shape), input, outputs: 10, threads);
         using var ortShrunk = new OrtModel(OnnxExport.ToBytes(shrunk, shape), input, outputs: 10, threads);
         long nonZeros = NonZeros(ours.Layers);
+        if (KernelQuickMode.Arg(args, "--save") is { } saveDir)
+        {
+            // The models both engines run, for `pruning bench` and ONNX Runtime outside this process.
+            Directory.CreateDirectory(saveDir);
+            ours.Save(Path.Combine(saveDir, $"{name}-pruned.psm"));
+            oursShrunk.Save(Path.Combine(saveDir, $"{name}-shrunk.psm"));
+            File.WriteAllBytes(Path.Combine(saveDir, $"{name}-dense.onnx"), OnnxExport.ToBytes(model, shape));
+        }
 
         foreach (int batch in new[] { 1, 64 })
         {
@@ -122,31 +130,38 @@ internal static class ModelsQuickMode
         }
     }
 
-    /// <summary>Every layer of <paramref name="model"/> timed alone at its input shape (median of 41 after warm-up).</summary>
+    /// <summary>
+    /// Every top-level layer of <paramref name="model"/> timed inside the model (medians of 40 runs after 10 warm-up
+    /// runs), so a layer sees the buffers and caches the whole run leaves it; the last row is the layout conversions at
+    /// the model's input and output.
+    /// </summary>
     private static void PerLayer(SparseModel model, int batch, int threads)
     {
-        FeatureShape shape = model.InputShape;
-        foreach (SparseLayer layer in model.Layers)
+        var x = new float[model.InputShape.Size * batch];
+        for (int i = 0; i < x.Length; i++) x[i] = (i % 7) * 0.1f - 0.3f;
+        var y = new float[model.OutputShape.Size * batch];
+        var runs = new List<long[]>();
+        for (int i = 0; i < 50; i++)
         {
-            var alone = new SparseModel(shape, [layer]);
-            var x = new float[shape.Size * batch];
-            for (int i = 0; i < x.Length; i++) x[i] = (i % 7) * 0.1f - 0.3f;
-            var y = new float[alone.OutputShape.Size * batch];
-            var times = new List<double>();
-            for (int i = 0; i < 50; i++)
-            {
-                long start = System.Diagnostics.Stopwatch.GetTimestamp();
-                alone.Run(x, y, batch, threads);
-                if (i >= 9) times.Add(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMicroseconds);
-            }
-            times.Sort();
-            double us = times[times.Count / 2];
+            var ticks = new long[model.Layers.Count + 1];
+            model.Run(x, y, batch, threads, ticks);
+            if (i >= 10) runs.Add(ticks);
+        }
+        double Median(int layer) => QuickMode.Median(runs.Select(r => r[layer] * 1e6 / System.Diagnostics.Stopwatch.Frequency).ToList());
+        FeatureShape shape = model.InputShape;
+        for (int l = 0; l < model.Layers.Count; l++)
+        {
+            SparseLayer layer = model.Layers[l];
+            FeatureShape output = layer.OutputShape(shape);
+            double us = Median(l);
             (long dense, long executed) = Macs(layer, shape);
             // GFLOP/s = 2 · multiply-adds / time: dense-equivalent (the work a dense engine does) and executed (non-zeros only).
             string rate = dense == 0 ? "" : FormattableString.Invariant($"  {2.0 * dense * batch / us / 1e3,7:F1} GFLOP/s dense-equivalent, {2.0 * executed * batch / us / 1e3,6:F1} executed");
-            Console.WriteLine(FormattableString.Invariant($"      {layer.Describe(),-60} {shape} → {alone.OutputShape}: {us,9:F1} µs{rate}"));
-            shape = alone.OutputShape;
+            Console.WriteLine(FormattableString.Invariant($"      {layer.Describe(),-60} {shape} → {output}: {us,9:F1} µs{rate}"));
+            shape = output;
         }
+        Console.WriteLine(FormattableString.Invariant($"      {"layout conversions at the input and output",-60} {Median(model.Layers.Count),9:F1} µs"));
+        Console.WriteLine(FormattableString.Invariant($"      {"whole (median of the runs' sums)",-60} {QuickMode.Median(runs.Select(r => r.Sum() * 1e6 / System.Diagnostics.Stopwatch.Frequency).ToList()),9:F1} µs"));
     }
 
     /// <summary>Multiply-adds per sample of a layer (inside residual, concatenation and scaling layers too): dense, and over the stored non-zeros.</summary>

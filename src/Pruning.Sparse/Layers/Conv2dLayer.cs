@@ -200,7 +200,7 @@ public sealed class Conv2dLayer : SparseLayer
         long im2col = IsPointwise ? 0 : Weight.ColumnsScratch(checked(batch * output.Plane));
         if (Algorithm != ConvAlgorithm.Direct) return im2col;
         (long plane, long width) = DirectExtents(input, output, batch);
-        long direct = checked((long)InChannels * batch * plane + Slack + Weight.Rows * width);
+        long direct = checked((long)InChannels * batch * plane + Slack + ((CsrMatrix)Weight).ShiftedTilesFloats((int)width, InChannels));
         // Either may run depending on the batch; the larger serves both, and every smaller batch.
         return Wasteful(input, output) ? Math.Max(direct, im2col) : direct;
     }
@@ -276,9 +276,10 @@ public sealed class Conv2dLayer : SparseLayer
     /// Stride-1 convolution without im2col. With the input zero-padded to [C, N, Hp, Wp], output (n, oy, ox) of filter
     /// tap (c, ky, kx) reads padded element c·N·Hp·Wp + n·Hp·Wp + (oy + ky·dy)·Wp + (ox + kx·dx): the output, laid out
     /// with the padded row pitch, is one sparse product whose operand row for tap (c, ky, kx) is the padded input
-    /// shifted by that tap's offset. The kernel is the batched SpMM, vectorized along the output positions; the wide
-    /// rows are then compacted to [out, N, Ho, Wo]. The last tap's window ends exactly at the padded input's end, plus
-    /// the rounding of the span into the zeroed slack.
+    /// shifted by that tap's offset. The kernel is the batched SpMM, vectorized along the output positions, one column
+    /// block at a time into a per-thread tile whose valid positions go straight to [out, N, Ho, Wo] while it is in
+    /// cache (<see cref="ShiftedOutput"/>). The last tap's window ends exactly at the padded input's end, plus the
+    /// rounding of the span into the zeroed slack.
     /// </summary>
     private unsafe void ForwardDirect(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
@@ -286,21 +287,22 @@ public sealed class Conv2dLayer : SparseLayer
         int plane = (int)planeLong, width = (int)widthLong;
         int h = shape.Height, w = shape.Width, wp = w + 2 * Padding.W, ho = outShape.Height, wo = outShape.Width;
         int paddedSize = InChannels * batch * plane;
+        var csr = (CsrMatrix)Weight;
         Span<float> padded = scratch[..(paddedSize + Slack)];
-        Span<float> wide = scratch.Slice(paddedSize + Slack, Weight.Rows * width);
+        Span<float> tiles = scratch.Slice(paddedSize + Slack, checked((int)csr.ShiftedTilesFloats(width, InChannels)));
         padded[paddedSize..].Clear();
         int[] offsets = TapOffsets(shape, batch, plane, wp);
-        int rows = Weight.Rows, planes = InChannels * batch;
+        int planes = InChannels * batch;
         (int H, int W) pad = Padding;
         fixed (float* src = input)
         fixed (float* x = padded)
         fixed (int* o = offsets)
-        fixed (float* y = wide)
+        fixed (float* t = tiles)
         fixed (float* b = _bias)
         fixed (float* dst = output)
         {
-            nint pSrc = (nint)src, pX = (nint)x, pY = (nint)y, pDst = (nint)dst;
-            // Padding and compaction are plain copies, split across the kernel threads by planes and by output channels.
+            nint pSrc = (nint)src, pX = (nint)x;
+            // Padding is a plain copy, split across the kernel threads by planes.
             Kernels.Parallelism.Run(Kernels.Parallelism.Even(planes, threads, (long)planes * plane), (first, end) =>
             {
                 for (int p = first; p < end; p++)
@@ -312,15 +314,8 @@ public sealed class Conv2dLayer : SparseLayer
                         new Span<float>(from + row * w, w).CopyTo(new Span<float>(to + (row + pad.H) * wp + pad.W, w));
                 }
             });
-            ((CsrMatrix)Weight).MultiplyShiftedCore(x, o, y, b, width, threads, Simd, footprintRows: InChannels);
-            Kernels.Parallelism.Run(Kernels.Parallelism.Even(rows, threads, (long)rows * batch * ho * wo), (first, end) =>
-            {
-                for (int oc = first; oc < end; oc++)
-                    for (int n = 0; n < batch; n++)
-                        for (int oy = 0; oy < ho; oy++)
-                            new Span<float>((float*)pY + (long)oc * width + n * plane + oy * wp, wo)
-                                .CopyTo(new Span<float>((float*)pDst + ((long)(oc * batch + n) * ho + oy) * wo, wo));
-            });
+            // The product goes block by block through per-thread tiles straight into the compact output.
+            csr.MultiplyShiftedCore(x, o, new ShiftedOutput(dst, batch, plane, wp, ho, wo), t, b, width, threads, Simd, footprintRows: InChannels);
         }
     }
 

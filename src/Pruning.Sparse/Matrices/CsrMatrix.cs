@@ -302,12 +302,23 @@ public sealed class CsrMatrix : WeightMatrix
         ForEachPart(x.Columns, (NonZeros + Rows) * x.Columns, threads, Cols, new BlockProduct(simd, x, y, bias, blocks, slot));
 
     /// <summary>
-    /// y[r, 0..width) = bias[r] + Σ values·x[offsets[column] + 0..width) (see <see cref="CsrKernels.SpmmShifted"/>),
-    /// in column blocks sized for <paramref name="footprintRows"/> distinct operand rows (a convolution's input
-    /// channels: its taps overlap). The caller guarantees every offset + width stays inside x.
+    /// out = bias[r] + Σ values·x[offsets[column] + 0..width) (see <see cref="CsrKernels.SpmmShifted"/>), in column
+    /// blocks sized for <paramref name="footprintRows"/> distinct operand rows (a convolution's input channels: its taps
+    /// overlap). Each block is computed into <paramref name="tiles"/> (<see cref="ShiftedTilesFloats"/> floats) and
+    /// stored by <paramref name="output"/> while it is in cache: a wide product that is no larger than one block per
+    /// thread is laid out whole in the tiles, a wider one goes through one block-sized tile per
+    /// <see cref="WorkerPool.Slot"/>, so the wide product is never in memory whole. The caller guarantees every
+    /// offset + width stays inside x.
     /// </summary>
-    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, float* y, float* bias, int width, int threads, SimdLevel simd, int footprintRows) =>
-        ForEachPart(width, (NonZeros + Rows) * width, threads, footprintRows, new ShiftedProduct(simd, x, offsets, y, bias, width));
+    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, ShiftedOutput output, float* tiles, float* bias, int width, int threads, SimdLevel simd, int footprintRows) =>
+        ForEachPart(width, (NonZeros + Rows) * width, threads, footprintRows,
+            new ShiftedProduct(simd, x, offsets, output, tiles, Whole(width, footprintRows) ? 0 : (long)Rows * WidestBlock(width, footprintRows), width, bias));
+
+    /// <summary>Floats <see cref="MultiplyShiftedCore"/> needs for its tiles; never fewer for a wider product.</summary>
+    internal long ShiftedTilesFloats(int width, int footprintRows) =>
+        Whole(width, footprintRows) ? (long)Rows * width : (long)WorkerPool.Shared.Slots * Rows * WidestBlock(width, footprintRows);
+
+    private static bool Whole(int width, int footprintRows) => width <= (long)WorkerPool.Shared.Slots * WidestBlock(width, footprintRows);
 
     /// <summary>A kernel over a range of rows and a block of columns, for either column index width.</summary>
     private unsafe interface IPartKernel
@@ -340,10 +351,17 @@ public sealed class CsrMatrix : WeightMatrix
         }
     }
 
-    private readonly unsafe struct ShiftedProduct(SimdLevel simd, float* x, int* offsets, float* y, float* bias, int width) : IPartKernel
+    /// <summary>A block of a shifted product: into the whole wide layout (<paramref name="slot"/> 0) or into this thread's tile.</summary>
+    private readonly unsafe struct ShiftedProduct(SimdLevel simd, float* x, int* offsets, ShiftedOutput output, float* tiles, long slot, int width, float* bias) : IPartKernel
     {
-        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int c0, int count, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues =>
-            CsrKernels.Spmm(simd, rowPointers, columns, values, x + c0, new ShiftedRows(offsets), y + c0, width, bias, count, first, end);
+        public void Run<TIndex, TValues>(int* rowPointers, TIndex* columns, TValues values, int c0, int count, int first, int end) where TIndex : unmanaged where TValues : struct, ICsrValues
+        {
+            // Whole: row r at tiles + r·width + c0. Tiled: row r at tile + (r − first)·count (the kernel's y shifted back by first rows).
+            long pitch = slot == 0 ? width : count;
+            float* y = slot == 0 ? tiles + c0 : tiles + WorkerPool.Slot * slot - first * pitch;
+            CsrKernels.Spmm(simd, rowPointers, columns, values, x + c0, new ShiftedRows(offsets), y, pitch, bias, count, first, end);
+            output.Store(y + first * pitch, pitch, c0, count, first, end);
+        }
     }
 
     /// <summary>Operand floats a column block should span: 256 KB, which stays in L2 while every row passes over it.</summary>

@@ -68,6 +68,7 @@ public class LayerTests
     [InlineData(2, 15, 15)]   // 256 columns, strided windows
     [InlineData(2, 5, 75)]    // stride 2 on lines of 38 outputs: the vector gathers of every other input, and their tails
     [InlineData(1, 20, 21)]   // 1,680 columns: the GEMM packs straight from the input (narrower operands are materialized first)
+    [InlineData(1, 30, 31)]   // 3,720 columns; direct: 4,224 wide columns, more than a 1,024-column block per thread, through per-thread tiles
     public void Convolutions_read_their_input_block_by_block_in_every_format_width_and_thread_count(int stride, int h, int w)
     {
         // 24 channels × 3×3 = 216 operand rows: a CSR block spans 256 columns, the GEMM a depth block of 216 and
