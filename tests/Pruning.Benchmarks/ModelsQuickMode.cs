@@ -6,6 +6,7 @@ using Pruning.Scheduling;
 using Pruning.Sparse;
 using Pruning.Sparse.Layers;
 using Pruning.Sparse.Matrices;
+using Pruning.Sparse.Tuning;
 using Pruning.Structure;
 using Pruning.Targets;
 using TorchSharp;
@@ -94,6 +95,12 @@ internal static class ModelsQuickMode
             var random = new Random(batch);
             float[] x = Enumerable.Range(0, (int)(shape.Size * batch)).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
             float[] y = new float[ours.OutputShape.Size * batch];
+            // Per-layer choice by measurement at this batch (CSR or dense; direct or im2col), after the kernels have been
+            // compiled to their final tier by a warm-up of both models.
+            var warm = System.Diagnostics.Stopwatch.StartNew();
+            while (warm.ElapsedMilliseconds < 500) { ours.Run(x, y, batch, threads); oursShrunk.Run(x, y, batch, threads); }
+            SparseModel tuned = FormatTuning.Tune(ours, [MatrixFormat.Csr, MatrixFormat.Dense], batch, runs: 15, threads).Model;
+            SparseModel tunedShrunk = FormatTuning.Tune(oursShrunk, [MatrixFormat.Csr, MatrixFormat.Dense], batch, runs: 15, threads).Model;
             Action[] variants =
             [
                 () => ours.Run(x, y, batch, threads),
@@ -101,6 +108,8 @@ internal static class ModelsQuickMode
                 ortDense.Prepared(x, batch),
                 ortShrunk.Prepared(x, batch),
                 () => oursShrunk.Run(x, y, batch, threads),
+                () => tuned.Run(x, y, batch, threads),
+                () => tunedShrunk.Run(x, y, batch, threads),
             ];
             double[] ms = KernelQuickMode.Blocks(variants, rounds: 12, warmupMs: 50, blockMs: 30, stream: null, out _);
             if (args.Contains("--layers"))
@@ -110,7 +119,7 @@ internal static class ModelsQuickMode
                 Console.WriteLine($"    layers of runtime-shrunk, batch {batch}:");
                 PerLayer(oursShrunk, batch, threads);
             }
-            string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk", "runtime-shrunk"];
+            string[] names = ["sparse-fp32", "sparse-fp16", "onnxruntime-dense", "onnxruntime-shrunk", "runtime-shrunk", "sparse-fp32-tuned", "runtime-shrunk-tuned"];
             if (json)
             {
                 // The summary rows: "pruned" = our runtime on the weight-pruned model against ONNX Runtime on the dense

@@ -29,9 +29,10 @@ public static class FormatTuning
          MatrixFormat.Nm2of4, MatrixFormat.Nm4of8, MatrixFormat.Dense];
 
     /// <summary>
-    /// Times every Linear and Conv2d layer alone as CSR and as dense (and, for stride-1 convolutions with CSR filters,
-    /// by direct convolution and by im2col), interleaved, median of <paramref name="runs"/> after warm-up, and returns
-    /// a model that uses the fastest of each. Other layers are kept as they are. The tuned model computes the same function.
+    /// Times every Linear and Conv2d layer (inside residual, concatenation and scaling layers too, each at its own input
+    /// shape) alone as CSR and as dense (and, for stride-1 convolutions with CSR filters, by direct convolution and by
+    /// im2col), interleaved, median of <paramref name="runs"/> after warm-up, and returns a model that uses the fastest
+    /// of each. Other layers are kept as they are. The tuned model computes the same function.
     /// </summary>
     /// <param name="model">The model to tune.</param>
     /// <param name="batch">The batch size the model will run at.</param>
@@ -59,31 +60,51 @@ public static class FormatTuning
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(threads);
-        var layers = new List<SparseLayer>();
         var choices = new List<LayerFormatChoice>();
-        FeatureShape shape = model.InputShape;
-        var random = new Random(1);
-        for (int i = 0; i < model.Layers.Count; i++)
+        var tuner = new ChainTuner(formats, batch, runs, threads, time, choices);
+        IReadOnlyList<SparseLayer> layers = tuner.Tune(model.Layers, model.InputShape, top: true, "");
+        return new FormatTuningResult(new SparseModel(model.InputShape, layers), choices);
+    }
+
+    /// <summary>Tunes the weighted layers of a chain in order, and those inside its residual, concatenation and scaling layers at their own input shapes.</summary>
+    private sealed class ChainTuner(IReadOnlyList<MatrixFormat> formats, int batch, int runs, int threads, Func<SparseModel, double>? time, List<LayerFormatChoice> choices)
+    {
+        private readonly Random _random = new(1);
+        private int _top;
+
+        public IReadOnlyList<SparseLayer> Tune(IReadOnlyList<SparseLayer> chain, FeatureShape shape, bool top, string where)
         {
-            SparseLayer layer = model.Layers[i];
-            SparseLayer[] candidates = Candidates(layer, formats);
-            if (candidates.Length <= 1)
+            var layers = new List<SparseLayer>(chain.Count);
+            for (int i = 0; i < chain.Count; i++)
             {
-                layers.Add(layer);
+                if (top) _top = i;
+                SparseLayer layer = chain[i];
+                string at = top ? $"{i}" : $"{where}.{i}";
+                layers.Add(layer switch
+                {
+                    ResidualLayer r => new ResidualLayer(Tune(r.Main, shape, false, $"{at}.main"), r.Shortcut.Count == 0 ? null : Tune(r.Shortcut, shape, false, $"{at}.shortcut")),
+                    ConcatLayer c => new ConcatLayer(c.Branches.Select((branch, k) => branch.Count == 0 ? branch : Tune(branch, shape, false, $"{at}.branch{k}")).ToArray()),
+                    ScaleLayer s => new ScaleLayer(Tune(s.Factors, shape, false, $"{at}.factors")),
+                    _ => Choose(layer, shape, at),
+                });
                 shape = layer.OutputShape(shape);
-                continue;
             }
+            return layers;
+        }
+
+        private SparseLayer Choose(SparseLayer layer, FeatureShape shape, string at)
+        {
+            SparseLayer[] candidates = Candidates(layer, formats);
+            if (candidates.Length <= 1) return layer;
             SparseModel[] alone = candidates.Select(c => new SparseModel(shape, [c])).ToArray();
-            double[] ms = time is null ? Measure(alone, batch, runs, threads, random) : alone.Select(time).ToArray();
+            double[] ms = time is null ? Measure(alone, batch, runs, threads, _random) : alone.Select(time).ToArray();
             double fastest = ms.Min();
             int chosen = Enumerable.Range(0, candidates.Length)
                 .Where(c => ms[c] <= fastest * (1 + Tolerance))
                 .MinBy(c => candidates[c].StoredBytes);
-            layers.Add(candidates[chosen]);
-            choices.Add(new LayerFormatChoice(i, candidates.Select((c, k) => (c.Describe(), ms[k])).ToArray(), candidates[chosen].Describe()));
-            shape = layer.OutputShape(shape);
+            choices.Add(new LayerFormatChoice(_top, candidates.Select((c, k) => (c.Describe(), ms[k])).ToArray(), candidates[chosen].Describe()) { Where = at });
+            return candidates[chosen];
         }
-        return new FormatTuningResult(new SparseModel(model.InputShape, layers), choices);
     }
 
     /// <summary>

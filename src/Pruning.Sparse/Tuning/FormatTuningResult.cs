@@ -18,7 +18,7 @@ public sealed record FormatTuningResult(SparseModel Model, IReadOnlyList<LayerFo
         var text = new StringBuilder();
         foreach (LayerFormatChoice choice in Choices)
         {
-            text.AppendLine(CultureInfo.InvariantCulture, $"layer {choice.Index}:");
+            text.AppendLine(CultureInfo.InvariantCulture, $"layer {choice.Where}:");
             foreach (var (layer, ms) in choice.Options)
                 text.AppendLine(CultureInfo.InvariantCulture, $"  {(layer == choice.Chosen ? "*" : " ")} {layer,-56} {ms * 1000,10:F1} µs");
         }

@@ -44,6 +44,44 @@ public class FormatTuningTests
     }
 
     [Fact]
+    public void Layers_inside_residual_blocks_are_tuned_at_their_own_input_shapes()
+    {
+        // stem conv 2→4, then a residual block: main = conv 4→4 3×3, ReLU, conv 4→4 3×3; shortcut = identity.
+        var model = new SparseModel(new FeatureShape(2, 6, 6),
+        [
+            Conv2dLayer.FromDense(Reference.Sparse(4, 18, 0.7, seed: 21), 4, Reference.Random(4, 22), 2, (3, 3), padding: (1, 1)),
+            new ResidualLayer(
+            [
+                Conv2dLayer.FromDense(Reference.Sparse(4, 36, 0.7, seed: 23), 4, Reference.Random(4, 24), 4, (3, 3), padding: (1, 1)),
+                new ActivationLayer(ActivationKind.ReLU),
+                Conv2dLayer.FromDense(Reference.Sparse(4, 36, 0.7, seed: 25), 4, Reference.Random(4, 26), 4, (3, 3), padding: (1, 1)),
+            ]),
+        ]);
+        var seen = new List<FeatureShape>();
+        // Dense is "fastest" for the block's convolutions (4 input channels), CSR direct for the stem (2).
+        double Timer(SparseModel alone)
+        {
+            seen.Add(alone.InputShape);
+            var conv = (Conv2dLayer)alone.Layers[0];
+            return conv.InChannels == 4 ? (conv.Weight is DenseMatrix ? 1.0 : 2.0) : (conv.Algorithm == ConvAlgorithm.Direct ? 1.0 : 2.0);
+        }
+        FormatTuningResult result = FormatTuning.Tune(model, [MatrixFormat.Csr, MatrixFormat.Dense], batch: 2, runs: 1, threads: 1, Timer);
+
+        result.Choices.Select(c => c.Where).Should().Equal("0", "1.main.0", "1.main.2");
+        result.Choices.Select(c => c.Index).Should().Equal(0, 1, 1);
+        seen.Distinct().Should().Equal(new FeatureShape(2, 6, 6), new FeatureShape(4, 6, 6));
+        ((Conv2dLayer)result.Model.Layers[0]).Algorithm.Should().Be(ConvAlgorithm.Direct);
+        var block = result.Model.Layers[1].Should().BeOfType<ResidualLayer>().Subject;
+        block.Main.OfType<Conv2dLayer>().Should().OnlyContain(c => c.Weight is DenseMatrix);
+        block.Main[1].Should().BeSameAs(((ResidualLayer)model.Layers[1]).Main[1]);
+        block.Shortcut.Should().BeEmpty();
+        result.ToString().Should().Contain("layer 1.main.2:");
+
+        float[] x = Reference.Random(2 * 2 * 6 * 6, 27);
+        result.Model.Run(x, 2).ShouldMatch(model.Run(x, 2));
+    }
+
+    [Fact]
     public void Near_ties_go_to_the_smaller_storage()
     {
         // CSR at 70 % sparsity stores 0.3·6 B = 1.8 B per weight against 4 B dense: within the tolerance it wins.
