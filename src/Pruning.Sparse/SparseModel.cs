@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using System.Text;
 using Pruning.Sparse.Kernels;
@@ -55,6 +56,7 @@ public sealed class SparseModel
     /// The working memory a run of <paramref name="batch"/> samples allocates, in bytes: two buffers as wide as the
     /// widest activation, and the largest scratch any layer needs. <see cref="long.MaxValue"/> when it overflows.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public long BufferBytes(int batch)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
@@ -98,6 +100,7 @@ public sealed class SparseModel
     /// model (Stopwatch ticks) to <paramref name="layerTicks"/>[i], and the layout conversions at the input and the
     /// output to its last entry (one more than the layers): the per-layer profile of <c>--layers</c> and <c>pruning bench</c>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Run(ReadOnlySpan<float> input, Span<float> output, int batch, int threads, long[]? layerTicks)
     {
         if (layerTicks is not null && layerTicks.Length != Layers.Count + 1)
@@ -154,6 +157,7 @@ public sealed class SparseModel
     }
 
     /// <summary>A table of the layers: shapes, format, stored parameters and bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Describe()
     {
         var text = new StringBuilder();
@@ -164,6 +168,7 @@ public sealed class SparseModel
         return text.ToString();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Buffers BuffersFor(int batch)
     {
         // Every buffer scales with the batch, so the largest batch seen serves all smaller ones without reallocating.
@@ -183,6 +188,7 @@ public sealed class SparseModel
     }
 
     /// <summary>[N, C, HW] → [C, N, HW].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ToChannelMajor(ReadOnlySpan<float> x, FeatureShape shape, int batch, Span<float> destination)
     {
         int c = shape.Channels, plane = shape.Plane;
@@ -194,6 +200,7 @@ public sealed class SparseModel
     }
 
     /// <summary>[C, N, HW] → [N, C, HW].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void FromChannelMajor(ReadOnlySpan<float> x, FeatureShape shape, int batch, Span<float> destination)
     {
         int c = shape.Channels, plane = shape.Plane;

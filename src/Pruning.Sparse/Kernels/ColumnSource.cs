@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -31,7 +32,7 @@ internal abstract unsafe class ColumnSource(int rows, int columns)
     {
         nint target = (nint)destination;
         int n = Columns;
-        Parallelism.Run(Parallelism.Even(Rows, threads, (long)Rows * Columns / 4), (first, end) =>
+        Parallelism.Run(Parallelism.Even(Rows, threads, (long)Rows * Columns / 4), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             Copy(first, end - first, 0, n, (float*)target + (long)first * n, n));
         return new StoredColumns(destination, Rows, Columns);
     }
@@ -42,6 +43,7 @@ internal sealed unsafe class StoredColumns(float* x, int rows, int columns) : Co
 {
     public override float* Stored => x;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Copy(int k0, int depth, int c0, int count, float* destination, int pitch)
     {
         for (int k = 0; k < depth; k++)
@@ -74,6 +76,7 @@ internal sealed unsafe class Im2ColColumns : ColumnSource
         _dilation = dilation;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Copy(int k0, int depth, int c0, int count, float* destination, int pitch)
     {
         int plane = _ho * _wo, taps = _kh * _kw, sw = _stride.W;
@@ -115,6 +118,7 @@ internal sealed unsafe class Im2ColColumns : ColumnSource
     /// taken from two loads by one permute; a vector runs only while its loads stay inside the input line, which ends
     /// before line[<paramref name="limit"/>].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EveryOther(float* line, int a, int b, int limit, float* d)
     {
         int i = a;

@@ -86,6 +86,7 @@ internal static unsafe class Gemm
     /// <paramref name="packing"/>: <see cref="PackingFloats"/> floats for each of <see cref="WorkerPool.Slots"/>
     /// threads, or null for a buffer of each thread's own (one depth block of <see cref="ColumnBlock"/> columns).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(SimdLevel level, PackedWeights w, ColumnSource x, float* y, float* bias, int threads, float* packing = null)
     {
         if (x.Rows != w.Cols) throw new ArgumentException($"The operand has {x.Rows} rows; the weights have {w.Cols} columns.", nameof(x));
@@ -105,7 +106,7 @@ internal static unsafe class Gemm
         long slot = PackingFloats(w.Cols, n);
         var tasks = new int[blocks * rowGroups + 1];
         for (int t = 1; t < tasks.Length; t++) tasks[t] = t;
-        Parallelism.Run(tasks, (first, end) =>
+        Parallelism.Run(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
         {
             for (int t = first; t < end; t++)
             {
@@ -130,6 +131,7 @@ internal static unsafe class Gemm
         fixed (float* packed = buffer) PackedBlock(level, w, x, y, bias, n, first, end, panelFirst, panelEnd, packed);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackedBlock(SimdLevel level, PackedWeights w, ColumnSource x, float* y, float* bias, int n, int first, int end, int panelFirst, int panelEnd, float* packed)
     {
         int nr = ColumnsPerPanel(level), columns = end - first, panels = (columns + nr - 1) / nr;
@@ -168,6 +170,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>x[k0 .. k0 + depth, first .. first + columns) into panels [panel][input][nr], zero-padded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackColumns(ColumnSource x, int k0, int depth, int first, int columns, int nr, float* packed)
     {
         for (int c0 = 0; c0 < columns; c0 += nr)
@@ -283,6 +286,7 @@ internal static unsafe class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StoreEdge(float* tile, int width, float* c, int ldc, int rows, int valid, float* bias, bool accumulate)
     {
         for (int i = 0; i < rows; i++)
@@ -294,6 +298,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>The scalar reference of <see cref="Tile{TL, TVec}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScalarTile(float* a, float* b, int depth, int nr, float* c, int ldc, int rows, int valid, float* bias, bool accumulate, float* tile)
     {
         new Span<float>(tile, RowsPerPanel * nr).Clear();

@@ -178,6 +178,7 @@ internal static unsafe class NmKernels
     }
 
     /// <summary>The reference: batch columns [fromColumn, batch) one at a time, in plain scalar code.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SpmmTail(int n, int m, int groups, byte* positions, float* values, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
     {
         int bits = m == 4 ? 2 : m == 8 ? 3 : 4, mask = m - 1;

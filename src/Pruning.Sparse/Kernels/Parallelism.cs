@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Kernels;
 
 /// <summary>Splits a kernel's rows into contiguous ranges of about equal work and runs them on the thread pool.</summary>
@@ -31,6 +32,7 @@ internal static class Parallelism
     /// justifies on <paramref name="threads"/> threads (<see cref="Threads"/>, <see cref="Chunks"/>), at most one part per
     /// <paramref name="unit"/> items.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static int[] Even(int count, int threads, long work, int unit = 1)
     {
         int units = Math.Max(1, count / unit);
@@ -44,6 +46,7 @@ internal static class Parallelism
     /// Row boundaries (length <paramref name="parts"/> + 1) that give each part about the same number of non-zeros,
     /// counting each row as at least one so that long runs of empty rows are shared too.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static int[] SplitByNonZeros(ReadOnlySpan<int> rowPointers, int parts)
     {
         int rows = rowPointers.Length - 1;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Kernels;
 
 /// <summary>
@@ -13,6 +14,7 @@ internal readonly unsafe struct ShiftedOutput(float* output, int batch, int plan
     /// of rows [<paramref name="first"/>, <paramref name="end"/>) from <paramref name="tile"/> (column c0 of row r at
     /// tile + (r − first)·pitch) to the output.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Store(float* tile, long pitch, int c0, int count, int first, int end)
     {
         int stop = c0 + count;

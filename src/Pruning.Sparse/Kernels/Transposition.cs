@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -16,6 +17,7 @@ internal static class Transposition
         Transpose(source, rows, cols, srcPitch, destination, dstPitch, Avx.IsSupported);
 
     /// <summary><see cref="Transpose(ReadOnlySpan{float}, int, int, long, Span{float}, long)"/> on a chosen path (tests run both).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void Transpose(ReadOnlySpan<float> source, int rows, int cols, long srcPitch, Span<float> destination, long dstPitch, bool vector)
     {
         if (rows == 0 || cols == 0) return;
@@ -44,6 +46,7 @@ internal static class Transposition
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Scalar(float* src, int rowStart, int rowEnd, int colStart, int colEnd, long srcPitch, float* dst, long dstPitch)
     {
         for (int r0 = rowStart; r0 < rowEnd; r0 += Tile)

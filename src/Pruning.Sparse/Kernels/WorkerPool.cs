@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 
 namespace Pruning.Sparse.Kernels;
@@ -49,6 +50,7 @@ internal sealed class WorkerPool
     public int Workers { get; }
 
     /// <summary>Runs body(bounds[p], bounds[p + 1]) for every part p, returning when all are done; rethrows the first failure.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int[] bounds, Action<int, int> body)
     {
         int parts = bounds.Length - 1;
@@ -88,6 +90,7 @@ internal sealed class WorkerPool
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Loop(int slot)
     {
         t_insideJob = true;
@@ -117,6 +120,7 @@ internal sealed class WorkerPool
         public int Remaining = bounds.Length - 1;
         public Exception? Failure;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Work()
         {
             int parts = bounds.Length - 1;

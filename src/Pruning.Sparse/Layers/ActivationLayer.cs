@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>The element-wise functions an <see cref="ActivationLayer"/> applies.</summary>
@@ -57,10 +58,11 @@ public sealed class ActivationLayer : SparseLayer
             nint src = (nint)px, dst = (nint)py;
             ActivationKind kind = Kind;
             float slope = Slope;
-            Kernels.Parallelism.Run(bounds, (first, end) => Apply(kind, slope, (float*)src, (float*)dst, first, end));
+            Kernels.Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) => Apply(kind, slope, (float*)src, (float*)dst, first, end));
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Apply(ActivationKind kind, float slope, float* x, float* y, int first, int end)
     {
         switch (kind)

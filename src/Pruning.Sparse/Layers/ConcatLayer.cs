@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>
@@ -45,6 +46,7 @@ public sealed class ConcatLayer : SparseLayer
 
     private Plan? _plan;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Plan PlanFor(FeatureShape input)
     {
         if (Volatile.Read(ref _plan) is { } cached && cached.Input == input) return cached;
@@ -67,6 +69,7 @@ public sealed class ConcatLayer : SparseLayer
     }
 
     /// <summary>Two ping-pong buffers as large as the widest activation, then the layers' own scratch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override long ScratchSize(FeatureShape input, int batch)
     {
         Plan plan = PlanFor(input);
@@ -75,6 +78,7 @@ public sealed class ConcatLayer : SparseLayer
         return checked(2L * plan.Widest * batch + scratch);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         Plan plan = PlanFor(shape);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Matrices;
 
@@ -124,6 +125,7 @@ public sealed class Conv2dLayer : SparseLayer
     /// CSR + direct convolution for stride 1 at density ≤ <see cref="DirectMaxDensity"/>; otherwise
     /// <see cref="WeightMatrix.FromDense"/>'s rule, with im2col.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto, int groups = 1)
     {
         if (outChannels < 1) throw new ArgumentOutOfRangeException(nameof(outChannels), outChannels, "Must be positive.");
@@ -238,6 +240,7 @@ public sealed class Conv2dLayer : SparseLayer
         return (checked(hp * wp), checked((width + Slack - 1) / Slack * Slack));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         FeatureShape outShape = OutputShape(shape);
@@ -281,6 +284,7 @@ public sealed class Conv2dLayer : SparseLayer
     /// cache (<see cref="ShiftedOutput"/>). The last tap's window ends exactly at the padded input's end, plus the
     /// rounding of the span into the zeroed slack.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void ForwardDirect(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         (long planeLong, long widthLong) = DirectExtents(shape, outShape, batch);
@@ -303,7 +307,7 @@ public sealed class Conv2dLayer : SparseLayer
         {
             nint pSrc = (nint)src, pX = (nint)x;
             // Padding is a plain copy, split across the kernel threads by planes.
-            Kernels.Parallelism.Run(Kernels.Parallelism.Even(planes, threads, (long)planes * plane), (first, end) =>
+            Kernels.Parallelism.Run(Kernels.Parallelism.Even(planes, threads, (long)planes * plane), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
                 for (int p = first; p < end; p++)
                 {
@@ -320,6 +324,7 @@ public sealed class Conv2dLayer : SparseLayer
     }
 
     /// <summary>Offset into the padded input of each filter tap (c, ky, kx), cached for the last shape and batch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int[] TapOffsets(FeatureShape shape, int batch, int plane, int wp)
     {
         if (_taps is { } cached && cached.Shape == shape && cached.Batch == batch) return cached.Offsets;

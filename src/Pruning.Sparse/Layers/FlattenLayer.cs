@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>Turns each sample's [C, H, W] into a feature vector in PyTorch's order (c, h, w), as nn.Flatten does.</summary>
@@ -9,6 +10,7 @@ public sealed class FlattenLayer : SparseLayer
     /// <inheritdoc />
     public override FeatureShape OutputShape(FeatureShape input) => new(input.Size);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         // [C, N, HW] → [C·HW, N]: out[(c·HW + p)·N + n] = in[(c·N + n)·HW + p].

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>Global average pooling: each channel's plane becomes its mean (PyTorch's AdaptiveAvgPool2d(1)).</summary>
@@ -9,6 +10,7 @@ public sealed class GlobalAveragePoolLayer : SparseLayer
     /// <inheritdoc />
     public override FeatureShape OutputShape(FeatureShape input) => new(input.Channels, 1, 1);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         int plane = shape.Plane, planes = shape.Channels * batch;
@@ -17,7 +19,7 @@ public sealed class GlobalAveragePoolLayer : SparseLayer
         fixed (float* px = input, py = output)
         {
             nint src = (nint)px, dst = (nint)py;
-            Kernels.Parallelism.Run(bounds, (first, end) =>
+            Kernels.Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
                 for (int p = first; p < end; p++)
                 {

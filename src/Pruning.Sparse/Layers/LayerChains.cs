@@ -1,9 +1,11 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>What the branching layers (<see cref="ResidualLayer"/>, <see cref="ConcatLayer"/>, <see cref="ScaleLayer"/>) share: running a chain of layers on carved buffers.</summary>
 internal static class LayerChains
 {
     /// <summary>The shapes along <paramref name="chain"/> from <paramref name="input"/>: one more than the layers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static FeatureShape[] Shapes(IReadOnlyList<SparseLayer> chain, FeatureShape input)
     {
         var shapes = new FeatureShape[chain.Count + 1];
@@ -13,6 +15,7 @@ internal static class LayerChains
     }
 
     /// <summary>The largest scratch any layer of the chain needs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static long LayerScratch(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int batch)
     {
         long scratch = 0;
@@ -38,6 +41,7 @@ internal static class LayerChains
         layers.Select(l => Inner(l) is { } inner ? 1 + Depth(inner) : 0).DefaultIfEmpty(0).Max();
 
     /// <summary>Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, ReadOnlySpan<float> input, Span<float> result,
         Span<float> a, Span<float> b, Span<float> scratch, int batch, int threads)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Pruning.Sparse.Layers;
@@ -74,6 +75,7 @@ public sealed class Pool2dLayer : SparseLayer
         return extent;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         FeatureShape outShape = OutputShape(shape);
@@ -86,7 +88,7 @@ public sealed class Pool2dLayer : SparseLayer
         fixed (float* px = input, py = output)
         {
             nint src = (nint)px, dst = (nint)py;
-            Kernels.Parallelism.Run(bounds, (first, end) =>
+            Kernels.Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
                 // Max pooling's row of window maxima; average pooling needs none.
                 Span<float> rowMax = Kind != PoolKind.Max ? default : w <= 4096 ? stackalloc float[w] : new float[w];
@@ -106,6 +108,7 @@ public sealed class Pool2dLayer : SparseLayer
     /// <paramref name="row"/> (vectorized, NaN-propagating like <see cref="MathF.Max(float, float)"/>), then each output takes the
     /// maximum of its columns of that row. A NaN anywhere in a window gives NaN, as in PyTorch.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void MaxPlane(float* src, float* dst, int h, int w, int ho, int wo, float* row)
     {
         for (int oy = 0; oy < ho; oy++)
@@ -138,6 +141,7 @@ public sealed class Pool2dLayer : SparseLayer
     }
 
     /// <summary>Average pooling of one plane, dividing by the window's size with or without padding (<see cref="CountIncludePad"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void AveragePlane(float* src, float* dst, int h, int w, int ho, int wo)
     {
         for (int oy = 0; oy < ho; oy++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 
 namespace Pruning.Sparse.Layers;
@@ -85,6 +86,7 @@ public sealed class ResidualLayer : SparseLayer
         Add(output[..size], shortcut);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Add(Span<float> y, ReadOnlySpan<float> x)
     {
         int i = 0;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>
@@ -56,6 +57,7 @@ public sealed class ScaleLayer : SparseLayer
         return checked(2L * plan.Widest * batch + (long)input.Channels * batch + LayerChains.LayerScratch(Factors, plan.Shapes, batch));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
     {
         Plan plan = PlanFor(shape);

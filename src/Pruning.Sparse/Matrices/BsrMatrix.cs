@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 
 namespace Pruning.Sparse.Matrices;
@@ -58,6 +59,7 @@ public sealed class BsrMatrix : WeightMatrix
     public static bool Fits(int rows, int cols, (int R, int C) block) => rows % block.R == 0 && cols % block.C == 0;
 
     /// <summary>Stores every block of row-major <paramref name="dense"/> that holds a non-zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static BsrMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, (int R, int C) block)
     {
         FormatOf(block);
@@ -88,6 +90,7 @@ public sealed class BsrMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays, which it takes over (column indices as int32; narrowed when they fit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static BsrMatrix Owning(int rows, int cols, (int R, int C) block, int[] blockRowPointers, int[] columns, float[] values)
     {
         FormatOf(block);
@@ -136,6 +139,7 @@ public sealed class BsrMatrix : WeightMatrix
     /// <summary>The blocks' values, block after block, each R×C row-major.</summary>
     public ReadOnlySpan<float> Values => _values;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void ReadRow(int row, Span<float> destination)
     {
         destination[..Cols].Clear();
@@ -160,7 +164,7 @@ public sealed class BsrMatrix : WeightMatrix
             nint prp = (nint)rp, pv = (nint)v, pc16 = (nint)c16, pc32 = (nint)c32;
             var block = Block;
             bool narrow = _columns16 is not null;
-            Parallelism.Run(bounds, (first, end) =>
+            Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
                 switch (block)
                 {

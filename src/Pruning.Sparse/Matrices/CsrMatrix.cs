@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 
 namespace Pruning.Sparse.Matrices;
@@ -34,6 +35,7 @@ public sealed class CsrMatrix : WeightMatrix
             Float32 is not null ? Float32[j] : Float16 is not null ? Float16Values.Decode(Float16[j]) : Scales![row] * Int8![j];
 
         /// <summary>Checks what the kernels rely on: one encoding, counts that agree, halves finite, q ≠ −128, scales finite and ≥ 0.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Validate(int rows)
         {
             int encodings = (Float32 is null ? 0 : 1) + (Float16 is null ? 0 : 1) + (Int8 is null ? 0 : 1);
@@ -71,6 +73,7 @@ public sealed class CsrMatrix : WeightMatrix
     /// Builds a CSR matrix from copies of its arrays. Every invariant is checked: row pointers start at 0, never
     /// decrease and end at the value count; columns are in range and strictly increasing per row.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static CsrMatrix Create(int rows, int cols, ReadOnlySpan<int> rowPointers, ReadOnlySpan<int> columnIndices, ReadOnlySpan<float> values)
     {
         int[] columns = columnIndices.ToArray(), pointers = rowPointers.ToArray();
@@ -95,6 +98,7 @@ public sealed class CsrMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays (int32 indices), which it takes over.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, int[] columnIndices, StoredValues values)
     {
         values.Validate(rows);
@@ -105,6 +109,7 @@ public sealed class CsrMatrix : WeightMatrix
         return new CsrMatrix(rows, cols, rowPointers, narrow, null, values);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Validate(int rows, int cols, int[] rowPointers, int valueCount, int columnCount, Func<int, int> column)
     {
         if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
@@ -144,6 +149,7 @@ public sealed class CsrMatrix : WeightMatrix
     /// |w| > 65 504 is refused) or <see cref="MatrixFormat.CsrInt8"/> (q = round(w / s), s = max |w| of the row / 127:
     /// absolute error at most s / 2 per value). An entry that rounds to zero stays stored, so the structure never changes.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static CsrMatrix Compress(ReadOnlySpan<float> dense, int rows, int cols, MatrixFormat format)
     {
         if (format is not (MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8))
@@ -172,6 +178,7 @@ public sealed class CsrMatrix : WeightMatrix
         return new CsrMatrix(rows, cols, rowPointers, columns16, columns32, Encode(values, rowPointers, format));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static StoredValues Encode(float[] values, int[] rowPointers, MatrixFormat format)
     {
         switch (format)
@@ -251,6 +258,7 @@ public sealed class CsrMatrix : WeightMatrix
     public int ColumnAt(int j) => _columns16 is not null ? _columns16[j] : _columns32![j];
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override float[] ToDense()
     {
         var dense = new float[(long)Rows * Cols];
@@ -260,6 +268,7 @@ public sealed class CsrMatrix : WeightMatrix
         return dense;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void ReadRow(int row, Span<float> destination)
     {
         destination[..Cols].Clear();
@@ -379,6 +388,7 @@ public sealed class CsrMatrix : WeightMatrix
     /// blocks of the N columns, sized so that <paramref name="footprintRows"/> operand rows of one block fit in
     /// <see cref="BlockFloats"/>, and when there are fewer blocks than parts, row ranges of equal non-zeros within each.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void ForEachPart<TKernel>(int n, long work, int threads, int footprintRows, TKernel kernel) where TKernel : struct, IPartKernel
     {
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, Rows * (n / BlockUnit + 1)), Rows * (n / BlockUnit + 1));
@@ -402,7 +412,7 @@ public sealed class CsrMatrix : WeightMatrix
             nint prp = (nint)rp, pv32 = (nint)v32, pv16 = (nint)v16, pv8 = (nint)v8, ps = (nint)scales, pc16 = (nint)c16, pc32 = (nint)c32;
             MatrixFormat encoding = Format;
             bool narrow = HasNarrowIndices;
-            Parallelism.Run(tasks, (firstTask, endTask) =>
+            Parallelism.Run(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (firstTask, endTask) =>
             {
                 for (int t = firstTask; t < endTask; t++)
                 {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 
 namespace Pruning.Sparse.Matrices;
@@ -87,6 +88,7 @@ public sealed class DenseMatrix : WeightMatrix
     private PackedWeights Packed => LazyInitializer.EnsureInitialized(ref _packed, () => new PackedWeights(_values, Rows, Cols));
 
     /// <summary>The row-blocked kernel, without packing: for narrow batches (and as the benchmarks' baseline).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal unsafe void MultiplyByRows(float* x, float* y, float* bias, int batch, int threads, SimdLevel simd)
     {
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, StoredEntries * batch, Rows), (Rows + 3) / 4);
@@ -98,7 +100,7 @@ public sealed class DenseMatrix : WeightMatrix
         fixed (float* w = _values)
         {
             nint pw = (nint)w;
-            Parallelism.Run(bounds, (first, end) =>
+            Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
                 DenseKernels.Multiply(simd, (float*)pw, Cols, (float*)px, (float*)py, (float*)pb, batch, first, end));
         }
     }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 
 namespace Pruning.Sparse.Matrices;
@@ -59,6 +60,7 @@ public sealed class NmMatrix : WeightMatrix
     };
 
     /// <summary>Whether a row-major [rows, cols] matrix has columns in whole groups and at most N non-zeros in each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool Fits(ReadOnlySpan<float> dense, int rows, int cols, (int N, int M) pattern)
     {
         if (cols % pattern.M != 0 || dense.Length != (long)rows * cols) return false;
@@ -72,6 +74,7 @@ public sealed class NmMatrix : WeightMatrix
     }
 
     /// <summary>Packs row-major <paramref name="dense"/> values whose every group of M inputs holds at most N non-zeros.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static NmMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, (int N, int M) pattern)
     {
         FormatOf(pattern);
@@ -112,6 +115,7 @@ public sealed class NmMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays, which it takes over.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static NmMatrix Owning(int rows, int cols, (int N, int M) pattern, byte[] positions, float[] values)
     {
         FormatOf(pattern);
@@ -156,6 +160,7 @@ public sealed class NmMatrix : WeightMatrix
     /// <summary>N values per group, in the order of their positions.</summary>
     public ReadOnlySpan<float> Values => _values;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void ReadRow(int row, Span<float> destination)
     {
         destination[..Cols].Clear();
@@ -181,7 +186,7 @@ public sealed class NmMatrix : WeightMatrix
         fixed (float* values = _values)
         {
             nint pp = (nint)positions, pv = (nint)values;
-            Parallelism.Run(bounds, (first, end) =>
+            Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
                 if (batch == 1) NmKernels.Spmv(simd, n, m, groups, (byte*)pp, (float*)pv, (float*)px, (float*)py, (float*)pb, first, end);
                 else NmKernels.Spmm(simd, n, m, groups, (byte*)pp, (float*)pv, (float*)px, (float*)py, (float*)pb, batch, first, end);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Matrices;
 
 namespace Pruning.Sparse.Sequences;
@@ -22,6 +23,7 @@ public sealed class EmbeddingLayer
     /// [Dimension, steps·batch] with column t·batch + n for step t of sequence n.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A token id is outside [0, Vocabulary); names its position.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Lookup(ReadOnlySpan<int> tokens, int batch, int steps, Span<float> output, Span<float> row)
     {
         int columns = batch * steps;

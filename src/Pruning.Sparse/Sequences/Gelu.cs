@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Sequences;
 
 /// <summary>Which GELU a transformer's MLP applies, as PyTorch's <c>approximate</c> argument names them.</summary>
@@ -15,6 +16,7 @@ internal static class Gelu
 {
     private const double InverseSqrt2 = 0.70710678118654752440, SqrtTwoOverPi = 0.79788456080286535588;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Apply(Span<float> values, GeluApproximation approximation)
     {
         if (approximation == GeluApproximation.Tanh)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Matrices;
 
 namespace Pruning.Sparse.Sequences;
@@ -17,6 +18,7 @@ public sealed class GruLayer : RecurrentLayer
 
     private protected override ReadOnlySpan<float> RecurrentBias => BiasHhArray;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void Cell(ReadOnlySpan<float> projection, int offset, int pitch, ReadOnlySpan<float> recurrent, int batch, Span<float> hidden, Span<float> cell)
     {
         int size = HiddenSize;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 
 namespace Pruning.Sparse.Sequences;
@@ -46,6 +47,7 @@ public sealed class LayerNorm
     /// Normalizes each column of the feature-major <paramref name="x"/> [Dimension, columns] into <paramref name="y"/>
     /// (which may be <paramref name="x"/>). <paramref name="statistics"/> has room for 2·columns values.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Forward(ReadOnlySpan<float> x, Span<float> y, int columns, Span<float> statistics)
     {
         Span<float> mean = statistics[..columns], scale = statistics.Slice(columns, columns);
@@ -75,6 +77,7 @@ public sealed class LayerNorm
     }
 
     /// <summary>sum[i] += values[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Add(ReadOnlySpan<float> values, Span<float> sum)
     {
         int i = 0;

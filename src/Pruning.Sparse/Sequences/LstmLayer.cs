@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Matrices;
 
 namespace Pruning.Sparse.Sequences;
@@ -26,6 +27,7 @@ public sealed class LstmLayer : RecurrentLayer
 
     private protected override ReadOnlySpan<float> RecurrentBias => default;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void Cell(ReadOnlySpan<float> projection, int offset, int pitch, ReadOnlySpan<float> recurrent, int batch, Span<float> hidden, Span<float> cell)
     {
         int size = HiddenSize;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Matrices;
 
 namespace Pruning.Sparse.Sequences;
@@ -66,6 +67,7 @@ public abstract class RecurrentLayer
     /// state before the first step and are left holding it after the last. <paramref name="projection"/> has room for
     /// [Gates·HiddenSize, steps·batch], <paramref name="gates"/> for [Gates·HiddenSize, batch].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Forward(ReadOnlySpan<float> input, Span<float> output, int batch, int steps, Span<float> hidden, Span<float> cell,
         Span<float> projection, Span<float> gates, int threads)
     {

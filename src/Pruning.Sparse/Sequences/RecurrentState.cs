@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Pruning.Sparse.Sequences;
 
 /// <summary>
@@ -31,6 +32,7 @@ public sealed class RecurrentState
     internal Span<float> Cell(int layer) => _cell[layer];
 
     /// <summary>Sets every value to zero (a new sequence).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Reset()
     {
         foreach (float[] h in _hidden) Array.Clear(h);
@@ -66,6 +68,7 @@ public sealed class RecurrentState
         return layer;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float[] ToBatchMajor(float[] state, int size)
     {
         var result = new float[state.Length];
@@ -74,6 +77,7 @@ public sealed class RecurrentState
         return result;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void FromBatchMajor(ReadOnlySpan<float> values, int size, float[] state)
     {
         for (int h = 0; h < size; h++)

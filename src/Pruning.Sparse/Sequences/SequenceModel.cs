@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
@@ -96,6 +97,7 @@ public sealed class SequenceModel
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A token id is outside the vocabulary (names its sequence and step), or the run needs more memory than the budget.</exception>
     /// <exception cref="ArgumentException">A span has the wrong length, or the state is for another batch size or model.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(ReadOnlySpan<int> tokens, Span<float> logits, int batch, int steps, RecurrentState? state = null, int threads = 0)
     {
         TokenRuns.Check(tokens, logits, batch, steps, Outputs, threads);
@@ -138,6 +140,7 @@ public sealed class SequenceModel
     }
 
     /// <summary>A table of the pieces and their storage.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Describe()
     {
         var text = new StringBuilder();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 
 namespace Pruning.Sparse.Sequences;
@@ -18,6 +19,7 @@ internal static class TokenRuns
     }
 
     /// <summary>Feature-major [outputs, steps·batch] (column t·batch + n) → [batch, steps, outputs], one step's block at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void WriteBatchFirst(ReadOnlySpan<float> y, Span<float> logits, int batch, int steps, int outputs)
     {
         int columns = batch * steps;

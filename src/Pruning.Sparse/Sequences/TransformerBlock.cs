@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Layers;
@@ -115,6 +116,7 @@ public sealed class TransformerBlock
     /// Causal multi-head attention from b.QueryKeyValue into b.Normed: each (sequence, head) pair stores its new keys
     /// and values in the cache, then every new position attends to the cached positions up to and including itself.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Attend(TransformerModel.Buffers b, int batch, int steps, AttentionCache cache, int layer, int threads)
     {
         int d = Dimension, size = d / Heads, columns = batch * steps, past = cache.Length, capacity = cache.Capacity, heads = Heads;
@@ -123,7 +125,7 @@ public sealed class TransformerBlock
         float scale = 1f / MathF.Sqrt(size);
         long work = (long)batch * heads * steps * (past + steps) * size * 2;
         int[] bounds = Parallelism.Even(batch * heads, threads, work);
-        Parallelism.Run(bounds, (first, end) =>
+        Parallelism.Run(bounds, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
         {
             Span<float> slot = scratch.AsSpan(WorkerPool.Slot * slotFloats, slotFloats);
             Span<float> query = slot[..size], sum = slot.Slice(size, size), scores = slot.Slice(2 * size, past + steps);
@@ -169,6 +171,7 @@ public sealed class TransformerBlock
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         var acc = Vector<float>.Zero;
@@ -179,6 +182,7 @@ public sealed class TransformerBlock
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddScaled(ReadOnlySpan<float> x, float a, Span<float> y)
     {
         int i = 0;
