@@ -124,7 +124,8 @@ internal static class ModelsQuickMode
             {
                 // The summary rows: "pruned" = our runtime on the weight-pruned model against ONNX Runtime on the dense
                 // one; "shrunk" = both engines on the same channel-shrunk model.
-                foreach (var (variant, oursMs, ortMs) in new[] { ("pruned", ms[0], ms[2]), ("shrunk", ms[4], ms[3]) })
+                // "-tuned": the same models after FormatTuning at this batch (each layer's storage and algorithm measured).
+                foreach (var (variant, oursMs, ortMs) in new[] { ("pruned", ms[0], ms[2]), ("shrunk", ms[4], ms[3]), ("pruned-tuned", ms[5], ms[2]), ("shrunk-tuned", ms[6], ms[3]) })
                     Console.WriteLine(FormattableString.Invariant(
                         $"{{\"model\":\"{name}\",\"variant\":\"{variant}\",\"batch\":{batch},\"threads\":{threads},\"ours_ms\":{oursMs:F5},\"ort_ms\":{ortMs:F5},\"ratio_vs_ort\":{ortMs / oursMs:F3}}}"));
                 for (int v = 0; v < names.Length; v++)

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Pruning.Sparse.Layers;
 
@@ -125,9 +126,23 @@ public sealed class Pool2dLayer : SparseLayer
                 for (; i < w; i++) row[i] = MathF.Max(row[i], line[i]);
             }
             float* o = dst + (long)oy * wo;
+            // Windows of 2 or 3 columns at stride 2 (2×2/2, resnet's 3×3/2), inside the row: four outputs from the even
+            // and odd columns of eight (ten) inputs.
+            bool pairs = Stride.W == 2 && Kernel.W is 2 or 3 && Sse.IsSupported;
+            int reach = Kernel.W == 3 ? 10 : 8;
             for (int ox = 0; ox < wo; ox++)
             {
                 int x0 = ox * Stride.W - Padding.W, x1 = Math.Min(x0 + Kernel.W, w);
+                if (pairs && x0 >= 0 && ox + 4 <= wo && x0 + reach <= w)
+                {
+                    float* r = row + x0;
+                    Vector128<float> a = Vector128.Load(r), b = Vector128.Load(r + 4);
+                    Vector128<float> four = Vector128.Max(Sse.Shuffle(a, b, 0b10_00_10_00), Sse.Shuffle(a, b, 0b11_01_11_01));
+                    if (Kernel.W == 3) four = Vector128.Max(four, Sse.Shuffle(Vector128.Load(r + 2), Vector128.Load(r + 6), 0b10_00_10_00));
+                    four.Store(o + ox);
+                    ox += 3;
+                    continue;
+                }
                 x0 = Math.Max(x0, 0);
                 float m = row[x0];
                 for (int ix = x0 + 1; ix < x1; ix++)

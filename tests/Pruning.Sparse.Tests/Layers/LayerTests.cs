@@ -213,6 +213,9 @@ public class LayerTests
 
     [Theory]
     [InlineData(2, 2, 2, 2, 0, 0, false, 9, 8)]     // 2×2/2, odd height: the last input row is dropped
+    [InlineData(2, 2, 2, 2, 0, 0, false, 6, 28)]    // 2×2/2 on 28 columns: four outputs at a time, then the tail
+    [InlineData(3, 3, 2, 2, 1, 1, false, 5, 40)]    // 3×3/2 padded: the first output by the edge, then four at a time
+    [InlineData(3, 3, 2, 2, 0, 0, true, 4, 19)]     // 3×3/2 unpadded, ceil mode: the last window is cut by the edge
     [InlineData(3, 3, 2, 2, 1, 1, false, 33, 21)]   // resnet's stem pool, widths past one vector
     [InlineData(3, 2, 1, 2, 1, 1, true, 7, 40)]     // uneven kernel and stride, ceil mode
     [InlineData(5, 5, 3, 3, 2, 2, true, 11, 12)]
@@ -273,6 +276,20 @@ public class LayerTests
         // Two samples × two channels of 2×2: [C, N, H, W] inside, [N, C, H, W] in and out.
         float[] x = [1, 2, 3, 4, /**/ 10, 20, 30, 40, /**/ 5, 5, 5, 5, /**/ 0, 0, 0, 8];
         new SparseModel(new FeatureShape(2, 2, 2), [new GlobalAveragePoolLayer()]).Run(x, 2).Should().Equal(2.5f, 25f, 5f, 2f);
+    }
+
+    [Theory]
+    [InlineData(7, 7)]    // 49 values: six vectors of eight, then one
+    [InlineData(3, 5)]    // 15: one vector, then four, then three
+    [InlineData(1, 7)]    // 7: no vector
+    public void Global_average_pooling_of_larger_planes_sums_every_value_in_double(int h, int w)
+    {
+        const int channels = 3, batch = 2;
+        // Large values with small ones: a float sum would lose the small ones.
+        float[] x = Enumerable.Range(0, channels * batch * h * w).Select(i => i % 5 == 0 ? 1e7f : (i % 7) * 0.25f - 0.5f).ToArray();
+        float[] y = new SparseModel(new FeatureShape(channels, h, w), [new GlobalAveragePoolLayer()]).Run(x, batch);
+        for (int p = 0; p < channels * batch; p++)
+            y[p].Should().Be((float)(x.Skip(p * h * w).Take(h * w).Sum(v => (double)v) / (h * w)), $"plane {p}");
     }
 
     [Fact]
