@@ -7,7 +7,7 @@ namespace Pruning.Sparse.Layers;
 /// <summary>How a <see cref="Conv2dLayer"/> computes its output.</summary>
 public enum ConvAlgorithm
 {
-    /// <summary><see cref="Direct"/> for CSR filters with stride 1, <see cref="Im2Col"/> otherwise.</summary>
+    /// <summary><see cref="Direct"/> for CSR filters with stride 1, <see cref="Im2Col"/> otherwise (dense filters too: <see cref="Tuning.FormatTuning"/> measures whether direct is faster for them).</summary>
     Auto,
     /// <summary>
     /// im2col, then one matrix product W [out, in·kh·kw] × columns [in·kh·kw, N·Ho·Wo]. Any format and stride. Dense and
@@ -16,8 +16,10 @@ public enum ConvAlgorithm
     /// </summary>
     Im2Col,
     /// <summary>
-    /// Direct sparse convolution: the input is zero-padded once, and each non-zero filter tap (channel, ky, kx) adds a
-    /// shifted view of its padded channel, scaled, into the output. Needs CSR filters and stride 1. The shifted product
+    /// Direct convolution: the input is zero-padded once, and each non-zero filter tap (channel, ky, kx) adds a
+    /// shifted view of its padded channel, scaled, into the output. Needs stride 1 and CSR filters (one filter at a time,
+    /// non-zeros only) or dense ones (four filters share each shifted load; never chosen by Auto, only asked for or
+    /// measured faster by <see cref="Tuning.FormatTuning"/>). The shifted product
     /// computes every padded position, so at batch 16 and more, on feature maps whose padded plane is more than
     /// <see cref="Conv2dLayer.DirectMaxWaste"/> times the output plane (4×4 and smaller for a padded 3×3), the layer
     /// runs <see cref="Im2Col"/> instead.
@@ -100,13 +102,13 @@ public sealed class Conv2dLayer : SparseLayer
         Stride = stride;
         Padding = padding;
         Dilation = dilation;
-        bool directFits = weight is CsrMatrix && stride == (1, 1);
+        bool directFits = weight is CsrMatrix or DenseMatrix && stride == (1, 1);
         Algorithm = algorithm switch
         {
-            ConvAlgorithm.Auto => directFits && !IsPointwise ? ConvAlgorithm.Direct : ConvAlgorithm.Im2Col,
+            ConvAlgorithm.Auto => directFits && weight is CsrMatrix && !IsPointwise ? ConvAlgorithm.Direct : ConvAlgorithm.Im2Col,
             ConvAlgorithm.Im2Col => ConvAlgorithm.Im2Col,
             ConvAlgorithm.Direct when directFits => ConvAlgorithm.Direct,
-            ConvAlgorithm.Direct => throw new ArgumentException($"Direct convolution needs CSR filters and stride 1; this layer has {weight.Format} filters and stride {stride}.", nameof(algorithm)),
+            ConvAlgorithm.Direct => throw new ArgumentException($"Direct convolution needs CSR or dense filters and stride 1; this layer has {weight.Format} filters and stride {stride}.", nameof(algorithm)),
             _ => throw new ArgumentOutOfRangeException(nameof(algorithm), algorithm, "Unknown convolution algorithm."),
         };
     }
@@ -202,7 +204,7 @@ public sealed class Conv2dLayer : SparseLayer
         long im2col = IsPointwise ? 0 : Weight.ColumnsScratch(checked(batch * output.Plane));
         if (Algorithm != ConvAlgorithm.Direct) return im2col;
         (long plane, long width) = DirectExtents(input, output, batch);
-        long direct = checked((long)InChannels * batch * plane + Slack + ((CsrMatrix)Weight).ShiftedTilesFloats((int)width, InChannels));
+        long direct = checked((long)InChannels * batch * plane + Slack + CsrMatrix.ShiftedTilesFloats(Weight.Rows, (int)width, InChannels));
         // Either may run depending on the batch; the larger serves both, and every smaller batch.
         return Wasteful(input, output) ? Math.Max(direct, im2col) : direct;
     }
@@ -291,9 +293,8 @@ public sealed class Conv2dLayer : SparseLayer
         int plane = (int)planeLong, width = (int)widthLong;
         int h = shape.Height, w = shape.Width, wp = w + 2 * Padding.W, ho = outShape.Height, wo = outShape.Width;
         int paddedSize = InChannels * batch * plane;
-        var csr = (CsrMatrix)Weight;
         Span<float> padded = scratch[..(paddedSize + Slack)];
-        Span<float> tiles = scratch.Slice(paddedSize + Slack, checked((int)csr.ShiftedTilesFloats(width, InChannels)));
+        Span<float> tiles = scratch.Slice(paddedSize + Slack, checked((int)CsrMatrix.ShiftedTilesFloats(Weight.Rows, width, InChannels)));
         padded[paddedSize..].Clear();
         int[] offsets = TapOffsets(shape, batch, plane, wp);
         int planes = InChannels * batch;
@@ -319,7 +320,9 @@ public sealed class Conv2dLayer : SparseLayer
                 }
             });
             // The product goes block by block through per-thread tiles straight into the compact output.
-            csr.MultiplyShiftedCore(x, o, new ShiftedOutput(dst, batch, plane, wp, ho, wo), t, b, width, threads, Simd, footprintRows: InChannels);
+            var store = new ShiftedOutput(dst, batch, plane, wp, ho, wo);
+            if (Weight is CsrMatrix csr) csr.MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels);
+            else ((DenseMatrix)Weight).MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels);
         }
     }
 

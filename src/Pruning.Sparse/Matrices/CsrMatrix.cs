@@ -321,13 +321,19 @@ public sealed class CsrMatrix : WeightMatrix
     /// </summary>
     internal unsafe void MultiplyShiftedCore(float* x, int* offsets, ShiftedOutput output, float* tiles, float* bias, int width, int threads, SimdLevel simd, int footprintRows) =>
         ForEachPart(width, (NonZeros + Rows) * width, threads, footprintRows,
-            new ShiftedProduct(simd, x, offsets, output, tiles, Whole(width, footprintRows) ? 0 : (long)Rows * WidestBlock(width, footprintRows), width, bias));
+            new ShiftedProduct(simd, x, offsets, output, tiles, ShiftedSlot(Rows, width, footprintRows), width, bias));
 
-    /// <summary>Floats <see cref="MultiplyShiftedCore"/> needs for its tiles; never fewer for a wider product.</summary>
-    internal long ShiftedTilesFloats(int width, int footprintRows) =>
-        Whole(width, footprintRows) ? (long)Rows * width : (long)WorkerPool.Shared.Slots * Rows * WidestBlock(width, footprintRows);
+    /// <summary>
+    /// Floats a shifted product of <paramref name="rows"/> rows needs for its tiles (CSR or dense): the whole wide
+    /// product when it is no wider than one block per thread, else one block-sized tile per <see cref="WorkerPool.Slots"/>;
+    /// never fewer for a wider product.
+    /// </summary>
+    internal static long ShiftedTilesFloats(int rows, int width, int footprintRows) =>
+        ShiftedSlot(rows, width, footprintRows) == 0 ? (long)rows * width : WorkerPool.Shared.Slots * ShiftedSlot(rows, width, footprintRows);
 
-    private static bool Whole(int width, int footprintRows) => width <= (long)WorkerPool.Shared.Slots * WidestBlock(width, footprintRows);
+    /// <summary>Floats of one thread's tile, or 0 when the wide product is laid out whole.</summary>
+    internal static long ShiftedSlot(int rows, int width, int footprintRows) =>
+        width <= (long)WorkerPool.Shared.Slots * WidestBlock(width, footprintRows) ? 0 : (long)rows * WidestBlock(width, footprintRows);
 
     /// <summary>A kernel over a range of rows and a block of columns, for either column index width.</summary>
     private unsafe interface IPartKernel
@@ -380,7 +386,7 @@ public sealed class CsrMatrix : WeightMatrix
     private const int BlockUnit = 64;
 
     /// <summary>The widest column block for an operand of <paramref name="n"/> columns whose blocks span <paramref name="footprintRows"/> rows.</summary>
-    private static int WidestBlock(int n, int footprintRows) =>
+    internal static int WidestBlock(int n, int footprintRows) =>
         n <= BlockUnit ? n : Math.Min(n, Math.Clamp(BlockFloats / Math.Max(1, footprintRows) / BlockUnit * BlockUnit, BlockUnit, 16 * BlockUnit));
 
     /// <summary>

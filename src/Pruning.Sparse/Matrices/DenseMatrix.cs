@@ -71,6 +71,45 @@ public sealed class DenseMatrix : WeightMatrix
     }
 
     /// <summary>
+    /// The shifted product of a direct convolution with dense filters (see <see cref="CsrMatrix.MultiplyShiftedCore"/>,
+    /// whose column blocks, tiles and stores it shares): each part computes four filters at a time over one block of
+    /// the wide output (<see cref="DenseShiftedKernels"/>), and its valid positions go straight to the output.
+    /// </summary>
+    internal unsafe void MultiplyShiftedCore(float* x, int* offsets, ShiftedOutput output, float* tiles, float* bias, int width, int threads, SimdLevel simd, int footprintRows)
+    {
+        long slot = CsrMatrix.ShiftedSlot(Rows, width, footprintRows);
+        int units = Rows * (width / 64 + 1);
+        int parts = Parallelism.Chunks(Parallelism.Threads(threads, (long)Rows * Cols * width, units), units);
+        // Column blocks as the CSR product cuts them; row groups of whole quads of filters when blocks are fewer than parts.
+        int blockWidth = CsrMatrix.WidestBlock(width, footprintRows);
+        if (blockWidth < width) blockWidth = Math.Min(blockWidth, Math.Max(128, (int)(((long)width + parts - 1) / parts + 63) / 64 * 64));
+        int blocks = (width + blockWidth - 1) / blockWidth, quads = (Rows + 3) / 4;
+        int groups = Math.Clamp((parts + blocks - 1) / blocks, 1, quads);
+        var tasks = new int[blocks * groups + 1];
+        for (int t = 1; t < tasks.Length; t++) tasks[t] = t;
+        int rows = Rows, k = Cols;
+        fixed (float* w = _values)
+        {
+            nint pw = (nint)w, px = (nint)x, po = (nint)offsets, pt = (nint)tiles, pb = (nint)bias;
+            Parallelism.Run(tasks, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (firstTask, endTask) =>
+            {
+                for (int t = firstTask; t < endTask; t++)
+                {
+                    int block = t % blocks, group = t / blocks;
+                    int c0 = block * blockWidth, count = Math.Min(blockWidth, width - c0);
+                    int first = Math.Min(rows, 4 * (int)((long)quads * group / groups)), end = Math.Min(rows, 4 * (int)((long)quads * (group + 1) / groups));
+                    if (first == end) continue;
+                    // Whole: row r at tiles + r·width + c0. Tiled: row r at tile + (r − first)·count.
+                    long pitch = slot == 0 ? width : count;
+                    float* y = slot == 0 ? (float*)pt + c0 : (float*)pt + WorkerPool.Slot * slot - first * pitch;
+                    DenseShiftedKernels.Run(simd, (float*)pw, k, (int*)po, (float*)px + c0, y, pitch, (float*)pb, count, first, end);
+                    output.Store(y + first * pitch, pitch, c0, count, first, end);
+                }
+            });
+        }
+    }
+
+    /// <summary>
     /// Computed operands up to this many columns are materialized whole (in parallel) before the product: below it the
     /// GEMM splits its work by rows (<see cref="Gemm.Multiply(SimdLevel, PackedWeights, ColumnSource, float*, float*, int, float*)"/>
     /// cuts column blocks only with four panels of 32 per part).

@@ -30,7 +30,7 @@ public static class FormatTuning
 
     /// <summary>
     /// Times every Linear and Conv2d layer (inside residual, concatenation and scaling layers too, each at its own input
-    /// shape) alone as CSR and as dense (and, for stride-1 convolutions with CSR filters, by direct convolution and by
+    /// shape) alone as CSR and as dense (and, for stride-1 convolutions, by direct convolution and by
     /// im2col), interleaved, median of <paramref name="runs"/> after warm-up, and returns a model that uses the fastest
     /// of each. Other layers are kept as they are. The tuned model computes the same function.
     /// </summary>
@@ -160,7 +160,7 @@ public static class FormatTuning
                 foreach (MatrixFormat format in formats.Where(f => Fits(f, conv.Weight, w)))
                 {
                     WeightMatrix matrix = WeightMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols, format);
-                    if (matrix is CsrMatrix && conv.Stride == (1, 1))
+                    if (matrix is CsrMatrix or DenseMatrix && conv.Stride == (1, 1))
                         list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct, conv.Groups));
                     list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col, conv.Groups));
                 }

@@ -51,7 +51,7 @@ public class LayerTests
             (MatrixFormat.Csr, ConvAlgorithm.Im2Col, SimdSupport.Best),
             (MatrixFormat.Dense, ConvAlgorithm.Im2Col, SimdSupport.Best),
         };
-        if (s == 1) variants.AddRange(Reference.Levels.Select(level => (MatrixFormat.Csr, ConvAlgorithm.Direct, level)));
+        if (s == 1) variants.AddRange(Reference.Levels.SelectMany(level => new[] { (MatrixFormat.Csr, ConvAlgorithm.Direct, level), (MatrixFormat.Dense, ConvAlgorithm.Direct, level) }));
         foreach (var (format, algorithm, simd) in variants)
         {
             var conv = new Conv2dLayer(WeightMatrix.FromDense(weight, outC, c * k * k, format), bias, c, (k, k), (s, s), (p, p), (d, d), algorithm) { Simd = simd };
@@ -83,7 +83,7 @@ public class LayerTests
             // The reference uses the values the format stores (fp16 and int8 round them).
             float[] expected = Conv(x, n, c, h, w, matrix.ToDense(), outC, k, k, stride, p, 1, bias);
             var algorithms = new List<ConvAlgorithm> { ConvAlgorithm.Im2Col };
-            if (stride == 1 && matrix is CsrMatrix) algorithms.Add(ConvAlgorithm.Direct);
+            if (stride == 1 && matrix is CsrMatrix or DenseMatrix) algorithms.Add(ConvAlgorithm.Direct);
             foreach (ConvAlgorithm algorithm in algorithms)
                 foreach (SimdLevel level in Reference.Levels)
                 {
@@ -166,8 +166,9 @@ public class LayerTests
         new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
         new Conv2dLayer(CsrMatrix.FromDense(weight, 6, 12), null, 12, (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
 
-        var dense = () => new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct);
-        dense.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("algorithm");
+        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct).Algorithm.Should().Be(ConvAlgorithm.Direct);
+        var blocks = () => new Conv2dLayer(BsrMatrix.FromDense(weight, 4, 18, (4, 1)), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct);
+        blocks.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("algorithm");
         var strided = () => new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2), algorithm: ConvAlgorithm.Direct);
         strided.Should().Throw<ArgumentException>().WithMessage("*stride 1*");
     }

@@ -22,7 +22,7 @@ public class FormatTuningTests
         // A timer under the test's control: dense im2col is "fastest" for the convolution, CSR for the linear layer.
         static double Timer(SparseModel alone) => alone.Layers[0] switch
         {
-            Conv2dLayer { Weight: DenseMatrix } => 1.0,
+            Conv2dLayer { Weight: DenseMatrix } d => d.Algorithm == ConvAlgorithm.Direct ? 1.5 : 1.0,
             Conv2dLayer c => c.Algorithm == ConvAlgorithm.Direct ? 2.0 : 3.0,
             LinearLayer { Weight: CsrMatrix } => 1.0,
             _ => 5.0,
@@ -35,7 +35,7 @@ public class FormatTuningTests
         result.Model.Layers[3].Should().BeOfType<LinearLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Csr);
         result.Model.Layers[1].Should().BeSameAs(model.Layers[1]);
         result.Choices.Select(c => c.Index).Should().Equal(0, 3);
-        result.Choices[0].Options.Should().HaveCount(3);   // CSR direct, CSR im2col, dense im2col
+        result.Choices[0].Options.Should().HaveCount(4);   // CSR direct, CSR im2col, dense direct, dense im2col
         result.Choices[1].Options.Should().HaveCount(2);   // CSR, dense
         result.ToString().Should().Contain("direct").And.Contain("*");
 
@@ -127,8 +127,8 @@ public class FormatTuningTests
         FormatTuningResult all = FormatTuning.Tune(model, FormatTuning.AllFormats, 1, 1, 1, Timer);
         all.Model.Layers[0].Should().BeOfType<Conv2dLayer>().Which.Weight.Format.Should().Be(MatrixFormat.Bsr4x1);
         all.Model.Layers[3].Should().BeOfType<LinearLayer>().Which.Weight.Format.Should().Be(MatrixFormat.CsrInt8);
-        // conv (4×18): CSR ×3 value encodings × (direct, im2col) + BSR 4×1 + dense; 1×4 and 4×4 do not tile 18 columns.
-        all.Choices[0].Options.Should().HaveCount(8);
+        // conv (4×18): CSR ×3 value encodings × (direct, im2col) + BSR 4×1 + dense × (direct, im2col); 1×4 and 4×4 do not tile 18 columns.
+        all.Choices[0].Options.Should().HaveCount(9);
         // linear (5×144): CSR ×3, BSR 1×4 (5 rows rule out 4×1 and 4×4), dense.
         all.Choices[1].Options.Should().HaveCount(5);
 
