@@ -87,6 +87,7 @@ internal static class ModelsQuickMode
             Directory.CreateDirectory(saveDir);
             ours.Save(Path.Combine(saveDir, $"{name}-pruned.psm"));
             oursShrunk.Save(Path.Combine(saveDir, $"{name}-shrunk.psm"));
+            FormatTuning.Reencode(ours, MatrixFormat.Dense).Save(Path.Combine(saveDir, $"{name}-dense.psm"));   // the same weights, every layer dense
             File.WriteAllBytes(Path.Combine(saveDir, $"{name}-dense.onnx"), OnnxExport.ToBytes(model, shape));
         }
 

@@ -36,28 +36,57 @@ internal static unsafe class DenseKernels
         }
     }
 
+    /// <summary>
+    /// y[r, 0..count) = bias[r] + Σ_k w[r, k]·x[rows.Offset(k) + 0..count) for rows [first, end), y's rows
+    /// <paramref name="ldy"/> apart: a direct convolution's shifted product (<see cref="ShiftedRows"/>, a tap's operand
+    /// row is the padded input shifted by the tap's offset), by the kernel of <see cref="Multiply"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void MultiplyShifted(SimdLevel level, float* w, int cols, int* offsets, float* x, float* y, long ldy, float* bias, int count, int first, int end)
+    {
+        if (level == SimdLevel.Vector512 && count < Vector512<float>.Count) level = SimdLevel.Vector256;
+        var rows = new ShiftedRows(offsets);
+        switch (level)
+        {
+            case SimdLevel.Vector512 when count >= Vector512<float>.Count: FourRows<Lanes512, Vector512<float>, ShiftedRows>(w, cols, x, rows, y, ldy, bias, count, first, end); break;
+            case SimdLevel.Vector256 when count >= Vector256<float>.Count: FourRows<Lanes256, Vector256<float>, ShiftedRows>(w, cols, x, rows, y, ldy, bias, count, first, end); break;
+            default: ScalarColumns(w, cols, x, rows, y, ldy, bias, count, 0, first, end); break;
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Vectorized<TL, TVec>(float* w, int cols, float* x, float* y, float* bias, int batch, int first, int end)
         where TL : struct, ILanes<TVec> where TVec : struct
     {
         if (batch == 1) { Gemv<TL, TVec>(w, cols, x, y, bias, first, end); return; }
+        if (batch < TL.Count) { Narrow<TL, TVec>(w, cols, x, y, bias, batch, first, end); return; }
+        FourRows<TL, TVec, StridedRows>(w, cols, x, new StridedRows(batch), y, batch, bias, batch, first, end);
+    }
+
+    /// <summary>
+    /// Four rows × two vectors of columns at a time: each loaded operand vector feeds four multiply-adds (needs
+    /// <paramref name="count"/> ≥ one vector; the last columns and rows are done narrower).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourRows<TL, TVec, TRows>(float* w, int cols, float* x, TRows rows, float* y, long ldy, float* bias, int count, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TRows : struct, IColumnRows
+    {
         int n = TL.Count;
-        if (batch < n) { Narrow<TL, TVec>(w, cols, x, y, bias, batch, first, end); return; }
-        int vectorEnd = batch - batch % n;
+        int vectorEnd = count - count % n;
         int r = first;
-        // Four rows × two vectors of the batch: each loaded x vector feeds four FMAs.
         for (; r + 4 <= end; r += 4)
         {
             float* w0 = w + (long)r * cols, w1 = w0 + cols, w2 = w1 + cols, w3 = w2 + cols;
             TVec c0 = TL.Broadcast(bias == null ? 0 : bias[r]), c1 = TL.Broadcast(bias == null ? 0 : bias[r + 1]);
             TVec c2 = TL.Broadcast(bias == null ? 0 : bias[r + 2]), c3 = TL.Broadcast(bias == null ? 0 : bias[r + 3]);
+            float* y0 = y + r * ldy, y1 = y0 + ldy, y2 = y1 + ldy, y3 = y2 + ldy;
             int b = 0;
-            for (; b + 2 * n <= batch; b += 2 * n)
+            for (; b + 2 * n <= count; b += 2 * n)
             {
                 TVec a00 = c0, a01 = c0, a10 = c1, a11 = c1, a20 = c2, a21 = c2, a30 = c3, a31 = c3;
                 for (int k = 0; k < cols; k++)
                 {
-                    float* xk = x + (long)k * batch + b;
+                    float* xk = x + rows.Offset(k) + b;
                     TVec x0 = TL.Load(xk), x1 = TL.Load(xk + n);
                     TVec v0 = TL.Broadcast(w0[k]), v1 = TL.Broadcast(w1[k]), v2 = TL.Broadcast(w2[k]), v3 = TL.Broadcast(w3[k]);
                     a00 = TL.MulAdd(v0, x0, a00); a01 = TL.MulAdd(v0, x1, a01);
@@ -65,27 +94,25 @@ internal static unsafe class DenseKernels
                     a20 = TL.MulAdd(v2, x0, a20); a21 = TL.MulAdd(v2, x1, a21);
                     a30 = TL.MulAdd(v3, x0, a30); a31 = TL.MulAdd(v3, x1, a31);
                 }
-                float* y0 = y + (long)r * batch + b;
-                TL.Store(y0, a00); TL.Store(y0 + n, a01);
-                TL.Store(y0 + batch, a10); TL.Store(y0 + batch + n, a11);
-                TL.Store(y0 + 2L * batch, a20); TL.Store(y0 + 2L * batch + n, a21);
-                TL.Store(y0 + 3L * batch, a30); TL.Store(y0 + 3L * batch + n, a31);
+                TL.Store(y0 + b, a00); TL.Store(y0 + b + n, a01);
+                TL.Store(y1 + b, a10); TL.Store(y1 + b + n, a11);
+                TL.Store(y2 + b, a20); TL.Store(y2 + b + n, a21);
+                TL.Store(y3 + b, a30); TL.Store(y3 + b + n, a31);
             }
             for (; b < vectorEnd; b += n)
             {
                 TVec a0 = c0, a1 = c1, a2 = c2, a3 = c3;
                 for (int k = 0; k < cols; k++)
                 {
-                    TVec xk = TL.Load(x + (long)k * batch + b);
+                    TVec xk = TL.Load(x + rows.Offset(k) + b);
                     a0 = TL.MulAdd(TL.Broadcast(w0[k]), xk, a0);
                     a1 = TL.MulAdd(TL.Broadcast(w1[k]), xk, a1);
                     a2 = TL.MulAdd(TL.Broadcast(w2[k]), xk, a2);
                     a3 = TL.MulAdd(TL.Broadcast(w3[k]), xk, a3);
                 }
-                float* y0 = y + (long)r * batch + b;
-                TL.Store(y0, a0); TL.Store(y0 + batch, a1); TL.Store(y0 + 2L * batch, a2); TL.Store(y0 + 3L * batch, a3);
+                TL.Store(y0 + b, a0); TL.Store(y1 + b, a1); TL.Store(y2 + b, a2); TL.Store(y3 + b, a3);
             }
-            if (vectorEnd < batch) ScalarColumns(w, cols, x, y, bias, batch, vectorEnd, r, r + 4);
+            if (vectorEnd < count) ScalarColumns(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 4);
         }
         for (; r < end; r++)
         {
@@ -94,22 +121,23 @@ internal static unsafe class DenseKernels
             for (int b = 0; b < vectorEnd; b += n)
             {
                 TVec a = c;
-                for (int k = 0; k < cols; k++) a = TL.MulAdd(TL.Broadcast(wr[k]), TL.Load(x + (long)k * batch + b), a);
-                TL.Store(y + (long)r * batch + b, a);
+                for (int k = 0; k < cols; k++) a = TL.MulAdd(TL.Broadcast(wr[k]), TL.Load(x + rows.Offset(k) + b), a);
+                TL.Store(y + r * ldy + b, a);
             }
-            if (vectorEnd < batch) ScalarColumns(w, cols, x, y, bias, batch, vectorEnd, r, r + 1);
+            if (vectorEnd < count) ScalarColumns(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 1);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScalarColumns(float* w, int cols, float* x, float* y, float* bias, int batch, int fromColumn, int first, int end)
+    private static void ScalarColumns<TRows>(float* w, int cols, float* x, TRows rows, float* y, long ldy, float* bias, int count, int fromColumn, int first, int end)
+        where TRows : struct, IColumnRows
     {
         for (int r = first; r < end; r++)
-            for (int b = fromColumn; b < batch; b++)
+            for (int b = fromColumn; b < count; b++)
             {
                 float s = bias == null ? 0 : bias[r];
-                for (int k = 0; k < cols; k++) s += w[(long)r * cols + k] * x[(long)k * batch + b];
-                y[(long)r * batch + b] = s;
+                for (int k = 0; k < cols; k++) s += w[(long)r * cols + k] * x[rows.Offset(k) + b];
+                y[r * ldy + b] = s;
             }
     }
 

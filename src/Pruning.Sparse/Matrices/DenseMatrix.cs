@@ -73,7 +73,7 @@ public sealed class DenseMatrix : WeightMatrix
     /// <summary>
     /// The shifted product of a direct convolution with dense filters (see <see cref="CsrMatrix.MultiplyShiftedCore"/>,
     /// whose column blocks, tiles and stores it shares): each part computes four filters at a time over one block of
-    /// the wide output (<see cref="DenseShiftedKernels"/>), and its valid positions go straight to the output.
+    /// the wide output (<see cref="DenseKernels.MultiplyShifted"/>: two vectors of the shifted input and four broadcast weights feed eight multiply-adds), and its valid positions go straight to the output.
     /// </summary>
     internal unsafe void MultiplyShiftedCore(float* x, int* offsets, ShiftedOutput output, float* tiles, float* bias, int width, int threads, SimdLevel simd, int footprintRows)
     {
@@ -102,7 +102,7 @@ public sealed class DenseMatrix : WeightMatrix
                     // Whole: row r at tiles + r·width + c0. Tiled: row r at tile + (r − first)·count.
                     long pitch = slot == 0 ? width : count;
                     float* y = slot == 0 ? (float*)pt + c0 : (float*)pt + WorkerPool.Slot * slot - first * pitch;
-                    DenseShiftedKernels.Run(simd, (float*)pw, k, (int*)po, (float*)px + c0, y, pitch, (float*)pb, count, first, end);
+                    DenseKernels.MultiplyShifted(simd, (float*)pw, k, (int*)po, (float*)px + c0, y, pitch, (float*)pb, count, first, end);
                     output.Store(y + first * pitch, pitch, c0, count, first, end);
                 }
             });
