@@ -158,13 +158,18 @@ public class LayerTests
     }
 
     [Fact]
-    public void Direct_convolution_is_chosen_for_sparse_stride_1_filters_and_refused_where_it_cannot_run()
+    public void Direct_convolution_is_chosen_for_stride_1_filters_and_refused_where_it_cannot_run()
     {
         float[] weight = Reference.Sparse(4, 18, 0.8, seed: 2);
         new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), padding: (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Direct);
         new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
-        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3)).Algorithm.Should().Be(ConvAlgorithm.Direct);
+        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
         new Conv2dLayer(CsrMatrix.FromDense(weight, 6, 12), null, 12, (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(new DenseMatrix(weight, 6, 12), null, 12, (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        // Dense groups keep im2col (direct was measured on single-group layers); CSR groups run direct.
+        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 4, (3, 3), groups: 2).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 4, (3, 3), groups: 2).Algorithm.Should().Be(ConvAlgorithm.Direct);
 
         new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct).Algorithm.Should().Be(ConvAlgorithm.Direct);
         var blocks = () => new Conv2dLayer(BsrMatrix.FromDense(weight, 4, 18, (4, 1)), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct);
