@@ -73,7 +73,7 @@ public sealed class ActivationLayer : SparseLayer
                     if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
                         for (; i + 8 <= end; i += 8)
                             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Max(System.Runtime.Intrinsics.Vector256.Load(x + i), System.Runtime.Intrinsics.Vector256<float>.Zero), y + i);
-                    for (; i < end; i++) y[i] = x[i] > 0 ? x[i] : 0f;
+                    for (; i < end; i++) y[i] = x[i] < 0 ? 0f : x[i];   // NaN passes, as in the vector body and PyTorch
                     break;
                 }
             case ActivationKind.ReLU6:
@@ -83,7 +83,7 @@ public sealed class ActivationLayer : SparseLayer
                         for (; i + 8 <= end; i += 8)
                             System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Min(System.Runtime.Intrinsics.Vector256.Max(
                                 System.Runtime.Intrinsics.Vector256.Load(x + i), System.Runtime.Intrinsics.Vector256<float>.Zero), System.Runtime.Intrinsics.Vector256.Create(6f)), y + i);
-                    for (; i < end; i++) y[i] = x[i] > 6 ? 6f : x[i] > 0 ? x[i] : 0f;
+                    for (; i < end; i++) y[i] = x[i] < 0 ? 0f : x[i] > 6 ? 6f : x[i];
                     break;
                 }
             case ActivationKind.Tanh: for (int i = first; i < end; i++) y[i] = MathF.Tanh(x[i]); break;

@@ -323,6 +323,27 @@ public class LayerTests
         float[] Run(ActivationKind kind, float slope = 0.01f) => new SparseModel(new FeatureShape(4), [new ActivationLayer(kind, slope)]).Run(x);
     }
 
+    [Theory]
+    [InlineData(ActivationKind.ReLU)]
+    [InlineData(ActivationKind.ReLU6)]
+    [InlineData(ActivationKind.LeakyReLU)]
+    public void Clamping_activations_pass_nan_through_in_the_vector_body_and_the_scalar_tail(ActivationKind kind)
+    {
+        // 11 values: eight in a 256-bit vector, three in the scalar tail; a NaN in each part, as PyTorch's relu,
+        // relu6 (hardtanh) and leaky_relu pass it through.
+        float[] x = [-1, 2, float.NaN, 7, -3, 0.5f, 8, -0.25f, 3, float.NaN, -2];
+        float[] y = new SparseModel(new FeatureShape(11), [new ActivationLayer(kind, 0.1f)]).Run(x);
+        float[] expected = x.Select(v => kind switch
+        {
+            ActivationKind.ReLU => v < 0 ? 0 : v,
+            ActivationKind.ReLU6 => v < 0 ? 0 : v > 6 ? 6 : v,
+            _ => v < 0 ? 0.1f * v : v,
+        }).ToArray();
+        y.Should().Equal(expected);
+        float.IsNaN(y[2]).Should().BeTrue();
+        float.IsNaN(y[9]).Should().BeTrue();
+    }
+
     [Fact]
     public void A_chain_that_does_not_fit_is_refused_naming_the_layer()
     {
