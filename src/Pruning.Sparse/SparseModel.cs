@@ -56,7 +56,6 @@ public sealed class SparseModel
     /// The working memory a run of <paramref name="batch"/> samples allocates, in bytes: two buffers as wide as the
     /// widest activation, and the largest scratch any layer needs. <see cref="long.MaxValue"/> when it overflows.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public long BufferBytes(int batch)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
@@ -157,7 +156,6 @@ public sealed class SparseModel
     }
 
     /// <summary>A table of the layers: shapes, format, stored parameters and bytes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Describe()
     {
         var text = new StringBuilder();
@@ -168,7 +166,6 @@ public sealed class SparseModel
         return text.ToString();
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Buffers BuffersFor(int batch)
     {
         // Every buffer scales with the batch, so the largest batch seen serves all smaller ones without reallocating.

@@ -1,4 +1,3 @@
-using System.Text;
 using Pruning.Checkpoints;
 using Pruning.Criteria;
 using Pruning.Interop;

@@ -46,7 +46,6 @@ public sealed class ConcatLayer : SparseLayer
 
     private Plan? _plan;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Plan PlanFor(FeatureShape input)
     {
         if (Volatile.Read(ref _plan) is { } cached && cached.Input == input) return cached;
@@ -69,7 +68,6 @@ public sealed class ConcatLayer : SparseLayer
     }
 
     /// <summary>Two ping-pong buffers as large as the widest activation, then the layers' own scratch.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override long ScratchSize(FeatureShape input, int batch)
     {
         Plan plan = PlanFor(input);

@@ -129,7 +129,6 @@ public sealed class Conv2dLayer : SparseLayer
     /// CSR for stride 1 at density ≤ <see cref="DirectMaxDensity"/>, dense above; otherwise
     /// <see cref="WeightMatrix.FromDense"/>'s rule. Stride-1 layers run by direct convolution either way.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto, int groups = 1)
     {
         if (outChannels < 1) throw new ArgumentOutOfRangeException(nameof(outChannels), outChannels, "Must be positive.");
@@ -329,7 +328,6 @@ public sealed class Conv2dLayer : SparseLayer
     }
 
     /// <summary>Offset into the padded input of each filter tap (c, ky, kx), cached for the last shape and batch.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int[] TapOffsets(FeatureShape shape, int batch, int plane, int wp)
     {
         if (_taps is { } cached && cached.Shape == shape && cached.Batch == batch) return cached.Offsets;

@@ -5,7 +5,6 @@ namespace Pruning.Sparse.Layers;
 internal static class LayerChains
 {
     /// <summary>The shapes along <paramref name="chain"/> from <paramref name="input"/>: one more than the layers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static FeatureShape[] Shapes(IReadOnlyList<SparseLayer> chain, FeatureShape input)
     {
         var shapes = new FeatureShape[chain.Count + 1];
@@ -15,7 +14,6 @@ internal static class LayerChains
     }
 
     /// <summary>The largest scratch any layer of the chain needs.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static long LayerScratch(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int batch)
     {
         long scratch = 0;

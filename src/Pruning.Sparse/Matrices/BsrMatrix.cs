@@ -59,7 +59,6 @@ public sealed class BsrMatrix : WeightMatrix
     public static bool Fits(int rows, int cols, (int R, int C) block) => rows % block.R == 0 && cols % block.C == 0;
 
     /// <summary>Stores every block of row-major <paramref name="dense"/> that holds a non-zero.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static BsrMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, (int R, int C) block)
     {
         FormatOf(block);
@@ -90,7 +89,6 @@ public sealed class BsrMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays, which it takes over (column indices as int32; narrowed when they fit).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static BsrMatrix Owning(int rows, int cols, (int R, int C) block, int[] blockRowPointers, int[] columns, float[] values)
     {
         FormatOf(block);

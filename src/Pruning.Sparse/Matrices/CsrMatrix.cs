@@ -35,7 +35,6 @@ public sealed class CsrMatrix : WeightMatrix
             Float32 is not null ? Float32[j] : Float16 is not null ? Float16Values.Decode(Float16[j]) : Scales![row] * Int8![j];
 
         /// <summary>Checks what the kernels rely on: one encoding, counts that agree, halves finite, q ≠ −128, scales finite and ≥ 0.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Validate(int rows)
         {
             int encodings = (Float32 is null ? 0 : 1) + (Float16 is null ? 0 : 1) + (Int8 is null ? 0 : 1);
@@ -73,7 +72,6 @@ public sealed class CsrMatrix : WeightMatrix
     /// Builds a CSR matrix from copies of its arrays. Every invariant is checked: row pointers start at 0, never
     /// decrease and end at the value count; columns are in range and strictly increasing per row.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static CsrMatrix Create(int rows, int cols, ReadOnlySpan<int> rowPointers, ReadOnlySpan<int> columnIndices, ReadOnlySpan<float> values)
     {
         int[] columns = columnIndices.ToArray(), pointers = rowPointers.ToArray();
@@ -98,7 +96,6 @@ public sealed class CsrMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays (int32 indices), which it takes over.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static CsrMatrix Owning(int rows, int cols, int[] rowPointers, int[] columnIndices, StoredValues values)
     {
         values.Validate(rows);
@@ -109,7 +106,6 @@ public sealed class CsrMatrix : WeightMatrix
         return new CsrMatrix(rows, cols, rowPointers, narrow, null, values);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Validate(int rows, int cols, int[] rowPointers, int valueCount, int columnCount, Func<int, int> column)
     {
         if (rows <= 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "A weight matrix needs at least one row.");
@@ -149,7 +145,6 @@ public sealed class CsrMatrix : WeightMatrix
     /// |w| > 65 504 is refused) or <see cref="MatrixFormat.CsrInt8"/> (q = round(w / s), s = max |w| of the row / 127:
     /// absolute error at most s / 2 per value). An entry that rounds to zero stays stored, so the structure never changes.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static CsrMatrix Compress(ReadOnlySpan<float> dense, int rows, int cols, MatrixFormat format)
     {
         if (format is not (MatrixFormat.Csr or MatrixFormat.CsrFloat16 or MatrixFormat.CsrInt8))
@@ -178,7 +173,6 @@ public sealed class CsrMatrix : WeightMatrix
         return new CsrMatrix(rows, cols, rowPointers, columns16, columns32, Encode(values, rowPointers, format));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static StoredValues Encode(float[] values, int[] rowPointers, MatrixFormat format)
     {
         switch (format)
@@ -258,7 +252,6 @@ public sealed class CsrMatrix : WeightMatrix
     public int ColumnAt(int j) => _columns16 is not null ? _columns16[j] : _columns32![j];
 
     /// <inheritdoc />
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override float[] ToDense()
     {
         var dense = new float[(long)Rows * Cols];
@@ -386,8 +379,23 @@ public sealed class CsrMatrix : WeightMatrix
     private const int BlockUnit = 64;
 
     /// <summary>The widest column block for an operand of <paramref name="n"/> columns whose blocks span <paramref name="footprintRows"/> rows.</summary>
-    internal static int WidestBlock(int n, int footprintRows) =>
+    private static int WidestBlock(int n, int footprintRows) =>
         n <= BlockUnit ? n : Math.Min(n, Math.Clamp(BlockFloats / Math.Max(1, footprintRows) / BlockUnit * BlockUnit, BlockUnit, 16 * BlockUnit));
+
+    /// <summary>
+    /// How a product of <paramref name="rows"/> rows over <paramref name="n"/> columns is cut for the kernel threads
+    /// (CSR, and the dense shifted product alike): the parts its <paramref name="work"/> justifies, and column blocks.
+    /// An operand that fits one block stays whole and the rows are split (the widest tiles, each weight read once); a
+    /// larger one is cut into blocks of at least two tiles, as even as the parts allow.
+    /// </summary>
+    internal static (int Parts, int Width, int Blocks) ColumnBlocks(int rows, int n, long work, int threads, int footprintRows)
+    {
+        int units = rows * (n / BlockUnit + 1);
+        int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, units), units);
+        int width = WidestBlock(n, footprintRows);
+        if (width < n) width = Math.Min(width, Math.Max(2 * BlockUnit, (int)(((long)n + parts - 1) / parts + BlockUnit - 1) / BlockUnit * BlockUnit));
+        return (parts, width, (int)(((long)n + width - 1) / width));
+    }
 
     /// <summary>
     /// Pins the matrix and runs <paramref name="kernel"/> over parts of about equal work on the kernel threads: column
@@ -397,12 +405,7 @@ public sealed class CsrMatrix : WeightMatrix
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void ForEachPart<TKernel>(int n, long work, int threads, int footprintRows, TKernel kernel) where TKernel : struct, IPartKernel
     {
-        int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, Rows * (n / BlockUnit + 1)), Rows * (n / BlockUnit + 1));
-        // An operand that fits one block stays whole and the rows are split (the widest tiles, each weight read once);
-        // a larger one is cut into blocks of at least two tiles, as even as the parts allow.
-        int width = WidestBlock(n, footprintRows);
-        if (width < n) width = Math.Min(width, Math.Max(2 * BlockUnit, (int)(((long)n + parts - 1) / parts + BlockUnit - 1) / BlockUnit * BlockUnit));
-        int blocks = (int)(((long)n + width - 1) / width);
+        var (parts, width, blocks) = ColumnBlocks(Rows, n, work, threads, footprintRows);
         int rowGroups = Math.Clamp((parts + blocks - 1) / blocks, 1, Rows);
         int[] rowBounds = _split.For(rowGroups);
         var tasks = new int[blocks * rowGroups + 1];

@@ -78,12 +78,9 @@ public sealed class DenseMatrix : WeightMatrix
     internal unsafe void MultiplyShiftedCore(float* x, int* offsets, ShiftedOutput output, float* tiles, float* bias, int width, int threads, SimdLevel simd, int footprintRows)
     {
         long slot = CsrMatrix.ShiftedSlot(Rows, width, footprintRows);
-        int units = Rows * (width / 64 + 1);
-        int parts = Parallelism.Chunks(Parallelism.Threads(threads, (long)Rows * Cols * width, units), units);
         // Column blocks as the CSR product cuts them; row groups of whole quads of filters when blocks are fewer than parts.
-        int blockWidth = CsrMatrix.WidestBlock(width, footprintRows);
-        if (blockWidth < width) blockWidth = Math.Min(blockWidth, Math.Max(128, (int)(((long)width + parts - 1) / parts + 63) / 64 * 64));
-        int blocks = (width + blockWidth - 1) / blockWidth, quads = (Rows + 3) / 4;
+        var (parts, blockWidth, blocks) = CsrMatrix.ColumnBlocks(Rows, width, (long)Rows * Cols * width, threads, footprintRows);
+        int quads = (Rows + 3) / 4;
         int groups = Math.Clamp((parts + blocks - 1) / blocks, 1, quads);
         var tasks = new int[blocks * groups + 1];
         for (int t = 1; t < tasks.Length; t++) tasks[t] = t;

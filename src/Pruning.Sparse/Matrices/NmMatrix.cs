@@ -60,7 +60,6 @@ public sealed class NmMatrix : WeightMatrix
     };
 
     /// <summary>Whether a row-major [rows, cols] matrix has columns in whole groups and at most N non-zeros in each.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool Fits(ReadOnlySpan<float> dense, int rows, int cols, (int N, int M) pattern)
     {
         if (cols % pattern.M != 0 || dense.Length != (long)rows * cols) return false;
@@ -74,7 +73,6 @@ public sealed class NmMatrix : WeightMatrix
     }
 
     /// <summary>Packs row-major <paramref name="dense"/> values whose every group of M inputs holds at most N non-zeros.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static NmMatrix FromDense(ReadOnlySpan<float> dense, int rows, int cols, (int N, int M) pattern)
     {
         FormatOf(pattern);
@@ -115,7 +113,6 @@ public sealed class NmMatrix : WeightMatrix
     }
 
     /// <summary>A validated matrix over the loader's own arrays, which it takes over.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static NmMatrix Owning(int rows, int cols, (int N, int M) pattern, byte[] positions, float[] values)
     {
         FormatOf(pattern);

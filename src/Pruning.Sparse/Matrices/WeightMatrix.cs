@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Pruning.Sparse.Kernels;
 
 namespace Pruning.Sparse.Matrices;
@@ -73,7 +72,6 @@ public abstract class WeightMatrix
     public double Sparsity => 1.0 - (double)NonZeros / ((long)Rows * Cols);
 
     /// <summary>The matrix as row-major float32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public virtual float[] ToDense()
     {
         var dense = new float[(long)Rows * Cols];
@@ -113,7 +111,6 @@ public abstract class WeightMatrix
             throw new ArgumentException($"Expected {(long)rows * cols} values for a {rows}×{cols} matrix, got {dense.Length}.", nameof(dense));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static long CountZeros(ReadOnlySpan<float> values)
     {
         long zeros = 0;

@@ -32,7 +32,6 @@ public sealed class RecurrentState
     internal Span<float> Cell(int layer) => _cell[layer];
 
     /// <summary>Sets every value to zero (a new sequence).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Reset()
     {
         foreach (float[] h in _hidden) Array.Clear(h);

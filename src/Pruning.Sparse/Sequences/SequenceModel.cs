@@ -140,7 +140,6 @@ public sealed class SequenceModel
     }
 
     /// <summary>A table of the pieces and their storage.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Describe()
     {
         var text = new StringBuilder();

@@ -194,7 +194,6 @@ public sealed class TransformerModel
     }
 
     /// <summary>A table of the pieces and their storage.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Describe()
     {
         var text = new StringBuilder();
