@@ -97,7 +97,7 @@ public sealed class SparseModel
     /// <summary>
     /// <see cref="Run(ReadOnlySpan{float}, Span{float}, int, int)"/>, adding each top-level layer's time inside the
     /// model (Stopwatch ticks) to <paramref name="layerTicks"/>[i], and the layout conversions at the input and the
-    /// output to its last entry (one more than the layers): the per-layer profile of <c>--layers</c> and <c>pruning bench</c>.
+    /// output to its last entry (one more than the layers): the per-layer profile of the benchmarks' <c>--layers</c>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Run(ReadOnlySpan<float> input, Span<float> output, int batch, int threads, long[]? layerTicks)
