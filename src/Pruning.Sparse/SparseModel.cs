@@ -116,31 +116,23 @@ public sealed class SparseModel
             Span<float> current = buffers.A, next = buffers.B;
             long start = layerTicks is null ? 0 : Stopwatch.GetTimestamp();
             ToChannelMajor(input, InputShape, batch, current);
-            for (int i = 0; i < Layers.Count; i++)
+            if (layerTicks is not null) layerTicks[Layers.Count] += Stopwatch.GetTimestamp() - start;
+            for (int i = 0; i < Layers.Count;)
             {
-                if (layerTicks is not null)
+                if (layerTicks is not null) start = Stopwatch.GetTimestamp();
+                // An in-place layer writes over its input; a fused activation's time counts to the layer before it.
+                bool inPlace = Layers[i].InPlace;
+                int ran = LayerChains.Step(Layers, _shapes, i, current, inPlace ? current : next, buffers.Scratch, batch, threads);
+                if (!inPlace)
                 {
-                    long now = Stopwatch.GetTimestamp();
-                    layerTicks[i == 0 ? Layers.Count : i - 1] += now - start;
-                    start = now;
+                    Span<float> swap = current;
+                    current = next;
+                    next = swap;
                 }
-                SparseLayer layer = Layers[i];
-                if (layer.InPlace)
-                {
-                    layer.Forward(current, _shapes[i], current, batch, buffers.Scratch, threads);
-                    continue;
-                }
-                layer.Forward(current, _shapes[i], next, batch, buffers.Scratch, threads);
-                Span<float> swap = current;
-                current = next;
-                next = swap;
+                if (layerTicks is not null) layerTicks[i] += Stopwatch.GetTimestamp() - start;
+                i += ran;
             }
-            if (layerTicks is not null)
-            {
-                long now = Stopwatch.GetTimestamp();
-                layerTicks[Layers.Count - 1] += now - start;
-                start = now;
-            }
+            if (layerTicks is not null) start = Stopwatch.GetTimestamp();
             FromChannelMajor(current, OutputShape, batch, output);
             if (layerTicks is not null) layerTicks[Layers.Count] += Stopwatch.GetTimestamp() - start;
         }

@@ -199,18 +199,26 @@ internal static unsafe class CsrKernels
                 Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
                 Put<TL, TVec, TValues>(yr + b + 2 * n, a2, sv, bv); Put<TL, TVec, TValues>(yr + b + 3 * n, a3, sv, bv);
             }
-            // One vector of the batch: two accumulators over alternate non-zeros hide the FMA latency.
+            // Two vectors, then one. Every column sums its non-zeros in the same order with the same fused multiply-adds
+            // on every path (and in the tail), so a column's value does not depend on where a block boundary put it:
+            // results are bit-identical whatever the split across threads or the alignment of the blocks.
+            for (; b + 2 * n <= vectorEnd; b += 2 * n)
+            {
+                TVec a0 = b0, a1 = b0;
+                for (int j = start; j < stop; j++)
+                {
+                    TVec w = TL.Broadcast(values.At(j));
+                    float* xr = x + rows.Offset(Column(columns, j)) + b;
+                    a0 = TL.MulAdd(w, TL.Load(xr), a0);
+                    a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
+                }
+                Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
+            }
             for (; b < vectorEnd; b += n)
             {
-                TVec a0 = b0, a1 = TL.Broadcast(0);
-                int j = start;
-                for (; j + 1 < stop; j += 2)
-                {
-                    a0 = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
-                    a1 = TL.MulAdd(TL.Broadcast(values.At(j + 1)), TL.Load(x + rows.Offset(Column(columns, j + 1)) + b), a1);
-                }
-                if (j < stop) a0 = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
-                Put<TL, TVec, TValues>(yr + b, TL.Add(a0, a1), sv, bv);
+                TVec a0 = b0;
+                for (int j = start; j < stop; j++) a0 = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
+                Put<TL, TVec, TValues>(yr + b, a0, sv, bv);
             }
         }
         if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, rows, y, ldy, bias, batch, vectorEnd, first, end);
@@ -234,8 +242,12 @@ internal static unsafe class CsrKernels
             for (int b = fromColumn; b < batch; b++)
             {
                 float s = values.Scaled ? 0 : b0;
-                for (int j = start; j < stop; j++) s += values.At(j) * x[rows.Offset(Column(columns, j)) + b];
-                y[r * ldy + b] = values.Scaled ? b0 + values.Scale(r) * s : s;
+                // Fused multiply-adds, as the vector paths do, so a column gets the same bits on either.
+                if (Fma.IsSupported)
+                    for (int j = start; j < stop; j++) s = MathF.FusedMultiplyAdd(values.At(j), x[rows.Offset(Column(columns, j)) + b], s);
+                else
+                    for (int j = start; j < stop; j++) s += values.At(j) * x[rows.Offset(Column(columns, j)) + b];
+                y[r * ldy + b] = values.Scaled ? (Fma.IsSupported ? MathF.FusedMultiplyAdd(s, values.Scale(r), b0) : b0 + values.Scale(r) * s) : s;
             }
         }
     }

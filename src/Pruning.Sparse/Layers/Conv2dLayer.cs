@@ -227,6 +227,17 @@ public sealed class Conv2dLayer : SparseLayer
     private bool RunsDirect(FeatureShape input, FeatureShape output, int batch) =>
         Algorithm == ConvAlgorithm.Direct && (batch < DirectMinBatchToSwitch || !Wasteful(input, output));
 
+    /// <summary>
+    /// Whether the layer can apply 2×2 max pooling as it stores (<see cref="Epilogue.PoolsMax2x2"/>) at this input and
+    /// batch: one group, run direct, and two padded rows no wider than a column block.
+    /// </summary>
+    internal bool StoresPooled(FeatureShape input, int batch)
+    {
+        if (_groups is not null || !RunsDirect(input, OutputShape(input), batch)) return false;
+        (_, long width) = DirectExtents(input, OutputShape(input), batch);
+        return 2L * (input.Width + 2 * Padding.W) <= CsrMatrix.MaxShiftedAlign((int)width, InChannels);
+    }
+
     /// <summary>Whole vectors of slack after the padded input, so the wide output can be rounded up to them.</summary>
     private const int Slack = 16;
 
@@ -243,8 +254,15 @@ public sealed class Conv2dLayer : SparseLayer
         return (checked(hp * wp), checked((width + Slack - 1) / Slack * Slack));
     }
 
+    internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads) =>
+        Forward(input, shape, output, batch, scratch, threads, Epilogue.None);
+
+    /// <summary>
+    /// The convolution followed by <paramref name="epilogue"/>'s activation (see <see cref="LayerChains.FusedAfter"/>):
+    /// direct convolution applies it as it stores each tile, the other paths in one pass over their output.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal override unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads)
+    internal unsafe void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads, Epilogue epilogue)
     {
         FeatureShape outShape = OutputShape(shape);
         if (_groups is not null)
@@ -253,18 +271,21 @@ public sealed class Conv2dLayer : SparseLayer
             var part = new FeatureShape(InChannels / Groups, shape.Height, shape.Width);
             int inSize = part.Size * batch, outSize = Weight.Rows / Groups * outShape.Plane * batch;
             for (int g = 0; g < Groups; g++)
-                _groups[g].Forward(input.Slice(g * inSize, inSize), part, output.Slice(g * outSize, outSize), batch, scratch, threads);
+                _groups[g].Forward(input.Slice(g * inSize, inSize), part, output.Slice(g * outSize, outSize), batch, scratch, threads, epilogue);
             return;
         }
+        if (epilogue.PoolsMax2x2 && !StoresPooled(shape, batch))
+            throw new InvalidOperationException($"{Describe()} cannot pool as it stores at input {shape}, batch {batch}.");
         if (RunsDirect(shape, outShape, batch))
         {
-            ForwardDirect(input, shape, outShape, output, batch, scratch, threads);
+            ForwardDirect(input, shape, outShape, output, batch, scratch, threads, epilogue);
             return;
         }
         int columns = batch * outShape.Plane;
         if (IsPointwise)
         {
             Weight.Multiply(input[..(InChannels * columns)], output[..(Weight.Rows * columns)], columns, Bias, threads, Simd);
+            epilogue.ApplyInPlace(output[..(Weight.Rows * columns)], outShape, batch, threads);
             return;
         }
         if (input.Length < (long)shape.Size * batch || output.Length < (long)Weight.Rows * columns)
@@ -276,6 +297,7 @@ public sealed class Conv2dLayer : SparseLayer
             var im2col = new Im2ColColumns(x, InChannels, batch, (shape.Height, shape.Width), (outShape.Height, outShape.Width), Kernel, Stride, Padding, Dilation, Simd);
             Weight.MultiplyColumns(im2col, y, b, threads, Simd, scratch);
         }
+        epilogue.ApplyInPlace(output[..(Weight.Rows * columns)], outShape, batch, threads);
     }
 
     /// <summary>
@@ -288,12 +310,15 @@ public sealed class Conv2dLayer : SparseLayer
     /// rounding of the span into the zeroed slack.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void ForwardDirect(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, Span<float> output, int batch, Span<float> scratch, int threads)
+    private unsafe void ForwardDirect(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, Span<float> output, int batch, Span<float> scratch, int threads, Epilogue epilogue)
     {
         (long planeLong, long widthLong) = DirectExtents(shape, outShape, batch);
         int plane = (int)planeLong, width = (int)widthLong;
         int h = shape.Height, w = shape.Width, wp = w + 2 * Padding.W, ho = outShape.Height, wo = outShape.Width;
         int paddedSize = InChannels * batch * plane;
+        long stored = epilogue.PoolsMax2x2 ? (long)(ho / 2) * (wo / 2) : (long)ho * wo;
+        if (input.Length < (long)shape.Size * batch || output.Length < Weight.Rows * batch * stored)
+            throw new ArgumentException("The buffers are smaller than the shapes.", nameof(input));
         Span<float> padded = scratch[..(paddedSize + Slack)];
         Span<float> tiles = scratch.Slice(paddedSize + Slack, checked((int)CsrMatrix.ShiftedTilesFloats(Weight.Rows, width, InChannels)));
         padded[paddedSize..].Clear();
@@ -321,7 +346,7 @@ public sealed class Conv2dLayer : SparseLayer
                 }
             });
             // The product goes block by block through per-thread tiles straight into the compact output.
-            var store = new ShiftedOutput(dst, batch, plane, wp, ho, wo);
+            var store = new ShiftedOutput(dst, batch, plane, wp, ho, wo, epilogue, Simd != SimdLevel.Scalar);
             if (Weight is CsrMatrix csr) csr.MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels);
             else ((DenseMatrix)Weight).MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels);
         }

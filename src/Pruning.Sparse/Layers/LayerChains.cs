@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Pruning.Sparse.Kernels;
 namespace Pruning.Sparse.Layers;
 
 /// <summary>What the branching layers (<see cref="ResidualLayer"/>, <see cref="ConcatLayer"/>, <see cref="ScaleLayer"/>) share: running a chain of layers on carved buffers.</summary>
@@ -38,25 +39,65 @@ internal static class LayerChains
     public static int Depth(IEnumerable<SparseLayer> layers) =>
         layers.Select(l => Inner(l) is { } inner ? 1 + Depth(inner) : 0).DefaultIfEmpty(0).Max();
 
-    /// <summary>Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left untouched) into <paramref name="result"/>, ping-ponging through a and b.</summary>
+    /// <summary>
+    /// What the layer at <paramref name="i"/> applies as it stores its output, in place of the layers after it, or
+    /// null when nothing fuses: a convolution followed by ReLU or ReLU6 and/or by 2×2 max pooling at stride 2 (the
+    /// pooling only when the convolution runs direct at this shape and batch). The one place that decides fusion.
+    /// </summary>
+    public static Epilogue? FusedAfter(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int i, int batch)
+    {
+        if (chain[i] is not Conv2dLayer conv) return null;
+        int j = i + 1;
+        ActivationLayer? activation = j < chain.Count && chain[j] is ActivationLayer a && Epilogue.Fuses(a) ? a : null;
+        if (activation is not null) j++;
+        bool pool = j < chain.Count && chain[j] is Pool2dLayer p && Epilogue.Fuses(p, shapes[j]) && conv.StoresPooled(shapes[i], batch);
+        return activation is null && !pool ? null : Epilogue.Of(activation, pool);
+    }
+
+    /// <summary>
+    /// Runs the layer at <paramref name="i"/> from <paramref name="source"/> into <paramref name="target"/> (they may be
+    /// the same for an in-place layer), with the activation after it when <see cref="FusedAfter"/> fuses it. Returns
+    /// how many layers ran: 1, or more with the fused ones.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static int Step(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int i, ReadOnlySpan<float> source, Span<float> target, Span<float> scratch, int batch, int threads)
+    {
+        if (FusedAfter(chain, shapes, i, batch) is { } epilogue)
+        {
+            ((Conv2dLayer)chain[i]).Forward(source, shapes[i], target, batch, scratch, threads, epilogue);
+            return 1 + epilogue.Layers;
+        }
+        chain[i].Forward(source, shapes[i], target, batch, scratch, threads);
+        return 1;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="chain"/> (its shapes in <paramref name="shapes"/>) on <paramref name="input"/> (left
+    /// untouched) into <paramref name="result"/>, ping-ponging through a and b: the first layer reads the input where
+    /// it is and the last writes the result, so neither is copied. None of the four may overlap.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, ReadOnlySpan<float> input, Span<float> result,
         Span<float> a, Span<float> b, Span<float> scratch, int batch, int threads)
     {
-        input[..(shapes[0].Size * batch)].CopyTo(a);
-        Span<float> current = a, next = b;
-        for (int i = 0; i < chain.Count; i++)
+        if (chain.Count == 0)
         {
-            SparseLayer layer = chain[i];
-            if (layer.InPlace) layer.Forward(current, shapes[i], current, batch, scratch, threads);
-            else
-            {
-                layer.Forward(current, shapes[i], next, batch, scratch, threads);
-                Span<float> swap = current;
-                current = next;
-                next = swap;
-            }
+            input[..(shapes[0].Size * batch)].CopyTo(result);
+            return;
         }
-        current[..(shapes[^1].Size * batch)].CopyTo(result);
+        ReadOnlySpan<float> source = input;
+        int holder = -1;   // the buffer source lives in: -1 the input (read only), 0 a, 1 b
+        for (int i = 0; i < chain.Count;)
+        {
+            int layers = 1 + (FusedAfter(chain, shapes, i, batch)?.Layers ?? 0);
+            bool last = i + layers == chain.Count;
+            // An in-place layer writes over a buffer of ours; anything else writes the other one (or the result).
+            int target = last ? 2 : chain[i].InPlace && holder >= 0 ? holder : holder == 0 ? 1 : 0;
+            Span<float> destination = target switch { 0 => a, 1 => b, _ => result };
+            Step(chain, shapes, i, source, destination, scratch, batch, threads);
+            source = destination;
+            holder = target;
+            i += layers;
+        }
     }
 }

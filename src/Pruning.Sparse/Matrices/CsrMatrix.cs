@@ -314,7 +314,7 @@ public sealed class CsrMatrix : WeightMatrix
     /// </summary>
     internal unsafe void MultiplyShiftedCore(float* x, int* offsets, ShiftedOutput output, float* tiles, float* bias, int width, int threads, SimdLevel simd, int footprintRows) =>
         ForEachPart(width, (NonZeros + Rows) * width, threads, footprintRows,
-            new ShiftedProduct(simd, x, offsets, output, tiles, ShiftedSlot(Rows, width, footprintRows), width, bias));
+            new ShiftedProduct(simd, x, offsets, output, tiles, ShiftedSlot(Rows, width, footprintRows), width, bias), output.Align);
 
     /// <summary>
     /// Floats a shifted product of <paramref name="rows"/> rows needs for its tiles (CSR or dense): the whole wide
@@ -386,16 +386,28 @@ public sealed class CsrMatrix : WeightMatrix
     /// How a product of <paramref name="rows"/> rows over <paramref name="n"/> columns is cut for the kernel threads
     /// (CSR, and the dense shifted product alike): the parts its <paramref name="work"/> justifies, and column blocks.
     /// An operand that fits one block stays whole and the rows are split (the widest tiles, each weight read once); a
-    /// larger one is cut into blocks of at least two tiles, as even as the parts allow.
+    /// larger one is cut into blocks of at least two tiles, as even as the parts allow. With <paramref name="align"/>
+    /// &gt; 1 (at most <see cref="MaxShiftedAlign"/>) blocks are whole multiples of it, and of 16 columns too when that fits.
     /// </summary>
-    internal static (int Parts, int Width, int Blocks) ColumnBlocks(int rows, int n, long work, int threads, int footprintRows)
+    internal static (int Parts, int Width, int Blocks) ColumnBlocks(int rows, int n, long work, int threads, int footprintRows, int align = 1)
     {
         int units = rows * (n / BlockUnit + 1);
         int parts = Parallelism.Chunks(Parallelism.Threads(threads, work, units), units);
         int width = WidestBlock(n, footprintRows);
         if (width < n) width = Math.Min(width, Math.Max(2 * BlockUnit, (int)(((long)n + parts - 1) / parts + BlockUnit - 1) / BlockUnit * BlockUnit));
+        if (align > 1 && width < n)
+        {
+            if (align > MaxShiftedAlign(n, footprintRows))
+                throw new ArgumentOutOfRangeException(nameof(align), align, $"Blocks of {n} columns over {footprintRows} rows cannot be aligned to more than {MaxShiftedAlign(n, footprintRows)}.");
+            int unit = align % 16 == 0 ? align : align % 8 == 0 ? 2 * align : align % 4 == 0 ? 4 * align : align % 2 == 0 ? 8 * align : 16 * align;   // lcm(align, 16)
+            if (unit > width) unit = align;
+            width = Math.Max(unit, width / unit * unit);
+        }
         return (parts, width, (int)(((long)n + width - 1) / width));
     }
+
+    /// <summary>The largest alignment <see cref="ColumnBlocks"/> can give blocks of <paramref name="n"/> columns without outgrowing the tiles.</summary>
+    internal static int MaxShiftedAlign(int n, int footprintRows) => WidestBlock(n, footprintRows);
 
     /// <summary>
     /// Pins the matrix and runs <paramref name="kernel"/> over parts of about equal work on the kernel threads: column
@@ -403,9 +415,9 @@ public sealed class CsrMatrix : WeightMatrix
     /// <see cref="BlockFloats"/>, and when there are fewer blocks than parts, row ranges of equal non-zeros within each.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void ForEachPart<TKernel>(int n, long work, int threads, int footprintRows, TKernel kernel) where TKernel : struct, IPartKernel
+    private unsafe void ForEachPart<TKernel>(int n, long work, int threads, int footprintRows, TKernel kernel, int align = 1) where TKernel : struct, IPartKernel
     {
-        var (parts, width, blocks) = ColumnBlocks(Rows, n, work, threads, footprintRows);
+        var (parts, width, blocks) = ColumnBlocks(Rows, n, work, threads, footprintRows, align);
         int rowGroups = Math.Clamp((parts + blocks - 1) / blocks, 1, Rows);
         int[] rowBounds = _split.For(rowGroups);
         var tasks = new int[blocks * rowGroups + 1];

@@ -79,7 +79,7 @@ public sealed class DenseMatrix : WeightMatrix
     {
         long slot = CsrMatrix.ShiftedSlot(Rows, width, footprintRows);
         // Column blocks as the CSR product cuts them; row groups of whole quads of filters when blocks are fewer than parts.
-        var (parts, blockWidth, blocks) = CsrMatrix.ColumnBlocks(Rows, width, (long)Rows * Cols * width, threads, footprintRows);
+        var (parts, blockWidth, blocks) = CsrMatrix.ColumnBlocks(Rows, width, (long)Rows * Cols * width, threads, footprintRows, output.Align);
         int quads = (Rows + 3) / 4;
         int groups = Math.Clamp((parts + blocks - 1) / blocks, 1, quads);
         var tasks = new int[blocks * groups + 1];
