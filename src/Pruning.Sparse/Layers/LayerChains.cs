@@ -40,18 +40,30 @@ internal static class LayerChains
         layers.Select(l => Inner(l) is { } inner ? 1 + Depth(inner) : 0).DefaultIfEmpty(0).Max();
 
     /// <summary>
-    /// What the layer at <paramref name="i"/> applies as it stores its output, in place of the layers after it, or
-    /// null when nothing fuses: a convolution followed by ReLU or ReLU6 and/or by 2×2 max pooling at stride 2 (the
-    /// pooling only when the convolution runs direct at this shape and batch). The one place that decides fusion.
+    /// The activation (ReLU or ReLU6) and the 2×2 max pooling at stride 2 after the layer at <paramref name="i"/>
+    /// (whose input is <paramref name="input"/>) that it can apply as it stores its output, either null: only a
+    /// convolution fuses. Whether it pools at a given batch is <see cref="FusedAfter"/>'s decision.
     /// </summary>
-    public static Epilogue? FusedAfter(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int i, int batch)
+    public static (ActivationLayer? Activation, Pool2dLayer? Pool) Fusible(IReadOnlyList<SparseLayer> chain, int i, FeatureShape input)
     {
-        if (chain[i] is not Conv2dLayer conv) return null;
+        if (chain[i] is not Conv2dLayer conv) return default;
         int j = i + 1;
         ActivationLayer? activation = j < chain.Count && chain[j] is ActivationLayer a && Epilogue.Fuses(a) ? a : null;
         if (activation is not null) j++;
-        bool pool = j < chain.Count && chain[j] is Pool2dLayer p && Epilogue.Fuses(p, shapes[j]) && conv.StoresPooled(shapes[i], batch);
-        return activation is null && !pool ? null : Epilogue.Of(activation, pool);
+        Pool2dLayer? pool = j < chain.Count && chain[j] is Pool2dLayer p && Epilogue.Fuses(p, conv.OutputShape(input)) ? p : null;
+        return (activation, pool);
+    }
+
+    /// <summary>
+    /// What the layer at <paramref name="i"/> applies as it stores its output, in place of the layers after it, or
+    /// null when nothing fuses: <see cref="Fusible"/>'s activation, and its pooling when the convolution runs direct at
+    /// this shape and batch. The one place that decides fusion.
+    /// </summary>
+    public static Epilogue? FusedAfter(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int i, int batch)
+    {
+        var (activation, pool) = Fusible(chain, i, shapes[i]);
+        bool pools = pool is not null && ((Conv2dLayer)chain[i]).StoresPooled(shapes[i], batch);
+        return activation is null && !pools ? null : Epilogue.Of(activation, pools);
     }
 
     /// <summary>

@@ -32,7 +32,8 @@ public static class FormatTuning
     /// Times every Linear and Conv2d layer (inside residual, concatenation and scaling layers too, each at its own input
     /// shape) alone as CSR and as dense (and, for stride-1 convolutions, by direct convolution and by
     /// im2col), interleaved, median of <paramref name="runs"/> after warm-up, and returns a model that uses the fastest
-    /// of each. Other layers are kept as they are. The tuned model computes the same function.
+    /// of each. A convolution is timed together with the ReLU and 2×2 max pooling after it, which it may apply as it
+    /// stores. Other layers are kept as they are. The tuned model computes the same function.
     /// </summary>
     /// <param name="model">The model to tune.</param>
     /// <param name="batch">The batch size the model will run at.</param>
@@ -85,18 +86,25 @@ public static class FormatTuning
                     ResidualLayer r => new ResidualLayer(Tune(r.Main, shape, false, $"{at}.main"), r.Shortcut.Count == 0 ? null : Tune(r.Shortcut, shape, false, $"{at}.shortcut")),
                     ConcatLayer c => new ConcatLayer(c.Branches.Select((branch, k) => branch.Count == 0 ? branch : Tune(branch, shape, false, $"{at}.branch{k}")).ToArray()),
                     ScaleLayer s => new ScaleLayer(Tune(s.Factors, shape, false, $"{at}.factors")),
-                    _ => Choose(layer, shape, at),
+                    _ => Choose(layer, shape, at, Followers(chain, i, shape)),
                 });
                 shape = layer.OutputShape(shape);
             }
             return layers;
         }
 
-        private SparseLayer Choose(SparseLayer layer, FeatureShape shape, string at)
+        /// <summary>The layers a convolution may apply as it stores (<see cref="LayerChains.Fusible"/>): each candidate is timed with them, so one that can fuse them is credited for it.</summary>
+        private static SparseLayer[] Followers(IReadOnlyList<SparseLayer> chain, int i, FeatureShape shape)
+        {
+            var (activation, pool) = LayerChains.Fusible(chain, i, shape);
+            return new SparseLayer?[] { activation, pool }.OfType<SparseLayer>().ToArray();
+        }
+
+        private SparseLayer Choose(SparseLayer layer, FeatureShape shape, string at, SparseLayer[] followers)
         {
             SparseLayer[] candidates = Candidates(layer, formats);
             if (candidates.Length <= 1) return layer;
-            SparseModel[] alone = candidates.Select(c => new SparseModel(shape, [c])).ToArray();
+            SparseModel[] alone = candidates.Select(c => new SparseModel(shape, [c, .. followers])).ToArray();
             double[] ms = time is null ? Measure(alone, batch, runs, threads, _random) : alone.Select(time).ToArray();
             double fastest = ms.Min();
             int chosen = Enumerable.Range(0, candidates.Length)

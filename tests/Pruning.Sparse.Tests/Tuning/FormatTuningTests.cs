@@ -82,6 +82,33 @@ public class FormatTuningTests
     }
 
     [Fact]
+    public void A_convolution_is_timed_with_the_ReLU_and_pooling_it_can_apply_as_it_stores()
+    {
+        // conv, ReLU, 2×2 max pool (fusible), conv, LeakyReLU, 3×3 max pool (not), flatten, linear.
+        var model = new SparseModel(new FeatureShape(2, 8, 8),
+        [
+            Conv2dLayer.FromDense(Reference.Sparse(4, 18, 0.7, seed: 31), 4, Reference.Random(4, 32), 2, (3, 3), padding: (1, 1)),
+            new ActivationLayer(ActivationKind.ReLU),
+            new Pool2dLayer(PoolKind.Max, (2, 2)),
+            Conv2dLayer.FromDense(Reference.Sparse(4, 36, 0.7, seed: 33), 4, Reference.Random(4, 34), 4, (3, 3), padding: (1, 1)),
+            new ActivationLayer(ActivationKind.LeakyReLU),
+            new Pool2dLayer(PoolKind.Max, (3, 3), (1, 1)),
+            new FlattenLayer(),
+            new LinearLayer(CsrMatrix.FromDense(Reference.Sparse(3, 16, 0.5, seed: 35), 3, 16), Reference.Random(3, 36)),
+        ]);
+        var timed = new List<string>();
+        FormatTuningResult result = FormatTuning.Tune(model, [MatrixFormat.Csr, MatrixFormat.Dense], batch: 2, runs: 1, threads: 1, alone =>
+        {
+            timed.Add(string.Join(" + ", alone.Layers.Select(l => l.GetType().Name)));
+            return 1.0;
+        });
+        timed.Distinct().Should().Equal("Conv2dLayer + ActivationLayer + Pool2dLayer", "Conv2dLayer", "LinearLayer");
+        result.Model.Layers.Should().HaveCount(model.Layers.Count);
+        float[] x = Reference.Random(2 * 2 * 8 * 8, 37);
+        result.Model.Run(x, 2).ShouldMatch(model.Run(x, 2));
+    }
+
+    [Fact]
     public void Near_ties_go_to_the_smaller_storage()
     {
         // CSR at 70 % sparsity stores 0.3·6 B = 1.8 B per weight against 4 B dense: within the tolerance it wins.
