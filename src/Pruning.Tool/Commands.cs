@@ -71,17 +71,15 @@ internal static class Commands
                 SparseModel dense = FormatTuning.Reencode(sparse, MatrixFormat.Dense);
                 Console.WriteLine(Invariant($"batch {batch}:"));
                 Console.WriteLine(Invariant($"{"#",5}  {"layer",-56} {"as stored µs",14} {"dense µs",12} {"speed-up",9}"));
-                FeatureShape shape = sparse.InputShape;
+                progress.Report($"batch {batch}: layer by layer inside the model");
+                var (ours, baseline) = LayerPair(sparse, dense, batch, threads, runs);
+                progress.Clear();
+                bool[] fused = FusedLayers(sparse, batch);
                 for (int i = 0; i < sparse.Layers.Count; i++)
-                {
-                    progress.Report($"batch {batch}: layer {i + 1} of {sparse.Layers.Count}");
-                    var alone = new SparseModel(shape, [sparse.Layers[i]]);
-                    var aloneDense = new SparseModel(shape, [dense.Layers[i]]);
-                    var (ours, baseline) = TimePair(alone, aloneDense, batch, threads, runs);
-                    progress.Clear();
-                    Console.WriteLine(Invariant($"{i,5}  {Clip(sparse.Layers[i].Describe(), 56),-56} {ours * 1000,14:F1} {baseline * 1000,12:F1} {baseline / ours,8:F2}×"));
-                    shape = alone.OutputShape;
-                }
+                    Console.WriteLine(fused[i]
+                        ? Invariant($"{i,5}  {Clip(sparse.Layers[i].Describe(), 56),-56} {"fused into the layer above",38}")
+                        : Invariant($"{i,5}  {Clip(sparse.Layers[i].Describe(), 56),-56} {ours[i] * 1000,14:F1} {baseline[i] * 1000,12:F1} {baseline[i] / ours[i],8:F2}×"));
+                Console.WriteLine(Invariant($"{"",5}  {"layout conversions at the input and output",-56} {ours[^1] * 1000,14:F1} {baseline[^1] * 1000,12:F1}"));
                 progress.Report($"batch {batch}: whole model");
                 var (whole, wholeDense) = TimePair(sparse, dense, batch, threads, runs);
                 progress.Clear();
@@ -127,6 +125,44 @@ internal static class Commands
         Console.Error.WriteLine(
             $"error: '{path}' holds the runtime's layers, BatchNorms folded and weights in its own formats, not an ONNX graph. Export ONNX from the TorchSharp model: Pruning.Export.OnnxExport.Save(model, inputShape, \"model.onnx\").");
         return 1;
+    }
+
+    /// <summary>The top-level layers a convolution before them applies as it stores at this batch (they take no time of their own).</summary>
+    private static bool[] FusedLayers(SparseModel model, int batch)
+    {
+        var shapes = new FeatureShape[model.Layers.Count + 1];
+        shapes[0] = model.InputShape;
+        for (int i = 0; i < model.Layers.Count; i++) shapes[i + 1] = model.Layers[i].OutputShape(shapes[i]);
+        var fused = new bool[model.Layers.Count];
+        for (int i = 0; i < model.Layers.Count; i++)
+            for (int k = 1; k <= (LayerChains.FusedAfter(model.Layers, shapes, i, batch)?.Layers ?? 0); k++) fused[i + k] = true;
+        return fused;
+    }
+
+    /// <summary>
+    /// Each layer's median time inside the whole model (ms; the last entry is the layout conversions), both models
+    /// round-robin on the same input. Inside the model each layer sees the caches the layer before it left, and a layer
+    /// a convolution applies as it stores takes no time of its own.
+    /// </summary>
+    private static (double[] Ours, double[] Baseline) LayerPair(SparseModel ours, SparseModel baseline, int batch, int threads, int runs)
+    {
+        var random = new Random(1);
+        float[] x = Enumerable.Range(0, ours.InputShape.Size * batch).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var y = new float[ours.OutputShape.Size * batch];
+        int entries = ours.Layers.Count + 1;
+        var samples = new[] { new double[entries][], new double[entries][] };
+        for (int e = 0; e < entries; e++) { samples[0][e] = new double[runs]; samples[1][e] = new double[runs]; }
+        SparseModel[] models = [ours, baseline];
+        for (int run = -Math.Max(3, runs / 5); run < runs; run++)
+            for (int m = 0; m < 2; m++)
+            {
+                var ticks = new long[entries];
+                models[m].Run(x, y, batch, threads, ticks);
+                if (run < 0) continue;
+                for (int e = 0; e < entries; e++) samples[m][e][run] = ticks[e] * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
+            }
+        double[] Medians(double[][] perEntry) => perEntry.Select(v => { Array.Sort(v); return v[v.Length / 2]; }).ToArray();
+        return (Medians(samples[0]), Medians(samples[1]));
     }
 
     /// <summary>Both models' medians, timed round-robin on the same input.</summary>

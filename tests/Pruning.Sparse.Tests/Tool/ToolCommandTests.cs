@@ -73,6 +73,25 @@ public sealed class ToolCommandTests : IDisposable
     }
 
     [Fact]
+    public void Bench_shows_the_activation_and_pooling_a_convolution_applies_as_it_stores_as_fused()
+    {
+        string path = Path.Combine(_dir, "cnn.psm");
+        new SparseModel(new Pruning.Sparse.Layers.FeatureShape(1, 8, 8),
+        [
+            Pruning.Sparse.Layers.Conv2dLayer.FromDense(Reference.Sparse(3, 9, 0.5, 1), 3, Reference.Random(3, 2), 1, (3, 3), padding: (1, 1)),
+            new Pruning.Sparse.Layers.ActivationLayer(Pruning.Sparse.Layers.ActivationKind.ReLU),
+            new Pruning.Sparse.Layers.Pool2dLayer(Pruning.Sparse.Layers.PoolKind.Max, (2, 2)),
+            new Pruning.Sparse.Layers.FlattenLayer(),
+        ]).Save(path);
+        var (code, output, _) = Capture(() => Commands.Bench(path, "2", threads: 1, runs: 3, steps: 1));
+        code.Should().Be(0);
+        string[] lines = output.Split('\n');
+        lines.Count(l => l.EndsWith("fused into the layer above", StringComparison.Ordinal)).Should().Be(2);
+        lines.Should().Contain(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+0\s+Conv2d 1→3 .*\d+\.\d\s+\d+\.\d\s+\d+\.\d\d×$"));
+        lines.Should().Contain(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+3\s+Flatten .*\d+\.\d\s+\d+\.\d\s+\d+\.\d\d×$"));
+    }
+
+    [Fact]
     public void Tune_writes_a_model_that_loads_and_computes_the_same()
     {
         string path = Model(), tuned = Path.Combine(_dir, "tuned.psm");
