@@ -110,7 +110,9 @@ internal static unsafe class CsrKernels
         {
             case SimdLevel.Vector512: SpmmVector<Lanes512, Vector512<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end); break;
             case SimdLevel.Vector256: SpmmVector<Lanes256, Vector256<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, batch, first, end); break;
-            default: SpmmTail(rowPointers, columns, values, x, rows, y, ldy, bias, batch, 0, first, end); break;
+            default:
+                for (int b = 0; b < batch; b++) NarrowRows<Lanes1, float, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, b, first, end);
+                break;
         }
     }
 
@@ -153,8 +155,8 @@ internal static unsafe class CsrKernels
         where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
     {
         int n = TL.Count;
-        int vectorEnd = batch - batch % n;
-        for (int r = first; r < end; r++)
+        int vectorEnd = batch - batch % n, wideEnd = batch - batch % (4 * n);
+        for (int r = first; r < end && wideEnd > 0; r++)
         {
             int start = rowPointers[r], stop = rowPointers[r + 1];
             // Unscaled values accumulate onto the bias; scaled ones from zero, then sum·scale + bias at the store.
@@ -199,58 +201,82 @@ internal static unsafe class CsrKernels
                 Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
                 Put<TL, TVec, TValues>(yr + b + 2 * n, a2, sv, bv); Put<TL, TVec, TValues>(yr + b + 3 * n, a3, sv, bv);
             }
-            // Two vectors, then one. Every column sums its non-zeros in the same order with the same fused multiply-adds
-            // on every path (and in the tail), so a column's value does not depend on where a block boundary put it:
-            // results are bit-identical whatever the split across threads or the alignment of the blocks.
-            for (; b + 2 * n <= vectorEnd; b += 2 * n)
-            {
-                TVec a0 = b0, a1 = b0;
-                for (int j = start; j < stop; j++)
-                {
-                    TVec w = TL.Broadcast(values.At(j));
-                    float* xr = x + rows.Offset(Column(columns, j)) + b;
-                    a0 = TL.MulAdd(w, TL.Load(xr), a0);
-                    a1 = TL.MulAdd(w, TL.Load(xr + n), a1);
-                }
-                Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
-            }
-            for (; b < vectorEnd; b += n)
-            {
-                TVec a0 = b0;
-                for (int j = start; j < stop; j++) a0 = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(x + rows.Offset(Column(columns, j)) + b), a0);
-                Put<TL, TVec, TValues>(yr + b, a0, sv, bv);
-            }
         }
-        if (vectorEnd < batch) SpmmTail(rowPointers, columns, values, x, rows, y, ldy, bias, batch, vectorEnd, first, end);
+        // Fewer than four vectors left: one vector at a time, then four columns, then single ones, four rows at once.
+        int c = wideEnd;
+        for (; c < vectorEnd; c += n) NarrowRows<TL, TVec, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, c, first, end);
+        if (n > Vector128<float>.Count && c + Vector128<float>.Count <= batch)
+        {
+            NarrowRows<Lanes128, Vector128<float>, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, c, first, end);
+            c += Vector128<float>.Count;
+        }
+        for (; c < batch; c++) NarrowRows<Lanes1, float, TIndex, TValues, TRows>(rowPointers, columns, values, x, rows, y, ldy, bias, c, first, end);
     }
+
+    /// <summary>
+    /// One vector of columns starting at <paramref name="b"/>, for rows [first, end), four rows at once: each row's sum
+    /// is its own chain of fused multiply-adds in the row's order (the order of every other path, so a column gets the
+    /// same bits wherever a block boundary puts it), and four independent chains hide the multiply-add latency that
+    /// one row alone would wait on. <see cref="Lanes1"/> makes it the scalar kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void NarrowRows<TL, TVec, TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, long ldy, float* bias, int b, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
+    {
+        float* xb = x + b;
+        int r = first;
+        for (; r + 4 <= end; r += 4)
+        {
+            int j0 = rowPointers[r], j1 = rowPointers[r + 1], j2 = rowPointers[r + 2], j3 = rowPointers[r + 3], stop = rowPointers[r + 4];
+            int common = Math.Min(Math.Min(j1 - j0, j2 - j1), Math.Min(j3 - j2, stop - j3));
+            TVec a0 = Start<TL, TVec, TValues>(bias, r), a1 = Start<TL, TVec, TValues>(bias, r + 1);
+            TVec a2 = Start<TL, TVec, TValues>(bias, r + 2), a3 = Start<TL, TVec, TValues>(bias, r + 3);
+            for (int k = 0; k < common; k++)
+            {
+                a0 = TL.MulAdd(TL.Broadcast(values.At(j0 + k)), TL.Load(xb + rows.Offset(Column(columns, j0 + k))), a0);
+                a1 = TL.MulAdd(TL.Broadcast(values.At(j1 + k)), TL.Load(xb + rows.Offset(Column(columns, j1 + k))), a1);
+                a2 = TL.MulAdd(TL.Broadcast(values.At(j2 + k)), TL.Load(xb + rows.Offset(Column(columns, j2 + k))), a2);
+                a3 = TL.MulAdd(TL.Broadcast(values.At(j3 + k)), TL.Load(xb + rows.Offset(Column(columns, j3 + k))), a3);
+            }
+            a0 = Continue<TL, TVec, TIndex, TValues, TRows>(columns, values, xb, rows, j0 + common, j1, a0);
+            a1 = Continue<TL, TVec, TIndex, TValues, TRows>(columns, values, xb, rows, j1 + common, j2, a1);
+            a2 = Continue<TL, TVec, TIndex, TValues, TRows>(columns, values, xb, rows, j2 + common, j3, a2);
+            a3 = Continue<TL, TVec, TIndex, TValues, TRows>(columns, values, xb, rows, j3 + common, stop, a3);
+            Finish<TL, TVec, TValues>(y + r * ldy + b, a0, values, bias, r);
+            Finish<TL, TVec, TValues>(y + (r + 1) * ldy + b, a1, values, bias, r + 1);
+            Finish<TL, TVec, TValues>(y + (r + 2) * ldy + b, a2, values, bias, r + 2);
+            Finish<TL, TVec, TValues>(y + (r + 3) * ldy + b, a3, values, bias, r + 3);
+        }
+        for (; r < end; r++)
+            Finish<TL, TVec, TValues>(y + r * ldy + b,
+                Continue<TL, TVec, TIndex, TValues, TRows>(columns, values, xb, rows, rowPointers[r], rowPointers[r + 1], Start<TL, TVec, TValues>(bias, r)), values, bias, r);
+    }
+
+    /// <summary>An accumulator's start: the bias for unscaled values, zero for scaled ones (the bias is added after the scale).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec Start<TL, TVec, TValues>(float* bias, int r) where TL : struct, ILanes<TVec> where TVec : struct where TValues : struct, ICsrValues =>
+        TL.Broadcast(default(TValues).Scaled || bias == null ? 0 : bias[r]);
+
+    /// <summary>Adds non-zeros [j, stop) of a row to its accumulator, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec Continue<TL, TVec, TIndex, TValues, TRows>(TIndex* columns, TValues values, float* xb, TRows rows, int j, int stop, TVec a)
+        where TL : struct, ILanes<TVec> where TVec : struct where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
+    {
+        for (; j < stop; j++) a = TL.MulAdd(TL.Broadcast(values.At(j)), TL.Load(xb + rows.Offset(Column(columns, j))), a);
+        return a;
+    }
+
+    /// <summary>Stores row r's accumulator: as it is, or scaled and biased.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish<TL, TVec, TValues>(float* destination, TVec sum, TValues values, float* bias, int r)
+        where TL : struct, ILanes<TVec> where TVec : struct where TValues : struct, ICsrValues =>
+        TL.Store(destination, values.Scaled ? TL.MulAdd(sum, TL.Broadcast(values.Scale(r)), TL.Broadcast(bias == null ? 0 : bias[r])) : sum);
 
     /// <summary>Stores an accumulator: as it is (it started at the bias), or scaled and biased.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Put<TL, TVec, TValues>(float* destination, TVec sum, TVec scale, TVec bias)
         where TL : struct, ILanes<TVec> where TVec : struct where TValues : struct, ICsrValues =>
         TL.Store(destination, default(TValues).Scaled ? TL.MulAdd(sum, scale, bias) : sum);
-
-    /// <summary>The batch columns [fromColumn, batch) one at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SpmmTail<TIndex, TValues, TRows>(int* rowPointers, TIndex* columns, TValues values, float* x, TRows rows, float* y, long ldy, float* bias, int batch, int fromColumn, int first, int end)
-        where TIndex : unmanaged where TValues : struct, ICsrValues where TRows : struct, IColumnRows
-    {
-        for (int r = first; r < end; r++)
-        {
-            int start = rowPointers[r], stop = rowPointers[r + 1];
-            float b0 = bias == null ? 0 : bias[r];
-            for (int b = fromColumn; b < batch; b++)
-            {
-                float s = values.Scaled ? 0 : b0;
-                // Fused multiply-adds, as the vector paths do, so a column gets the same bits on either.
-                if (Fma.IsSupported)
-                    for (int j = start; j < stop; j++) s = MathF.FusedMultiplyAdd(values.At(j), x[rows.Offset(Column(columns, j)) + b], s);
-                else
-                    for (int j = start; j < stop; j++) s += values.At(j) * x[rows.Offset(Column(columns, j)) + b];
-                y[r * ldy + b] = values.Scaled ? (Fma.IsSupported ? MathF.FusedMultiplyAdd(s, values.Scale(r), b0) : b0 + values.Scale(r) * s) : s;
-            }
-        }
-    }
 }
 
 /// <summary>Where the batched kernel finds the operand row of a CSR column. A struct, so each kind is compiled inline.</summary>

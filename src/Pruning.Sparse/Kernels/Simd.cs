@@ -64,3 +64,26 @@ internal readonly struct Lanes512 : ILanes<Vector512<float>>
     public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     public static float Sum(Vector512<float> value) => Vector512.Sum(value);
 }
+
+internal readonly struct Lanes128 : ILanes<Vector128<float>>
+{
+    public static int Count => Vector128<float>.Count;
+    public static Vector128<float> Broadcast(float value) => Vector128.Create(value);
+    public static unsafe Vector128<float> Load(float* source) => Vector128.Load(source);
+    public static unsafe void Store(float* destination, Vector128<float> value) => value.Store(destination);
+    public static Vector128<float> MulAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+    public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+}
+
+/// <summary>One lane: the scalar form of the vector kernels, with the same fused multiply-add, so a column gets the same bits either way.</summary>
+internal readonly struct Lanes1 : ILanes<float>
+{
+    public static int Count => 1;
+    public static float Broadcast(float value) => value;
+    public static unsafe float Load(float* source) => *source;
+    public static unsafe void Store(float* destination, float value) => *destination = value;
+    public static float MulAdd(float a, float b, float c) => MathF.FusedMultiplyAdd(a, b, c);
+    public static float Add(float a, float b) => a + b;
+    public static float Sum(float value) => value;
+}
