@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Pruning.Sparse.Kernels;
 using Pruning.Sparse.Matrices;
 
@@ -7,7 +9,7 @@ namespace Pruning.Sparse.Layers;
 /// <summary>How a <see cref="Conv2dLayer"/> computes its output.</summary>
 public enum ConvAlgorithm
 {
-    /// <summary><see cref="Direct"/> for CSR or dense filters with stride 1 (not 1×1 without padding, and not dense groups), <see cref="Im2Col"/> otherwise.</summary>
+    /// <summary><see cref="Direct"/> for CSR or dense filters larger than 1×1, at any stride (not dense groups), <see cref="Im2Col"/> otherwise.</summary>
     Auto,
     /// <summary>
     /// im2col, then one matrix product W [out, in·kh·kw] × columns [in·kh·kw, N·Ho·Wo]. Any format and stride. Dense and
@@ -16,11 +18,13 @@ public enum ConvAlgorithm
     /// </summary>
     Im2Col,
     /// <summary>
-    /// Direct convolution: the input is zero-padded once, and each non-zero filter tap (channel, ky, kx) adds a
-    /// shifted view of its padded channel, scaled, into the output. Needs stride 1 and CSR filters (one filter at a time,
-    /// non-zeros only) or dense ones (four filters share each shifted load: on every stride-1 3×3 layer of resnet18,
-    /// 64–512 channels, 2.0–2.6× faster than im2col + our GEMM at batch 1 and 1.0–1.35× at batch 64). The shifted product
-    /// computes every padded position, so at batch 16 and more, on feature maps whose padded plane is more than
+    /// Direct convolution: the input is zero-padded once (at stride s, split into s_h·s_w phase planes of every s-th
+    /// row and column), and each non-zero filter tap (channel, ky, kx) adds a shifted view of its plane, scaled, into
+    /// the output. Needs CSR filters (one filter at a time, non-zeros only) or dense ones (four filters share each
+    /// shifted load). On every stride-1 3×3 layer of resnet18, 64–512 channels, dense direct was 2.0–2.6× faster than
+    /// im2col + our GEMM at batch 1 and 1.0–1.35× at batch 64; on its strided layers (7×7/2 stem, 3×3/2) direct beat
+    /// im2col at 0 % and 90 % sparsity by 1.1–2.8× at batch 1 and up to 1.6× at batch 64. The shifted product computes
+    /// every position of the plane, so at batch 16 and more, on feature maps whose (phase) plane is more than
     /// <see cref="Conv2dLayer.DirectMaxWaste"/> times the output plane (4×4 and smaller for a padded 3×3), the layer
     /// runs <see cref="Im2Col"/> instead.
     /// </summary>
@@ -51,7 +55,7 @@ public sealed class Conv2dLayer : SparseLayer
     /// layout); <paramref name="bias"/> holds one value per output channel (copied), or is empty for none.
     /// <paramref name="groups"/> must divide both the input and the output channels.
     /// </summary>
-    /// <exception cref="ArgumentException"><paramref name="algorithm"/> is <see cref="ConvAlgorithm.Direct"/> but the weight is not CSR or the stride is not 1.</exception>
+    /// <exception cref="ArgumentException"><paramref name="algorithm"/> is <see cref="ConvAlgorithm.Direct"/> but the weight is neither CSR nor dense.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An extent is outside [1, 1024], or the padding is so large that some output windows see only padding.</exception>
     public Conv2dLayer(WeightMatrix weight, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, ConvAlgorithm algorithm = ConvAlgorithm.Auto, int groups = 1)
     {
@@ -104,13 +108,14 @@ public sealed class Conv2dLayer : SparseLayer
         Stride = stride;
         Padding = padding;
         Dilation = dilation;
-        bool directFits = weight is CsrMatrix or DenseMatrix && stride == (1, 1);
+        bool directFits = weight is CsrMatrix or DenseMatrix;
         Algorithm = algorithm switch
         {
-            ConvAlgorithm.Auto => directFits && !IsPointwise ? ConvAlgorithm.Direct : ConvAlgorithm.Im2Col,
+            // 1×1 filters are a plain product (stride 1) or one of a subsampled input (im2col's copy is the subsampling).
+            ConvAlgorithm.Auto => directFits && kernel != (1, 1) ? ConvAlgorithm.Direct : ConvAlgorithm.Im2Col,
             ConvAlgorithm.Im2Col => ConvAlgorithm.Im2Col,
             ConvAlgorithm.Direct when directFits => ConvAlgorithm.Direct,
-            ConvAlgorithm.Direct => throw new ArgumentException($"Direct convolution needs CSR or dense filters and stride 1; this layer has {weight.Format} filters and stride {stride}.", nameof(algorithm)),
+            ConvAlgorithm.Direct => throw new ArgumentException($"Direct convolution needs CSR or dense filters; this layer has {weight.Format} filters.", nameof(algorithm)),
             _ => throw new ArgumentOutOfRangeException(nameof(algorithm), algorithm, "Unknown convolution algorithm."),
         };
     }
@@ -127,7 +132,7 @@ public sealed class Conv2dLayer : SparseLayer
     /// <summary>
     /// Builds a layer from PyTorch's filter bank [out, in, kh, kw] (row-major). <see cref="MatrixFormat.Auto"/> picks
     /// CSR for stride 1 at density ≤ <see cref="DirectMaxDensity"/>, dense above; otherwise
-    /// <see cref="WeightMatrix.FromDense"/>'s rule. Stride-1 layers run by direct convolution either way.
+    /// <see cref="WeightMatrix.FromDense"/>'s rule. Filters larger than 1×1 run by direct convolution either way.
     /// </summary>
     public static Conv2dLayer FromDense(ReadOnlySpan<float> filters, int outChannels, ReadOnlySpan<float> bias, int inChannels, (int H, int W) kernel, (int H, int W) stride = default, (int H, int W) padding = default, (int H, int W) dilation = default, MatrixFormat format = MatrixFormat.Auto, int groups = 1)
     {
@@ -204,8 +209,8 @@ public sealed class Conv2dLayer : SparseLayer
         if (_groups is not null) return _groups[0].ScratchSize(new FeatureShape(InChannels / Groups, input.Height, input.Width), batch);
         long im2col = IsPointwise ? 0 : Weight.ColumnsScratch(checked(batch * output.Plane));
         if (Algorithm != ConvAlgorithm.Direct) return im2col;
-        (long plane, long width) = DirectExtents(input, output, batch);
-        long direct = checked((long)InChannels * batch * plane + Slack + CsrMatrix.ShiftedTilesFloats(Weight.Rows, (int)width, InChannels));
+        (long plane, long width, _) = DirectExtents(input, output, batch);
+        long direct = checked((long)InChannels * Phases * batch * plane + Slack + CsrMatrix.ShiftedTilesFloats(Weight.Rows, (int)width, InChannels * Phases));
         // Either may run depending on the batch; the larger serves both, and every smaller batch.
         return Wasteful(input, output) ? Math.Max(direct, im2col) : direct;
     }
@@ -222,7 +227,7 @@ public sealed class Conv2dLayer : SparseLayer
     private const int DirectMinBatchToSwitch = 16;
 
     private bool Wasteful(FeatureShape input, FeatureShape output) =>
-        (input.Height + 2.0 * Padding.H) * (input.Width + 2.0 * Padding.W) > DirectMaxWaste * output.Plane;
+        (double)DirectExtents(input, output, 1).Plane > DirectMaxWaste * output.Plane;
 
     private bool RunsDirect(FeatureShape input, FeatureShape output, int batch) =>
         Algorithm == ConvAlgorithm.Direct && (batch < DirectMinBatchToSwitch || !Wasteful(input, output));
@@ -234,24 +239,29 @@ public sealed class Conv2dLayer : SparseLayer
     internal bool StoresPooled(FeatureShape input, int batch)
     {
         if (_groups is not null || !RunsDirect(input, OutputShape(input), batch)) return false;
-        (_, long width) = DirectExtents(input, OutputShape(input), batch);
-        return 2L * (input.Width + 2 * Padding.W) <= CsrMatrix.MaxShiftedAlign((int)width, InChannels);
+        (_, long width, int pitch) = DirectExtents(input, OutputShape(input), batch);
+        return 2L * pitch <= CsrMatrix.MaxShiftedAlign((int)width, InChannels * Phases);
     }
+
+    /// <summary>Phase planes a strided direct convolution splits each padded input plane into: stride height × width (1 at stride 1).</summary>
+    private int Phases => Stride.H * Stride.W;
 
     /// <summary>Whole vectors of slack after the padded input, so the wide output can be rounded up to them.</summary>
     private const int Slack = 16;
 
     /// <summary>
-    /// Padded plane size, and the span of the "wide" output the shifted product computes: row pitch is the padded
-    /// width, so each output row carries kw−1 (dilated) columns of garbage, and samples sit a padded plane apart. The
-    /// span is rounded up to a multiple of <see cref="Slack"/> so that the kernel runs whole vectors only; the extra
-    /// columns read the zeroed slack after the padded input.
+    /// The size of one phase plane (at stride s, the padded plane splits into s_h·s_w phase planes, phase (p, q)
+    /// holding padded rows p, p + s_h, … and columns q, q + s_w, …; at stride 1 the padded plane itself), its row
+    /// pitch, and the span of the "wide" output the shifted product computes: each output row carries the pitch minus
+    /// the output width of garbage columns, and samples sit a phase plane apart. The span is rounded up to a multiple
+    /// of <see cref="Slack"/> so that the kernel runs whole vectors only; the extra columns read the zeroed slack after
+    /// the planes.
     /// </summary>
-    private (long Plane, long Width) DirectExtents(FeatureShape input, FeatureShape output, int batch)
+    private (long Plane, long Width, int Pitch) DirectExtents(FeatureShape input, FeatureShape output, int batch)
     {
-        long hp = input.Height + 2L * Padding.H, wp = input.Width + 2L * Padding.W;
-        long width = checked((batch - 1) * hp * wp + (output.Height - 1) * wp + output.Width);
-        return (checked(hp * wp), checked((width + Slack - 1) / Slack * Slack));
+        long hq = (input.Height + 2L * Padding.H + Stride.H - 1) / Stride.H, wq = (input.Width + 2L * Padding.W + Stride.W - 1) / Stride.W;
+        long width = checked((batch - 1) * hq * wq + (output.Height - 1) * wq + output.Width);
+        return (checked(hq * wq), checked((width + Slack - 1) / Slack * Slack), (int)wq);
     }
 
     internal override void Forward(ReadOnlySpan<float> input, FeatureShape shape, Span<float> output, int batch, Span<float> scratch, int threads) =>
@@ -301,30 +311,33 @@ public sealed class Conv2dLayer : SparseLayer
     }
 
     /// <summary>
-    /// Stride-1 convolution without im2col. With the input zero-padded to [C, N, Hp, Wp], output (n, oy, ox) of filter
-    /// tap (c, ky, kx) reads padded element c·N·Hp·Wp + n·Hp·Wp + (oy + ky·dy)·Wp + (ox + kx·dx): the output, laid out
-    /// with the padded row pitch, is one sparse product whose operand row for tap (c, ky, kx) is the padded input
-    /// shifted by that tap's offset. The kernel is the batched SpMM, vectorized along the output positions, one column
-    /// block at a time into a per-thread tile whose valid positions go straight to [out, N, Ho, Wo] while it is in
-    /// cache (<see cref="ShiftedOutput"/>). The last tap's window ends exactly at the padded input's end, plus the
-    /// rounding of the span into the zeroed slack.
+    /// Convolution without im2col. With the input zero-padded to [C, N, Hp, Wp], output (n, oy, ox) of filter tap
+    /// (c, ky, kx) reads padded element (c, n, s_h·oy + ky·d_h, s_w·ox + kx·d_w). At stride 1 that is the padded plane
+    /// shifted by the tap's offset; at stride s the padded plane is first split into s_h·s_w phase planes (phase
+    /// (p, q) = rows p, p + s_h, … and columns q, q + s_w, …), [C, phases, N, Hq, Wq], and the tap reads phase
+    /// (ky·d_h mod s_h, kx·d_w mod s_w) shifted by (ky·d_h div s_h, kx·d_w div s_w): a stride-1 product again, with
+    /// no zero taps (Park et al.'s sparse direct convolution, and the polyphase form of a strided filter). The output,
+    /// laid out with the plane's row pitch, is one sparse (or dense) product whose operand row for each tap is its
+    /// shifted plane, computed one column block at a time into a per-thread tile whose valid positions go straight
+    /// to [out, N, Ho, Wo] while it is in cache (<see cref="ShiftedOutput"/>). Every tap's window ends inside its
+    /// plane block, plus the rounding of the span into the zeroed slack.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void ForwardDirect(ReadOnlySpan<float> input, FeatureShape shape, FeatureShape outShape, Span<float> output, int batch, Span<float> scratch, int threads, Epilogue epilogue)
     {
-        (long planeLong, long widthLong) = DirectExtents(shape, outShape, batch);
+        (long planeLong, long widthLong, int wq) = DirectExtents(shape, outShape, batch);
         int plane = (int)planeLong, width = (int)widthLong;
-        int h = shape.Height, w = shape.Width, wp = w + 2 * Padding.W, ho = outShape.Height, wo = outShape.Width;
-        int paddedSize = InChannels * batch * plane;
+        int h = shape.Height, w = shape.Width, ho = outShape.Height, wo = outShape.Width;
+        int phases = Phases, paddedSize = checked(InChannels * phases * batch * plane);
         long stored = epilogue.PoolsMax2x2 ? (long)(ho / 2) * (wo / 2) : (long)ho * wo;
         if (input.Length < (long)shape.Size * batch || output.Length < Weight.Rows * batch * stored)
             throw new ArgumentException("The buffers are smaller than the shapes.", nameof(input));
         Span<float> padded = scratch[..(paddedSize + Slack)];
-        Span<float> tiles = scratch.Slice(paddedSize + Slack, checked((int)CsrMatrix.ShiftedTilesFloats(Weight.Rows, width, InChannels)));
+        Span<float> tiles = scratch.Slice(paddedSize + Slack, checked((int)CsrMatrix.ShiftedTilesFloats(Weight.Rows, width, InChannels * phases)));
         padded[paddedSize..].Clear();
-        int[] offsets = TapOffsets(shape, batch, plane, wp);
+        int[] offsets = TapOffsets(shape, batch, plane, wq);
         int planes = InChannels * batch;
-        (int H, int W) pad = Padding;
+        (int H, int W) pad = Padding, stride = Stride;
         fixed (float* src = input)
         fixed (float* x = padded)
         fixed (int* o = offsets)
@@ -333,27 +346,67 @@ public sealed class Conv2dLayer : SparseLayer
         fixed (float* dst = output)
         {
             nint pSrc = (nint)src, pX = (nint)x;
-            // Padding is a plain copy, split across the kernel threads by planes.
-            Kernels.Parallelism.Run(Kernels.Parallelism.Even(planes, threads, (long)planes * plane), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+            // Padding (and the phase split) is a copy, split across the kernel threads by input planes.
+            Kernels.Parallelism.Run(Kernels.Parallelism.Even(planes, threads, (long)planes * plane * phases), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
                 for (int p = first; p < end; p++)
                 {
-                    float* from = (float*)pSrc + (long)p * h * w, to = (float*)pX + (long)p * plane;
-                    if (pad == (0, 0)) { new Span<float>(from, h * w).CopyTo(new Span<float>(to, plane)); continue; }
-                    new Span<float>(to, plane).Clear();
+                    int c = p / batch, n = p - c * batch;
+                    float* from = (float*)pSrc + (long)p * h * w;
+                    // Phase (ph, pw) of channel c, sample n starts at ((c·phases + ph·s_w + pw)·N + n)·plane.
+                    float* to = (float*)pX + ((long)c * phases * batch + n) * plane;
+                    long phaseStride = (long)batch * plane;
+                    if (stride == (1, 1) && pad == (0, 0)) { new Span<float>(from, h * w).CopyTo(new Span<float>(to, plane)); continue; }
+                    for (int ph = 0; ph < phases; ph++) new Span<float>(to + ph * phaseStride, plane).Clear();
                     for (int row = 0; row < h; row++)
-                        new Span<float>(from + row * w, w).CopyTo(new Span<float>(to + (row + pad.H) * wp + pad.W, w));
+                    {
+                        int y = row + pad.H;
+                        float* line = to + (y % stride.H) * stride.W * phaseStride + (long)(y / stride.H) * wq;
+                        PhaseRow(from + (long)row * w, w, line, phaseStride, stride.W, pad.W);
+                    }
                 }
             });
             // The product goes block by block through per-thread tiles straight into the compact output.
-            var store = new ShiftedOutput(dst, batch, plane, wp, ho, wo, epilogue, Simd != SimdLevel.Scalar);
-            if (Weight is CsrMatrix csr) csr.MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels);
-            else ((DenseMatrix)Weight).MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels);
+            var store = new ShiftedOutput(dst, batch, plane, wq, ho, wo, epilogue, Simd != SimdLevel.Scalar);
+            if (Weight is CsrMatrix csr) csr.MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels * phases);
+            else ((DenseMatrix)Weight).MultiplyShiftedCore(x, o, store, t, b, width, threads, Simd, footprintRows: InChannels * phases);
         }
     }
 
-    /// <summary>Offset into the padded input of each filter tap (c, ky, kx), cached for the last shape and batch.</summary>
-    private int[] TapOffsets(FeatureShape shape, int batch, int plane, int wp)
+    /// <summary>
+    /// Copies one input row into its phase rows: padded column X = x + <paramref name="padW"/> goes to phase X mod s,
+    /// column X div s (phase q's row at line + q·<paramref name="phaseStride"/>). At stride 1 a plain copy; at stride
+    /// 2 the even and odd inputs four at a time by vector shuffles.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PhaseRow(float* from, int w, float* line, long phaseStride, int s, int padW)
+    {
+        if (s == 1)
+        {
+            new Span<float>(from, w).CopyTo(new Span<float>(line + padW, w));
+            return;
+        }
+        int x = 0;
+        if (s == 2 && Sse.IsSupported)
+        {
+            // Inputs 2k go to phase padW mod 2 at column k + padW div 2; inputs 2k + 1 to the other phase at k + (padW + 1) div 2.
+            float* even = line + (padW % 2) * phaseStride + padW / 2, odd = line + ((padW + 1) % 2) * phaseStride + (padW + 1) / 2;
+            for (; x + 8 <= w; x += 8)
+            {
+                Vector128<float> a = Sse.LoadVector128(from + x), b = Sse.LoadVector128(from + x + 4);
+                Sse.Store(even + x / 2, Sse.Shuffle(a, b, 0b10_00_10_00));
+                Sse.Store(odd + x / 2, Sse.Shuffle(a, b, 0b11_01_11_01));
+            }
+        }
+        for (; x < w; x++)
+        {
+            int column = x + padW;
+            line[(column % s) * phaseStride + column / s] = from[x];
+        }
+    }
+
+    /// <summary>Offset into the phase planes of each filter tap (c, ky, kx), cached for the last shape and batch.</summary>
+    private int[] TapOffsets(FeatureShape shape, int batch, int plane, int wq)
     {
         if (_taps is { } cached && cached.Shape == shape && cached.Batch == batch) return cached.Offsets;
         var offsets = new int[Weight.Cols];
@@ -361,7 +414,11 @@ public sealed class Conv2dLayer : SparseLayer
         for (int c = 0; c < InChannels; c++)
             for (int ky = 0; ky < Kernel.H; ky++)
                 for (int kx = 0; kx < Kernel.W; kx++)
-                    offsets[t++] = c * batch * plane + ky * Dilation.H * wp + kx * Dilation.W;
+                {
+                    int y = ky * Dilation.H, x = kx * Dilation.W;
+                    int phase = (y % Stride.H) * Stride.W + x % Stride.W;
+                    offsets[t++] = checked(((c * Phases + phase) * batch) * plane + y / Stride.H * wq + x / Stride.W);
+                }
         _taps = new TapTable(shape, batch, offsets);
         return offsets;
     }

@@ -168,7 +168,7 @@ public static class FormatTuning
                 foreach (MatrixFormat format in formats.Where(f => Fits(f, conv.Weight, w)))
                 {
                     WeightMatrix matrix = WeightMatrix.FromDense(w, conv.Weight.Rows, conv.Weight.Cols, format);
-                    if (matrix is CsrMatrix or DenseMatrix && conv.Stride == (1, 1))
+                    if (matrix is CsrMatrix or DenseMatrix && (conv.Stride == (1, 1) || conv.Kernel != (1, 1)))
                         list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Direct, conv.Groups));
                     list.Add(new Conv2dLayer(matrix, conv.Bias, conv.InChannels, conv.Kernel, conv.Stride, conv.Padding, conv.Dilation, ConvAlgorithm.Im2Col, conv.Groups));
                 }

@@ -51,7 +51,8 @@ public class LayerTests
             (MatrixFormat.Csr, ConvAlgorithm.Im2Col, SimdSupport.Best),
             (MatrixFormat.Dense, ConvAlgorithm.Im2Col, SimdSupport.Best),
         };
-        if (s == 1) variants.AddRange(Reference.Levels.SelectMany(level => new[] { (MatrixFormat.Csr, ConvAlgorithm.Direct, level), (MatrixFormat.Dense, ConvAlgorithm.Direct, level) }));
+        // Direct at every stride: strided filters through phase planes (stride 2 by vector shuffles, stride 3 element by element).
+        variants.AddRange(Reference.Levels.SelectMany(level => new[] { (MatrixFormat.Csr, ConvAlgorithm.Direct, level), (MatrixFormat.Dense, ConvAlgorithm.Direct, level) }));
         foreach (var (format, algorithm, simd) in variants)
         {
             var conv = new Conv2dLayer(WeightMatrix.FromDense(weight, outC, c * k * k, format), bias, c, (k, k), (s, s), (p, p), (d, d), algorithm) { Simd = simd };
@@ -83,7 +84,7 @@ public class LayerTests
             // The reference uses the values the format stores (fp16 and int8 round them).
             float[] expected = Conv(x, n, c, h, w, matrix.ToDense(), outC, k, k, stride, p, 1, bias);
             var algorithms = new List<ConvAlgorithm> { ConvAlgorithm.Im2Col };
-            if (stride == 1 && matrix is CsrMatrix or DenseMatrix) algorithms.Add(ConvAlgorithm.Direct);
+            if (matrix is CsrMatrix or DenseMatrix) algorithms.Add(ConvAlgorithm.Direct);
             foreach (ConvAlgorithm algorithm in algorithms)
                 foreach (SimdLevel level in Reference.Levels)
                 {
@@ -158,13 +159,14 @@ public class LayerTests
     }
 
     [Fact]
-    public void Direct_convolution_is_chosen_for_stride_1_filters_and_refused_where_it_cannot_run()
+    public void Direct_convolution_is_chosen_for_filters_wider_than_1x1_at_any_stride_and_refused_where_it_cannot_run()
     {
         float[] weight = Reference.Sparse(4, 18, 0.8, seed: 2);
         new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), padding: (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Direct);
-        new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Direct);
         new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3)).Algorithm.Should().Be(ConvAlgorithm.Direct);
-        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Direct);
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 8, 9), null, 9, (1, 1), (2, 2)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
         new Conv2dLayer(CsrMatrix.FromDense(weight, 6, 12), null, 12, (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
         new Conv2dLayer(new DenseMatrix(weight, 6, 12), null, 12, (1, 1)).Algorithm.Should().Be(ConvAlgorithm.Im2Col);
         // Dense groups keep im2col (direct was measured on single-group layers); CSR groups run direct.
@@ -174,8 +176,7 @@ public class LayerTests
         new Conv2dLayer(new DenseMatrix(weight, 4, 18), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct).Algorithm.Should().Be(ConvAlgorithm.Direct);
         var blocks = () => new Conv2dLayer(BsrMatrix.FromDense(weight, 4, 18, (4, 1)), null, 2, (3, 3), algorithm: ConvAlgorithm.Direct);
         blocks.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("algorithm");
-        var strided = () => new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2), algorithm: ConvAlgorithm.Direct);
-        strided.Should().Throw<ArgumentException>().WithMessage("*stride 1*");
+        new Conv2dLayer(CsrMatrix.FromDense(weight, 4, 18), null, 2, (3, 3), (2, 2), algorithm: ConvAlgorithm.Direct).Algorithm.Should().Be(ConvAlgorithm.Direct);
     }
 
     [Fact]
@@ -192,9 +193,10 @@ public class LayerTests
         direct.Weight.Format.Should().Be(MatrixFormat.Csr);
         direct.Algorithm.Should().Be(ConvAlgorithm.Direct);
 
+        // Strided filters keep the general format rule (the direct limit was measured at stride 1), and run direct too.
         var strided = Conv2dLayer.FromDense(filters, 4, null, 2, (3, 3), (2, 2));
         strided.Weight.Format.Should().Be(MatrixFormat.Dense);
-        strided.Algorithm.Should().Be(ConvAlgorithm.Im2Col);
+        strided.Algorithm.Should().Be(ConvAlgorithm.Direct);
 
         float[] denser = filters.Select((v, i) => v == 0 && i % 4 == 0 ? 1f : v).ToArray();
         denser.Count(v => v != 0).Should().BeGreaterThan(36);
