@@ -50,7 +50,9 @@ internal static unsafe class DenseKernels
         {
             case SimdLevel.Vector512 when count >= Vector512<float>.Count: FourRows<Lanes512, Vector512<float>, ShiftedRows>(w, cols, x, rows, y, ldy, bias, count, first, end); break;
             case SimdLevel.Vector256 when count >= Vector256<float>.Count: FourRows<Lanes256, Vector256<float>, ShiftedRows>(w, cols, x, rows, y, ldy, bias, count, first, end); break;
-            default: ScalarColumns(w, cols, x, rows, y, ldy, bias, count, 0, first, end); break;
+            default:
+                for (int b = 0; b < count; b++) Columns<Lanes1, float, ShiftedRows>(w, cols, x, rows, y, ldy, bias, b, first, end);
+                break;
         }
     }
 
@@ -112,7 +114,7 @@ internal static unsafe class DenseKernels
                 }
                 TL.Store(y0 + b, a0); TL.Store(y1 + b, a1); TL.Store(y2 + b, a2); TL.Store(y3 + b, a3);
             }
-            if (vectorEnd < count) ScalarColumns(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 4);
+            Tail<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 4);
         }
         for (; r < end; r++)
         {
@@ -124,21 +126,58 @@ internal static unsafe class DenseKernels
                 for (int k = 0; k < cols; k++) a = TL.MulAdd(TL.Broadcast(wr[k]), TL.Load(x + rows.Offset(k) + b), a);
                 TL.Store(y + r * ldy + b, a);
             }
-            if (vectorEnd < count) ScalarColumns(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 1);
+            Tail<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 1);
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScalarColumns<TRows>(float* w, int cols, float* x, TRows rows, float* y, long ldy, float* bias, int count, int fromColumn, int first, int end)
-        where TRows : struct, IColumnRows
+    /// <summary>The columns [<paramref name="from"/>, count) narrower than a vector: four at a time in 128-bit vectors, then one at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tail<TL, TVec, TRows>(float* w, int cols, float* x, TRows rows, float* y, long ldy, float* bias, int count, int from, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TRows : struct, IColumnRows
     {
-        for (int r = first; r < end; r++)
-            for (int b = fromColumn; b < count; b++)
+        int b = from;
+        if (TL.Count > Vector128<float>.Count && b + Vector128<float>.Count <= count)
+        {
+            Columns<Lanes128, Vector128<float>, TRows>(w, cols, x, rows, y, ldy, bias, b, first, end);
+            b += Vector128<float>.Count;
+        }
+        for (; b < count; b++) Columns<Lanes1, float, TRows>(w, cols, x, rows, y, ldy, bias, b, first, end);
+    }
+
+    /// <summary>
+    /// One vector of columns at <paramref name="b"/> for rows [first, end), four rows at once (four independent
+    /// chains), each a chain of fused multiply-adds over k from the bias: the same operations in the same order as the
+    /// wide paths, so a column gets the same bits wherever a block boundary puts it. <see cref="Lanes1"/> makes it the
+    /// scalar kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Columns<TL, TVec, TRows>(float* w, int cols, float* x, TRows rows, float* y, long ldy, float* bias, int b, int first, int end)
+        where TL : struct, ILanes<TVec> where TVec : struct where TRows : struct, IColumnRows
+    {
+        int r = first;
+        for (; r + 4 <= end; r += 4)
+        {
+            float* w0 = w + (long)r * cols, w1 = w0 + cols, w2 = w1 + cols, w3 = w2 + cols;
+            TVec a0 = TL.Broadcast(bias == null ? 0 : bias[r]), a1 = TL.Broadcast(bias == null ? 0 : bias[r + 1]);
+            TVec a2 = TL.Broadcast(bias == null ? 0 : bias[r + 2]), a3 = TL.Broadcast(bias == null ? 0 : bias[r + 3]);
+            for (int k = 0; k < cols; k++)
             {
-                float s = bias == null ? 0 : bias[r];
-                for (int k = 0; k < cols; k++) s += w[(long)r * cols + k] * x[rows.Offset(k) + b];
-                y[r * ldy + b] = s;
+                TVec xk = TL.Load(x + rows.Offset(k) + b);
+                a0 = TL.MulAdd(TL.Broadcast(w0[k]), xk, a0);
+                a1 = TL.MulAdd(TL.Broadcast(w1[k]), xk, a1);
+                a2 = TL.MulAdd(TL.Broadcast(w2[k]), xk, a2);
+                a3 = TL.MulAdd(TL.Broadcast(w3[k]), xk, a3);
             }
+            TL.Store(y + r * ldy + b, a0); TL.Store(y + (r + 1) * ldy + b, a1);
+            TL.Store(y + (r + 2) * ldy + b, a2); TL.Store(y + (r + 3) * ldy + b, a3);
+        }
+        for (; r < end; r++)
+        {
+            float* wr = w + (long)r * cols;
+            TVec a = TL.Broadcast(bias == null ? 0 : bias[r]);
+            for (int k = 0; k < cols; k++) a = TL.MulAdd(TL.Broadcast(wr[k]), TL.Load(x + rows.Offset(k) + b), a);
+            TL.Store(y + r * ldy + b, a);
+        }
     }
 
     /// <summary>Batch 1: a dot product per row with four accumulators.</summary>
