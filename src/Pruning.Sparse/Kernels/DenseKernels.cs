@@ -101,33 +101,12 @@ internal static unsafe class DenseKernels
                 TL.Store(y2 + b, a20); TL.Store(y2 + b + n, a21);
                 TL.Store(y3 + b, a30); TL.Store(y3 + b + n, a31);
             }
-            for (; b < vectorEnd; b += n)
-            {
-                TVec a0 = c0, a1 = c1, a2 = c2, a3 = c3;
-                for (int k = 0; k < cols; k++)
-                {
-                    TVec xk = TL.Load(x + rows.Offset(k) + b);
-                    a0 = TL.MulAdd(TL.Broadcast(w0[k]), xk, a0);
-                    a1 = TL.MulAdd(TL.Broadcast(w1[k]), xk, a1);
-                    a2 = TL.MulAdd(TL.Broadcast(w2[k]), xk, a2);
-                    a3 = TL.MulAdd(TL.Broadcast(w3[k]), xk, a3);
-                }
-                TL.Store(y0 + b, a0); TL.Store(y1 + b, a1); TL.Store(y2 + b, a2); TL.Store(y3 + b, a3);
-            }
+            for (; b < vectorEnd; b += n) Columns<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, b, r, r + 4);
             Tail<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 4);
         }
-        for (; r < end; r++)
-        {
-            float* wr = w + (long)r * cols;
-            TVec c = TL.Broadcast(bias == null ? 0 : bias[r]);
-            for (int b = 0; b < vectorEnd; b += n)
-            {
-                TVec a = c;
-                for (int k = 0; k < cols; k++) a = TL.MulAdd(TL.Broadcast(wr[k]), TL.Load(x + rows.Offset(k) + b), a);
-                TL.Store(y + r * ldy + b, a);
-            }
-            Tail<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, r + 1);
-        }
+        // The last one to three rows.
+        for (int b = 0; b < vectorEnd; b += n) Columns<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, b, r, end);
+        Tail<TL, TVec, TRows>(w, cols, x, rows, y, ldy, bias, count, vectorEnd, r, end);
     }
 
     /// <summary>The columns [<paramref name="from"/>, count) narrower than a vector: four at a time in 128-bit vectors, then one at a time.</summary>
