@@ -122,7 +122,8 @@ public sealed class SparseModel
                 if (layerTicks is not null) start = Stopwatch.GetTimestamp();
                 // An in-place layer writes over its input; a fused activation's time counts to the layer before it.
                 bool inPlace = Layers[i].InPlace;
-                int ran = LayerChains.Step(Layers, _shapes, i, current, inPlace ? current : next, buffers.Scratch, batch, threads);
+                Epilogue? fused = LayerChains.FusedAfter(Layers, _shapes, i, batch);
+                LayerChains.Step(Layers, _shapes, i, fused, current, inPlace ? current : next, buffers.Scratch, batch, threads);
                 if (!inPlace)
                 {
                     Span<float> swap = current;
@@ -130,7 +131,7 @@ public sealed class SparseModel
                     next = swap;
                 }
                 if (layerTicks is not null) layerTicks[i] += Stopwatch.GetTimestamp() - start;
-                i += ran;
+                i += 1 + (fused?.Layers ?? 0);
             }
             if (layerTicks is not null) start = Stopwatch.GetTimestamp();
             FromChannelMajor(current, OutputShape, batch, output);

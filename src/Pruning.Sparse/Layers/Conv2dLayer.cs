@@ -238,8 +238,9 @@ public sealed class Conv2dLayer : SparseLayer
     /// </summary>
     internal bool StoresPooled(FeatureShape input, int batch)
     {
-        if (_groups is not null || !RunsDirect(input, OutputShape(input), batch)) return false;
-        (_, long width, int pitch) = DirectExtents(input, OutputShape(input), batch);
+        FeatureShape output = OutputShape(input);
+        if (_groups is not null || !RunsDirect(input, output, batch)) return false;
+        (_, long width, int pitch) = DirectExtents(input, output, batch);
         return 2L * pitch <= CsrMatrix.MaxShiftedAlign((int)width, InChannels * Phases);
     }
 

@@ -68,19 +68,14 @@ internal static class LayerChains
 
     /// <summary>
     /// Runs the layer at <paramref name="i"/> from <paramref name="source"/> into <paramref name="target"/> (they may be
-    /// the same for an in-place layer), with the activation after it when <see cref="FusedAfter"/> fuses it. Returns
-    /// how many layers ran: 1, or more with the fused ones.
+    /// the same for an in-place layer), with the layers <paramref name="fused"/> (<see cref="FusedAfter"/>, which the
+    /// caller asked once) covers applied as it stores.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static int Step(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int i, ReadOnlySpan<float> source, Span<float> target, Span<float> scratch, int batch, int threads)
+    public static void Step(IReadOnlyList<SparseLayer> chain, FeatureShape[] shapes, int i, Epilogue? fused, ReadOnlySpan<float> source, Span<float> target, Span<float> scratch, int batch, int threads)
     {
-        if (FusedAfter(chain, shapes, i, batch) is { } epilogue)
-        {
-            ((Conv2dLayer)chain[i]).Forward(source, shapes[i], target, batch, scratch, threads, epilogue);
-            return 1 + epilogue.Layers;
-        }
-        chain[i].Forward(source, shapes[i], target, batch, scratch, threads);
-        return 1;
+        if (fused is { } epilogue) ((Conv2dLayer)chain[i]).Forward(source, shapes[i], target, batch, scratch, threads, epilogue);
+        else chain[i].Forward(source, shapes[i], target, batch, scratch, threads);
     }
 
     /// <summary>
@@ -101,12 +96,13 @@ internal static class LayerChains
         int holder = -1;   // the buffer source lives in: -1 the input (read only), 0 a, 1 b
         for (int i = 0; i < chain.Count;)
         {
-            int layers = 1 + (FusedAfter(chain, shapes, i, batch)?.Layers ?? 0);
+            Epilogue? fused = FusedAfter(chain, shapes, i, batch);
+            int layers = 1 + (fused?.Layers ?? 0);
             bool last = i + layers == chain.Count;
             // An in-place layer writes over a buffer of ours; anything else writes the other one (or the result).
             int target = last ? 2 : chain[i].InPlace && holder >= 0 ? holder : holder == 0 ? 1 : 0;
             Span<float> destination = target switch { 0 => a, 1 => b, _ => result };
-            Step(chain, shapes, i, source, destination, scratch, batch, threads);
+            Step(chain, shapes, i, fused, source, destination, scratch, batch, threads);
             source = destination;
             holder = target;
             i += layers;
