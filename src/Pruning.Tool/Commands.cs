@@ -130,9 +130,7 @@ internal static class Commands
     /// <summary>The top-level layers a convolution before them applies as it stores at this batch (they take no time of their own).</summary>
     private static bool[] FusedLayers(SparseModel model, int batch)
     {
-        var shapes = new FeatureShape[model.Layers.Count + 1];
-        shapes[0] = model.InputShape;
-        for (int i = 0; i < model.Layers.Count; i++) shapes[i + 1] = model.Layers[i].OutputShape(shapes[i]);
+        FeatureShape[] shapes = LayerChains.Shapes(model.Layers, model.InputShape);
         var fused = new bool[model.Layers.Count];
         for (int i = 0; i < model.Layers.Count; i++)
             for (int k = 1; k <= (LayerChains.FusedAfter(model.Layers, shapes, i, batch)?.Layers ?? 0); k++) fused[i + k] = true;
@@ -146,9 +144,7 @@ internal static class Commands
     /// </summary>
     private static (double[] Ours, double[] Baseline) LayerPair(SparseModel ours, SparseModel baseline, int batch, int threads, int runs)
     {
-        var random = new Random(1);
-        float[] x = Enumerable.Range(0, ours.InputShape.Size * batch).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        var y = new float[ours.OutputShape.Size * batch];
+        var (x, y) = Buffers(ours, batch);
         int entries = ours.Layers.Count + 1;
         var samples = new[] { new double[entries][], new double[entries][] };
         for (int e = 0; e < entries; e++) { samples[0][e] = new double[runs]; samples[1][e] = new double[runs]; }
@@ -165,12 +161,18 @@ internal static class Commands
         return (Medians(samples[0]), Medians(samples[1]));
     }
 
+    /// <summary>A fixed random input in [−1, 1) for <paramref name="batch"/> samples, and an output buffer.</summary>
+    private static (float[] Input, float[] Output) Buffers(SparseModel model, int batch)
+    {
+        var random = new Random(1);
+        float[] x = Enumerable.Range(0, model.InputShape.Size * batch).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        return (x, new float[model.OutputShape.Size * batch]);
+    }
+
     /// <summary>Both models' medians, timed round-robin on the same input.</summary>
     private static (double Ours, double Baseline) TimePair(SparseModel ours, SparseModel baseline, int batch, int threads, int runs)
     {
-        var random = new Random(1);
-        float[] x = Enumerable.Range(0, ours.InputShape.Size * batch).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        var y = new float[ours.OutputShape.Size * batch];
+        var (x, y) = Buffers(ours, batch);
         double[] medians = LatencyTimer.Medians([() => ours.Run(x, y, batch, threads), () => baseline.Run(x, y, batch, threads)],
             Math.Max(3, runs / 5), runs, StopwatchClock.Instance);
         return (medians[0], medians[1]);

@@ -160,8 +160,7 @@ internal static unsafe class CsrKernels
         {
             int start = rowPointers[r], stop = rowPointers[r + 1];
             // Unscaled values accumulate onto the bias; scaled ones from zero, then sum·scale + bias at the store.
-            TVec bv = TL.Broadcast(bias == null ? 0 : bias[r]), sv = TL.Broadcast(values.Scale(r));
-            TVec b0 = values.Scaled ? TL.Broadcast(0) : bv;
+            TVec b0 = Start<TL, TVec, TValues>(bias, r);
             float* yr = y + r * ldy;
             int b = 0;
             // Eight accumulators across the batch: each non-zero costs one broadcast and eight loads + FMAs.
@@ -181,10 +180,10 @@ internal static unsafe class CsrKernels
                     a6 = TL.MulAdd(w, TL.Load(xr + 6 * n), a6);
                     a7 = TL.MulAdd(w, TL.Load(xr + 7 * n), a7);
                 }
-                Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
-                Put<TL, TVec, TValues>(yr + b + 2 * n, a2, sv, bv); Put<TL, TVec, TValues>(yr + b + 3 * n, a3, sv, bv);
-                Put<TL, TVec, TValues>(yr + b + 4 * n, a4, sv, bv); Put<TL, TVec, TValues>(yr + b + 5 * n, a5, sv, bv);
-                Put<TL, TVec, TValues>(yr + b + 6 * n, a6, sv, bv); Put<TL, TVec, TValues>(yr + b + 7 * n, a7, sv, bv);
+                Finish<TL, TVec, TValues>(yr + b, a0, values, bias, r); Finish<TL, TVec, TValues>(yr + b + n, a1, values, bias, r);
+                Finish<TL, TVec, TValues>(yr + b + 2 * n, a2, values, bias, r); Finish<TL, TVec, TValues>(yr + b + 3 * n, a3, values, bias, r);
+                Finish<TL, TVec, TValues>(yr + b + 4 * n, a4, values, bias, r); Finish<TL, TVec, TValues>(yr + b + 5 * n, a5, values, bias, r);
+                Finish<TL, TVec, TValues>(yr + b + 6 * n, a6, values, bias, r); Finish<TL, TVec, TValues>(yr + b + 7 * n, a7, values, bias, r);
             }
             for (; b + 4 * n <= batch; b += 4 * n)
             {
@@ -198,8 +197,8 @@ internal static unsafe class CsrKernels
                     a2 = TL.MulAdd(w, TL.Load(xr + 2 * n), a2);
                     a3 = TL.MulAdd(w, TL.Load(xr + 3 * n), a3);
                 }
-                Put<TL, TVec, TValues>(yr + b, a0, sv, bv); Put<TL, TVec, TValues>(yr + b + n, a1, sv, bv);
-                Put<TL, TVec, TValues>(yr + b + 2 * n, a2, sv, bv); Put<TL, TVec, TValues>(yr + b + 3 * n, a3, sv, bv);
+                Finish<TL, TVec, TValues>(yr + b, a0, values, bias, r); Finish<TL, TVec, TValues>(yr + b + n, a1, values, bias, r);
+                Finish<TL, TVec, TValues>(yr + b + 2 * n, a2, values, bias, r); Finish<TL, TVec, TValues>(yr + b + 3 * n, a3, values, bias, r);
             }
         }
         // Fewer than four vectors left: one vector at a time, then four columns, then single ones, four rows at once.
@@ -266,17 +265,11 @@ internal static unsafe class CsrKernels
         return a;
     }
 
-    /// <summary>Stores row r's accumulator: as it is, or scaled and biased.</summary>
+    /// <summary>Stores row r's accumulator: as it is (it started at the bias, <see cref="Start"/>), or scaled and biased.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Finish<TL, TVec, TValues>(float* destination, TVec sum, TValues values, float* bias, int r)
         where TL : struct, ILanes<TVec> where TVec : struct where TValues : struct, ICsrValues =>
         TL.Store(destination, values.Scaled ? TL.MulAdd(sum, TL.Broadcast(values.Scale(r)), TL.Broadcast(bias == null ? 0 : bias[r])) : sum);
-
-    /// <summary>Stores an accumulator: as it is (it started at the bias), or scaled and biased.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put<TL, TVec, TValues>(float* destination, TVec sum, TVec scale, TVec bias)
-        where TL : struct, ILanes<TVec> where TVec : struct where TValues : struct, ICsrValues =>
-        TL.Store(destination, default(TValues).Scaled ? TL.MulAdd(sum, scale, bias) : sum);
 }
 
 /// <summary>Where the batched kernel finds the operand row of a CSR column. A struct, so each kind is compiled inline.</summary>
